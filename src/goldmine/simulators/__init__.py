@@ -1,0 +1,6 @@
+"""Simulators: the protocol, the adapters and the built-ins with exact truth."""
+
+from .base import BlackBoxSimulator, Draws, Simulator, box_prior
+from .galton import GaltonBoard
+
+__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard"]

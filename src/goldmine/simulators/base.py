@@ -1,0 +1,249 @@
+"""The simulator protocol and the black-box adapter.
+
+A simulator is batched over rows of θ. Given θ: (n, d_θ) it draws x: (n, d_x) and the latent path z
+of every run. A simulator that we can look into also evaluates the joint log-likelihood
+log p(x, z|θ) of a recorded run under any other θ (replay), differentiably in θ; from it mining
+gets the joint likelihood ratio and the joint score ("gold"):
+
+    r(x, z|θ, θ_ref) = p(x, z|θ) / p(x, z|θ_ref),    t(x, z|θ) = ∇_θ log p(x, z|θ).
+
+Everything runs in float64: joint log-ratios of long latent paths lose precision in float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Uniform
+
+DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The outcome of simulator runs.
+
+    Attributes:
+        x: observations, (n, d_x).
+        z: latent state of each run: a tensor or a dict of tensors whose first dimension is n,
+            or None when the simulator is a black box.
+    """
+
+    x: Tensor
+    z: Any = None
+
+
+def box_prior(low, high) -> Distribution:
+    """A uniform prior on the box [low, high] (one bound per θ dimension), in float64."""
+    low = torch.as_tensor(low, dtype=DTYPE).reshape(-1)
+    high = torch.as_tensor(high, dtype=DTYPE).reshape(-1)
+    return Independent(Uniform(low, high), 1)
+
+
+class Simulator:
+    """Base class of every simulator: subclasses set the attributes and implement the methods.
+
+    Attributes:
+        name: a short name, stored in data files to tell simulators apart.
+        theta_dim: the dimension of θ.
+        x_dim: the dimension of x.
+        prior: a torch distribution over θ with event shape (theta_dim,).
+        reference: θ_ref, (theta_dim,), the denominator of every likelihood ratio.
+        has_gold: whether `joint_log_prob` exists (False for black boxes).
+        defined_outside_prior: whether the simulator can run at θ outside the prior's support.
+    """
+
+    name: str = "simulator"
+    theta_dim: int
+    x_dim: int
+    prior: Distribution
+    reference: Tensor
+    has_gold: bool = True
+    defined_outside_prior: bool = False
+
+    def config(self) -> dict:
+        """The constructor's arguments as plain JSON values (they identify a simulator in files)."""
+        return {}
+
+    # -- validation at the public boundary -------------------------------------------------
+
+    def check_theta(self, theta, what: str = "theta") -> Tensor:
+        """Returns θ as a float64 tensor (n, theta_dim), or raises a ValueError naming the fix.
+
+        For one-dimensional θ a vector (n,) is read as n rows. Gradients are kept.
+        """
+        theta = torch.as_tensor(theta)
+        if not theta.is_floating_point():
+            theta = theta.to(DTYPE)
+        theta = theta.to(DTYPE)
+        if theta.ndim == 1 and self.theta_dim == 1:
+            theta = theta[:, None]
+        if theta.ndim != 2 or theta.shape[1] != self.theta_dim:
+            raise ValueError(
+                f"{what} must have shape (n, {self.theta_dim}) for {self.name} "
+                f"(theta_dim={self.theta_dim}); got {tuple(theta.shape)}. "
+                + ("Use theta[None] for a single point." if theta.ndim == 1 else "")
+            )
+        if theta.shape[0] == 0:
+            raise ValueError(f"{what} is empty: give at least one row of shape ({self.theta_dim},).")
+        finite = torch.isfinite(theta).all(dim=1)
+        if not bool(finite.all()):
+            row = int((~finite).nonzero()[0])
+            raise ValueError(f"{what} holds NaN or infinite values (first in row {row}: {theta[row].tolist()}).")
+        if not self.defined_outside_prior:
+            inside = self.prior.support.check(theta.detach())
+            if inside.ndim > 1:
+                inside = inside.all(dim=-1)
+            if not bool(inside.all()):
+                row = int((~inside).nonzero()[0])
+                raise ValueError(
+                    f"{what} row {row} = {theta[row].tolist()} lies outside the support of "
+                    f"{self.name}'s prior ({_describe_support(self.prior)}), where the simulator "
+                    "is undefined. Draw θ from sim.prior or clip it to the support."
+                )
+        return theta
+
+    def check_x(self, x, what: str = "x") -> Tensor:
+        """Returns x as a float64 tensor (n, x_dim), or raises a ValueError naming the fix."""
+        x = torch.as_tensor(x).to(DTYPE)
+        if x.ndim == 1 and self.x_dim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self.x_dim:
+            raise ValueError(
+                f"{what} must have shape (n, {self.x_dim}) for {self.name} (x_dim={self.x_dim}); "
+                f"got {tuple(x.shape)}."
+            )
+        return x
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    def sample(self, theta: Tensor, generator: torch.Generator | None = None) -> Draws:
+        """Runs the simulator once per row of θ: (n, theta_dim) → Draws with x (n, x_dim)."""
+        raise NotImplementedError
+
+    def joint_log_prob(self, theta: Tensor, draws: Draws) -> Tensor:
+        """log p(x, z|θ) of recorded runs replayed at θ: (n, theta_dim) → (n,), differentiable in θ."""
+        raise NotImplementedError(
+            f"{self.name} is a black box: it has no joint_log_prob, so no gold can be mined from it."
+        )
+
+    def joint_score(self, theta: Tensor, draws: Draws) -> Tensor:
+        """t(x, z|θ) = ∇_θ log p(x, z|θ): (n, theta_dim). By autograd through `joint_log_prob`;
+        built-ins may override it with a hand-written fast path (tested against this one)."""
+        theta = self.check_theta(theta).detach().requires_grad_(True)
+        with torch.enable_grad():
+            log_p = self.joint_log_prob(theta, draws)
+            (grad,) = torch.autograd.grad(log_p.sum(), theta)
+        return grad
+
+    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
+        """Exact log p(x|θ): (n, theta_dim), (n, x_dim) → (n,), where it is tractable."""
+        raise NotImplementedError(f"{self.name} has no tractable likelihood p(x|θ).")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _describe_support(prior: Distribution) -> str:
+    base = prior.base_dist if isinstance(prior, Independent) else prior
+    if isinstance(base, Uniform):
+        return f"low={base.low.tolist()}, high={base.high.tolist()}"
+    return str(prior.support)
+
+
+GOLDLESS_METHODS = "carl/nre, nle, npe, abc, alfi"
+
+
+class BlackBoxSimulator(Simulator):
+    """Wraps a plain function θ → x whose insides cannot be looked into.
+
+    Mining such a simulator is impossible; the methods that need no gold still work: carl/nre,
+    nle, npe, abc and alfi.
+
+    Arguments:
+        fn: maps θ (n, theta_dim) to x (n, x_dim) (or (n,) for x_dim = 1), as numpy arrays when
+            ``numpy=True`` and torch tensors otherwise. Its randomness should come from the
+            global numpy / torch generators, which are seeded from ``generator`` on every call so
+            that runs are reproducible. With ``vectorized=False`` it is called once per row.
+        prior: a torch distribution over θ with event shape (theta_dim,).
+        reference: θ_ref; the prior's mean by default.
+        name: stored in data files.
+
+    Example:
+        >>> import numpy as np
+        >>> sim = BlackBoxSimulator(lambda t: t + np.random.normal(size=t.shape), box_prior([-1], [1]))
+        >>> sim.sample(torch.zeros(3, 1), generator=torch.Generator().manual_seed(0)).x.shape
+        torch.Size([3, 1])
+    """
+
+    has_gold = False
+
+    def __init__(
+        self,
+        fn: Callable,
+        prior: Distribution,
+        reference=None,
+        *,
+        numpy: bool = True,
+        vectorized: bool = True,
+        name: str = "black-box",
+    ):
+        self.fn = fn
+        self.prior = prior
+        self.theta_dim = int(prior.event_shape[0]) if prior.event_shape else 1
+        self.reference = torch.as_tensor(prior.mean if reference is None else reference, dtype=DTYPE).reshape(-1)
+        self.numpy = numpy
+        self.vectorized = vectorized
+        self.name = name
+        probe = self._call(self.reference[None], seed=0)
+        self.x_dim = probe.shape[1]
+
+    def config(self) -> dict:
+        return {"fn": getattr(self.fn, "__qualname__", repr(self.fn)), "name": self.name}
+
+    def _call(self, theta: Tensor, seed: int) -> Tensor:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            state = np.random.get_state()
+            np.random.seed(seed % 2**32)
+            try:
+                arg = theta.numpy() if self.numpy else theta
+                if self.vectorized:
+                    out = self.fn(arg)
+                else:
+                    out = [self.fn(row) for row in arg]
+                    out = np.stack(out) if self.numpy else torch.stack(list(map(torch.as_tensor, out)))
+            finally:
+                np.random.set_state(state)
+        x = torch.as_tensor(np.asarray(out) if self.numpy else out).to(DTYPE)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[0] != theta.shape[0]:
+            raise ValueError(
+                f"the simulator function returned shape {tuple(x.shape)} for θ of shape "
+                f"{tuple(theta.shape)}; it must return (n, x_dim) or (n,)."
+            )
+        return x
+
+    def sample(self, theta, generator=None) -> Draws:
+        theta = self.check_theta(theta)
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        return Draws(self._call(theta, seed), None)
+
+    def joint_log_prob(self, theta, draws):
+        raise NotImplementedError(
+            f"{self.name} is a black-box simulator: goldmine cannot look into it, so it has no "
+            f"joint likelihood and no gold. Methods that need no gold still work: {GOLDLESS_METHODS}. "
+            "To mine gold, implement joint_log_prob (see the README) or write it as a Pyro model."
+        )
+
+    def joint_score(self, theta, draws):
+        return self.joint_log_prob(theta, draws)
+
+
+__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "DTYPE", "GOLDLESS_METHODS"]
