@@ -54,6 +54,8 @@ class Simulator:
         prior: a torch distribution over θ with event shape (theta_dim,).
         reference: θ_ref, (theta_dim,), the denominator of every likelihood ratio.
         has_gold: whether `joint_log_prob` exists (False for black boxes).
+        block_size: rows that `goldmine.simulate` draws from one seed; the unit of
+            reproducibility and of resumption (lower it for simulators with large latent paths).
         defined_outside_prior: whether the simulator can run at θ outside the prior's support.
     """
 
@@ -64,6 +66,7 @@ class Simulator:
     reference: Tensor
     has_gold: bool = True
     defined_outside_prior: bool = False
+    block_size: int = 16384
 
     def config(self) -> dict:
         """The constructor's arguments as plain JSON values (they identify a simulator in files)."""
@@ -118,6 +121,9 @@ class Simulator:
                 f"got {tuple(x.shape)}."
             )
         return x
+
+    def require_gold(self) -> None:
+        """Raises NotImplementedError, naming what still works, when no gold can be mined."""
 
     # -- the protocol -------------------------------------------------------------------------
 
@@ -235,15 +241,18 @@ class BlackBoxSimulator(Simulator):
         seed = int(torch.randint(0, 2**62, (), generator=generator))
         return Draws(self._call(theta, seed), None)
 
-    def joint_log_prob(self, theta, draws):
+    def require_gold(self) -> None:
         raise NotImplementedError(
             f"{self.name} is a black-box simulator: goldmine cannot look into it, so it has no "
             f"joint likelihood and no gold. Methods that need no gold still work: {GOLDLESS_METHODS}. "
             "To mine gold, implement joint_log_prob (see the README) or write it as a Pyro model."
         )
 
+    def joint_log_prob(self, theta, draws):
+        self.require_gold()
+
     def joint_score(self, theta, draws):
-        return self.joint_log_prob(theta, draws)
+        self.require_gold()
 
 
 __all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "DTYPE", "GOLDLESS_METHODS"]
