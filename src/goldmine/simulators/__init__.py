@@ -2,5 +2,9 @@
 
 from .base import BlackBoxSimulator, Draws, Simulator, box_prior
 from .galton import GaltonBoard
+from .mixture import GaussianMixture
+from .poisson import Poisson
+from .weinberg import Weinberg
 
-__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard"]
+__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "GaussianMixture", "Poisson",
+           "Weinberg"]
