@@ -65,9 +65,14 @@ def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference:
     return {k: v.detach().numpy() for k, v in out.items()}
 
 
-def draw_chunk(sim: Simulator, seed: int, blocks: list[tuple[int, int]], reference: Tensor) -> dict[str, np.ndarray]:
-    """Draws the blocks [(index, rows), ...] of a chunk and concatenates them."""
-    torch.set_num_threads(1)
+def draw_chunk(sim: Simulator, seed: int, blocks: list[tuple[int, int]], reference: Tensor,
+               threads: int | None = None) -> dict[str, np.ndarray]:
+    """Draws the blocks [(index, rows), ...] of a chunk and concatenates them.
+
+    In a worker process, `threads=1` keeps the workers from competing for the cores.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
     parts = [draw_block(sim, rows, block_generator(seed, b), reference) for b, rows in blocks]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -252,7 +257,7 @@ def _run(sim, seed, chunks, ref, workers, cluster):
             yield draw_chunk(sim, seed, chunk, ref)
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            yield from _in_order([lambda c=c: pool.submit(draw_chunk, sim, seed, c, ref) for c in chunks],
+            yield from _in_order([lambda c=c: pool.submit(draw_chunk, sim, seed, c, ref, 1) for c in chunks],
                                  ahead=2 * workers)
 
 
@@ -264,7 +269,7 @@ def _run_dask(sim, seed, chunks, ref, cluster):
         ahead = 2 * max(1, sum(client.nthreads().values()))
         [sim_future] = client.scatter([sim], broadcast=True)
         yield from _in_order(
-            [lambda c=c: client.submit(draw_chunk, sim_future, seed, c, ref, pure=False) for c in chunks],
+            [lambda c=c: client.submit(draw_chunk, sim_future, seed, c, ref, 1, pure=False) for c in chunks],
             ahead=ahead,
         )
     finally:

@@ -4,7 +4,8 @@ from .base import BlackBoxSimulator, Draws, Simulator, box_prior
 from .galton import GaltonBoard
 from .mixture import GaussianMixture
 from .poisson import Poisson
+from .pyro import PyroSimulator
 from .weinberg import Weinberg
 
-__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "GaussianMixture", "Poisson",
+__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "GaussianMixture", "Poisson", "PyroSimulator",
            "Weinberg"]

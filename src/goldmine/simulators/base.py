@@ -218,7 +218,7 @@ class BlackBoxSimulator(Simulator):
             state = np.random.get_state()
             np.random.seed(seed % 2**32)
             try:
-                arg = theta.numpy() if self.numpy else theta
+                arg = theta.detach().numpy() if self.numpy else theta.detach()
                 if self.vectorized:
                     out = self.fn(arg)
                 else:
@@ -239,7 +239,13 @@ class BlackBoxSimulator(Simulator):
     def sample(self, theta, generator=None) -> Draws:
         theta = self.check_theta(theta)
         seed = int(torch.randint(0, 2**62, (), generator=generator))
-        return Draws(self._call(theta, seed), None)
+        x = self._call(theta, seed)
+        if x.shape[1] != self.x_dim:
+            raise ValueError(
+                f"the simulator function returned x of dimension {x.shape[1]}, but {self.x_dim} when probed "
+                "at the reference: x_dim must not change with θ or the number of rows."
+            )
+        return Draws(x, None)
 
     def require_gold(self) -> None:
         raise NotImplementedError(
