@@ -1,0 +1,6 @@
+"""Estimators: surrogates of the likelihood ratio, the score, the likelihood and the posterior."""
+
+from .base import Estimator, load
+from .ratio import RatioEstimator
+
+__all__ = ["Estimator", "load", "RatioEstimator"]

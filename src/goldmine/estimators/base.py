@@ -1,0 +1,151 @@
+"""What every neural estimator shares: settings, input checks, saving and loading without pickle.
+
+A saved estimator is a folder:
+
+    config.json           format version, class, constructor arguments, fitted dimensions, θ_ref
+    weights.safetensors   the network's weights and buffers (standardisation statistics included)
+    history.json          the Trainer's history of losses
+
+`goldmine.load(folder)` rebuilds the estimator from these alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..data import Dataset
+from ..training import Trainer
+
+FORMAT = 1
+REGISTRY: dict[str, type["Estimator"]] = {}
+
+
+def register(cls):
+    """Class decorator: makes `goldmine.load` able to rebuild `cls` by its name."""
+    REGISTRY[cls.__name__] = cls
+    return cls
+
+
+class Estimator:
+    """Base class. Subclasses store their constructor arguments unchanged in `self.params`, build their
+    network in `_build(theta_dim, x_dim)` and set the fitted attributes (ending in `_`) in `fit`."""
+
+    network_: nn.Module | None = None
+
+    def __init__(self, **training):
+        self.training = training
+        self.trainer = Trainer(**training)  # validates the settings now, not at fit time
+        self.history_: dict = {}
+
+    # -- fitting -----------------------------------------------------------------------------
+
+    def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _setup(self, data: Dataset | str, fields: tuple[str, ...], method: str) -> Dataset:
+        """Opens and checks the data set, and builds a freshly seeded network for it."""
+        if not isinstance(data, Dataset):
+            data = Dataset(data)
+        data.require(*fields, method=method)
+        self.theta_dim_, self.x_dim_ = data.theta_dim, data.x_dim
+        self.reference_ = data.reference.clone()
+        torch.manual_seed(self.trainer.seed)
+        self.network_ = self._build(self.theta_dim_, self.x_dim_)
+        return data
+
+    def _check_fitted(self) -> nn.Module:
+        if self.network_ is None:
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(dataset) first.")
+        return self.network_
+
+    def _check_x(self, x) -> Tensor:
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.ndim == 1 and self.x_dim_ == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self.x_dim_:
+            raise ValueError(f"x must have shape (n, {self.x_dim_}) (the data's x_dim); got {tuple(x.shape)}.")
+        if not torch.isfinite(x).all():
+            raise ValueError("x holds NaN or infinite values.")
+        return x
+
+    def _check_x_theta(self, x, theta) -> tuple[Tensor, Tensor]:
+        """x (n, x_dim) and θ (n, theta_dim), a single θ (theta_dim,) or (1, theta_dim) broadcast to n."""
+        x = self._check_x(x)
+        theta = torch.as_tensor(theta, dtype=torch.float32)
+        if theta.ndim == 1:
+            theta = theta[None] if theta.shape[0] == self.theta_dim_ and self.theta_dim_ > 1 else theta[:, None]
+        if theta.ndim != 2 or theta.shape[1] != self.theta_dim_ or theta.shape[0] not in (1, len(x)):
+            raise ValueError(
+                f"x has shape {tuple(x.shape)} and theta has shape {tuple(theta.shape)}: theta must be "
+                f"(n, {self.theta_dim_}) with the same n as x, or a single point (1, {self.theta_dim_})."
+            )
+        if not torch.isfinite(theta).all():
+            raise ValueError("theta holds NaN or infinite values.")
+        return x, theta.expand(len(x), -1)
+
+    # -- saving ------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Writes config.json, weights.safetensors and history.json into the folder `path`."""
+        from safetensors.torch import save_file
+
+        network = self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "goldmine_format": FORMAT,
+            "class": type(self).__name__,
+            "params": self.params,
+            "training": self.training,
+            "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist()},
+        }
+        (path / "config.json").write_text(json.dumps(config, indent=2))
+        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(path / "weights.safetensors"))
+        (path / "history.json").write_text(json.dumps(self.history_, indent=1, default=float))
+        return path
+
+
+def load(path: str | Path) -> Estimator:
+    """Rebuilds a saved estimator from its folder (no pickle).
+
+    Raises:
+        FileNotFoundError: the folder or one of its files is missing.
+        ValueError: a file is corrupt, or was written by an incompatible version of goldmine.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    for name in ("config.json", "weights.safetensors"):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path / name} is missing: {path} is not a saved goldmine estimator (est.save(folder)).")
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path / 'config.json'} is corrupt ({err}); save the estimator again.") from None
+    if config.get("goldmine_format") != FORMAT:
+        raise ValueError(
+            f"{path} was saved in estimator format {config.get('goldmine_format')!r}; this goldmine reads format "
+            f"{FORMAT}. Load it with the goldmine version that saved it, or train and save it again."
+        )
+    cls = REGISTRY.get(config.get("class"))
+    if cls is None:
+        raise ValueError(f"{path} holds an unknown estimator class {config.get('class')!r}; known: {', '.join(REGISTRY)}.")
+    est = cls(**config["params"], **config["training"])
+    fitted = config["fitted"]
+    est.theta_dim_, est.x_dim_ = fitted["theta_dim"], fitted["x_dim"]
+    est.reference_ = torch.tensor(fitted["reference"], dtype=torch.float64)
+    est.network_ = est._build(est.theta_dim_, est.x_dim_)
+    try:
+        state = load_file(str(path / "weights.safetensors"))
+        est.network_.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as err:
+        raise ValueError(f"{path / 'weights.safetensors'} is corrupt or does not fit the config ({err}).") from None
+    est.network_.eval()
+    history = path / "history.json"
+    est.history_ = json.loads(history.read_text()) if history.is_file() else {}
+    return est

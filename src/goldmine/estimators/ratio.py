@@ -1,0 +1,151 @@
+"""Parametrized likelihood-ratio estimators: carl, rolr, alice and their score-augmented versions.
+
+A network gives log r̂(x|θ) ≈ log p(x|θ)/p(x|θ_ref) for every θ at once (θ is an input). It is
+anchored at the reference, log r̂(x|θ) = g(x, θ) − g(x, θ_ref), so that log r̂(x|θ_ref) = 0 holds
+exactly, as it does for the true ratio. The losses (goldmine.losses) are minimised by the true ratio:
+
+    carl / cascal      classifier between rows at θ (y = 0) and at θ_ref (y = 1), ŝ = 1/(1 + r̂)
+    rolr / rascal      regression of r̂ on r(x, z) at θ_ref and of 1/r̂ on 1/r(x, z) at θ
+    alice / alices     cross-entropy against the soft labels 1/(1 + r(x, z))
+    cascal, rascal, alices add α·‖∇_θ log r̂(x|θ) − t(x, z|θ)‖² on the rows drawn at θ,
+    differentiating the network in θ inside the loss (double backward).
+
+Clipping: only rolr and rascal clip, the log-ratios to [−clip, clip] inside the squared errors
+(see goldmine.losses.rolr); the cross-entropies need none, since they stay in log space.
+
+References:
+    Cranmer, Pavez, Louppe, "Approximating likelihood ratios with calibrated discriminative
+    classifiers", https://arxiv.org/abs/1506.02169 (carl)
+    Brehmer, Louppe, Pavez, Cranmer, PNAS 117 (2020) 5242, https://arxiv.org/abs/1805.12244
+    Stoye et al., https://arxiv.org/abs/1808.00973 (alice, alices)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .. import losses
+from ..data import Dataset
+from ..nn import Standardize, mlp
+from .base import Estimator, register
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the method table: the fields the loss reads and the loss per row."""
+
+    fields: tuple[str, ...]
+    uses_score: bool
+    loss: Callable[..., Tensor]  # (estimator, log_r_hat, score_hat, batch) → (n,)
+
+
+BASE = ("theta", "x", "label")
+METHODS: dict[str, Method] = {
+    "carl": Method(BASE, False, lambda e, a, t, b: losses.carl(a, b["label"])),
+    "rolr": Method(BASE + ("log_r",), False, lambda e, a, t, b: losses.rolr(a, b["log_r"], b["label"], e.clip)),
+    "alice": Method(BASE + ("log_r",), False, lambda e, a, t, b: losses.alice(a, b["log_r"])),
+    "cascal": Method(BASE + ("score",), True, lambda e, a, t, b: losses.cascal(a, t, b["score"], b["label"], e.alpha)),
+    "rascal": Method(
+        BASE + ("log_r", "score"), True,
+        lambda e, a, t, b: losses.rascal(a, t, b["log_r"], b["score"], b["label"], e.alpha, e.clip),
+    ),
+    "alices": Method(
+        BASE + ("log_r", "score"), True,
+        lambda e, a, t, b: losses.alices(a, t, b["log_r"], b["score"], b["label"], e.alpha),
+    ),
+}
+
+
+class RatioNetwork(nn.Module):
+    """log r̂(x|θ) = g(x, θ) − g(x, θ_ref), g an MLP on standardised (x, θ)."""
+
+    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, hidden, activation: str):
+        super().__init__()
+        self.x_norm, self.theta_norm = Standardize(x_dim), Standardize(theta_dim)
+        self.g = mlp(x_dim + theta_dim, 1, hidden, activation)
+        self.register_buffer("reference", reference.float().reshape(1, -1))
+
+    def _g(self, x: Tensor, theta: Tensor) -> Tensor:
+        return self.g(torch.cat([self.x_norm(x), self.theta_norm(theta)], dim=1))[:, 0]
+
+    def forward(self, x: Tensor, theta: Tensor) -> Tensor:
+        """x: (n, x_dim), θ: (n, theta_dim) → log r̂: (n,)."""
+        return self._g(x, theta) - self._g(x, self.reference.expand_as(theta))
+
+
+@register
+class RatioEstimator(Estimator):
+    """A neural estimator of log r(x|θ, θ_ref), trained by one of the methods of the table above.
+
+    Arguments:
+        method: carl, rolr, alice, cascal, rascal or alices.
+        alpha: the weight α of the score term (cascal, rascal, alices).
+        hidden: the widths of the hidden layers.
+        activation: a smooth activation (silu, tanh, elu, gelu, softplus).
+        clip: the clipping of log-ratios in rolr and rascal.
+        **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
+
+    Example:
+        >>> import goldmine as gm, tempfile, os
+        >>> data = gm.simulate(gm.simulators.GaltonBoard(), 2000, os.path.join(tempfile.mkdtemp(), "g.h5"),
+        ...                    progress=False)
+        >>> est = gm.RatioEstimator("alices", epochs=2, progress=False).fit(data)
+        >>> est.log_ratio(torch.tensor([[15.0]]), torch.tensor([[0.5]])).shape
+        torch.Size([1])
+    """
+
+    def __init__(self, method: str = "alices", alpha: float = 1.0, hidden=(128, 128, 128), activation: str = "silu",
+                 clip: float = 10.0, **training):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r} for RatioEstimator; known: {', '.join(METHODS)}.")
+        if not alpha >= 0:
+            raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
+        super().__init__(**training)
+        self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, tuple(hidden), activation, clip
+        self.params = {"method": method, "alpha": alpha, "hidden": list(hidden), "activation": activation, "clip": clip}
+
+    def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
+        return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation)
+
+    def fit(self, data: Dataset | str) -> "RatioEstimator":
+        """Trains on every row of the data set (both labels) and returns self."""
+        spec = METHODS[self.method]
+        data = self._setup(data, spec.fields, self.method)
+        network = self.network_
+        train, _ = data.split(self.trainer.validation)
+        network.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], shuffle=False))
+        network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], shuffle=False))
+
+        def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+            log_r_hat, score_hat = self._forward(net, batch["x"], batch["theta"], spec.uses_score)
+            return spec.loss(self, log_r_hat, score_hat, batch).mean()
+
+        self.history_ = self.trainer.fit(network, loss, data, spec.fields, desc=f"{self.method}")
+        return self
+
+    @staticmethod
+    def _forward(net: nn.Module, x: Tensor, theta: Tensor, with_score: bool) -> tuple[Tensor, Tensor | None]:
+        if not with_score:
+            return net(x, theta), None
+        with torch.enable_grad():
+            theta = theta.detach().requires_grad_(True)
+            log_r_hat = net(x, theta)
+            (score_hat,) = torch.autograd.grad(log_r_hat.sum(), theta, create_graph=net.training)
+        return log_r_hat, score_hat
+
+    def log_ratio(self, x, theta) -> Tensor:
+        """log r̂(x|θ, θ_ref): x (n, x_dim), θ (n, theta_dim) or one point → (n,)."""
+        net = self._check_fitted()
+        x, theta = self._check_x_theta(x, theta)
+        with torch.no_grad():
+            return net(x, theta)
+
+    def score(self, x, theta) -> Tensor:
+        """∇_θ log r̂(x|θ) = ∇_θ log p̂(x|θ): x (n, x_dim), θ (n, theta_dim) or one point → (n, theta_dim)."""
+        net = self._check_fitted()
+        x, theta = self._check_x_theta(x, theta)
+        return self._forward(net, x, theta, True)[1].detach()

@@ -1,0 +1,87 @@
+"""Every loss of goldmine, one function each, named after its method. They return one value per row.
+
+Notation: y is the label (0: x drawn at θ, 1: x drawn at θ_ref), a = log r̂(x|θ) the surrogate,
+b = log r(x, z|θ, θ_ref) the mined joint log-ratio, t = t(x, z|θ) the mined joint score and
+t̂ = ∇_θ log r̂(x|θ) (or ∇_θ log p̂(x|θ)). The classifier output of carl and alice is
+ŝ = 1/(1 + r̂), the probability that x was drawn at θ_ref; then log ŝ = −softplus(a) and
+log(1 − ŝ) = −softplus(−a), so cross-entropies never leave log space.
+
+    carl     y·softplus(a) + (1−y)·softplus(−a)                    (cross-entropy)
+    rolr     y·(r̂ − r)² + (1−y)·(1/r̂ − 1/r)²                      (regression on r and 1/r)
+    alice    s·softplus(a) + (1−s)·softplus(−a),  s = 1/(1 + r)     (soft labels)
+    rascal = rolr + α·(1−y)·‖t̂ − t‖²,  cascal = carl + …,  alices = alice + …
+    sally    ‖t̂(x) − t(x, z|θ_ref)‖²                               (on rows drawn at θ_ref)
+    nle      −log p̂(x|θ);   scandal = nle + α·‖t̂ − t‖²
+
+The score term only counts rows drawn at θ ((1−y)): t(x, z|θ) is an unbiased label of
+∇_θ log p(x|θ) for x ~ p(x|θ), not for x ~ p(x|θ_ref).
+
+References:
+    Brehmer, Louppe, Pavez, Cranmer, PNAS 117 (2020) 5242, https://arxiv.org/abs/1805.12244
+    Stoye, Brehmer, Louppe, Pavez, Cranmer, https://arxiv.org/abs/1808.00973 (ALICE)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn.functional import softplus
+
+
+def carl(log_r_hat: Tensor, y: Tensor) -> Tensor:
+    """Binary cross-entropy of ŝ = 1/(1 + r̂) against the label y: (n,), (n,) → (n,)."""
+    return y * softplus(log_r_hat) + (1 - y) * softplus(-log_r_hat)
+
+
+def rolr(log_r_hat: Tensor, log_r: Tensor, y: Tensor, clip: float = 10.0) -> Tensor:
+    """Squared error of r̂ against r on rows at θ_ref and of 1/r̂ against 1/r on rows at θ: (n,) each → (n,).
+
+    Written as e^{2b}·expm1(a − b)², so that neither r̂ nor r is formed. Both log-ratios are clipped to
+    [−clip, clip] first: beyond e^10 a squared ratio only feeds the heavy tail of the joint ratio into the
+    gradient (and overflows float32 soon after), while the optimum inside the range is unchanged.
+    """
+    a, b = log_r_hat.clamp(-clip, clip), log_r.clamp(-clip, clip)
+    at_ref = torch.exp(2 * b) * torch.expm1(a - b) ** 2
+    at_theta = torch.exp(-2 * b) * torch.expm1(b - a) ** 2
+    return y * at_ref + (1 - y) * at_theta
+
+
+def alice(log_r_hat: Tensor, log_r: Tensor) -> Tensor:
+    """Cross-entropy of ŝ against the soft label s = 1/(1 + r(x, z)) = sigmoid(−b): (n,), (n,) → (n,)."""
+    s = torch.sigmoid(-log_r)
+    return s * softplus(log_r_hat) + (1 - s) * softplus(-log_r_hat)
+
+
+def score_term(score_hat: Tensor, score: Tensor, y: Tensor) -> Tensor:
+    """(1 − y)·‖t̂ − t‖² on the rows drawn at θ: (n, d), (n, d), (n,) → (n,)."""
+    return (1 - y) * ((score_hat - score) ** 2).sum(-1)
+
+
+def rascal(log_r_hat, score_hat, log_r, score, y, alpha: float, clip: float = 10.0) -> Tensor:
+    """rolr + α·(1 − y)·‖t̂ − t‖²."""
+    return rolr(log_r_hat, log_r, y, clip) + alpha * score_term(score_hat, score, y)
+
+
+def cascal(log_r_hat, score_hat, score, y, alpha: float) -> Tensor:
+    """carl + α·(1 − y)·‖t̂ − t‖²."""
+    return carl(log_r_hat, y) + alpha * score_term(score_hat, score, y)
+
+
+def alices(log_r_hat, score_hat, log_r, score, y, alpha: float) -> Tensor:
+    """alice + α·(1 − y)·‖t̂ − t‖²."""
+    return alice(log_r_hat, log_r) + alpha * score_term(score_hat, score, y)
+
+
+def sally(score_hat: Tensor, score_ref: Tensor) -> Tensor:
+    """‖t̂(x) − t(x, z|θ_ref)‖²: (n, d), (n, d) → (n,)."""
+    return ((score_hat - score_ref) ** 2).sum(-1)
+
+
+def nle(log_p_hat: Tensor) -> Tensor:
+    """−log p̂(x|θ): (n,) → (n,)."""
+    return -log_p_hat
+
+
+def scandal(log_p_hat: Tensor, score_hat: Tensor, score: Tensor, alpha: float) -> Tensor:
+    """−log p̂(x|θ) + α·‖∇_θ log p̂(x|θ) − t(x, z|θ)‖² on rows drawn at θ: (n,), (n, d), (n, d) → (n,)."""
+    return -log_p_hat + alpha * ((score_hat - score) ** 2).sum(-1)

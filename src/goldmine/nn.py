@@ -1,0 +1,57 @@
+"""Small building blocks: a smooth MLP and input standardisation.
+
+The activations are smooth (SiLU by default) because the score-based losses differentiate the
+network with respect to its θ input and then train on that gradient: piecewise-linear activations
+would make ∇_θ log r̂ piecewise constant.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus}
+
+
+def mlp(in_dim: int, out_dim: int, hidden: Iterable[int] = (128, 128, 128), activation: str = "silu") -> nn.Sequential:
+    """A fully connected network in_dim → hidden… → out_dim with the named activation between layers."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
+    layers, width = [], in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
+        width = h
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class Standardize(nn.Module):
+    """y = (v − mean) / std with statistics learned from training data (buffers, so they are saved)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, v: Tensor) -> Tensor:
+        return (v - self.mean) / self.std
+
+    @torch.no_grad()
+    def fit(self, batches: Iterable[Tensor]) -> "Standardize":
+        """Learns mean and std from an iterable of (n_i, dim) tensors in one streaming pass."""
+        count, total, squares = 0, 0.0, 0.0
+        for v in batches:
+            v = v.double()
+            count += len(v)
+            total = total + v.sum(0)
+            squares = squares + (v**2).sum(0)
+        if count == 0:
+            raise ValueError("no rows to learn the input standardisation from.")
+        mean = total / count
+        var = (squares / count - mean**2).clamp(min=0)
+        self.mean.copy_(mean)
+        # constant inputs (e.g. θ fixed at θ_ref) keep unit scale instead of dividing by zero
+        self.std.copy_(torch.where(var > 1e-12, var.sqrt(), torch.ones_like(var)))
+        return self
