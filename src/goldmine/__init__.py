@@ -2,10 +2,10 @@
 
 from . import simulators
 from .data import Dataset, simulate
-from .estimators import RatioEstimator, load
+from .estimators import RatioEstimator, ScoreEstimator, load
 from .mining import Gold, mine
 from .training import Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["simulators", "Dataset", "simulate", "Gold", "mine", "RatioEstimator", "Trainer", "load"]
+__all__ = ["simulators", "Dataset", "simulate", "Gold", "mine", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]

@@ -172,7 +172,7 @@ class _Rows:
         if self.cached is not None:
             self.count = len(self.cached[self.fields[0]])
         else:
-            self.count = sum(len(b[self.fields[0]]) for b in data.batches(65536, ["label"], label=label, shuffle=False))
+            self.count = sum(len(b["label"]) for b in data.batches(65536, ["label"], label=label, shuffle=False))
 
     def batches(self, batch_size: int, seed: int | None):
         if self.cached is None:

@@ -2,5 +2,6 @@
 
 from .base import Estimator, load
 from .ratio import RatioEstimator
+from .score import ScoreEstimator
 
-__all__ = ["Estimator", "load", "RatioEstimator"]
+__all__ = ["Estimator", "load", "RatioEstimator", "ScoreEstimator"]
