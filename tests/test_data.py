@@ -168,6 +168,9 @@ def test_existing_file_of_another_call_is_refused_untouched(tmp_path):
     assert_same(before, arrays(path))
     again = gm.simulate(small_galton(), 2000, path, seed=0, progress=False)  # the same call reuses it
     assert len(again) == 2000
+    odd = tmp_path / "odd.h5"  # a last block shorter than block_size is not drawn again either
+    first = arrays(gm.simulate(small_galton(), 2500, odd, progress=False).path)
+    assert_same(first, arrays(gm.simulate(small_galton(), 2500, odd, progress=False).path))
 
 
 def test_corrupt_and_truncated_files_are_named(tmp_path):

@@ -220,7 +220,8 @@ def simulate(
     if done % block and done != n:
         raise ValueError(f"{path} ends inside a block ({done} rows): delete it and simulate again.")
 
-    blocks = [(b, min(block, n - b * block)) for b in range(done // block, -(-n // block))]
+    first = -(-n // block) if done == n else done // block  # a complete file has nothing left to draw
+    blocks = [(b, min(block, n - b * block)) for b in range(first, -(-n // block))]
     if chunk_size is None:
         per_chunk = max(1, min(16, len(blocks) // (4 * workers) or 1))
     else:

@@ -1,7 +1,8 @@
 """Estimators: surrogates of the likelihood ratio, the score, the likelihood and the posterior."""
 
 from .base import Estimator, load
+from .baselines import HistogramRatio
 from .ratio import RatioEstimator
 from .score import ScoreEstimator
 
-__all__ = ["Estimator", "load", "RatioEstimator", "ScoreEstimator"]
+__all__ = ["Estimator", "HistogramRatio", "load", "RatioEstimator", "ScoreEstimator"]

@@ -150,6 +150,16 @@ class Simulator:
         """Exact log p(x|θ): (n, theta_dim), (n, x_dim) → (n,), where it is tractable."""
         raise NotImplementedError(f"{self.name} has no tractable likelihood p(x|θ).")
 
+    def x_grid(self) -> tuple[Tensor, Tensor]:
+        """Quadrature over x: nodes (m, x_dim) and weights (m,) with Σ_i w_i f(x_i) ≈ ∫ f(x) dx
+        (Σ_x f(x) for discrete x). Exact metrics (`goldmine.evaluate`) integrate over x with it."""
+        raise NotImplementedError(
+            f"{self.name} has no quadrature grid over x (x_grid), so goldmine.evaluate cannot integrate "
+            "over x exactly. Built-ins with a low-dimensional x and a tractable likelihood have one "
+            "(GaltonBoard, Poisson, Weinberg); implement x_grid() returning nodes (m, x_dim) and "
+            "weights (m,) to add it."
+        )
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"

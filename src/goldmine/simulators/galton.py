@@ -148,3 +148,7 @@ class GaltonBoard(Simulator):
         idx = k.clamp(0, SLOTS - 1).long()
         out = probs.gather(1, idx[:, None])[:, 0].log()
         return torch.where(valid, out, torch.full_like(out, -math.inf))
+
+    def x_grid(self) -> tuple[Tensor, Tensor]:
+        """The 32 slots, (32, 1), each with weight 1: Σ_i w_i f(x_i) = Σ_x f(x)."""
+        return torch.arange(SLOTS, dtype=DTYPE)[:, None], torch.ones(SLOTS, dtype=DTYPE)

@@ -53,6 +53,13 @@ class Poisson(Simulator):
         out = k * theta - theta.exp() - torch.lgamma(k + 1.0)
         return torch.where(count, out, torch.full_like(out, -math.inf))[:, 0]
 
+    def x_grid(self) -> tuple[Tensor, Tensor]:
+        """The counts 0..K, (K + 1, 1), weight 1, with K = ⌈λ_max + 12·√λ_max⌉ for the largest rate
+        λ_max = e^7 of the prior: the mass beyond K is below 1e-27 anywhere on the prior (Chernoff)."""
+        rate = math.exp(float(self.prior.base_dist.high.max()))
+        k = math.ceil(rate + 12.0 * math.sqrt(rate))
+        return torch.arange(k + 1, dtype=DTYPE)[:, None], torch.ones(k + 1, dtype=DTYPE)
+
     def joint_log_prob(self, theta, draws: Draws) -> Tensor:
         """Equal to `log_prob`: there is no latent state."""
         return self.log_prob(theta, draws.x)

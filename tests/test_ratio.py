@@ -1,0 +1,93 @@
+"""RatioEstimator on the Galton board against its exact likelihood ratio."""
+
+import pytest
+import torch
+
+import goldmine as gm
+from goldmine.evaluate import log_ratio_error
+
+SIM = gm.simulators.GaltonBoard()
+FAST = dict(epochs=30, batch_size=128, lr=2e-3, hidden=(64, 64), progress=False)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return gm.simulate(SIM, 4000, tmp_path_factory.mktemp("ratio") / "g.h5", seed=0, progress=False)
+
+
+class Trivial:
+    """log r̂ = 0."""
+
+    theta_dim_, x_dim_, reference_ = 1, 1, torch.zeros(1)
+
+    def log_ratio(self, x, theta):
+        return torch.zeros(len(x))
+
+
+@pytest.fixture(scope="module")
+def trivial_error():
+    return log_ratio_error(Trivial(), SIM)["mse"]
+
+
+@pytest.mark.parametrize("method", ["carl", "rolr", "alice", "cascal", "rascal", "alices"])
+def test_every_method_beats_the_trivial_estimator(data, trivial_error, method):
+    est = gm.RatioEstimator(method, seed=1, **FAST).fit(data)
+    error = log_ratio_error(est, SIM)["mse"]
+    assert error < 0.5 * trivial_error, (method, error, trivial_error)
+    torch.testing.assert_close(est.log_ratio(torch.arange(10.0, 20.0), torch.zeros(1)), torch.zeros(10))
+
+
+def test_gold_beats_carl_at_a_small_budget(tmp_path):
+    """Over three data sets of 3000 runs each, rascal and alices have a clearly smaller error than carl."""
+    errors = {m: [] for m in ("carl", "rascal", "alices")}
+    for seed in range(3):
+        data = gm.simulate(SIM, 3000, tmp_path / f"g{seed}.h5", seed=10 + seed, progress=False)
+        for method in errors:
+            est = gm.RatioEstimator(method, seed=seed, **FAST).fit(data)
+            errors[method].append(log_ratio_error(est, SIM)["mse"])
+    carl = torch.tensor(errors["carl"])
+    for method in ("rascal", "alices"):
+        gold = torch.tensor(errors[method])
+        assert (gold < carl).all() and gold.mean() < 0.7 * carl.mean(), errors
+
+
+def test_save_load_gives_identical_outputs(data, tmp_path):
+    est = gm.RatioEstimator("alices", seed=2, **{**FAST, "epochs": 2}).fit(data)
+    x, theta = torch.arange(5.0, 26.0)[:, None], torch.linspace(-1, 1, 21)[:, None]
+    folder = est.save(tmp_path / "model")
+    again = gm.load(folder)
+    assert isinstance(again, gm.RatioEstimator) and again.method == "alices" and again.alpha == est.alpha
+    torch.testing.assert_close(again.log_ratio(x, theta), est.log_ratio(x, theta), rtol=0, atol=0)
+    torch.testing.assert_close(again.score(x, theta), est.score(x, theta), rtol=0, atol=0)
+    assert again.history_["best_epoch"] == est.history_["best_epoch"]
+
+
+def test_load_rejects_missing_corrupt_and_incompatible_folders(data, tmp_path):
+    folder = gm.RatioEstimator("carl", **{**FAST, "epochs": 1}).fit(data).save(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        gm.load(tmp_path / "nowhere")
+    (folder / "weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="corrupt"):
+        gm.load(folder)
+    (folder / "config.json").write_text('{"goldmine_format": 99}')
+    with pytest.raises(ValueError, match="format 99"):
+        gm.load(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        gm.load(folder)
+
+
+def test_bad_input(data, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown method 'sall'.*carl, rolr, alice, cascal, rascal, alices"):
+        gm.RatioEstimator("sall")
+    bb = gm.simulators.BlackBoxSimulator(lambda t: t, gm.simulators.box_prior([-1], [1]))
+    goldless = gm.simulate(bb, 200, tmp_path / "bb.h5", progress=False)
+    with pytest.raises(ValueError, match=r"\['log_r', 'score'\].*black-box"):
+        gm.RatioEstimator("rascal").fit(goldless)
+    est = gm.RatioEstimator("carl", **{**FAST, "epochs": 1}).fit(data)
+    with pytest.raises(ValueError, match=r"x has shape \(3, 1\) and theta has shape \(2, 1\)"):
+        est.log_ratio(torch.zeros(3, 1), torch.zeros(2, 1))
+    with pytest.raises(ValueError, match=r"x must have shape \(n, 1\)"):
+        est.log_ratio(torch.zeros(3, 2), torch.zeros(3, 1))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        gm.RatioEstimator("carl").log_ratio(torch.zeros(1, 1), torch.zeros(1, 1))
