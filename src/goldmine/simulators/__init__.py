@@ -2,10 +2,11 @@
 
 from .base import BlackBoxSimulator, Draws, Simulator, box_prior
 from .galton import GaltonBoard
+from .lotka_volterra import LotkaVolterra
 from .mixture import GaussianMixture
 from .poisson import Poisson
 from .pyro import PyroSimulator
 from .weinberg import Weinberg
 
-__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "GaussianMixture", "Poisson", "PyroSimulator",
+__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "LotkaVolterra", "GaussianMixture", "Poisson", "PyroSimulator",
            "Weinberg"]

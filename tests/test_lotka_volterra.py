@@ -1,0 +1,262 @@
+"""Tests of the Lotka–Volterra simulator: the event path, its replayed density and the gold identities.
+
+p(x|θ) is intractable, so the gold is checked through identities that hold for any joint density:
+E_{z~p(·|θ)}[t(x, z|θ)] = 0 and E_{z~p(·|θ_ref)}[r(x, z|θ, θ_ref)] = 1, by Monte Carlo within 5
+standard errors estimated from the same sample.
+"""
+
+import math
+
+import pytest
+import scipy.stats
+import torch
+
+from goldmine.simulators.base import DTYPE, Draws, Simulator
+from goldmine.simulators.lotka_volterra import DURATION, X_NAMES, LotkaVolterra, summarize
+
+N_REF = 400
+EXTINCT = (-4.9, 1.9, -4.9, 1.9)  # predators die fast, prey are eaten fast and hardly reproduce
+PREY_ALONE = (-4.9, 0.5, -2.0, -4.9)  # predators die out, then the prey is a pure birth process
+SLOW_END = (-4.9, -4.9, -4.9, 1.9)  # prey eaten at once, then predators die off slowly
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def rows(theta, n: int) -> torch.Tensor:
+    return torch.as_tensor(theta, dtype=DTYPE).reshape(1, -1).repeat(n, 1)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return LotkaVolterra()
+
+
+@pytest.fixture(scope="module")
+def ref_runs(sim):
+    return sim.sample(rows(sim.reference, N_REF), generator=gen(0))
+
+
+def take(draws: Draws, idx) -> Draws:
+    return Draws(draws.x[idx], {k: v[idx] for k, v in draws.z.items()})
+
+
+def assert_mean_zero(values: torch.Tensor, what: str):
+    n = values.shape[0]
+    mean, se = values.mean(dim=0), values.std(dim=0) / math.sqrt(n)
+    assert bool((mean.abs() < 5 * se).all()), f"{what}: mean {mean.tolist()} vs 5 SE {(5 * se).tolist()}"
+
+
+def test_shapes_and_latent_path(sim, ref_runs):
+    x, z = ref_runs.x, ref_runs.z
+    cap = sim.max_events
+    assert x.shape == (N_REF, 9) and x.dtype == DTYPE and len(X_NAMES) == 9
+    assert z["times"].shape == (N_REF, cap) and z["times"].dtype == DTYPE
+    assert z["events"].shape == (N_REF, cap) and z["events"].dtype == torch.int8
+    assert z["n_events"].shape == (N_REF,) and z["overflow"].dtype == torch.bool
+    slot = torch.arange(cap)
+    recorded = slot < z["n_events"][:, None]
+    assert torch.equal(z["events"] >= 0, recorded)
+    assert bool((z["events"][recorded] <= 3).all())
+    assert bool((z["times"][~recorded] == DURATION).all())  # padding
+    assert bool((z["times"].diff(dim=1) >= 0).all()) and bool((z["times"] > 0).all())
+    assert torch.equal(z["overflow"], z["n_events"] == cap)
+    # x is NaN exactly for the runs that hit the cap (at θ_ref: predators gone, prey exploding)
+    assert torch.equal(x.isnan().any(dim=1), z["overflow"]) and bool(x[~z["overflow"]].isfinite().all())
+    assert z["overflow"].double().mean() < 0.03
+    series = sim.series(ref_runs)
+    assert series.shape == (N_REF, 151, 2)
+    assert bool((series[:, 0] == torch.tensor([50.0, 100.0], dtype=DTYPE)).all())
+    assert bool((series >= 0).all())
+    done = ~z["overflow"]
+    assert torch.allclose(summarize(series[done]), x[done])
+
+
+def test_series_replays_events():
+    """The recorded grid equals a direct per-run replay of the events on the grid."""
+    sim = LotkaVolterra(max_events=3000)
+    draws = sim.sample(rows(sim.reference, 3), generator=gen(5))
+    series = sim.series(draws)
+    for i in range(3):
+        n = int(draws.z["n_events"][i])
+        t, j = draws.z["times"][i, :n], draws.z["events"][i, :n].long()
+        for g in (0, 1, 37, 150):
+            passed = j[t <= 0.2 * g]
+            x = 50 + int((passed == 0).sum() - (passed == 1).sum())
+            y = 100 + int((passed == 2).sum() - (passed == 3).sum())
+            assert series[i, g].tolist() == [x, y]
+
+
+def test_reproducible_with_seed():
+    sim = LotkaVolterra(max_events=2000)
+    theta = rows(sim.reference, 5)
+    a, b = sim.sample(theta, generator=gen(7)), sim.sample(theta, generator=gen(7))
+    assert torch.equal(a.x.nan_to_num(-1.0), b.x.nan_to_num(-1.0))
+    assert all(torch.equal(a.z[k], b.z[k]) for k in a.z)
+    c = sim.sample(theta, generator=gen(8))
+    assert not torch.equal(a.z["times"], c.z["times"])
+
+
+def test_joint_score_matches_autograd_and_finite_differences(sim, ref_runs):
+    extinct = sim.sample(rows(EXTINCT, 2), generator=gen(1))
+    prey = sim.sample(rows(PREY_ALONE, 2), generator=gen(2))
+    short = LotkaVolterra(max_events=300).sample(rows(sim.reference, 2), generator=gen(3))
+    pad = sim.max_events - 300
+    short = Draws(short.x, {
+        "times": torch.nn.functional.pad(short.z["times"], (0, pad), value=DURATION),
+        "events": torch.nn.functional.pad(short.z["events"], (0, pad), value=-1),
+        "n_events": short.z["n_events"], "overflow": short.z["overflow"],
+    })  # fmt: skip
+    parts = [take(ref_runs, slice(0, 4)), extinct, prey, short]
+    z = {k: torch.cat([p.z[k] for p in parts]) for k in parts[0].z}
+    draws = Draws(torch.cat([p.x for p in parts]), z)
+    assert bool(draws.z["overflow"][-2:].all()) and not bool(draws.z["overflow"][4:6].any())
+    n = draws.x.shape[0]
+    # replay at points other than those the runs were drawn at
+    direction = torch.tensor([1.0, -1.0, 0.5, 1.0], dtype=DTYPE)
+    theta = sim.reference + torch.linspace(-0.3, 0.3, n, dtype=DTYPE)[:, None] * direction
+    fast = sim.joint_score(theta, draws)
+    auto = Simulator.joint_score(sim, theta, draws)
+    assert torch.allclose(fast, auto, rtol=1e-9, atol=1e-7)
+    eps = 1e-5
+    log_p = lambda th: sim.joint_log_prob(th, draws)  # noqa: E731
+    fd = torch.stack([(log_p(theta + e) - log_p(theta - e)) / (2 * eps) for e in eps * torch.eye(4)], dim=1)
+    assert torch.allclose(fast, fd, rtol=1e-5, atol=1e-4)
+    assert bool(sim.joint_log_prob(theta, draws).isfinite().all())
+
+
+def test_mean_joint_score_is_zero_at_reference(sim, ref_runs):
+    assert_mean_zero(sim.joint_score(rows(sim.reference, N_REF), ref_runs), "score at θ_ref")
+
+
+@pytest.mark.parametrize(
+    "theta, cap, n",
+    [(None, 5500, 400), (PREY_ALONE, 4000, 400), (SLOW_END, 20_000, 1000)],
+    ids=["reference-capped", "prey-alone-capped", "slow-end"],
+)
+def test_mean_joint_score_is_zero_elsewhere(theta, cap, n):
+    """With a cap near the median length about half the runs overflow: their density is that of
+    the recorded prefix, and the identity must still hold (it fails with a survival term on
+    overflowed runs). PREY_ALONE goes through the pure-birth fill. SLOW_END ends with a long quiet
+    interval, where the survival term of complete runs matters (the identity fails without it)."""
+    sim = LotkaVolterra(max_events=cap)
+    theta = rows(sim.reference if theta is None else theta, n)
+    draws = sim.sample(theta, generator=gen(11))
+    overflowed = draws.z["overflow"].double().mean()
+    if cap < 20_000:
+        assert 0.1 < overflowed < 0.9
+    else:
+        assert overflowed == 0
+    assert_mean_zero(sim.joint_score(theta, draws), "score")
+
+
+def rescaled_waits(theta: torch.Tensor, z: dict) -> torch.Tensor:
+    """a(s_{k−1})·(t_k − t_{k−1}) of every recorded event, replayed here independently of the
+    simulator: iid Exp(1) by the time-rescaling theorem (up to O(1/N) from stopping at T)."""
+    width = int(z["n_events"].max())
+    j, t = z["events"][:, :width].long(), z["times"][:, :width]
+    zero = torch.zeros(j.shape[0], 1, dtype=torch.long)
+    x = 50 + torch.cat([zero, ((j == 0).long() - (j == 1).long()).cumsum(dim=1)[:, :-1]], dim=1)
+    y = 100 + torch.cat([zero, ((j == 2).long() - (j == 3).long()).cumsum(dim=1)[:, :-1]], dim=1)
+    c = theta.exp()
+    total = (c[:, :1] + c[:, 3:]) * x * y + c[:, 1:2] * x + c[:, 2:3] * y
+    wait = t.diff(dim=1, prepend=torch.zeros(j.shape[0], 1, dtype=DTYPE))
+    return (total * wait)[j >= 0]
+
+
+def test_waiting_times_are_exponential(sim, ref_runs):
+    """KS test of the rescaled waiting times against Exp(1), in the Gillespie steps (θ_ref) and in
+    the pure-birth fill (PREY_ALONE): catches waits with the right mean but the wrong law."""
+    prey_theta = rows(PREY_ALONE, 50)
+    prey = sim.sample(prey_theta, generator=gen(9))
+    for theta, draws in ((rows(sim.reference, 100), take(ref_runs, slice(0, 100))), (prey_theta, prey)):
+        waits = rescaled_waits(theta, draws.z)
+        assert waits.numel() > 100_000
+        assert scipy.stats.kstest(waits.numpy(), "expon").pvalue > 1e-3
+
+
+def test_mean_joint_ratio_is_one(sim, ref_runs):
+    """E_{θ_ref}[r(x, z|θ, θ_ref)] = 1 for θ near θ_ref (var log r ≈ 0.5: heavy tails stay tame)."""
+    ref = rows(sim.reference, N_REF)
+    for delta in ([0.01, -0.01, 0.01, -0.01], [-0.015, 0.0, 0.01, 0.005]):
+        theta = ref + torch.tensor(delta, dtype=DTYPE)
+        log_r = sim.joint_log_prob(theta, ref_runs) - sim.joint_log_prob(ref, ref_runs)
+        assert_mean_zero((log_r.exp() - 1)[:, None], f"ratio at δ = {delta}")
+
+
+def test_small_cap_overflows():
+    sim = LotkaVolterra(max_events=50)
+    theta = rows(sim.reference, 4)
+    draws = sim.sample(theta, generator=gen(4))
+    assert bool(draws.z["overflow"].all()) and bool((draws.z["n_events"] == 50).all())
+    assert bool(draws.x.isnan().all())
+    assert bool(sim.joint_log_prob(theta, draws).isfinite().all())
+    # the prefix has no survival term: its density is the product of the 50 event densities
+    prefix = sim.joint_log_prob(theta, draws)
+    complete = Draws(draws.x, {**draws.z, "overflow": torch.zeros(4, dtype=torch.bool)})
+    assert bool((sim.joint_log_prob(theta, complete) < prefix).all())
+
+
+def test_extinction(sim):
+    draws = sim.sample(rows(EXTINCT, 20), generator=gen(6))
+    series = sim.series(draws)
+    assert not bool(draws.z["overflow"].any())
+    assert bool((series[:, -1] == 0).all())  # both populations gone, and they stay gone
+    assert bool((draws.z["n_events"] < 1000).all())
+    assert bool(draws.x.isfinite().all())
+    gone = (series == 0).all(dim=2)
+    assert bool((gone[:, 1:] >= gone[:, :-1]).all())
+    assert bool(sim.joint_log_prob(rows(EXTINCT, 20), draws).isfinite().all())
+    # constant series: log(var + 1) = 0 and the correlations are 0, not NaN
+    flat = summarize(torch.full((1, 151, 2), 7.0, dtype=DTYPE))
+    assert flat.tolist() == [[7.0, 7.0, 0, 0, 0, 0, 0, 0, 0]]
+
+
+def test_reference_runs_oscillate(sim, ref_runs):
+    """Where both species survive, they oscillate like the deterministic Lotka–Volterra cycle:
+    around X* = c₂/c₃ = 100, Y* = c₁/c₀ = 50, with period 2π/√(c₁c₂) ≈ 8.9 (≈ 6.7 crossings of the
+    mean in 30 time units), smooth on the 0.2 grid, and with the predator peak lagging the prey
+    peak by a quarter period ≈ 2.2."""
+    series = sim.series(ref_runs)
+    alive = (series[:, -1] > 0).all(dim=1) & ~ref_runs.z["overflow"]
+    assert alive.sum() > 100
+    s, x = series[alive], ref_runs.x[alive]
+    med = x.median(dim=0).values
+    assert 85 < med[0] < 115 and 42 < med[1] < 58
+    assert bool((med[4:8] > 0.85).all()) and bool((med[4:8] < 1).all())
+    assert bool((med[[4, 6]] > med[[5, 7]]).all())  # correlation decays with the lag
+    u = s - s.mean(dim=1, keepdim=True)
+    crossings = ((u[:, 1:] * u[:, :-1]) < 0).sum(dim=1).double().median(dim=0).values  # (X, Y)
+    assert bool((crossings >= 4).all()) and bool((crossings <= 10).all())
+    lagged = torch.stack([(u[:, : 151 - k, 1] * u[:, k:, 0]).mean(dim=1) for k in range(40)], dim=1)
+    lag = 0.2 * lagged.argmax(dim=1).double().median()
+    assert 1.2 < lag < 3.2
+
+
+def test_bad_input(sim, ref_runs):
+    with pytest.raises(ValueError, match="shape"):
+        sim.sample(torch.zeros(2, 3, dtype=DTYPE))
+    with pytest.raises(ValueError, match="theta\\[None\\]"):
+        sim.sample(sim.reference)
+    with pytest.raises(ValueError, match="NaN"):
+        sim.sample(torch.tensor([[math.nan, 0.0, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match="outside the support"):
+        sim.sample(torch.tensor([[0.0, 0.0, 0.0, 2.5]]))
+    with pytest.raises(ValueError, match="outside the support"):
+        sim.joint_log_prob(rows([-6.0, 0, 0, 0], N_REF), ref_runs)
+    with pytest.raises(ValueError, match="runs but theta has"):
+        sim.joint_log_prob(rows(sim.reference, 3), ref_runs)
+    with pytest.raises(ValueError, match="dict"):
+        sim.joint_score(rows(sim.reference, 2), Draws(torch.zeros(2, 9), None))
+    for cap in (0, 2.5, True):
+        with pytest.raises(ValueError, match="max_events"):
+            LotkaVolterra(max_events=cap)
+
+
+def test_config_round_trip():
+    sim = LotkaVolterra(max_events=1234)
+    assert LotkaVolterra(**sim.config()).config() == {"max_events": 1234}
+    assert repr(sim) == "LotkaVolterra(max_events=1234)"
+    assert sim.prior.sample((5,)).shape == (5, 4) and sim.reference.shape == (4,)
+    assert torch.allclose(sim.reference.exp(), torch.tensor([0.01, 0.5, 1.0, 0.01], dtype=DTYPE))
