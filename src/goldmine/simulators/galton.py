@@ -51,15 +51,9 @@ class GaltonBoard(Simulator):
         levels = torch.arange(LEVELS, dtype=DTYPE)
         self._s = torch.sin(math.pi * levels / (LEVELS - 1))  # (20,)
 
-    def _left_logit(self, theta: Tensor, p: Tensor, level: int) -> tuple[Tensor, Tensor]:
-        """Inner logit a = 10·θ·(2p/30 − 1) and its derivative ∂a/∂θ, both (n,)."""
-        slope = 10.0 * (2.0 * p / 30.0 - 1.0)
-        return theta * slope, slope
-
     def _p_left(self, theta: Tensor, p: Tensor, level: int) -> Tensor:
         s = self._s[level]
-        a, _ = self._left_logit(theta, p, level)
-        q = (1.0 - s) / 2.0 + s * torch.sigmoid(a)
+        q = (1.0 - s) / 2.0 + s * torch.sigmoid(10.0 * theta * (2.0 * p / 30.0 - 1.0))
         if level % 2 == 1:
             q = torch.where(p == 0, torch.zeros_like(q), q)
             q = torch.where(p == SLOTS - 1, torch.ones_like(q), q)
