@@ -1,0 +1,395 @@
+"""Mining speed: mined rows per second of every built-in simulator, measured three ways.
+
+A mined row is the whole per-row work of a training data set row: θ ~ prior, one run
+(x, z) ~ p(x, z|θ), then its gold
+
+    log r(x, z|θ, θ_ref) = log p(x, z|θ) − log p(x, z|θ_ref),   t(x, z|θ),   t(x, z|θ_ref),
+
+that is `sim.sample` followed by `goldmine.mining.augment`. The three ways:
+
+    vectorized   one process, large batches through sample + augment; every measurement runs
+                 whole batches for at least `min_time` seconds; the best of 3 measurements and
+                 of a few batch sizes (up to 2^17 rows; the table names the best).
+                 Once with torch's default intra-op threads and once with one thread.
+    simulate     `goldmine.simulate` end to end (chunks, process pool, HDF5 writes to a temporary
+                 directory) with workers=1 and workers=2; one run each, spawn-up included.
+    loop         a plain Python loop, one row per call to sample / joint_log_prob / joint_score,
+                 for up to 200 rows or `loop_time` seconds.
+
+The issue's target is the Galton board at ≥ 1,000,000 mined rows per second, judged on the
+vectorized path with default threads; the JSON records honestly whether it was met.
+
+Usage:
+    python benchmarks/mining_speed.py [--quick] [--out DIR]
+
+It prints a table and writes DIR/mining_speed.json (with machine information: cpu count, torch
+version and threads, load average, which matters on a shared machine) and DIR/mining_speed.png.
+A simulator whose module is missing or fails is reported as unavailable, not fatal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import goldmine as gm
+from goldmine.mining import augment, reference_of
+from goldmine.simulators.base import DTYPE, Simulator
+
+TARGET = {"simulator": "galton", "rows_per_second": 1_000_000, "path": "vectorized"}
+PATHS = ("vectorized", "vectorized_1thread", "simulate_w1", "simulate_w2", "loop")
+LABELS = {
+    "vectorized": "vectorized",
+    "vectorized_1thread": "vectorized, 1 thread",
+    "simulate_w1": "simulate, workers=1",
+    "simulate_w2": "simulate, workers=2",
+    "loop": "per-row loop",
+}
+
+
+@dataclass
+class Spec:
+    """One simulator and the sizes that make its measurements last about 1–5 s.
+
+    batches: rows per vectorized batch, each tried (full run, --quick); the best counts, since the
+    fastest batch size depends on the simulator and on the machine's caches. block: rows per seed
+    block in `simulate`, None for the simulator's own; lowered for slow simulators so that a data
+    set of a few blocks, which two workers can share, stays short.
+    """
+
+    name: str
+    module: str
+    cls: str
+    kwargs: dict = field(default_factory=dict)
+    batches: tuple[tuple[int, ...], tuple[int, ...]] = ((2**13, 2**15, 2**17), (2**10, 2**12))
+    block: tuple[int | None, int | None] = (None, 1024)
+
+
+SPECS = [
+    Spec("galton", "goldmine.simulators.galton", "GaltonBoard"),
+    Spec("weinberg", "goldmine.simulators.weinberg", "Weinberg"),
+    Spec("poisson", "goldmine.simulators.poisson", "Poisson"),
+    Spec("mixture", "goldmine.simulators.mixture", "GaussianMixture", {"dim": 2}),
+    Spec("lotka_volterra", "goldmine.simulators.lotka_volterra", "LotkaVolterra",
+         batches=((128,), (8,)), block=(128, 8)),
+]
+
+
+@dataclass
+class Sizes:
+    repeats: int
+    min_time: float  # seconds per vectorized measurement
+    loop_rows: int
+    loop_time: float  # seconds at most for the loop
+    simulate_time: float  # seconds aimed at for simulate with workers=1
+    simulate_max_rows: int
+
+
+FULL = Sizes(repeats=3, min_time=1.0, loop_rows=200, loop_time=10.0, simulate_time=8.0, simulate_max_rows=2**21)
+QUICK = Sizes(repeats=2, min_time=0.1, loop_rows=20, loop_time=2.0, simulate_time=0.5, simulate_max_rows=2**14)
+
+
+# -- the three ways of mining ---------------------------------------------------------------------
+
+
+def draw_theta(sim: Simulator, n: int) -> torch.Tensor:
+    """θ ~ prior, (n, theta_dim) float64 (priors draw from torch's global generator)."""
+    return sim.prior.sample((n,)).to(DTYPE).reshape(n, sim.theta_dim)
+
+
+def mine_batch(sim: Simulator, n: int, ref: torch.Tensor, generator: torch.Generator) -> dict:
+    """n mined rows: θ ~ prior, a run at θ, and its log_r, score and score_ref."""
+    theta = draw_theta(sim, n)
+    draws = sim.sample(theta, generator=generator)
+    return {"x": draws.x, **augment(sim, theta, draws, ref)}
+
+
+def measure_vectorized(sim: Simulator, batches: tuple[int, ...], sizes: Sizes, seed: int = 0) -> dict:
+    """Best rows/s over batch sizes and `sizes.repeats` measurements, each of whole batches lasting
+    at least `sizes.min_time` seconds."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    ref = reference_of(sim)
+    mine_batch(sim, min(min(batches), 64), ref, generator)  # warm-up: first-call allocations, lazy imports
+    per_batch = {}
+    for batch in batches:
+        rates = []
+        for _ in range(sizes.repeats):
+            rows, start = 0, time.perf_counter()
+            while True:
+                mine_batch(sim, batch, ref, generator)
+                rows += batch
+                elapsed = time.perf_counter() - start
+                if elapsed >= sizes.min_time:
+                    break
+            rates.append(rows / elapsed)
+        per_batch[batch] = rates
+    best = max(per_batch, key=lambda b: max(per_batch[b]))
+    return {"rows_per_second": max(per_batch[best]), "batch": best, "threads": torch.get_num_threads(),
+            "rows_per_second_by_batch": {str(b): r for b, r in per_batch.items()}}
+
+
+def measure_loop(sim: Simulator, sizes: Sizes, seed: int = 0) -> dict:
+    """rows/s of a Python loop that mines one row per call, for up to loop_rows rows or loop_time s."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    ref = reference_of(sim)[None]
+
+    def one_row():
+        theta = draw_theta(sim, 1)
+        draws = sim.sample(theta, generator=generator)
+        with torch.no_grad():
+            log_r = sim.joint_log_prob(theta, draws) - sim.joint_log_prob(ref, draws)
+        return draws.x, log_r, sim.joint_score(theta, draws), sim.joint_score(ref, draws)
+
+    one_row()  # warm-up
+    rows, start = 0, time.perf_counter()
+    while rows < sizes.loop_rows:
+        one_row()
+        rows += 1
+        if time.perf_counter() - start > sizes.loop_time:
+            break
+    elapsed = time.perf_counter() - start
+    return {"rows_per_second": rows / elapsed, "rows": rows, "seconds": elapsed}
+
+
+def measure_simulate(sim: Simulator, workers: int, n: int, seed: int = 0) -> dict:
+    """rows/s of goldmine.simulate end to end, writing HDF5 into a temporary directory."""
+    threads = torch.get_num_threads()
+    try:
+        with tempfile.TemporaryDirectory(prefix="goldmine-bench-") as tmp:
+            start = time.perf_counter()
+            data = gm.simulate(sim, n, Path(tmp) / "bench.h5", seed=seed, workers=workers, progress=False)
+            elapsed = time.perf_counter() - start
+            rows, size = len(data), (Path(tmp) / "bench.h5").stat().st_size
+    finally:
+        torch.set_num_threads(threads)  # with workers=1 the chunks run here and set one thread
+    if rows != n:
+        raise RuntimeError(f"simulate wrote {rows} rows, {n} asked")
+    return {"rows_per_second": n / elapsed, "rows": n, "seconds": elapsed, "block_size": sim.block_size,
+            "file_bytes": size}
+
+
+def simulate_rows(sim: Simulator, rate: float, sizes: Sizes) -> int:
+    """Rows for a simulate run of about simulate_time s at `rate`: whole blocks, at least 4 of them."""
+    block = sim.block_size
+    blocks = max(4, round(rate * sizes.simulate_time / block))
+    blocks = min(blocks, max(4, sizes.simulate_max_rows // block))
+    return blocks * block
+
+
+# -- one simulator --------------------------------------------------------------------------------
+
+
+def bench_simulator(spec: Spec, sizes: Sizes, quick: bool, log=print) -> dict:
+    """Every measurement of one simulator; on any failure the simulator is reported unavailable."""
+    result: dict = {"simulator": spec.name, "class": f"{spec.module}.{spec.cls}", "kwargs": spec.kwargs,
+                    "status": "ok"}
+    stage = "load"
+    try:
+        sim = getattr(importlib.import_module(spec.module), spec.cls)(**spec.kwargs)
+        block = spec.block[1 if quick else 0]
+        if block is not None:
+            sim.block_size = block  # an instance attribute: only this benchmark's data sets use it
+        batches = spec.batches[1 if quick else 0]
+        threads = torch.get_num_threads()
+
+        stage = "vectorized"
+        log(f"[{spec.name}] vectorized, batches {batches}, {threads} threads")
+        result["vectorized"] = measure_vectorized(sim, batches, sizes)
+        stage = "vectorized_1thread"
+        log(f"[{spec.name}] vectorized, batches {batches}, 1 thread")
+        torch.set_num_threads(1)
+        try:
+            result["vectorized_1thread"] = measure_vectorized(sim, batches, sizes)
+        finally:
+            torch.set_num_threads(threads)
+
+        stage = "loop"
+        log(f"[{spec.name}] per-row loop")
+        result["loop"] = measure_loop(sim, sizes)
+
+        rate = min(result["vectorized"]["rows_per_second"], result["vectorized_1thread"]["rows_per_second"])
+        n = simulate_rows(sim, rate, sizes)
+        for workers in (1, 2):
+            stage = f"simulate_w{workers}"
+            log(f"[{spec.name}] simulate {n} rows, workers={workers}")
+            result[stage] = measure_simulate(sim, workers, n)
+        result["vectorized_over_loop"] = result["vectorized"]["rows_per_second"] / result["loop"]["rows_per_second"]
+    except Exception as error:  # noqa: BLE001 — a broken simulator must not stop the others
+        result["status"] = "unavailable"
+        result["reason"] = f"{stage}: {type(error).__name__}: {error}"
+        result["traceback"] = traceback.format_exc()
+        log(f"[{spec.name}] unavailable — {result['reason']}")
+    return result
+
+
+# -- machine, table, plot -------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        root = Path(__file__).resolve().parents[1]
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "src"], cwd=root, capture_output=True,
+                                    text=True).stdout.strip())
+    except OSError:
+        commit, dirty = "", None
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": cpu_model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "goldmine": gm.__version__,
+        "git_commit": commit,
+        "src_has_uncommitted_changes": dirty,
+    }
+
+
+def fmt_rate(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def table(results: list[dict], target: dict) -> str:
+    head = ["simulator", "best batch", *(LABELS[p] for p in PATHS), "vectorized / loop"]
+    rows = []
+    for r in results:
+        if r["status"] != "ok":
+            rows.append([r["simulator"], "", f"unavailable ({r['reason'][:100]})"])
+            continue
+        rows.append([
+            r["simulator"],
+            f"{r['vectorized']['batch']}/{r['vectorized_1thread']['batch']}",
+            *(fmt_rate(r[p]["rows_per_second"]) for p in PATHS),
+            f"{r['vectorized_over_loop']:,.3g}×",
+        ])
+    widths = [max([len(h), *(len(row[i]) for row in rows if len(row) == len(head) or i == 0)])
+              for i, h in enumerate(head)]
+    lines = ["mined rows per second (x, log_r, score, score_ref per row; θ ~ prior)",
+             "  ".join(h.rjust(w) for h, w in zip(head, widths))]
+    for row in rows:
+        if len(row) == len(head):
+            lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+        else:
+            lines.append(f"{row[0].rjust(widths[0])}  {row[2]}")
+    reached = target.get("reached")
+    verdict = "MET" if target["target_met"] else "NOT MET"
+    lines.append(
+        f"target: {target['simulator']} ≥ {target['rows_per_second']:,} mined rows/s "
+        f"on the {target['path']} path — "
+        + (f"reached {reached:,.0f} rows/s: {verdict}" if reached is not None else "not measured: NOT MET")
+    )
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], target: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["simulator"] for r in results]
+    width = 0.8 / len(PATHS)
+    fig, ax = plt.subplots(figsize=(11, 5))
+    for j, p in enumerate(PATHS):
+        xs, ys = [], []
+        for i, r in enumerate(results):
+            if r["status"] == "ok":
+                xs.append(i + (j - (len(PATHS) - 1) / 2) * width)
+                ys.append(r[p]["rows_per_second"])
+        bars = ax.bar(xs, ys, width, label=LABELS[p])
+        ax.bar_label(bars, [f"{y:.2g}" for y in ys], rotation=90, fontsize=7, padding=2)
+    ax.set_yscale("log")
+    ax.set_xlim(-0.5, len(results) - 0.5)
+    for i, r in enumerate(results):
+        if r["status"] != "ok":
+            ax.text(i, 0.5, "unavailable", ha="center", va="center", transform=ax.get_xaxis_transform(), color="gray")
+    ax.axhline(target["rows_per_second"], color="k", ls="--", lw=1)
+    ax.text(-0.45, target["rows_per_second"], f"target: {target['simulator']} ≥ {target['rows_per_second']:,} rows/s",
+            va="bottom", ha="left", fontsize=8)
+    ax.margins(y=0.15)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("mined rows per second")
+    ax.set_title(f"goldmine mining speed ({os.cpu_count()} CPUs, torch {torch.__version__})")
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
+                        help="directory for mining_speed.json and mining_speed.png")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    machine = machine_info()
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    results = [bench_simulator(spec, sizes, args.quick) for spec in SPECS]
+    machine["load_average_1_5_15min"] = {"before": load_before, "after": os.getloadavg()}
+
+    target = dict(TARGET)
+    galton = next((r for r in results if r["simulator"] == target["simulator"]), None)
+    reached = galton[target["path"]]["rows_per_second"] if galton and target["path"] in galton else None
+    target.update(reached=reached, target_met=bool(reached is not None and reached >= target["rows_per_second"]))
+
+    report = {
+        "benchmark": "mining_speed",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "seconds": time.perf_counter() - started,
+        "machine": machine,
+        "sizes": vars(sizes),
+        "target": target,
+        "target_met": target["target_met"],
+        "simulators": results,
+    }
+    (out / "mining_speed.json").write_text(json.dumps(report, indent=2))
+    plot(results, target, out / "mining_speed.png")
+    print()
+    print(table(results, target))
+    load = machine["load_average_1_5_15min"]
+    print(f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), torch {machine['torch']} with "
+          f"{machine['torch_threads']} threads; 1-min load average before {load['before'][0]:.2f}, "
+          f"after {load['after'][0]:.2f}")
+    print(f"wrote {out / 'mining_speed.json'} and {out / 'mining_speed.png'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,392 @@
+"""Sample efficiency: the error of every ratio method against the simulator budget it was trained on.
+
+For each simulator, budget N (simulator runs), seed and method, a data set of N runs is simulated
+(`goldmine.simulate`, half at θ ~ prior, half at θ_ref), the method is fitted on it, and its error
+
+    mse_r = mean over a θ grid of E_{x~p(x|θ)} [(log r̂(x|θ, θ_ref) − log r(x|θ, θ_ref))²]
+
+is computed exactly by quadrature (`goldmine.evaluate.log_ratio_error`). The methods are goldmine's
+carl, rolr, alice, cascal, rascal, alices (`RatioEstimator`), the histogram baseline
+(`HistogramRatio`) and sbi's NRE_A (`benchmarks/peers.py`, trained on the same N runs, each x paired
+with the θ that generated it; the evidence cancels in log r̂(x|θ) − log r̂(x|θ_ref)).
+
+The sample-efficiency factor: for the best gold method (rolr, alice, cascal, rascal, alices; lowest
+mean error) at budget N with mean error e, the budget N' at which a peer's mean error curve reaches e,
+by linear interpolation of log error against log budget, reported as N'/N ("> max budget" when the
+curve never gets that low). The issue's targets, recorded in the JSON under "targets":
+
+    gold_vs_sbi_nre   at N = 10³ and 10⁴ the best gold method reaches the error that sbi NRE needs
+                      ≥ 10·N runs for;
+    carl_vs_sbi_nre   carl's mean error is no worse than sbi NRE's at every budget both ran.
+
+A target that the budgets run cannot decide (e.g. 10⁴ without a budget ≥ 10⁵) is recorded as null.
+
+Usage:
+    python benchmarks/sample_efficiency.py [--quick] [--budgets N ...] [--seeds K] [--methods ...] [--out DIR]
+
+Results are written to DIR/sample_efficiency.json after every fit; a rerun with the same DIR skips
+the (simulator, budget, seed, method) entries already finished there. DIR/sample_efficiency.png plots
+error against budget on log-log axes (mean over seeds, min–max band). torch runs on one thread.
+
+References:
+    Brehmer, Louppe, Pavez, Cranmer, "Mining gold from implicit models to improve likelihood-free
+    inference", PNAS 117 (2020) 5242, https://arxiv.org/abs/1805.12244
+    Hermans, Begy, Louppe, "Likelihood-free MCMC with amortized approximate ratio estimators",
+    ICML 2020, https://arxiv.org/abs/1903.04057
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import goldmine as gm  # noqa: E402
+from goldmine.evaluate import log_ratio_error  # noqa: E402
+from mining_speed import machine_info  # noqa: E402
+from peers import sbi_nre, sbi_pairs  # noqa: E402
+
+SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
+NEURAL = ("carl", "rolr", "alice", "cascal", "rascal", "alices")
+GOLD = ("rolr", "alice", "cascal", "rascal", "alices")  # the methods that use the mined log r and t
+METHODS = NEURAL + ("histogram", "sbi_nre")
+BUDGETS = (100, 316, 1_000, 3_162, 10_000, 31_623, 100_000)
+TRAINING = dict(alpha=1.0, hidden=(128, 128, 128), epochs=50, batch_size=128, lr=2e-3)
+QUICK = dict(simulators=("galton",), budgets=(1_000, 10_000), seeds=1, methods=("carl", "alices", "histogram", "sbi_nre"))
+TARGET_BUDGETS, TARGET_FACTOR = (1_000, 10_000), 10.0
+
+
+class SbiRatio:
+    """sbi's NRE as a goldmine ratio surrogate: the attributes and `log_ratio(x, theta)` evaluate needs."""
+
+    def __init__(self, sim, seed: int):
+        self.theta_dim_, self.x_dim_, self.reference_ = sim.theta_dim, sim.x_dim, sim.reference.clone()
+        self.sim, self.seed = sim, seed
+
+    def fit(self, data) -> "SbiRatio":
+        self.reference_ = data.reference.clone()
+        theta, x = sbi_pairs(data)
+        box = self.sim.prior.base_dist
+        self.log_ratio_ = sbi_nre(theta, x, box.low, box.high, seed=self.seed)
+        self.epochs_ = int(self.log_ratio_.epochs)
+        return self
+
+    def log_ratio(self, x, theta) -> torch.Tensor:
+        """log r̂(x|θ, θ_ref): x (n, d_x), θ (n, d_θ) → (n,)."""
+        return self.log_ratio_(x, theta, self.reference_)
+
+
+def make_estimator(method: str, sim, seed: int):
+    if method in NEURAL:
+        return gm.RatioEstimator(method, seed=seed, progress=False, **TRAINING)
+    if method == "histogram":
+        return gm.HistogramRatio()
+    if method == "sbi_nre":
+        return SbiRatio(sim, seed)
+    raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}.")
+
+
+def epochs_of(est) -> int | None:
+    if hasattr(est, "epochs_"):
+        return est.epochs_
+    history = getattr(est, "history_", None)
+    return len(history["train_loss"]) if history else None
+
+
+def even(n: float) -> int:
+    return max(2, 2 * round(n / 2))
+
+
+def key(e: dict) -> tuple:
+    return (e["simulator"], e["budget"], e["seed"], e["method"])
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+
+def run(config: dict, out: Path, log=print) -> dict:
+    """Fits every (simulator, budget, seed, method) not yet in out/sample_efficiency.json; returns the results."""
+    path = out / "sample_efficiency.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    entries = [e for e in results.get("entries", []) if "error" in e]  # failed fits are retried
+    done = {key(e) for e in entries}
+    results.update(config=config, machine=machine_info(), entries=entries)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in config["simulators"]:
+            sim = SIMULATORS[name]()
+            for budget in config["budgets"]:
+                for seed in range(config["seeds"]):
+                    todo = [m for m in config["methods"] if (name, budget, seed, m) not in done]
+                    if not todo:
+                        continue
+                    start = time.perf_counter()
+                    data = gm.simulate(sim, budget, Path(tmp) / f"{name}_{budget}_{seed}.h5", seed=seed, progress=False)
+                    sim_seconds = time.perf_counter() - start
+                    for method in todo:
+                        entry = dict(simulator=name, budget=budget, seed=seed, method=method,
+                                     simulate_seconds=sim_seconds)
+                        try:
+                            est = make_estimator(method, sim, seed)
+                            start = time.perf_counter()
+                            est.fit(data)
+                            entry["fit_seconds"] = time.perf_counter() - start
+                            entry["epochs"] = epochs_of(est)
+                            entry["error"] = log_ratio_error(est, sim)["mse"]
+                        except Exception as err:  # one failing method must not end a long run
+                            entry["failed"] = f"{type(err).__name__}: {err}"
+                            entry["traceback"] = traceback.format_exc()
+                        entry["finished"] = datetime.datetime.now().isoformat(timespec="seconds")
+                        results["entries"] = [e for e in results["entries"] if key(e) != key(entry)] + [entry]
+                        summarize(results)
+                        write(results, path)
+                        log(line(entry), flush=True)
+    summarize(results)
+    write(results, path)
+    return results
+
+
+def write(results: dict, path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)  # a run killed mid-write keeps the previous file
+
+
+def line(e: dict) -> str:
+    head = f"{e['simulator']:>9} {e['budget']:>7} {e['seed']:>4} {e['method']:>9}"
+    if "failed" in e:
+        return f"{head}  FAILED {e['failed']}"
+    epochs = "-" if e["epochs"] is None else str(e["epochs"])
+    return f"{head} {epochs:>6} {e['fit_seconds']:>8.1f} {e['error']:>10.4g}"
+
+
+# -- analysis ---------------------------------------------------------------------------------------
+
+
+def curves(entries: list[dict]) -> dict:
+    """{simulator: {method: {budget: {"mean", "min", "max", "seeds", "fit_seconds"}}}} over finished fits."""
+    grouped: dict = {}
+    for e in entries:
+        if "error" in e:
+            grouped.setdefault(e["simulator"], {}).setdefault(e["method"], {}).setdefault(e["budget"], []).append(e)
+    out: dict = {}
+    for sim, methods in grouped.items():
+        for method, budgets in methods.items():
+            for budget, es in sorted(budgets.items()):
+                errors = [e["error"] for e in es]
+                out.setdefault(sim, {}).setdefault(method, {})[budget] = dict(
+                    mean=sum(errors) / len(errors), min=min(errors), max=max(errors), seeds=len(errors),
+                    fit_seconds=sum(e["fit_seconds"] for e in es) / len(es),
+                )
+    return out
+
+
+def budget_to_reach(curve: dict, error: float) -> float | None:
+    """The first budget at which a mean error curve {budget: stats} gets down to `error`.
+
+    Log-log linear interpolation between neighbouring budgets; the smallest budget if the curve starts
+    below `error`; None if it never gets there.
+    """
+    points = sorted((b, s["mean"]) for b, s in curve.items())
+    if not points:
+        return None
+    if points[0][1] <= error:
+        return float(points[0][0])
+    for (b0, e0), (b1, e1) in zip(points, points[1:]):
+        if e1 <= error:
+            t = (math.log(error) - math.log(e0)) / (math.log(e1) - math.log(e0))
+            return math.exp(math.log(b0) + t * (math.log(b1) - math.log(b0)))
+    return None
+
+
+def efficiency(table: dict) -> list[dict]:
+    """Per simulator and budget: the best gold method and the budgets carl and sbi_nre need for its error."""
+    rows = []
+    for sim, methods in table.items():
+        gold = {m: c for m, c in methods.items() if m in GOLD}
+        budgets = sorted({b for c in gold.values() for b in c})
+        for n in budgets:
+            best = min((c[n]["mean"], m) for m, c in gold.items() if n in c)
+            row = dict(simulator=sim, budget=n, best_gold=best[1], error=best[0])
+            for peer in ("carl", "sbi_nre"):
+                if peer not in methods:
+                    continue
+                curve = methods[peer]
+                needed = budget_to_reach(curve, best[0])
+                row[peer] = dict(
+                    budget_needed=needed, factor=None if needed is None else needed / n,
+                    max_budget=max(curve), reached=needed is not None,
+                    at_min_budget=needed is not None and needed == min(curve),
+                )
+            rows.append(row)
+    return rows
+
+
+def targets(table: dict, rows: list[dict]) -> dict:
+    """The issue's two targets, judged on the mean error curves; null where the run cannot decide."""
+    gold = {}
+    for row in rows:
+        if row["budget"] not in TARGET_BUDGETS or "sbi_nre" not in row:
+            continue
+        peer = row["sbi_nre"]
+        if peer["reached"]:
+            # sbi reaching the error already at its smallest budget only bounds the factor from above
+            met = peer["factor"] >= TARGET_FACTOR
+        else:
+            met = True if peer["max_budget"] >= TARGET_FACTOR * row["budget"] else None
+        gold[f"{row['simulator']}/{row['budget']}"] = dict(best_gold=row["best_gold"], factor=peer["factor"], met=met)
+    carl = {}
+    for sim, methods in table.items():
+        if "carl" in methods and "sbi_nre" in methods:
+            for n in sorted(set(methods["carl"]) & set(methods["sbi_nre"])):
+                c, s = methods["carl"][n]["mean"], methods["sbi_nre"][n]["mean"]
+                carl[f"{sim}/{n}"] = dict(carl=c, sbi_nre=s, met=c <= s)
+
+    def verdict(checks: dict):
+        values = [c["met"] for c in checks.values()]
+        if not values or any(v is None for v in values) and all(v is not False for v in values):
+            return None
+        return all(values)
+
+    return {
+        "gold_vs_sbi_nre": dict(
+            description=f"best gold method at N in {TARGET_BUDGETS} reaches the error sbi NRE needs "
+                        f">= {TARGET_FACTOR:g}·N runs for",
+            met=verdict(gold), checks=gold),
+        "carl_vs_sbi_nre": dict(description="carl's mean error <= sbi NRE's at equal budget", met=verdict(carl),
+                                checks=carl),
+    }
+
+
+def selected(results: dict) -> list[dict]:
+    """The entries of the current configuration (the file may also hold those of earlier runs)."""
+    c = results["config"]
+    return [e for e in results["entries"] if e["simulator"] in c["simulators"] and e["budget"] in c["budgets"]
+            and e["seed"] < c["seeds"] and e["method"] in c["methods"]]
+
+
+def summarize(results: dict) -> None:
+    table = curves(selected(results))
+    rows = efficiency(table)
+    results["curves"] = {s: {m: {str(b): v for b, v in c.items()} for m, c in ms.items()} for s, ms in table.items()}
+    results["efficiency"] = rows
+    results["targets"] = targets(table, rows)
+
+
+# -- reporting --------------------------------------------------------------------------------------
+
+
+def factor_text(peer: dict | None) -> str:
+    if peer is None:
+        return "-"
+    if not peer["reached"]:
+        return f"> {peer['max_budget']:,} runs"
+    prefix = "≤ " if peer["at_min_budget"] else ""
+    return f"{prefix}{peer['factor']:.2g}×"
+
+
+def report(results: dict) -> str:
+    table = curves(selected(results))
+    out = []
+    for sim, methods in table.items():
+        budgets = sorted({b for c in methods.values() for b in c})
+        out.append(f"\n{sim}: mean error over seeds [min, max] (fit seconds, mean)")
+        out.append(f"{'method':>9} " + " ".join(f"{b:>26,}" for b in budgets))
+        for method in [m for m in METHODS if m in methods] + [m for m in methods if m not in METHODS]:
+            cells = []
+            for b in budgets:
+                s = methods[method].get(b)
+                cells.append(f"{'-':>26}" if s is None else
+                             f"{s['mean']:>9.3g} [{s['min']:.2g}, {s['max']:.2g}] ({s['fit_seconds']:.0f}s)".rjust(26))
+            out.append(f"{method:>9} " + " ".join(cells))
+    failed = [e for e in selected(results) if "failed" in e]
+    for e in failed:
+        out.append(f"FAILED {e['simulator']} {e['budget']} seed {e['seed']} {e['method']}: {e['failed']}")
+    out.append("\nsample efficiency: budget needed to reach the best gold method's error, as a factor of N")
+    out.append(f"{'simulator':>9} {'N':>7} {'best gold':>9} {'error':>9} {'carl':>16} {'sbi_nre':>16}")
+    for r in results["efficiency"]:
+        out.append(f"{r['simulator']:>9} {r['budget']:>7,} {r['best_gold']:>9} {r['error']:>9.3g} "
+                   f"{factor_text(r.get('carl')):>16} {factor_text(r.get('sbi_nre')):>16}")
+    for name, t in results["targets"].items():
+        verdict = {True: "MET", False: "NOT MET", None: "undecided by these budgets"}[t["met"]]
+        out.append(f"target {name} ({t['description']}): {verdict}")
+        for where, c in t["checks"].items():
+            out.append(f"    {where}: {'met' if c['met'] else 'undecided' if c['met'] is None else 'not met'}")
+    return "\n".join(out)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = curves(selected(results))
+    if not table:
+        return
+    fig, axes = plt.subplots(1, len(table), figsize=(6 * len(table), 4.5), squeeze=False)
+    for ax, (sim, methods) in zip(axes[0], table.items()):
+        for method in [m for m in METHODS if m in methods]:
+            c = methods[method]
+            b = sorted(c)
+            style = dict(ls="--") if method in ("histogram", "sbi_nre") else {}
+            (ln,) = ax.plot(b, [c[n]["mean"] for n in b], marker="o", ms=3, label=method, **style)
+            ax.fill_between(b, [c[n]["min"] for n in b], [c[n]["max"] for n in b], color=ln.get_color(), alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("simulator runs N")
+        ax.set_ylabel("mean-squared error of log r̂")
+        ax.set_title(sim)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"goldmine sample efficiency (mean over seeds, band min–max; torch {torch.__version__}, 1 thread)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS), help="simulator runs (made even)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. K-1 per budget (data and training)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--simulators", nargs="+", default=list(SIMULATORS), choices=list(SIMULATORS))
+    parser.add_argument("--quick", action="store_true", help="galton, budgets 10³ and 10⁴, 1 seed, 4 methods")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    torch.set_num_threads(1)  # comparable timings; a thread pool on a shared machine mostly waits
+    config = dict(simulators=list(args.simulators), budgets=sorted({even(b) for b in args.budgets}),
+                  seeds=args.seeds, methods=list(args.methods), training=dict(TRAINING, hidden=list(TRAINING["hidden"])))
+    if args.quick:
+        config.update(simulators=list(QUICK["simulators"]), budgets=list(QUICK["budgets"]), seeds=QUICK["seeds"],
+                      methods=list(QUICK["methods"]))
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"sample efficiency: {config['simulators']}, budgets {config['budgets']}, {config['seeds']} seed(s), "
+          f"methods {' '.join(config['methods'])}; torch threads {torch.get_num_threads()}")
+    print(f"{'simulator':>9} {'budget':>7} {'seed':>4} {'method':>9} {'epochs':>6} {'fit [s]':>8} {'error':>10}")
+    start = time.perf_counter()
+    results = run(config, args.out)
+    plot(results, args.out / "sample_efficiency.png")
+    print(report(results))
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; wrote {args.out / 'sample_efficiency.json'} and "
+          f"{args.out / 'sample_efficiency.png'}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
