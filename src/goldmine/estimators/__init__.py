@@ -3,6 +3,6 @@
 from .base import Estimator, load
 from .baselines import HistogramRatio
 from .ratio import RatioEstimator
-from .score import ScoreEstimator
+from .score import ScoreEstimator, SummaryHistogram
 
-__all__ = ["Estimator", "HistogramRatio", "load", "RatioEstimator", "ScoreEstimator"]
+__all__ = ["Estimator", "HistogramRatio", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram"]
