@@ -25,7 +25,7 @@ def regression_loss(net, batch):
 
 
 def test_history_and_best_weights(data):
-    trainer = Trainer(epochs=5, batch_size=64, lr=1e-2, progress=False)
+    trainer = Trainer(epochs=5, batch_size=64, lr=1e-2, patience=100, progress=False)
     net = mean_model()
     history = trainer.fit(net, regression_loss, data, ("x", "score"))
     assert len(history["train_loss"]) == len(history["val_loss"]) == 5
@@ -34,6 +34,14 @@ def test_history_and_best_weights(data):
     _, val = data.split(0.1)
     v = val.tensors(["x", "score"])
     assert abs(regression_loss(net, v).item() - history["best_val_loss"]) < 1e-4
+
+
+def test_without_patience_the_final_weights_are_kept(data):
+    trainer = Trainer(epochs=4, batch_size=64, lr=1e-2, progress=False)
+    net = mean_model()
+    history = trainer.fit(net, regression_loss, data, ("x", "score"))
+    _, val = data.split(0.1)
+    assert abs(regression_loss(net, val.tensors(["x", "score"])).item() - history["val_loss"][-1]) < 1e-4
 
 
 def test_early_stopping(data):
