@@ -2,7 +2,8 @@
 
 from .base import Estimator, load
 from .baselines import HistogramRatio
+from .likelihood import LikelihoodEstimator
 from .ratio import RatioEstimator
 from .score import ScoreEstimator, SummaryHistogram
 
-__all__ = ["Estimator", "HistogramRatio", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram"]
+__all__ = ["Estimator", "HistogramRatio", "LikelihoodEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram"]
