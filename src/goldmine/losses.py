@@ -7,6 +7,7 @@ t̂ = ∇_θ log r̂(x|θ) (or ∇_θ log p̂(x|θ)). The classifier output of c
 log(1 − ŝ) = −softplus(−a), so cross-entropies never leave log space.
 
     carl     y·softplus(a) + (1−y)·softplus(−a)                    (cross-entropy)
+    nre      softplus(−d(x, θ)) + softplus(d(x, θ'))               (joint vs marginal pairs, θ' shuffled)
     rolr     y·(r̂ − r)² + (1−y)·(1/r̂ − 1/r)²                      (regression on r and 1/r)
     alice    s·softplus(a) + (1−s)·softplus(−a),  s = 1/(1 + r)     (soft labels)
     rascal = rolr + α·(1−y)·‖t̂ − t‖²,  cascal = carl + …,  alices = alice + …
@@ -19,6 +20,7 @@ The score term only counts rows drawn at θ ((1−y)): t(x, z|θ) is an unbiased
 References:
     Brehmer, Louppe, Pavez, Cranmer, PNAS 117 (2020) 5242, https://arxiv.org/abs/1805.12244
     Stoye, Brehmer, Louppe, Pavez, Cranmer, https://arxiv.org/abs/1808.00973 (ALICE)
+    Hermans, Begy, Louppe, https://arxiv.org/abs/1903.04057 (amortized NRE)
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ from torch.nn.functional import softplus
 def carl(log_r_hat: Tensor, y: Tensor) -> Tensor:
     """Binary cross-entropy of ŝ = 1/(1 + r̂) against the label y: (n,), (n,) → (n,)."""
     return y * softplus(log_r_hat) + (1 - y) * softplus(-log_r_hat)
+
+
+def nre(logit_joint: Tensor, logit_marginal: Tensor) -> Tensor:
+    """Cross-entropy of a classifier between pairs from the joint p(θ, x) (label 1) and from the product
+    of marginals p(θ)p(x) (label 0), logits d = log r̂(x, θ): (n,), (n,) → (n,). Minimised by
+    d = log p(x|θ)/p(x)."""
+    return softplus(-logit_joint) + softplus(logit_marginal)
 
 
 def rolr(log_r_hat: Tensor, log_r: Tensor, y: Tensor, clip: float = 10.0) -> Tensor:
@@ -85,3 +94,8 @@ def nle(log_p_hat: Tensor) -> Tensor:
 def scandal(log_p_hat: Tensor, score_hat: Tensor, score: Tensor, alpha: float) -> Tensor:
     """−log p̂(x|θ) + α·‖∇_θ log p̂(x|θ) − t(x, z|θ)‖² on rows drawn at θ: (n,), (n, d), (n, d) → (n,)."""
     return -log_p_hat + alpha * ((score_hat - score) ** 2).sum(-1)
+
+
+def npe(log_q: Tensor) -> Tensor:
+    """−log q(θ|x): (n,) → (n,)."""
+    return -log_q

@@ -1,4 +1,4 @@
-"""Parametrized likelihood-ratio estimators: carl, rolr, alice and their score-augmented versions.
+"""Parametrized likelihood-ratio estimators: carl, rolr, alice, their score-augmented versions, and nre.
 
 A network gives log r̂(x|θ) ≈ log p(x|θ)/p(x|θ_ref) for every θ at once (θ is an input). It is
 anchored at the reference, log r̂(x|θ) = g(x, θ) − g(x, θ_ref), so that log r̂(x|θ_ref) = 0 holds
@@ -9,6 +9,11 @@ exactly, as it does for the true ratio. The losses (goldmine.losses) are minimis
     alice / alices     cross-entropy against the soft labels 1/(1 + r(x, z))
     cascal, rascal, alices add α·‖∇_θ log r̂(x|θ) − t(x, z|θ)‖² on the rows drawn at θ,
     differentiating the network in θ inside the loss (double backward).
+    nre                the amortized ratio log r̂(x, θ) ≈ log p(x|θ)/p(x), not anchored: a classifier
+                       between pairs (θ, x) of the joint and pairs of the product of marginals (θ
+                       shuffled within the batch). It needs no gold and reads only the rows drawn at
+                       θ ~ prior (label 0), the draws from the joint; with the prior it gives the
+                       posterior, log p(θ|x) = log p(θ) + log r̂(x, θ) + const.
 
 Clipping: only rolr and rascal clip, the log-ratios to [−clip, clip] inside the squared errors
 (see goldmine.losses.rolr); the cross-entropies need none, since they stay in log space.
@@ -18,6 +23,8 @@ References:
     classifiers", https://arxiv.org/abs/1506.02169 (carl)
     Brehmer, Louppe, Pavez, Cranmer, PNAS 117 (2020) 5242, https://arxiv.org/abs/1805.12244
     Stoye et al., https://arxiv.org/abs/1808.00973 (alice, alices)
+    Hermans, Begy, Louppe, "Likelihood-free MCMC with amortized approximate ratio estimators",
+    https://arxiv.org/abs/1903.04057 (nre)
 """
 
 from __future__ import annotations
@@ -36,35 +43,48 @@ from .base import Estimator, register
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the method table: the fields the loss reads and the loss per row."""
+    """One row of the method table: the rows and fields the loss reads, and the loss per row."""
 
     fields: tuple[str, ...]
-    uses_score: bool
-    loss: Callable[..., Tensor]  # (estimator, log_r_hat, score_hat, batch) → (n,)
+    loss: Callable[..., Tensor]  # (estimator, network, batch) → (n,)
+    label: int | None = None  # train only on the rows of this label
+    anchored: bool = True  # log r̂ = g(x, θ) − g(x, θ_ref); nre learns log p(x|θ)/p(x) instead
+
+
+def _with_score(e, net, b):
+    return e._forward(net, b["x"], b["theta"], True)
+
+
+def _nre(e, net, b):
+    """Joint pairs (θ_i, x_i) against marginal pairs (θ_{i+1}, x_i): θ rolled by one in the shuffled batch."""
+    return losses.nre(net(b["x"], b["theta"]), net(b["x"], b["theta"].roll(1, dims=0)))
 
 
 BASE = ("theta", "x", "label")
 METHODS: dict[str, Method] = {
-    "carl": Method(BASE, False, lambda e, a, t, b: losses.carl(a, b["label"])),
-    "rolr": Method(BASE + ("log_r",), False, lambda e, a, t, b: losses.rolr(a, b["log_r"], b["label"], e.clip)),
-    "alice": Method(BASE + ("log_r",), False, lambda e, a, t, b: losses.alice(a, b["log_r"])),
-    "cascal": Method(BASE + ("score",), True, lambda e, a, t, b: losses.cascal(a, t, b["score"], b["label"], e.alpha)),
+    "carl": Method(BASE, lambda e, net, b: losses.carl(net(b["x"], b["theta"]), b["label"])),
+    "rolr": Method(BASE + ("log_r",), lambda e, net, b: losses.rolr(net(b["x"], b["theta"]), b["log_r"], b["label"], e.clip)),
+    "alice": Method(BASE + ("log_r",), lambda e, net, b: losses.alice(net(b["x"], b["theta"]), b["log_r"])),
+    "cascal": Method(BASE + ("score",),
+                     lambda e, net, b: losses.cascal(*_with_score(e, net, b), b["score"], b["label"], e.alpha)),
     "rascal": Method(
-        BASE + ("log_r", "score"), True,
-        lambda e, a, t, b: losses.rascal(a, t, b["log_r"], b["score"], b["label"], e.alpha, e.clip),
+        BASE + ("log_r", "score"),
+        lambda e, net, b: losses.rascal(*_with_score(e, net, b), b["log_r"], b["score"], b["label"], e.alpha, e.clip),
     ),
     "alices": Method(
-        BASE + ("log_r", "score"), True,
-        lambda e, a, t, b: losses.alices(a, t, b["log_r"], b["score"], b["label"], e.alpha),
+        BASE + ("log_r", "score"),
+        lambda e, net, b: losses.alices(*_with_score(e, net, b), b["log_r"], b["score"], b["label"], e.alpha),
     ),
+    "nre": Method(("theta", "x"), _nre, label=0, anchored=False),
 }
 
 
 class RatioNetwork(nn.Module):
-    """log r̂(x|θ) = g(x, θ) − g(x, θ_ref), g an MLP on standardised (x, θ)."""
+    """log r̂(x|θ) = g(x, θ) − g(x, θ_ref) (anchored) or g(x, θ), g an MLP on standardised (x, θ)."""
 
-    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, hidden, activation: str):
+    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, hidden, activation: str, anchored: bool = True):
         super().__init__()
+        self.anchored = anchored
         self.x_norm, self.theta_norm = Standardize(x_dim), Standardize(theta_dim)
         self.g = mlp(x_dim + theta_dim, 1, hidden, activation)
         self.register_buffer("reference", reference.float().reshape(1, -1))
@@ -74,6 +94,8 @@ class RatioNetwork(nn.Module):
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
         """x: (n, x_dim), θ: (n, theta_dim) → log r̂: (n,)."""
+        if not self.anchored:
+            return self._g(x, theta)
         return self._g(x, theta) - self._g(x, self.reference.expand_as(theta))
 
 
@@ -82,7 +104,7 @@ class RatioEstimator(Estimator):
     """A neural estimator of log r(x|θ, θ_ref), trained by one of the methods of the table above.
 
     Arguments:
-        method: carl, rolr, alice, cascal, rascal or alices.
+        method: carl, rolr, alice, cascal, rascal, alices or nre.
         alpha: the weight α of the score term (cascal, rascal, alices).
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
@@ -109,22 +131,22 @@ class RatioEstimator(Estimator):
         self.params = {"method": method, "alpha": alpha, "hidden": list(hidden), "activation": activation, "clip": clip}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
-        return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation)
+        return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,
+                            METHODS[self.method].anchored)
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
-        """Trains on every row of the data set (both labels) and returns self."""
+        """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
         spec = METHODS[self.method]
         data = self._setup(data, spec.fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
-        network.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], shuffle=False))
-        network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], shuffle=False))
+        network.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], label=spec.label, shuffle=False))
+        network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=spec.label, shuffle=False))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-            log_r_hat, score_hat = self._forward(net, batch["x"], batch["theta"], spec.uses_score)
-            return spec.loss(self, log_r_hat, score_hat, batch).mean()
+            return spec.loss(self, net, batch).mean()
 
-        self.history_ = self.trainer.fit(network, loss, data, spec.fields, desc=f"{self.method}")
+        self.history_ = self.trainer.fit(network, loss, data, spec.fields, label=spec.label, desc=self.method)
         return self
 
     @staticmethod
@@ -140,6 +162,17 @@ class RatioEstimator(Estimator):
     def log_ratio(self, x, theta) -> Tensor:
         """log r̂(x|θ, θ_ref): x (n, x_dim), θ (n, theta_dim) or one point → (n,)."""
         net = self._check_fitted()
+        x, theta = self._check_x_theta(x, theta)
+        with torch.no_grad():
+            if net.anchored:
+                return net(x, theta)
+            return net(x, theta) - net(x, net.reference.expand_as(theta))
+
+    def log_ratio_evidence(self, x, theta) -> Tensor:
+        """nre only: log r̂(x, θ) ≈ log p(x|θ)/p(x), so that log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""
+        net = self._check_fitted()
+        if net.anchored:
+            raise ValueError(f"{self.method} learns p(x|θ)/p(x|θ_ref), not p(x|θ)/p(x): train method='nre'.")
         x, theta = self._check_x_theta(x, theta)
         with torch.no_grad():
             return net(x, theta)
