@@ -153,7 +153,7 @@ def test_bad_input(galton, weinberg, tmp_path):
         LikelihoodEstimator(flow="realnvp")
     bb = gm.simulators.BlackBoxSimulator(lambda t: t + np.random.normal(size=t.shape),
                                          gm.simulators.box_prior([-1], [1]))
-    with pytest.raises(ValueError, match=r"\['score'\].*black-box"):
+    with pytest.raises(ValueError, match=r"\['score', 'score_ref'\].*black-box"):
         LikelihoodEstimator("scandal").fit(gm.simulate(bb, 200, tmp_path / "bb.h5", progress=False))
     counts = gm.simulators.BlackBoxSimulator(lambda t: np.round(t + np.random.normal(size=t.shape) * 3),
                                              gm.simulators.box_prior([-1, -1], [1, 1]))

@@ -1,6 +1,8 @@
 """Neural likelihood estimation with a conditional normalising flow: nle and scandal.
 
-A flow p̂(x|θ) is trained on the runs drawn at θ (label 0), θ ~ prior:
+A flow p̂(x|θ) is trained on every run: rows drawn at θ ~ prior (label 0) as pairs (θ, x), rows
+drawn at θ_ref (label 1) as pairs (θ_ref, x) with the joint score at θ_ref; both terms below are
+minimised by the true likelihood whatever the distribution of θ, so the whole budget counts:
 
     nle        E[−log p̂(x|θ)],  minimised by p̂ = p (it is E_θ KL(p ‖ p̂) up to a constant)
     scandal    E[−log p̂(x|θ) + α·‖∇_θ log p̂(x|θ) − t(x, z|θ)‖²]
@@ -45,7 +47,8 @@ from ..data import Dataset
 from ..nn import ACTIVATIONS, Standardize
 from .base import Estimator, register
 
-METHODS: dict[str, tuple[str, ...]] = {"nle": ("theta", "x"), "scandal": ("theta", "x", "score")}
+METHODS: dict[str, tuple[str, ...]] = {"nle": ("theta", "x", "label"),
+                                       "scandal": ("theta", "x", "label", "score", "score_ref")}
 FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
 QUADRATURE_NODES = 8
 __all__ = ["LikelihoodEstimator"]
@@ -149,16 +152,19 @@ class LikelihoodEstimator(Estimator):
                            self.bins, self.activation)
 
     def fit(self, data: Dataset | str) -> "LikelihoodEstimator":
-        """Trains on the rows drawn at θ (label 0) and returns self.
+        """Trains on every run and returns self: a row drawn at θ (label 0) is the pair (θ, x) with the joint
+        score t(x, z|θ), a row drawn at θ_ref (label 1) the pair (θ_ref, x) with t(x, z|θ_ref). The
+        maximum-likelihood objective is minimised by p̂ = p whatever the distribution of θ, so the whole
+        budget trains the flow.
 
         Raises:
             NotImplementedError: the data's x are integers and x_dim > 1 (the mass quadrature is 1-D).
         """
         fields = METHODS[self.method]
-        data = self._setup(data, fields + ("label",), self.method)
+        data = self._setup(data, fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
-        xs = [b["x"] for b in train.batches(65536, ["x"], label=0, shuffle=False)]
+        xs = [b["x"] for b in train.batches(65536, ["x"], shuffle=False)]
         discrete = bool(xs) and all(bool((x == x.round()).all()) for x in xs)
         if discrete and self.x_dim_ > 1:
             raise NotImplementedError(
@@ -171,8 +177,11 @@ class LikelihoodEstimator(Estimator):
         network.discrete.fill_(discrete)
         noise = torch.Generator().manual_seed(self.trainer.seed)
 
+        reference = self.reference_.float()
+
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-            x, theta = batch["x"], batch["theta"]
+            at_ref = batch["label"][:, None] == 1
+            x, theta = batch["x"], torch.where(at_ref, reference, batch["theta"])
             # training sees dequantised v; validation scores the mass P̂(x|θ) that the estimator serves
             dequantise = discrete and net.training
             if dequantise:
@@ -180,9 +189,10 @@ class LikelihoodEstimator(Estimator):
             log_p, score_hat = self._forward(net, x, theta, self.method == "scandal", dequantise)
             if score_hat is None:
                 return losses.nle(log_p).mean()
-            return losses.scandal(log_p, score_hat, batch["score"], self.alpha).mean()
+            score = torch.where(at_ref, batch["score_ref"], batch["score"])
+            return losses.scandal(log_p, score_hat, score, self.alpha).mean()
 
-        self.history_ = self.trainer.fit(network, loss, data, fields, label=0, desc=self.method)
+        self.history_ = self.trainer.fit(network, loss, data, fields, desc=self.method)
         return self
 
     @staticmethod
