@@ -29,6 +29,13 @@ from .base import DTYPE, Draws, Simulator, box_prior
 LEVELS = 20
 SLOTS = 32  # p = 0..31
 START = 15
+REACH = LEVELS // 2  # |p − START| ≤ 10 before every level
+CHUNK = 16384  # rows per pass in replays: keeps the (rows, 20) float64 temporaries in cache
+
+# A ball gains at most one slot per even level and loses at most one per odd level, so it stays in
+# [START − 10, START + 10] = [5, 25]: the walls at p = 0 and p = 31 are never reached, no decision
+# of a run is forced, and sampling and replay can skip them (slot_probs keeps them, for clarity).
+assert 0 < START - REACH and START + REACH < SLOTS - 1
 
 
 class GaltonBoard(Simulator):
@@ -50,6 +57,13 @@ class GaltonBoard(Simulator):
         self.reference = torch.zeros(1, dtype=DTYPE)
         levels = torch.arange(LEVELS, dtype=DTYPE)
         self._s = torch.sin(math.pi * levels / (LEVELS - 1))  # (20,)
+        self._c = (1 - self._s) / 2  # (20,), P(left) = c + s·σ(a) and P(right) = c + s·σ(−a)
+        self._even = (torch.arange(LEVELS) % 2 == 0).to(torch.int8)
+        self._evens_before = torch.tensor([(level + 1) // 2 for level in range(LEVELS)], dtype=DTYPE)
+        self._offset = torch.arange(LEVELS) * (2 * REACH + 1) + REACH  # flat (level, ±(p − 15)) index
+
+    # In terms of the lefts L_l taken before level l, p_l = 15 + (even levels before l) − L_l and the
+    # logit a_l = 10·θ·(2p_l/30 − 1) = (2θ/3)·(p_l − 15).
 
     def _p_left(self, theta: Tensor, p: Tensor, level: int) -> Tensor:
         s = self._s[level]
@@ -59,61 +73,84 @@ class GaltonBoard(Simulator):
             q = torch.where(p == SLOTS - 1, torch.ones_like(q), q)
         return q
 
-    @staticmethod
-    def _step(p: Tensor, left: Tensor, level: int) -> Tensor:
-        if level % 2 == 0:
-            return p + (~left).to(p.dtype)
-        return p - left.to(p.dtype)
-
     def sample(self, theta, generator=None) -> Draws:
         theta = self.check_theta(theta)[:, 0]
         n = theta.shape[0]
-        u = torch.rand(n, LEVELS, generator=generator, dtype=DTYPE)
-        p = torch.full((n,), float(START), dtype=DTYPE)
-        left = torch.empty(n, LEVELS, dtype=torch.bool)
-        for level in range(LEVELS):
-            left[:, level] = u[:, level] < self._p_left(theta, p, level)
-            p = self._step(p, left[:, level], level)
-        return Draws(p[:, None], left)
+        u = torch.rand(LEVELS, n, generator=generator, dtype=DTYPE)  # level-major: each level contiguous
+        left = torch.empty(LEVELS, n, dtype=torch.bool)
+        lefts = torch.zeros(n, dtype=DTYPE)
+        k = theta * (2.0 / 3.0)
+        torch.lt(u[0], 0.5, out=left[0])  # s_0 = 0: a fair decision
+        lefts += left[0]
+        for level in range(1, LEVELS):
+            s, c = self._s[level], self._c[level]
+            # u < c + s·σ(a)  ⟺  (u − c)/s < σ(a)
+            threshold = torch.addcmul(-c / s, u[level], 1 / s)
+            a = (self._evens_before[level] - lefts).mul_(k)
+            torch.lt(threshold, a.sigmoid_(), out=left[level])
+            lefts += left[level]
+        return Draws((START + REACH - lefts)[:, None], left.T.contiguous())
 
-    def _path(self, z: Tensor) -> Tensor:
-        """Slot before each level, (n, 20), recomputed from the decisions z: (n, 20)."""
-        moves = torch.where(
-            torch.arange(LEVELS) % 2 == 0, (~z).to(DTYPE), -z.to(DTYPE)
-        )  # even levels: right → +1; odd levels: left → −1
-        after = START + torch.cumsum(moves, dim=1)
-        return torch.cat([torch.full_like(after[:, :1], START), after[:, :-1]], dim=1)
+    def _signed_offsets(self, z: Tensor) -> Tensor:
+        """±(p_l − 15), + where the ball went left, from the decisions z (n, 20): (n, 20) int8.
+
+        The logit of the decision taken is ±a_l = (2θ/3)·this.
+        """
+        went_left = z.view(torch.int8)
+        step = self._even - went_left  # right on an even level: +1; left on an odd one: −1
+        before = torch.cumsum(step, dim=1, dtype=torch.int8) - step
+        return before * (2 * went_left - 1)
+
+    def _shared_theta(self, theta: Tensor) -> Tensor | None:
+        """The θ of every row when all rows share it (as θ_ref does in mining), else None."""
+        if theta.requires_grad or not bool((theta == theta[:1]).all()):
+            return None
+        return theta[0, 0]
+
+    def _tables(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """log P(d) and ∂ log P(d)/∂θ at one θ for every (level, ±(p − 15)): two (20·21,) tables."""
+        slope = torch.arange(-REACH, REACH + 1, dtype=DTYPE) * (2.0 / 3.0)  # ∂(±a)/∂θ, (21,)
+        sig = torch.sigmoid(theta * slope)
+        q = self._s[:, None] * sig
+        prob = q + self._c[:, None]
+        return prob.log().reshape(-1), (q * (1 - sig) * slope / prob).reshape(-1)
+
+    def _lookup(self, table: Tensor, z: Tensor) -> Tensor:
+        return table.take(self._signed_offsets(z).long() + self._offset).sum(dim=1)
+
+    def _log_prob_rows(self, theta: Tensor, z: Tensor) -> Tensor:
+        b = self._signed_offsets(z).to(DTYPE) * (theta * (2.0 / 3.0))  # ±a, (n, 20)
+        # every P(d) ≥ (1 − sin(9π/19))/2 ≈ 0.0017, so the product of 20 stays far from underflow:
+        # one log per row instead of 20
+        return torch.addcmul(self._c, self._s, torch.sigmoid(b)).prod(dim=1).log()
+
+    def _score_rows(self, theta: Tensor, z: Tensor) -> Tensor:
+        slope = self._signed_offsets(z).to(DTYPE).mul_(2.0 / 3.0)  # ∂(±a)/∂θ
+        sig = torch.sigmoid(theta * slope)
+        q = self._s * sig
+        prob = q + self._c
+        # ∂ log P(d)/∂θ = s·σ(±a)·(1 − σ(±a))·∂(±a)/∂θ / P(d)
+        return torch.addcmul(q, q, sig, value=-1).mul_(slope).div_(prob).sum(dim=1)
+
+    def _replay(self, rows, table: Tensor | None, theta: Tensor, z: Tensor) -> Tensor:
+        parts = []
+        for i in range(0, theta.shape[0], CHUNK):
+            zi = z[i : i + CHUNK]
+            parts.append(rows(theta[i : i + CHUNK], zi) if table is None else self._lookup(table, zi))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def joint_log_prob(self, theta, draws: Draws) -> Tensor:
         theta = self.check_theta(theta)
-        z = draws.z
-        p = self._path(z)
-        s = self._s
-        a = theta * 10.0 * (2.0 * p / 30.0 - 1.0)  # (n, 20)
-        # log P(left) and log P(right) without cancellation: P = (1−s)/2 + s·σ(±a)
-        log_left = torch.logaddexp(torch.log((1 - s) / 2), torch.log(s) + torch.nn.functional.logsigmoid(a))
-        log_right = torch.logaddexp(torch.log((1 - s) / 2), torch.log(s) + torch.nn.functional.logsigmoid(-a))
-        odd = torch.arange(LEVELS) % 2 == 1
-        forced = odd & ((p == 0) | (p == SLOTS - 1))
-        log_p = torch.where(z, log_left, log_right)
-        log_p = torch.where(forced, torch.zeros_like(log_p), log_p)
-        return log_p.sum(dim=1)
+        shared = self._shared_theta(theta)
+        table = None if shared is None else self._tables(shared)[0]
+        return self._replay(self._log_prob_rows, table, theta, draws.z)
 
     def joint_score(self, theta, draws: Draws) -> Tensor:
         """Hand-written t(x, z|θ) = Σ_l ±s_l σ'(a_l) ∂a_l/∂θ / P(d_l): no autograd graph."""
         theta = self.check_theta(theta).detach()
-        z = draws.z
-        p = self._path(z)
-        s = self._s
-        slope = 10.0 * (2.0 * p / 30.0 - 1.0)
-        sig = torch.sigmoid(theta * slope)
-        dq = s * sig * (1 - sig) * slope  # ∂P(left)/∂θ
-        q = (1 - s) / 2 + s * sig
-        term = torch.where(z, dq / q, -dq / (1 - q))
-        odd = torch.arange(LEVELS) % 2 == 1
-        forced = odd & ((p == 0) | (p == SLOTS - 1))
-        term = torch.where(forced, torch.zeros_like(term), term)
-        return term.sum(dim=1, keepdim=True)
+        shared = self._shared_theta(theta)
+        table = None if shared is None else self._tables(shared)[1]
+        return self._replay(self._score_rows, table, theta, draws.z)[:, None]
 
     def slot_probs(self, theta) -> Tensor:
         """Exact p(x = k|θ) for every slot k = 0..31: (n, 1) → (n, 32), by dynamic programming."""
