@@ -13,6 +13,7 @@ log(1 − ŝ) = −softplus(−a), so cross-entropies never leave log space.
     rascal = rolr + α·(1−y)·‖t̂ − t‖²,  cascal = carl + …,  alices = alice + …
     sally    ‖t̂(x) − t(x, z|θ_ref)‖²                               (on rows drawn at θ_ref)
     nle      −log p̂(x|θ);   scandal = nle + α·‖t̂ − t‖²
+    npe      −log q(θ|x)                                            (posterior flow)
 
 The score term only counts rows drawn at θ ((1−y)): t(x, z|θ) is an unbiased label of
 ∇_θ log p(x|θ) for x ~ p(x|θ), not for x ~ p(x|θ_ref).

@@ -3,7 +3,8 @@
 from .base import Estimator, load
 from .baselines import HistogramRatio
 from .likelihood import LikelihoodEstimator
+from .posterior import PosteriorEstimator
 from .ratio import RatioEstimator
 from .score import ScoreEstimator, SummaryHistogram
 
-__all__ = ["Estimator", "HistogramRatio", "LikelihoodEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram"]
+__all__ = ["Estimator", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram"]

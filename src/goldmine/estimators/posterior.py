@@ -1,0 +1,297 @@
+"""Neural posterior estimation with a conditional normalising flow: npe.
+
+A flow q(θ|x) is trained on the runs drawn at θ (label 0), i.e. on pairs (θ, x) from the joint
+p(θ) p(x|θ):
+
+    npe        E_{p(θ, x)}[−log q(θ|x)],  minimised by q(θ|x) = p(θ|x)
+
+(it is E_x KL(p(θ|x) ‖ q(θ|x)) up to a constant). One network then serves the posterior of every
+observation without further simulation (amortisation).
+
+The flow sees standardised v = (θ − m)/s with x as its context, so log q(θ|x) = log q_v(v|x) −
+Σ_j log s_j. Its support is all of R^d, while a uniform prior's is the box B = [low, high]: the
+estimator serves the flow restricted to the box,
+
+    q_B(θ|x) = q(θ|x) · 1[θ ∈ B] / Z(x),    Z(x) = ∫_B q(θ|x) dθ,
+
+sampled by rejection (draws outside B are redrawn; the acceptance rate estimates Z(x)) and with
+Z(x) estimated for `log_prob` from `LEAKAGE_DRAWS` draws of q(·|x) (the "leakage correction" of
+sbi), cached per observation. For a uniform prior, restricting the posterior to a narrower box is
+exact: p(θ|x) ∝ p(x|θ) on B.
+
+The box is the constructor's `prior` = (low, high), or by default the smallest box holding the
+θ of the training rows: for a uniform prior it falls inside the true box by about its width over
+the number of rows. x may be discrete (e.g. the Galton slot): it is only the flow's context.
+
+References:
+    Papamakarios, Murray, "Fast ε-free inference of simulation models with Bayesian conditional
+    density estimation", NeurIPS 2016, https://arxiv.org/abs/1605.06376
+    Greenberg, Nonnenmacher, Macke, "Automatic posterior transformation for likelihood-free
+    inference", ICML 2019, https://arxiv.org/abs/1905.07488 (leakage outside the prior's support)
+    Durkan, Bekasov, Murray, Papamakarios, "Neural spline flows", https://arxiv.org/abs/1906.04032
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import zuko
+from torch import Tensor, nn
+
+from .. import losses
+from ..data import Dataset
+from ..nn import ACTIVATIONS, Standardize
+from ..simulators.base import box_prior
+from .base import Estimator, register
+
+METHODS: dict[str, tuple[str, ...]] = {"npe": ("theta", "x")}
+FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
+LEAKAGE_DRAWS = 10_000  # draws of q(·|x) behind Z(x): standard error ≤ 0.005
+LEAKAGE_SEED = 2**31 - 1  # fixed, so that log_prob is deterministic; unlike the small seeds users give sample
+WARN_ACCEPTANCE = 0.01  # warn below this acceptance rate, as sbi does
+MIN_ACCEPTANCE = 1e-4  # give up below this rate once GIVE_UP_DRAWS draws have been made
+GIVE_UP_DRAWS = 100_000
+MAX_ROUND_DRAWS = 2**17  # bounds the memory of one rejection round
+MAX_ROUNDS = 100
+__all__ = ["PosteriorEstimator"]
+
+
+class PosteriorNetwork(nn.Module):
+    """log q(θ|x) of raw θ: a zuko flow on standardised θ with standardised x as context, and the box."""
+
+    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, flow: str, transforms: int, hidden_features,
+                 bins: int, activation: str):
+        super().__init__()
+        self.theta_norm, self.x_norm = Standardize(theta_dim), Standardize(x_dim)
+        spline = {"bins": bins} if flow == "nsf" else {}
+        self.flow = FLOWS[flow](theta_dim, x_dim, transforms=transforms, hidden_features=tuple(hidden_features),
+                                activation=ACTIVATIONS[activation], **spline)
+        self.register_buffer("reference", reference.float().reshape(1, -1))
+        self.register_buffer("low", torch.full((theta_dim,), -math.inf))
+        self.register_buffer("high", torch.full((theta_dim,), math.inf))
+
+    def forward(self, theta: Tensor, x: Tensor) -> Tensor:
+        """log q(θ|x) of the unrestricted flow: (n, theta_dim), (n, x_dim) → (n,)."""
+        log_q = self.flow(self.x_norm(x)).log_prob(self.theta_norm(theta))
+        return log_q - self.theta_norm.std.log().sum()
+
+    def inside(self, theta: Tensor) -> Tensor:
+        """Whether each row lies in the box [low, high]: (n, theta_dim) → (n,) bool."""
+        return ((theta >= self.low) & (theta <= self.high)).all(dim=1)
+
+    @torch.no_grad()
+    def sample(self, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws of the unrestricted flow for one observation x (1, x_dim) → (n, theta_dim)."""
+        dist = self.flow(self.x_norm(x).expand(n, -1))
+        z = torch.randn(n, len(self.theta_norm.mean), generator=generator)
+        return dist.transform.inv(z) * self.theta_norm.std + self.theta_norm.mean
+
+
+@register
+class PosteriorEstimator(Estimator):
+    """A neural estimator of the posterior p(θ|x), trained by npe and restricted to the prior's box.
+
+    Arguments:
+        method: npe.
+        prior: the uniform prior's box (low, high), one bound per θ dimension; by default the
+            smallest box holding the training rows' θ. Samples and densities are restricted to it.
+        flow: nsf (rational-quadratic splines) or maf (affine autoregressive).
+        transforms: the number of flow transformations.
+        hidden_features: the widths of the hidden layers of each transformation's network.
+        bins: the number of spline bins (nsf).
+        activation: the activation of the flow's networks (silu, tanh, elu, gelu, softplus).
+        **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
+
+    Attributes:
+        acceptance_: the fraction of the flow's draws inside the box in the last call of `sample`.
+
+    Example:
+        >>> import goldmine as gm, tempfile, os
+        >>> data = gm.simulate(gm.simulators.Weinberg(), 2000, os.path.join(tempfile.mkdtemp(), "w.h5"),
+        ...                    progress=False)
+        >>> est = PosteriorEstimator(prior=([40, 0.5], [50, 1.2]), epochs=2, progress=False).fit(data)
+        >>> est.sample(torch.tensor([0.3]), 5).shape
+        torch.Size([5, 2])
+        >>> est.log_prob(torch.tensor([[45.0, 0.8], [39.0, 0.8]]), torch.tensor([0.3]))[1]
+        tensor(-inf)
+    """
+
+    def __init__(self, method: str = "npe", prior=None, flow: str = "nsf", transforms: int = 3,
+                 hidden_features=(64, 64), bins: int = 8, activation: str = "silu", **training):
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r} for PosteriorEstimator; known: {', '.join(METHODS)}.")
+        if flow not in FLOWS:
+            raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}.")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
+        for name, value in (("transforms", transforms), ("bins", bins)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        box = None if prior is None else _check_box(prior)
+        super().__init__(**training)
+        self.method, self.prior, self.flow, self.transforms = method, prior, flow, transforms
+        self.hidden_features, self.bins, self.activation = tuple(hidden_features), bins, activation
+        self.params = {"method": method, "prior": box, "flow": flow, "transforms": transforms,
+                       "hidden_features": list(hidden_features), "bins": bins, "activation": activation}
+        self.acceptance_: float | None = None
+        self._log_mass: dict[tuple, float] = {}
+
+    def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
+        self._log_mass = {}  # Z(x) belongs to one network
+        return PosteriorNetwork(theta_dim, x_dim, self.reference_, self.flow, self.transforms, self.hidden_features,
+                                self.bins, self.activation)
+
+    def fit(self, data: Dataset | str) -> "PosteriorEstimator":
+        """Trains on the rows drawn at θ (label 0) and returns self.
+
+        Raises:
+            ValueError: the prior's box has another dimension than the data's θ.
+        """
+        if not isinstance(data, Dataset):
+            data = Dataset(data)
+        box = self.params["prior"]
+        if box is not None and len(box[0]) != data.theta_dim:
+            raise ValueError(f"prior has {len(box[0])} dimensions, but the θ of {data.path} have "
+                             f"{data.theta_dim}: give one (low, high) bound per θ dimension.")
+        fields = METHODS[self.method]
+        data = self._setup(data, fields + ("label",), self.method)
+        network = self.network_
+        train, _ = data.split(self.trainer.validation)
+        network.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], label=0, shuffle=False))
+        network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=0, shuffle=False))
+        if box is None:
+            theta = torch.cat([b["theta"] for b in data.batches(65536, ["theta"], label=0, shuffle=False)])
+            box = (theta.amin(0), theta.amax(0))
+        network.low.copy_(torch.as_tensor(box[0]))
+        network.high.copy_(torch.as_tensor(box[1]))
+
+        def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+            return losses.npe(net(batch["theta"], batch["x"])).mean()
+
+        self.history_ = self.trainer.fit(network, loss, data, fields, label=0, desc=self.method)
+        return self
+
+    @property
+    def prior_(self):
+        """The box the posterior is restricted to, as a uniform torch distribution (float64)."""
+        net = self._check_fitted()
+        return box_prior(net.low.double(), net.high.double())
+
+    def _check_one_x(self, x) -> Tensor:
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.ndim == 1 and x.shape[0] == self.x_dim_:
+            x = x[None]
+        if x.ndim != 2 or x.shape != (1, self.x_dim_):
+            raise ValueError(f"x must be one observation of shape (1, {self.x_dim_}) or ({self.x_dim_},); "
+                             f"got {tuple(x.shape)}.")
+        return self._check_x(x)
+
+    def sample(self, x, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws of the posterior restricted to the box, for one observation x: (1, x_dim) → (n, theta_dim).
+
+        Draws outside the box are redrawn; the fraction kept is stored in `acceptance_` (a warning
+        below 1%).
+
+        Raises:
+            RuntimeError: almost no draw falls inside the box (acceptance below 1e-4 after 10⁵ draws),
+                or n draws were not collected in 100 rounds.
+        """
+        net = self._check_fitted()
+        x = self._check_one_x(x)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer; got {n!r}.")
+        kept, drawn, accepted, size = [], 0, 0, n
+        for _ in range(MAX_ROUNDS):
+            theta = net.sample(x, size, generator)
+            inside = net.inside(theta)
+            kept.append(theta[inside])
+            drawn, accepted = drawn + size, accepted + int(inside.sum())
+            if accepted >= n or (drawn >= GIVE_UP_DRAWS and accepted < MIN_ACCEPTANCE * drawn):
+                break
+            rate = max(accepted, 1) / drawn
+            size = min(MAX_ROUND_DRAWS, math.ceil(1.2 * (n - accepted) / rate) + 16)
+        self.acceptance_ = accepted / drawn
+        if accepted < n:
+            raise RuntimeError(
+                f"only {accepted} of {drawn} draws of q(θ|x) fell inside the prior's box (low={_show(net.low)}, "
+                f"high={_show(net.high)}), fewer than the n={n} asked: the flow puts almost all its mass "
+                "outside the box for this x. Check that x resembles the training data and that the box "
+                "covers the θ the data were simulated at, or train longer."
+            )
+        if self.acceptance_ < WARN_ACCEPTANCE:
+            warnings.warn(
+                f"only {self.acceptance_:.2%} of the draws of q(θ|x) fell inside the prior's box: the flow leaks "
+                "most of its mass outside the prior's support for this x, which makes sampling slow and hints at "
+                "a poor fit (or an x unlike the training data).", RuntimeWarning, stacklevel=2)
+        return torch.cat(kept)[:n]
+
+    def _log_z(self, x: Tensor) -> float:
+        """log Z(x), the flow's mass inside the box, from LEAKAGE_DRAWS seeded draws, cached per x (1, x_dim)."""
+        key = tuple(x[0].tolist())
+        if key not in self._log_mass:
+            net = self.network_
+            theta = net.sample(x, LEAKAGE_DRAWS, torch.Generator().manual_seed(LEAKAGE_SEED))
+            inside = int(net.inside(theta).sum())
+            if inside == 0:
+                raise RuntimeError(
+                    f"none of {LEAKAGE_DRAWS} draws of q(θ|x) fell inside the prior's box for x = {list(key)}: "
+                    "the flow's mass inside the box cannot be estimated. Check that x resembles the training data.")
+            self._log_mass[key] = math.log(inside / LEAKAGE_DRAWS)
+        return self._log_mass[key]
+
+    def log_prob(self, theta, x) -> Tensor:
+        """log q_B(θ|x) = log q(θ|x) − log Z(x) inside the box, −∞ outside.
+
+        Arguments:
+            theta: (n, theta_dim), or one point (theta_dim,) or (1, theta_dim).
+            x: one observation per row of θ (n, x_dim), or one for all: (1, x_dim) or (x_dim,).
+
+        Returns:
+            (n,) float32; Z(x) is estimated once per distinct x (see the module docstring).
+        """
+        net = self._check_fitted()
+        theta = torch.as_tensor(theta, dtype=torch.float32)
+        if theta.ndim == 1:
+            theta = theta[None] if theta.shape[0] == self.theta_dim_ and self.theta_dim_ > 1 else theta[:, None]
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.ndim == 1 and x.shape[0] == self.x_dim_ and self.x_dim_ > 1:
+            x = x[None]
+        x = self._check_x(x)
+        n = max(len(theta), len(x)) if theta.ndim == 2 else 0
+        if theta.ndim != 2 or theta.shape[1] != self.theta_dim_ or {len(theta), len(x)} - {1, n}:
+            raise ValueError(
+                f"theta has shape {tuple(theta.shape)} and x has shape {tuple(x.shape)}: give θ (n, "
+                f"{self.theta_dim_}) and x (n, {self.x_dim_}), or one of them as a single row."
+            )
+        if not torch.isfinite(theta).all():
+            raise ValueError("theta holds NaN or infinite values.")
+        theta, x = theta.expand(n, -1), x.expand(n, -1)
+        with torch.no_grad():
+            rows, index = torch.unique(x, dim=0, return_inverse=True)
+            log_z = torch.tensor([self._log_z(row[None]) for row in rows])[index]
+            log_q = net(theta, x) - log_z
+        return torch.where(net.inside(theta), log_q, torch.full_like(log_q, -math.inf))
+
+
+def _show(bounds: Tensor) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in bounds.tolist()) + "]"
+
+
+def _check_box(prior) -> list[list[float]]:
+    """(low, high) → two lists of floats, with low < high finite in every dimension."""
+    try:
+        low, high = prior
+        low = torch.as_tensor(low, dtype=torch.float64).reshape(-1)
+        high = torch.as_tensor(high, dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"prior must be a box (low, high) of two lists of bounds, one per θ dimension; "
+                         f"got {prior!r}.") from None
+    if low.shape != high.shape or len(low) == 0:
+        raise ValueError(f"prior's low and high must have one bound per θ dimension each; got {len(low)} lows "
+                         f"and {len(high)} highs.")
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (low < high).all()):
+        raise ValueError(f"prior must have finite bounds with low < high in every dimension; got low="
+                         f"{low.tolist()}, high={high.tolist()}.")
+    return [low.tolist(), high.tolist()]
