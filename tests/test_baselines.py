@@ -124,3 +124,12 @@ def test_bad_input(poisson, tmp_path):
         est.log_ratio(torch.zeros(3, 2), torch.zeros(3, 1))
     with pytest.raises(ValueError, match="NaN"):
         est.log_ratio(torch.tensor([[math.nan]]), torch.zeros(1, 1))
+
+
+def test_histogram_save_load_roundtrip(tmp_path):
+    data = gm.simulate(gm.simulators.GaltonBoard(), 2000, tmp_path / "g.h5", progress=False)
+    est = HistogramRatio(theta_bins=5).fit(data)
+    again = gm.load(est.save(tmp_path / "hist"))
+    x, theta = torch.arange(5.0, 26.0)[:, None], torch.linspace(-1, 1, 21)[:, None]
+    torch.testing.assert_close(again.log_ratio(x, theta), est.log_ratio(x, theta), rtol=0, atol=0)
+    assert again.config() == est.config()

@@ -89,24 +89,40 @@ class Estimator:
 
     # -- saving ------------------------------------------------------------------------------
 
+    @classmethod
+    def _restore(cls, config: dict, state: dict[str, Tensor]) -> "Estimator":
+        """Rebuilds a saved estimator from its config.json and its tensors."""
+        est = cls(**config["params"], **config["training"])
+        fitted = config["fitted"]
+        est.theta_dim_, est.x_dim_ = fitted["theta_dim"], fitted["x_dim"]
+        est.reference_ = torch.tensor(fitted["reference"], dtype=torch.float64)
+        est.network_ = est._build(est.theta_dim_, est.x_dim_)
+        est.network_.load_state_dict(state)
+        est.network_.eval()
+        return est
+
     def save(self, path: str | Path) -> Path:
         """Writes config.json, weights.safetensors and history.json into the folder `path`."""
-        from safetensors.torch import save_file
-
         network = self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         config = {
-            "goldmine_format": FORMAT,
             "class": type(self).__name__,
             "params": self.params,
             "training": self.training,
             "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist()},
         }
-        (path / "config.json").write_text(json.dumps(config, indent=2))
-        save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(path / "weights.safetensors"))
-        (path / "history.json").write_text(json.dumps(self.history_, indent=1, default=float))
-        return path
+        return write_folder(path, config, network.state_dict(), self.history_)
+
+
+def write_folder(path: str | Path, config: dict, tensors: dict[str, Tensor], history: dict) -> Path:
+    """Writes a saved estimator's folder: config.json (with the format), weights.safetensors, history.json."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps({"goldmine_format": FORMAT, **config}, indent=2))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "weights.safetensors"))
+    (path / "history.json").write_text(json.dumps(history, indent=1, default=float))
+    return path
 
 
 def load(path: str | Path) -> Estimator:
@@ -135,17 +151,14 @@ def load(path: str | Path) -> Estimator:
     cls = REGISTRY.get(config.get("class"))
     if cls is None:
         raise ValueError(f"{path} holds an unknown estimator class {config.get('class')!r}; known: {', '.join(REGISTRY)}.")
-    est = cls(**config["params"], **config["training"])
-    fitted = config["fitted"]
-    est.theta_dim_, est.x_dim_ = fitted["theta_dim"], fitted["x_dim"]
-    est.reference_ = torch.tensor(fitted["reference"], dtype=torch.float64)
-    est.network_ = est._build(est.theta_dim_, est.x_dim_)
     try:
         state = load_file(str(path / "weights.safetensors"))
-        est.network_.load_state_dict(state)
-    except (SafetensorError, RuntimeError, OSError) as err:
-        raise ValueError(f"{path / 'weights.safetensors'} is corrupt or does not fit the config ({err}).") from None
-    est.network_.eval()
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path / 'weights.safetensors'} is corrupt ({err}); save the estimator again.") from None
+    try:
+        est = cls._restore(config, state)
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path / 'weights.safetensors'} does not fit {path / 'config.json'} ({err}).") from None
     history = path / "history.json"
     est.history_ = json.loads(history.read_text()) if history.is_file() else {}
     return est

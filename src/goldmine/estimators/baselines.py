@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..data import Dataset
+from .base import register, write_folder
 
 DTYPE = torch.float64
 SMOOTHING = 0.5  # pseudo-count added to every bin
@@ -35,6 +36,7 @@ SAMPLE_ROWS = 1_000_000  # rows whose x set the quantiles of continuous x
 CHUNK = 65_536
 
 
+@register
 class HistogramRatio:
     """Log-ratio estimator from per-θ-bin histograms of x, for d_θ ∈ {1, 2} and d_x = 1.
 
@@ -177,6 +179,25 @@ class HistogramRatio:
         log_p = (self.counts_[tb, xb] + SMOOTHING).log() - norm[tb].log()
         log_ref = (self.ref_counts_[xb] + SMOOTHING).log() - math.log(float(self.ref_counts_.sum()) + SMOOTHING * k)
         return log_p - log_ref
+
+    STATE = ("counts_", "ref_counts_", "x_edges_", "theta_low_", "theta_high_", "reference_")
+
+    def save(self, path) -> "os.PathLike":
+        """Writes the histograms like every estimator: config.json and weights.safetensors (no pickle)."""
+        if not hasattr(self, "counts_"):
+            raise RuntimeError("this HistogramRatio is not fitted yet: call fit(dataset) first.")
+        config = {"class": "HistogramRatio", "params": self.config(), "training": {},
+                  "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "discrete": self.discrete_}}
+        return write_folder(path, config, {k: getattr(self, k) for k in self.STATE}, {})
+
+    @classmethod
+    def _restore(cls, config: dict, state: dict[str, Tensor]) -> "HistogramRatio":
+        est = cls(**config["params"])
+        est.theta_dim_, est.x_dim_ = config["fitted"]["theta_dim"], config["fitted"]["x_dim"]
+        est.discrete_ = config["fitted"]["discrete"]
+        for key in cls.STATE:
+            setattr(est, key, state[key])
+        return est
 
     def _check(self, x, theta) -> tuple[Tensor, Tensor]:
         d = self.theta_dim_
