@@ -111,7 +111,9 @@ class LikelihoodEstimator(Estimator):
         method: nle (maximum likelihood) or scandal (plus the score term).
         alpha: the weight α of the score term (scandal).
         flow: nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for d_x = 1).
-        transforms: the number of flow transformations.
+        transforms: the number of flow transformations; by default 1 for one-dimensional x (on 1000
+            Weinberg runs one spline transform had half the log-ratio error of three, 0.072–0.076
+            against 0.133–0.167) and 3 otherwise, where the autoregressive layers need to mix dimensions.
         hidden_features: the widths of the hidden layers of each transformation's network.
         bins: the number of spline bins (nsf).
         activation: a smooth activation (silu, tanh, elu, gelu, softplus), so that the score is smooth.
@@ -128,7 +130,7 @@ class LikelihoodEstimator(Estimator):
         torch.Size([4, 1])
     """
 
-    def __init__(self, method: str = "scandal", alpha: float = 1.0, flow: str = "nsf", transforms: int = 3,
+    def __init__(self, method: str = "scandal", alpha: float = 1.0, flow: str = "nsf", transforms: int | None = None,
                  hidden_features=(64, 64), bins: int = 8, activation: str = "silu", **training):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} for LikelihoodEstimator; known: {', '.join(METHODS)}.")
@@ -139,6 +141,8 @@ class LikelihoodEstimator(Estimator):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
         for name, value in (("transforms", transforms), ("bins", bins)):
+            if name == "transforms" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}.")
         super().__init__(**training)
@@ -148,7 +152,8 @@ class LikelihoodEstimator(Estimator):
                        "hidden_features": list(hidden_features), "bins": bins, "activation": activation}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
-        return FlowNetwork(theta_dim, x_dim, self.reference_, self.flow, self.transforms, self.hidden_features,
+        transforms = self.transforms or (1 if x_dim == 1 else 3)
+        return FlowNetwork(theta_dim, x_dim, self.reference_, self.flow, transforms, self.hidden_features,
                            self.bins, self.activation)
 
     def fit(self, data: Dataset | str) -> "LikelihoodEstimator":
