@@ -414,6 +414,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--simulators", nargs="+", default=list(SIMULATORS), choices=list(SIMULATORS))
     parser.add_argument("--quick", action="store_true", help="galton, budgets 10³ and 10⁴, 1 seed, 4 methods")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--report", action="store_true",
+                        help="fit nothing: summarise, plot and print what the JSON in --out holds for this configuration")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -428,7 +430,13 @@ def main(argv=None) -> dict:
           f"methods {' '.join(config['methods'])}; torch threads {torch.get_num_threads()}")
     print(f"{'simulator':>9} {'budget':>7} {'seed':>4} {'method':>9} {'epochs':>6} {'fit [s]':>8} {'error':>10}")
     start = time.perf_counter()
-    results = run(config, args.out)
+    if args.report:
+        results = json.loads((args.out / "sample_efficiency.json").read_text())
+        results["config"] = config
+        summarize(results)
+        write(results, args.out / "sample_efficiency.json")
+    else:
+        results = run(config, args.out)
     plot(results, args.out / "sample_efficiency.png")
     print(report(results))
     print(f"\nwall time {time.perf_counter() - start:.0f} s; wrote {args.out / 'sample_efficiency.json'} and "
