@@ -7,8 +7,8 @@ For each simulator, budget N (simulator runs), seed and method, a data set of N 
 
 is computed exactly by quadrature (`goldmine.evaluate.log_ratio_error`). The methods are goldmine's
 carl, rolr, alice, cascal, rascal, alices (`RatioEstimator`), the histogram baseline
-(`HistogramRatio`) and sbi's NRE_A (`benchmarks/peers.py`, trained on the same N runs, each x paired
-with the θ that generated it; the evidence cancels in log r̂(x|θ) − log r̂(x|θ_ref)).
+(`HistogramRatio`) and sbi's NRE_A and NLE_A (`benchmarks/peers.py`), each given N fresh runs at
+θ ~ prior, sbi's own design (the evidence cancels in log r̂(x|θ) − log r̂(x|θ_ref)).
 
 The sample-efficiency factor: for the best gold method (rolr, alice, cascal, rascal, alices; lowest
 mean error) at budget N with mean error e, the budget N' at which a peer's mean error curve reaches e,
@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
-from peers import sbi_nle, sbi_nre, sbi_pairs  # noqa: E402
+from peers import prior_pairs, sbi_nle, sbi_nre  # noqa: E402
 
 SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
 NEURAL = ("carl", "rolr", "alice", "cascal", "rascal", "alices", "nre")
@@ -77,7 +77,7 @@ class SbiRatio:
 
     def fit(self, data) -> "SbiRatio":
         self.reference_ = data.reference.clone()
-        theta, x = sbi_pairs(data)
+        theta, x = prior_pairs(self.sim, len(data), self.seed)
         box = self.sim.prior.base_dist
         self.log_ratio_ = sbi_nre(theta, x, box.low, box.high, seed=self.seed)
         self.epochs_ = int(self.log_ratio_.epochs)
@@ -95,7 +95,7 @@ class SbiLikelihood(SbiRatio):
         if self.sim.name == "galton":
             raise ValueError("sbi's NLE gives a density, not a probability mass: no ratio of masses for discrete x.")
         self.reference_ = data.reference.clone()
-        theta, x = sbi_pairs(data)
+        theta, x = prior_pairs(self.sim, len(data), self.seed)
         box = self.sim.prior.base_dist
         self.log_prob_ = sbi_nle(theta, x, box.low, box.high, seed=self.seed)
         self.epochs_ = int(self.log_prob_.epochs)
