@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -54,6 +53,7 @@ import goldmine as gm  # noqa: E402
 from goldmine.evaluate import c2st, grid_posterior_samples  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
 from peers import sbi_npe  # noqa: E402
+from sample_efficiency import write  # noqa: E402
 
 METHODS = ("npe", "sbi_npe")
 BUDGETS = (1_000, 3_162, 10_000)
@@ -182,12 +182,6 @@ def run(config: dict, out: Path, log=print) -> dict:
                     write(results, path)
                     log(line(entry), flush=True)
     return results
-
-
-def write(results: dict, path: Path) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, path)  # a run killed mid-write keeps the previous file
 
 
 def line(e: dict) -> str:

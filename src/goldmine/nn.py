@@ -27,6 +27,19 @@ def mlp(in_dim: int, out_dim: int, hidden: Iterable[int] = (128, 128, 128), acti
     return nn.Sequential(*layers)
 
 
+def with_theta_gradient(fn, x: Tensor, theta: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
+    """fn(x, θ): (n,) and its gradient in the θ input, (n, theta_dim), for the score-based losses.
+
+    Rows are independent, so the gradient of the sum gives every row's own gradient;
+    `create_graph` keeps it differentiable for training (double backward).
+    """
+    with torch.enable_grad():
+        theta = theta.detach().requires_grad_(True)
+        value = fn(x, theta)
+        (grad,) = torch.autograd.grad(value.sum(), theta, create_graph=create_graph)
+    return value, grad
+
+
 class Standardize(nn.Module):
     """y = (v − mean) / std with statistics learned from training data (buffers, so they are saved)."""
 

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..data import Dataset
-from ..nn import ACTIVATIONS, Standardize
+from ..nn import ACTIVATIONS, Standardize, with_theta_gradient
 from .base import Estimator, register
 
 METHODS: dict[str, tuple[str, ...]] = {"nle": ("theta", "x", "label"),
@@ -206,11 +206,7 @@ class LikelihoodEstimator(Estimator):
         fn = net.density if density else net
         if not with_score:
             return fn(x, theta), None
-        with torch.enable_grad():
-            theta = theta.detach().requires_grad_(True)
-            log_p = fn(x, theta)
-            (score_hat,) = torch.autograd.grad(log_p.sum(), theta, create_graph=net.training)
-        return log_p, score_hat
+        return with_theta_gradient(fn, x, theta, create_graph=net.training)
 
     def _check_support(self, x: Tensor) -> None:
         if self.network_.discrete and not (x == x.round()).all():

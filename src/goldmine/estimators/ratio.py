@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from .. import losses
 from ..data import Dataset
-from ..nn import Standardize, mlp
+from ..nn import Standardize, mlp, with_theta_gradient
 from .base import Estimator, register
 
 
@@ -153,11 +153,7 @@ class RatioEstimator(Estimator):
     def _forward(net: nn.Module, x: Tensor, theta: Tensor, with_score: bool) -> tuple[Tensor, Tensor | None]:
         if not with_score:
             return net(x, theta), None
-        with torch.enable_grad():
-            theta = theta.detach().requires_grad_(True)
-            log_r_hat = net(x, theta)
-            (score_hat,) = torch.autograd.grad(log_r_hat.sum(), theta, create_graph=net.training)
-        return log_r_hat, score_hat
+        return with_theta_gradient(net, x, theta, create_graph=net.training)
 
     def log_ratio(self, x, theta) -> Tensor:
         """log r̂(x|θ, θ_ref): x (n, x_dim), θ (n, theta_dim) or one point → (n,)."""
