@@ -384,11 +384,14 @@ def plot(results: dict, path: Path) -> None:
         return
     fig, axes = plt.subplots(1, len(table), figsize=(6 * len(table), 4.5), squeeze=False)
     for ax, (sim, methods) in zip(axes[0], table.items()):
-        for method in [m for m in METHODS if m in methods]:
+        colors = plt.get_cmap("tab20").colors
+        for i, method in enumerate(m for m in METHODS if m in methods):
             c = methods[method]
             b = sorted(c)
-            style = dict(ls="--") if method in ("histogram", "sbi_nre") else {}
-            (ln,) = ax.plot(b, [c[n]["mean"] for n in b], marker="o", ms=3, label=method, **style)
+            # peers and the classical baseline dashed; one colour per method (tab20 has enough)
+            style = dict(ls="--") if method == "histogram" or method.startswith("sbi_") else {}
+            (ln,) = ax.plot(b, [c[n]["mean"] for n in b], marker="o", ms=3, label=method, color=colors[2 * i if i < 10 else 2 * (i - 10) + 1],
+                            **style)
             ax.fill_between(b, [c[n]["min"] for n in b], [c[n]["max"] for n in b], color=ln.get_color(), alpha=0.15)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -397,7 +400,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(sim)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"goldmine sample efficiency (mean over seeds, band min–max; torch {torch.__version__}, 1 thread)")
+    fig.suptitle(f"goldmine sample efficiency\nmean over seeds, band min–max; torch {torch.__version__}, 1 thread",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
