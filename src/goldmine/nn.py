@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
+import zuko
 from torch import Tensor, nn
 
 ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus}
@@ -25,6 +26,29 @@ def mlp(in_dim: int, out_dim: int, hidden: Iterable[int] = (128, 128, 128), acti
         width = h
     layers.append(nn.Linear(width, out_dim))
     return nn.Sequential(*layers)
+
+
+FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
+
+
+def check_flow_settings(flow: str, activation: str, **counts) -> None:
+    """Raises a ValueError for an unknown flow or activation, or a count (transforms, bins) that is not ≥ 1."""
+    if flow not in FLOWS:
+        raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}.")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+
+
+def conditional_flow(flow: str, features: int, context: int, transforms: int, hidden_features, bins: int,
+                     activation: str) -> nn.Module:
+    """A zuko flow over `features` dimensions given `context`: nsf (rational-quadratic splines of `bins`
+    bins) or maf (affine), its networks with the named smooth activation."""
+    spline = {"bins": bins} if flow == "nsf" else {}
+    return FLOWS[flow](features, context, transforms=transforms, hidden_features=tuple(hidden_features),
+                       activation=ACTIVATIONS[activation], **spline)
 
 
 def with_theta_gradient(fn, x: Tensor, theta: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:

@@ -39,17 +39,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import zuko
 from torch import Tensor, nn
 
 from .. import losses
 from ..data import Dataset
-from ..nn import ACTIVATIONS, Standardize, with_theta_gradient
+from ..nn import Standardize, check_flow_settings, conditional_flow, with_theta_gradient
 from .base import Estimator, register
 
 METHODS: dict[str, tuple[str, ...]] = {"nle": ("theta", "x", "label"),
                                        "scandal": ("theta", "x", "label", "score", "score_ref")}
-FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
 QUADRATURE_NODES = 8
 __all__ = ["LikelihoodEstimator"]
 
@@ -71,9 +69,7 @@ class FlowNetwork(nn.Module):
                  bins: int, activation: str):
         super().__init__()
         self.x_norm, self.theta_norm = Standardize(x_dim), Standardize(theta_dim)
-        spline = {"bins": bins} if flow == "nsf" else {}
-        self.flow = FLOWS[flow](x_dim, theta_dim, transforms=transforms, hidden_features=tuple(hidden_features),
-                                activation=ACTIVATIONS[activation], **spline)
+        self.flow = conditional_flow(flow, x_dim, theta_dim, transforms, hidden_features, bins, activation)
         self.register_buffer("reference", reference.float().reshape(1, -1))
         self.register_buffer("discrete", torch.tensor(False))
         nodes, weights = _gauss_legendre(QUADRATURE_NODES)
@@ -136,15 +132,8 @@ class LikelihoodEstimator(Estimator):
             raise ValueError(f"unknown method {method!r} for LikelihoodEstimator; known: {', '.join(METHODS)}.")
         if not alpha >= 0:
             raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
-        if flow not in FLOWS:
-            raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}.")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
-        for name, value in (("transforms", transforms), ("bins", bins)):
-            if name == "transforms" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        counts = {"bins": bins} if transforms is None else {"transforms": transforms, "bins": bins}
+        check_flow_settings(flow, activation, **counts)
         super().__init__(**training)
         self.method, self.alpha, self.flow, self.transforms = method, alpha, flow, transforms
         self.hidden_features, self.bins, self.activation = tuple(hidden_features), bins, activation

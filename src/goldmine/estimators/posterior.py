@@ -37,17 +37,15 @@ import math
 import warnings
 
 import torch
-import zuko
 from torch import Tensor, nn
 
 from .. import losses
 from ..data import Dataset
-from ..nn import ACTIVATIONS, Standardize
+from ..nn import Standardize, check_flow_settings, conditional_flow
 from ..simulators.base import box_prior
 from .base import Estimator, register
 
 METHODS: dict[str, tuple[str, ...]] = {"npe": ("theta", "x")}
-FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
 LEAKAGE_DRAWS = 10_000  # draws of q(·|x) behind Z(x): standard error ≤ 0.005
 LEAKAGE_SEED = 2**31 - 1  # fixed, so that log_prob is deterministic; unlike the small seeds users give sample
 WARN_ACCEPTANCE = 0.01  # warn below this acceptance rate, as sbi does
@@ -65,9 +63,7 @@ class PosteriorNetwork(nn.Module):
                  bins: int, activation: str):
         super().__init__()
         self.theta_norm, self.x_norm = Standardize(theta_dim), Standardize(x_dim)
-        spline = {"bins": bins} if flow == "nsf" else {}
-        self.flow = FLOWS[flow](theta_dim, x_dim, transforms=transforms, hidden_features=tuple(hidden_features),
-                                activation=ACTIVATIONS[activation], **spline)
+        self.flow = conditional_flow(flow, theta_dim, x_dim, transforms, hidden_features, bins, activation)
         self.register_buffer("reference", reference.float().reshape(1, -1))
         self.register_buffer("low", torch.full((theta_dim,), -math.inf))
         self.register_buffer("high", torch.full((theta_dim,), math.inf))
@@ -122,13 +118,7 @@ class PosteriorEstimator(Estimator):
                  hidden_features=(64, 64), bins: int = 8, activation: str = "silu", **training):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} for PosteriorEstimator; known: {', '.join(METHODS)}.")
-        if flow not in FLOWS:
-            raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}.")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
-        for name, value in (("transforms", transforms), ("bins", bins)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        check_flow_settings(flow, activation, transforms=transforms, bins=bins)
         box = None if prior is None else _check_box(prior)
         super().__init__(**training)
         self.method, self.prior, self.flow, self.transforms = method, prior, flow, transforms
