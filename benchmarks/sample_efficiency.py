@@ -71,38 +71,38 @@ TARGET_BUDGETS, TARGET_FACTOR = (1_000, 10_000), 10.0
 class SbiRatio:
     """sbi's NRE as a goldmine ratio surrogate: the attributes and `log_ratio(x, theta)` evaluate needs."""
 
+    train = staticmethod(sbi_nre)
+
     def __init__(self, sim, seed: int):
         self.theta_dim_, self.x_dim_, self.reference_ = sim.theta_dim, sim.x_dim, sim.reference.clone()
         self.sim, self.seed = sim, seed
 
     def fit(self, data) -> "SbiRatio":
+        """Trains the peer on len(data) fresh runs at θ ~ prior."""
         self.reference_ = data.reference.clone()
         theta, x = prior_pairs(self.sim, len(data), self.seed)
         box = self.sim.prior.base_dist
-        self.log_ratio_ = sbi_nre(theta, x, box.low, box.high, seed=self.seed)
-        self.epochs_ = int(self.log_ratio_.epochs)
+        self.fitted_ = self.train(theta, x, box.low, box.high, seed=self.seed)
+        self.epochs_ = int(self.fitted_.epochs)
         return self
 
     def log_ratio(self, x, theta) -> torch.Tensor:
         """log r̂(x|θ, θ_ref): x (n, d_x), θ (n, d_θ) → (n,)."""
-        return self.log_ratio_(x, theta, self.reference_)
+        return self.fitted_(x, theta, self.reference_)
 
 
 class SbiLikelihood(SbiRatio):
     """sbi's NLE as a ratio surrogate: log r̂(x|θ, θ_ref) = log p̂(x|θ) − log p̂(x|θ_ref) (continuous x only)."""
 
+    train = staticmethod(sbi_nle)
+
     def fit(self, data) -> "SbiLikelihood":
         if self.sim.name == "galton":
             raise ValueError("sbi's NLE gives a density, not a probability mass: no ratio of masses for discrete x.")
-        self.reference_ = data.reference.clone()
-        theta, x = prior_pairs(self.sim, len(data), self.seed)
-        box = self.sim.prior.base_dist
-        self.log_prob_ = sbi_nle(theta, x, box.low, box.high, seed=self.seed)
-        self.epochs_ = int(self.log_prob_.epochs)
-        return self
+        return super().fit(data)
 
     def log_ratio(self, x, theta) -> torch.Tensor:
-        return self.log_prob_(x, theta) - self.log_prob_(x, self.reference_.expand(len(x), -1))
+        return self.fitted_(x, theta) - self.fitted_(x, self.reference_.expand(len(x), -1))
 
 
 def batch_size(budget: int) -> int:
