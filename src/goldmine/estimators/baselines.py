@@ -156,13 +156,7 @@ class HistogramRatio:
     # -- evaluation -----------------------------------------------------------------------------
 
     def _theta_bin(self, theta: Tensor) -> Tensor:
-        """The flat θ-bin index (n,) of θ: (n, d_θ); outside the box, the nearest edge bin."""
-        unit = (theta - self.theta_low_) / (self.theta_high_ - self.theta_low_)
-        idx = (unit * self.theta_bins).floor().clamp(0, self.theta_bins - 1).long()
-        flat = torch.zeros(len(theta), dtype=torch.long)
-        for j in range(idx.shape[1]):
-            flat = flat * self.theta_bins + idx[:, j]
-        return flat
+        return theta_bin_index(theta, self.theta_low_, self.theta_high_, self.theta_bins)
 
     def _x_bin(self, x: Tensor) -> Tensor:
         """The x-bin index (n,) of x: (n, 1); 0 and B + 1 are the under- and overflow bins."""
@@ -217,6 +211,17 @@ class HistogramRatio:
         if not (torch.isfinite(x).all() and torch.isfinite(theta).all()):
             raise ValueError("x or theta holds NaN or infinite values.")
         return x, theta.expand(len(x), d)
+
+
+def theta_bin_index(theta: Tensor, low: Tensor, high: Tensor, bins: int) -> Tensor:
+    """The flat index (n,) of θ: (n, d_θ) in an even grid of `bins` per dimension over the box
+    [low, high]; θ outside the box falls into the nearest edge bin."""
+    unit = (theta - low) / (high - low).clamp(min=1e-12)
+    idx = (unit * bins).floor().clamp(0, bins - 1).long()
+    flat = torch.zeros(len(theta), dtype=torch.long)
+    for j in range(idx.shape[1]):
+        flat = flat * bins + idx[:, j]
+    return flat
 
 
 def _stream(data: Dataset):

@@ -21,6 +21,7 @@ from .. import losses
 from ..data import Dataset
 from ..nn import Standardize, mlp
 from .base import Estimator, register
+from .baselines import theta_bin_index
 
 METHODS = ("sally", "sallino")
 __all__ = ["ScoreEstimator", "SummaryHistogram"]
@@ -149,12 +150,7 @@ class SummaryHistogram:
         return torch.cartesian_prod(*axes).reshape(-1, self.theta_dim_)
 
     def _theta_bin(self, theta: Tensor) -> Tensor:
-        unit = (theta - self.low_) / (self.high_ - self.low_).clamp(min=1e-12)
-        idx = (unit * self.theta_bins).floor().clamp(0, self.theta_bins - 1).long()
-        flat = torch.zeros(len(theta), dtype=torch.long)
-        for j in range(self.theta_dim_):
-            flat = flat * self.theta_bins + idx[:, j]
-        return flat
+        return theta_bin_index(theta, self.low_, self.high_, self.theta_bins)
 
     def log_ratio(self, x, theta) -> Tensor:
         """log r̂(x|θ, θ_ref): x (n, x_dim), θ (n, theta_dim) or one point → (n,)."""
