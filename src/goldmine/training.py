@@ -131,8 +131,9 @@ class Trainer:
                 nn.utils.clip_grad_norm_(network.parameters(), self.clip_grad)
                 optimizer.step()
                 schedule.step()
-                total += value.item() * len(next(iter(batch.values())))
-                count += len(next(iter(batch.values())))
+                n = len(next(iter(batch.values())))
+                total += value.item() * n
+                count += n
             if history["stop_reason"] != "epochs":
                 break
             val_loss = self.evaluate(network, loss, val_rows)
