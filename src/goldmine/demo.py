@@ -12,15 +12,8 @@ from pathlib import Path
 import torch
 
 import goldmine as gm
+from goldmine.evaluate import log_prob_and_score
 from goldmine.plots import gold_scores_per_slot
-
-
-def exact_scores(sim, theta: torch.Tensor) -> torch.Tensor:
-    """∂_θ log p(x = k|θ) for every slot k: (n, 1) → (n, 32) (NaN where p = 0)."""
-    theta = theta.detach().clone().requires_grad_(True)
-    probs = sim.slot_probs(theta)
-    grads = torch.stack([torch.autograd.grad(probs[:, k].sum(), theta, retain_graph=True)[0][:, 0] for k in range(32)], 1)
-    return grads / probs.detach()
 
 
 def main(argv=None) -> None:
@@ -47,9 +40,7 @@ def main(argv=None) -> None:
     theta = t["theta"][ref_rows]
     exact_r = (sim.log_prob(theta, t["x"][ref_rows]) - sim.log_prob(torch.zeros_like(theta), t["x"][ref_rows])).exp()
     diff_r = t["log_r"][ref_rows].exp() - exact_r
-    theta = t["theta"][theta_rows].requires_grad_(True)
-    (exact_t,) = torch.autograd.grad(sim.log_prob(theta, t["x"][theta_rows]).sum(), theta)
-    exact_t = exact_t[:, 0]
+    exact_t = log_prob_and_score(sim, t["theta"][theta_rows], t["x"][theta_rows])[1][:, 0]
     diff_t = t["score"][theta_rows][:, 0] - exact_t
     print("gold identities (mean difference to the exact value, in standard errors; |z| < 4 expected):")
     for name, d in [("joint ratio r(x,z|θ,θ_ref) at θ_ref", diff_r), ("joint score t(x,z|θ) at θ", diff_t)]:
@@ -59,8 +50,10 @@ def main(argv=None) -> None:
     panels = []
     for value in (-0.5, 0.5):
         gold = gm.mine(sim, torch.full((50_000, 1), value), generator=torch.Generator().manual_seed(1))
-        exact = exact_scores(sim, torch.tensor([[value]]))[0]
-        reachable = exact.isfinite()
+        slots = torch.arange(32.0)[:, None]
+        log_p, exact = log_prob_and_score(sim, torch.full((32, 1), value), slots)
+        reachable = log_p.isfinite()
+        exact = exact[:, 0]
         panels.append(dict(theta=value, x=gold.x[:, 0], score=gold.score[:, 0],
                            slots=torch.arange(32)[reachable], exact=exact[reachable]))
     figure = gold_scores_per_slot(panels, out / "galton_scores.png")

@@ -97,7 +97,7 @@ def score_error(estimator, sim: Simulator) -> dict:
     mse = torch.zeros((), dtype=DTYPE)
     trace = torch.zeros((), dtype=DTYPE)
     for xs, ws in zip(x.split(PAIRS_PER_CHUNK), w.split(PAIRS_PER_CHUNK)):
-        log_p, t = _log_prob_and_score(sim, ref.expand(len(xs), -1), xs)
+        log_p, t = log_prob_and_score(sim, ref.expand(len(xs), -1), xs)
         est = _as_rows(estimator.score(xs), len(xs), (d,), "score").detach()
         keep = log_p > -math.inf
         p = torch.where(keep, log_p.exp(), torch.zeros_like(log_p))
@@ -130,7 +130,7 @@ def fisher_information(sim: Simulator, theta) -> Tensor:
     out = []
     for th in theta.split(max(1, PAIRS_PER_CHUNK // m)):
         k = len(th)
-        log_p, t = _log_prob_and_score(sim, th.repeat_interleave(m, 0), x.repeat(k, 1))
+        log_p, t = log_prob_and_score(sim, th.repeat_interleave(m, 0), x.repeat(k, 1))
         keep = log_p > -math.inf
         t = torch.where(keep[:, None], t, torch.zeros_like(t)).reshape(k, m, d)
         p = torch.where(keep, log_p.exp(), torch.zeros_like(log_p)).reshape(k, m)
@@ -202,7 +202,7 @@ def _log_prob(sim: Simulator, theta: Tensor, x: Tensor) -> Tensor:
         raise NotImplementedError(f"goldmine.evaluate needs the exact likelihood of {sim.name}: {err}") from None
 
 
-def _log_prob_and_score(sim: Simulator, theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+def log_prob_and_score(sim: Simulator, theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """log p(x|θ) (n,) and ∇_θ log p(x|θ) (n, d_θ) by autograd; each row's θ is its own leaf."""
     theta = theta.detach().clone().requires_grad_(True)
     try:
@@ -224,9 +224,6 @@ def _as_rows(out, n: int, tail: tuple, method: str) -> Tensor:
             f"the estimator's {method}() returned shape {tuple(out.shape)} for {n} rows; expected {(n, *tail)}."
         )
     return out
-
-
-__all__ = ["log_ratio_error", "score_error", "fisher_information", "default_theta_grid", "THRESHOLD"]
 
 
 # -- posteriors ---------------------------------------------------------------------------------
@@ -357,4 +354,5 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     return centres[cells] + (torch.rand(n, d, dtype=DTYPE, generator=generator) - 0.5) * width
 
 
-__all__ += ["c2st", "grid_posterior_samples"]
+__all__ = ["log_ratio_error", "score_error", "fisher_information", "default_theta_grid", "THRESHOLD",
+           "log_prob_and_score", "c2st", "grid_posterior_samples"]
