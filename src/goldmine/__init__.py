@@ -1,6 +1,6 @@
 """goldmine: simulation-based inference that mines gold from simulators."""
 
-from . import evaluate, simulators
+from . import evaluate, inference, simulators
 from .data import Dataset, simulate
 from .estimators import HistogramRatio, LikelihoodEstimator, PosteriorEstimator, RatioEstimator, ScoreEstimator, load
 from .mining import Gold, mine
@@ -8,4 +8,4 @@ from .training import Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["evaluate", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]
+__all__ = ["evaluate", "inference", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]

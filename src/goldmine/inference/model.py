@@ -1,0 +1,248 @@
+"""The one interface that inference needs from any surrogate, and from the exact likelihood.
+
+For i.i.d. observations x_1..x_n, every surrogate gives the log-likelihood up to a constant in θ:
+
+    ℓ(θ) = Σ_i log r̂(x_i|θ, θ_ref)      (ratio estimators, nre, and nle / scandal through their ratio)
+    ℓ(θ) = Σ_i log p(x_i|θ)              (a simulator with an exact likelihood: the truth)
+
+so that −2 log λ(θ) = −2 (ℓ(θ) − ℓ(θ̂)) is the same computation for all of them. `Model` wraps a
+surrogate (or a simulator) together with the prior, whose box bounds the MLE, the θ grids and the
+posterior.
+
+Example:
+    >>> import goldmine as gm
+    >>> model = gm.inference.Model(gm.simulators.GaltonBoard())
+    >>> x_obs = torch.tensor([[14.0], [15.0], [17.0]])
+    >>> model.log_likelihood(torch.tensor([[-0.5], [0.0], [0.5]]), x_obs).shape
+    torch.Size([3])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Uniform
+
+from ..simulators.base import DTYPE, Simulator
+
+#: rows evaluated in one call of the surrogate (θ points × observations)
+CHUNK = 1 << 18
+
+
+class Model:
+    """A surrogate, or a simulator's exact likelihood, seen as ℓ(θ) for a set of i.i.d. observations.
+
+    Arguments:
+        source: a fitted estimator with `log_ratio(x, theta)` (every ratio, score-histogram and
+            likelihood estimator), a `PosteriorEstimator`, or a
+            `Simulator` with an exact `log_prob` (the truth, through the same code).
+        prior: a torch distribution over θ, or a simulator whose prior to take. Defaults to the
+            simulator's prior for a simulator, and the posterior estimator's box for npe; required
+            for every other estimator.
+        simulator: the simulator that toys are drawn from (Neyman regions, expected limits,
+            coverage). Defaults to `source` when it is a simulator, or to `prior` when that is one.
+
+    Attributes:
+        kind: "exact", "ratio" or "posterior". theta_dim, x_dim.
+        low, high: the prior's box (theta_dim,), or None for a prior without bounded support.
+    """
+
+    def __init__(self, source, prior: Distribution | Simulator | None = None, simulator: Simulator | None = None):
+        if isinstance(source, Model):
+            source = source.source
+        self.source = source
+        if simulator is None:
+            simulator = source if isinstance(source, Simulator) else prior if isinstance(prior, Simulator) else None
+        self.simulator = simulator
+        if isinstance(source, Simulator):
+            if type(source).log_prob is Simulator.log_prob:
+                raise NotImplementedError(
+                    f"{source.name} has no exact likelihood log p(x|θ): run inference on a surrogate trained "
+                    "on its data instead (for example gm.RatioEstimator('alices'))."
+                )
+            self.kind, self.theta_dim, self.x_dim = "exact", source.theta_dim, source.x_dim
+            prior = source.prior if prior is None else prior
+        else:
+            self.kind = _estimator_kind(source)
+            self.theta_dim, self.x_dim = source.theta_dim_, source.x_dim_
+            if prior is None and self.kind == "posterior":
+                prior = source.prior_
+        if isinstance(prior, Simulator):
+            prior = prior.prior
+        if prior is None:
+            raise ValueError(
+                f"inference with a {type(source).__name__} needs the prior over θ, whose box bounds the "
+                "MLE, the θ grids and the posterior: pass prior=sim (the simulator) or prior=a torch "
+                "distribution such as gm.simulators.box_prior(low, high)."
+            )
+        if prior.event_shape != (self.theta_dim,):
+            raise ValueError(
+                f"the prior has event shape {tuple(prior.event_shape)}, but θ has dimension {self.theta_dim}: "
+                f"pass a prior over ({self.theta_dim},)."
+            )
+        if simulator is not None and (simulator.theta_dim, simulator.x_dim) != (self.theta_dim, self.x_dim):
+            raise ValueError(
+                f"the simulator {simulator.name} has θ of dimension {simulator.theta_dim} and x of dimension "
+                f"{simulator.x_dim}, but the model has {self.theta_dim} and {self.x_dim}: pass the simulator "
+                "whose data the surrogate was trained on."
+            )
+        self.prior = prior
+        self.low, self.high = box_bounds(prior)
+
+    def __repr__(self) -> str:
+        name = getattr(self.source, "name", None) or getattr(self.source, "method", type(self.source).__name__)
+        return f"Model({self.kind}: {name}, θ_dim={self.theta_dim}, x_dim={self.x_dim})"
+
+    # -- validation at the boundary ---------------------------------------------------------
+
+    def check_x_obs(self, x_obs) -> Tensor:
+        """Observations as (n, x_dim) float64; a 1-D array is n scalar observations when x_dim = 1,
+        else one observation."""
+        x = torch.as_tensor(x_obs, dtype=DTYPE)
+        if x.ndim == 1:
+            x = x[:, None] if self.x_dim == 1 else x[None]
+        if x.ndim != 2 or x.shape[1] != self.x_dim:
+            raise ValueError(
+                f"x_obs must have shape (n, {self.x_dim}) (n observations of the simulator's x); got "
+                f"{tuple(torch.as_tensor(x_obs).shape)}."
+            )
+        if len(x) == 0:
+            raise ValueError(f"x_obs is empty: pass at least one observation, shape (n, {self.x_dim}).")
+        if not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).any(1).nonzero()[:, 0][:5].tolist()
+            raise ValueError(f"x_obs holds NaN or infinite values (rows {bad}): drop or fix those observations.")
+        return x
+
+    def check_theta(self, theta, what: str = "theta") -> Tensor:
+        """θ as (m, theta_dim) float64, inside the prior's support."""
+        theta = torch.as_tensor(theta, dtype=DTYPE)
+        if theta.ndim < 2:
+            theta = theta.reshape(-1, self.theta_dim) if theta.numel() % self.theta_dim == 0 else theta
+        if theta.ndim != 2 or theta.shape[1] != self.theta_dim:
+            raise ValueError(f"{what} must have shape (m, {self.theta_dim}); got {tuple(theta.shape)}.")
+        if not torch.isfinite(theta).all():
+            raise ValueError(f"{what} holds NaN or infinite values.")
+        outside = ~self.inside(theta)
+        if outside.any():
+            row = int(outside.nonzero()[0, 0])
+            raise ValueError(
+                f"{what} has {int(outside.sum())} points outside the prior's support, e.g. "
+                f"{theta[row].tolist()}{self._box_text()}: keep θ inside the prior."
+            )
+        return theta
+
+    def inside(self, theta: Tensor) -> Tensor:
+        """Whether each row of θ (m, theta_dim) lies in the prior's support → (m,) bool."""
+        if self.low is not None:
+            return ((theta >= self.low) & (theta <= self.high)).all(-1)
+        return self.prior.support.check(theta).reshape(len(theta), -1).all(-1)
+
+    def _box_text(self) -> str:
+        return "" if self.low is None else f" (the box {self.low.tolist()} to {self.high.tolist()})"
+
+    # -- the likelihood ----------------------------------------------------------------------
+
+    def per_event(self, theta, x_obs) -> Tensor:
+        """log r̂(x_i|θ_j) (or the exact log p(x_i|θ_j)) for every pair: θ (m, d), x (n, x_dim) → (m, n)."""
+        if self.kind == "posterior":
+            raise TypeError(
+                "npe learns the posterior q(θ|x), not a likelihood: use gm.inference.posterior(model, x_obs) "
+                "for one observation, or a ratio or likelihood estimator for limits from many observations."
+            )
+        theta, x = self.check_theta(theta), self.check_x_obs(x_obs)
+        # discrete observations repeat: evaluate each distinct x once
+        unique, inverse = torch.unique(x, dim=0, return_inverse=True)
+        if len(unique) < len(x):
+            return self._per_event(theta, unique)[:, inverse]
+        return self._per_event(theta, x)
+
+    def _per_event(self, theta: Tensor, x: Tensor) -> Tensor:
+        m, n = len(theta), len(x)
+        out = torch.empty(m, n, dtype=DTYPE)
+        step = max(1, CHUNK // n)
+        for start in range(0, m, step):
+            t = theta[start:start + step]
+            rows_t = t.repeat_interleave(n, 0)
+            rows_x = x.repeat(len(t), 1)
+            out[start:start + step] = self._log_ratio(rows_x, rows_t).reshape(len(t), n)
+        return out
+
+    def log_likelihood(self, theta, x_obs, weights=None) -> Tensor:
+        """ℓ(θ) = Σ_i w_i log r̂(x_i|θ) up to a constant in θ: θ (m, d), x (n, x_dim) → (m,).
+
+        Arguments:
+            weights: (n,) non-negative weights of the observations (1 by default), for example an
+                Asimov data set: the x grid weighted by n_obs · p(x|θ_0).
+        """
+        per_event = self.per_event(theta, x_obs)
+        if weights is None:
+            return per_event.sum(1)
+        w = torch.as_tensor(weights, dtype=DTYPE).reshape(-1)
+        if w.shape != (per_event.shape[1],) or (w < 0).any() or not torch.isfinite(w).all():
+            raise ValueError(f"weights must be {per_event.shape[1]} finite non-negative numbers, one per observation.")
+        # a zero weight drops the observation even where its log-likelihood is −inf
+        return torch.where(w > 0, per_event * w, torch.zeros(())).sum(1)
+
+    def _log_ratio(self, x: Tensor, theta: Tensor) -> Tensor:
+        with torch.no_grad():
+            if self.kind == "exact":
+                return self.source.log_prob(theta, x).to(DTYPE)
+            return self.source.log_ratio(x, theta).to(DTYPE)
+
+    # -- grids -------------------------------------------------------------------------------
+
+    def grid(self, points: int | None = None) -> Tensor:
+        """An even grid over the prior's box: `points` per axis (101 in 1-D, 41 in 2-D, fewer above)
+        → (points^d, theta_dim)."""
+        if self.low is None:
+            raise ValueError("the prior has no bounded box, so there is no default θ grid: pass theta_grid (g, d).")
+        if points is None:
+            points = {1: 101, 2: 41, 3: 15}.get(self.theta_dim, 7)
+        axes = [torch.linspace(float(lo), float(hi), points, dtype=DTYPE) for lo, hi in zip(self.low, self.high)]
+        return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, self.theta_dim)
+
+
+def as_model(model, prior=None, simulator=None) -> Model:
+    """`model` itself when it is a Model (prior and simulator fill what it lacks), else Model(model, ...)."""
+    if isinstance(model, Model):
+        if simulator is not None and model.simulator is None:
+            model.simulator = simulator
+        return model
+    return Model(model, prior=prior, simulator=simulator)
+
+
+def box_bounds(prior: Distribution) -> tuple[Tensor | None, Tensor | None]:
+    """The (low, high) corners of a prior's support when it is a box, else (None, None)."""
+    base = prior.base_dist if isinstance(prior, Independent) else prior
+    if isinstance(base, Uniform):
+        shape = prior.event_shape or (1,)
+        return base.low.to(DTYPE).expand(shape).clone(), base.high.to(DTYPE).expand(shape).clone()
+    support = prior.support
+    while hasattr(support, "base_constraint"):
+        support = support.base_constraint
+    low, high = getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
+    if low is None or high is None:
+        return None, None
+    shape = prior.event_shape or (1,)
+    low = torch.as_tensor(low, dtype=DTYPE).expand(shape).clone()
+    high = torch.as_tensor(high, dtype=DTYPE).expand(shape).clone()
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        return None, None
+    return low, high
+
+
+def _estimator_kind(source) -> str:
+    from ..estimators.posterior import PosteriorEstimator
+
+    if isinstance(source, PosteriorEstimator):
+        source._check_fitted()
+        return "posterior"
+    if not callable(getattr(source, "log_ratio", None)):
+        raise TypeError(
+            f"{type(source).__name__} is not a surrogate goldmine can infer with: pass a fitted estimator "
+            "with log_ratio(x, theta) (RatioEstimator, LikelihoodEstimator, HistogramRatio, "
+            "SummaryHistogram), a PosteriorEstimator, or a Simulator with an exact log_prob."
+        )
+    if not hasattr(source, "theta_dim_"):
+        raise RuntimeError(f"this {type(source).__name__} is not fitted yet: call fit(dataset) first.")
+    return "ratio"
