@@ -92,6 +92,9 @@ def test_statistic(model, theta, x_obs, prior=None, fit: MLE | None = None, weig
     return fit.q(model.log_likelihood(theta, x_obs, weights))
 
 
+test_statistic.__test__ = False  # a statistic, not a test for pytest to collect from users' test modules
+
+
 def _spacing(grid: Tensor, model: Model) -> Tensor:
     points = max(2, round(len(grid) ** (1 / model.theta_dim)))
     return (model.high - model.low) / (points - 1)
