@@ -113,6 +113,14 @@ def test_default_box_is_the_range_of_the_training_theta(weinberg, x_obs):
     assert est.params["prior"] is None
 
 
+def test_the_prior_can_be_a_box_distribution_or_its_simulator():
+    sim = gm.simulators.Weinberg()
+    for prior in (sim, sim.prior, gm.simulators.box_prior(*BOX)):
+        assert PosteriorEstimator(prior=prior).params["prior"] == [list(BOX[0]), list(BOX[1])]
+    with pytest.raises(ValueError, match="no bounded support"):
+        PosteriorEstimator(prior=torch.distributions.Normal(torch.zeros(2), 1.0))
+
+
 def test_leaking_flows_warn_and_hopeless_ones_raise(weinberg, x_obs):
     small = PosteriorEstimator(prior=([44.0, 0.8], [44.5, 0.835]), seed=0, **{**FAST, "epochs": 1}).fit(weinberg)
     with pytest.warns(RuntimeWarning, match="leaks most of its mass"):

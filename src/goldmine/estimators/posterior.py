@@ -38,11 +38,12 @@ import warnings
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 
 from .. import losses
 from ..data import Dataset
 from ..nn import Standardize, check_flow_settings, conditional_flow
-from ..simulators.base import box_prior
+from ..simulators.base import box_bounds, box_prior
 from .base import Estimator, register
 
 METHODS: dict[str, tuple[str, ...]] = {"npe": ("theta", "x")}
@@ -270,7 +271,14 @@ def _show(bounds: Tensor) -> str:
 
 
 def _check_box(prior) -> list[list[float]]:
-    """(low, high) → two lists of floats, with low < high finite in every dimension."""
+    """(low, high), a uniform box distribution or a simulator → two lists of floats, with low < high finite in
+    every dimension."""
+    prior = getattr(prior, "prior", prior)  # a simulator stands for its prior
+    if isinstance(prior, Distribution):
+        box = box_bounds(prior)
+        if box[0] is None:
+            raise ValueError(f"prior must be a box: {prior} has no bounded support; pass (low, high).")
+        prior = box
     try:
         low, high = prior
         low = torch.as_tensor(low, dtype=torch.float64).reshape(-1)

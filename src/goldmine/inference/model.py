@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Uniform
+from torch.distributions import Distribution
 
-from ..simulators.base import DTYPE, Simulator
+from ..simulators.base import DTYPE, Simulator, box_bounds
 
 #: rows evaluated in one call of the surrogate (θ points × observations)
 CHUNK = 1 << 18
@@ -209,26 +209,6 @@ def as_model(model, prior=None, simulator=None) -> Model:
             model.simulator = simulator
         return model
     return Model(model, prior=prior, simulator=simulator)
-
-
-def box_bounds(prior: Distribution) -> tuple[Tensor | None, Tensor | None]:
-    """The (low, high) corners of a prior's support when it is a box, else (None, None)."""
-    base = prior.base_dist if isinstance(prior, Independent) else prior
-    if isinstance(base, Uniform):
-        shape = prior.event_shape or (1,)
-        return base.low.to(DTYPE).expand(shape).clone(), base.high.to(DTYPE).expand(shape).clone()
-    support = prior.support
-    while hasattr(support, "base_constraint"):
-        support = support.base_constraint
-    low, high = getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
-    if low is None or high is None:
-        return None, None
-    shape = prior.event_shape or (1,)
-    low = torch.as_tensor(low, dtype=DTYPE).expand(shape).clone()
-    high = torch.as_tensor(high, dtype=DTYPE).expand(shape).clone()
-    if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
-        return None, None
-    return low, high
 
 
 def _estimator_kind(source) -> str:

@@ -44,6 +44,26 @@ def box_prior(low, high) -> Distribution:
     return Independent(Uniform(low, high), 1)
 
 
+def box_bounds(prior: Distribution) -> tuple[Tensor | None, Tensor | None]:
+    """The (low, high) corners of a prior's support when it is a box, else (None, None)."""
+    base = prior.base_dist if isinstance(prior, Independent) else prior
+    if isinstance(base, Uniform):
+        shape = prior.event_shape or (1,)
+        return base.low.to(DTYPE).expand(shape).clone(), base.high.to(DTYPE).expand(shape).clone()
+    support = prior.support
+    while hasattr(support, "base_constraint"):
+        support = support.base_constraint
+    low, high = getattr(support, "lower_bound", None), getattr(support, "upper_bound", None)
+    if low is None or high is None:
+        return None, None
+    shape = prior.event_shape or (1,)
+    low = torch.as_tensor(low, dtype=DTYPE).expand(shape).clone()
+    high = torch.as_tensor(high, dtype=DTYPE).expand(shape).clone()
+    if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        return None, None
+    return low, high
+
+
 class Simulator:
     """Base class of every simulator: subclasses set the attributes and implement the methods.
 
