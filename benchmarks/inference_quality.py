@@ -46,9 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import c2st, grid_posterior_samples  # noqa: E402
-from goldmine.inference import Model  # noqa: E402
-from goldmine.inference.diagnostics import coverage  # noqa: E402
-from goldmine.inference.intervals import expected_limits  # noqa: E402
+from goldmine.inference import Model, coverage, expected_limits  # noqa: E402
 from goldmine.inference.posterior import posterior  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
 from sample_efficiency import SIMULATORS, TRAINING, batch_size, even, make_estimator, write  # noqa: E402
@@ -56,7 +54,8 @@ from sample_efficiency import SIMULATORS, TRAINING, batch_size, even, make_estim
 METHODS = ("exact", "carl", "rascal", "alices", "sally", "scandal", "nle", "npe", "histogram", "sbi_nre")
 GOLD = ("rascal", "alices", "sally", "scandal")
 #: the hypothesis θ₀ and the observations per data set, per simulator
-SETUP = {"galton": dict(theta=[0.3], n_obs=100), "weinberg": dict(theta=[45.0, 0.9], n_obs=100)}
+#: and the θ grid points per axis (21 × 21 keeps 2-D toys affordable)
+SETUP = {"galton": dict(theta=[0.3], n_obs=100, grid=101), "weinberg": dict(theta=[45.0, 0.9], n_obs=100, grid=21)}
 BUDGETS = (1_000, 10_000, 100_000)
 LEVEL, TARGET_BUDGET, SIZE_TOLERANCE, COVERAGE_TOLERANCE = 0.95, 10_000, 0.05, 0.02
 QUICK = dict(simulators=("galton",), budgets=(1_000,), seeds=1, methods=("exact", "carl", "alices", "npe"), toys=200)
@@ -81,10 +80,10 @@ def measure(method: str, surrogate, sim, setup: dict, toys: int, seed: int) -> d
     model = Model(surrogate, prior=sim, simulator=sim)
     out: dict = {}
     if method != "npe":
-        region = expected_limits(model, theta, setup["n_obs"], LEVEL)
+        region = expected_limits(model, theta, setup["n_obs"], LEVEL, grid=setup["grid"])
         out["size"] = region.size
         for kind in ("neyman", "wilks"):
-            c = coverage(model, theta, setup["n_obs"], LEVEL, method=kind, toys=toys, seed=seed)
+            c = coverage(model, theta, setup["n_obs"], LEVEL, method=kind, toys=toys, seed=seed, grid=setup["grid"])
             out[f"coverage_{kind}"], out[f"coverage_{kind}_stderr"] = c["coverage"], c["stderr"]
     g = torch.Generator().manual_seed(seed)
     x_obs = sim.sample(theta[None], generator=g).x
