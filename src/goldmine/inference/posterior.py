@@ -1,0 +1,497 @@
+"""Bayesian posteriors from any surrogate: MCMC on prior × likelihood, or direct npe sampling.
+
+For i.i.d. observations x_1..x_n and a prior π(θ), every likelihood-type model gives
+
+    log p(θ|x_1..x_n) = log π(θ) + ℓ(θ) + const,    ℓ(θ) = Σ_i log r̂(x_i|θ)  (or log p(x_i|θ), exact)
+
+whose constant (the evidence, and the surrogate's log p(x_i|θ_ref)) MCMC never needs. The sampler is
+random-walk Metropolis with many chains moved together, so that ℓ is evaluated once per step for
+all chains in one batched call. The proposal θ' = θ + s·L·ε, ε ~ N(0, I), uses the covariance LLᵀ
+of the draws of all chains in the last warm-up window (windows doubling in length, as in Stan) and
+a scale s tuned by Robbins–Monro toward the acceptance rate that is optimal for Gaussian targets
+(0.44 in 1-D down to 0.234 in many dimensions). Both are frozen after warm-up, so the kept draws
+come from a fixed Metropolis kernel that leaves the posterior invariant, and the chains are
+independent (which R-hat assumes). Proposals outside the prior's support have density zero: they
+are rejected without evaluating the model. The chains start at `init`, or at prior draws picked
+from 1000 in proportion to their posterior density (sampling-importance-resampling), so that
+warm-up begins near the mass even when the posterior is much narrower than the prior.
+
+npe learns q(θ|x) for one observation: it is sampled directly, nothing to converge.
+
+Diagnostics, both rank-normalised (Vehtari et al. 2021): the split R-hat is the larger of the
+bulk R-hat (of the normal scores of the pooled ranks) and the tail R-hat (the same for |θ − median|);
+the bulk ESS applies Geyer's initial monotone sequence to the chains' mean autocorrelation of the
+normal scores, with the between-chain variance included.
+
+References:
+    Roberts, Gelman, Gilks, "Weak convergence and optimal scaling of random walk Metropolis
+    algorithms", Ann. Appl. Probab. 7 (1997) 110
+    Haario, Saksman, Tamminen, "An adaptive Metropolis algorithm", Bernoulli 7 (2001) 223
+    Vehtari, Gelman, Simpson, Carpenter, Bürkner, "Rank-normalization, folding, and localization: an
+    improved R-hat for assessing convergence of MCMC", Bayesian Analysis 16 (2021) 667,
+    https://arxiv.org/abs/1903.08008
+    Geyer, "Practical Markov chain Monte Carlo", Statistical Science 7 (1992) 473
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from scipy import special, stats
+from torch import Tensor
+from torch.distributions import Independent, Uniform
+from tqdm.auto import tqdm
+
+from ..simulators.base import DTYPE, Simulator
+from .model import Model, as_model, box_bounds
+
+# Vehtari et al. (2021) ask for R-hat ≤ 1.01 from 4 long chains; R-hat − 1 of converged chains is
+# about chains/(2·ESS), so many short chains at the ESS floor below (32 at 400) reach 1.04 by chance
+RHAT_WARN = 1.05
+ESS_WARN = 400  # below it, R-hat and the tail quantiles are unreliable (Vehtari et al. 2021)
+FIRST_WINDOW = 25  # warm-up steps before the first covariance update; windows then double
+ADAPT_RATE = 0.1  # Robbins–Monro step on log s per step, times (acceptance − target)
+# cells per dimension for the normaliser of log_prob: the chains span about 9 sd, widened to 13, so
+# a cell is 0.013 sd (1-D) or 0.09 sd (2-D) wide, and the midpoint rule errs by ~h²/24 (below 1e-3)
+NORMALISE_CELLS = {1: 1000, 2: 150}
+NORMALISE_MARGIN = 0.25  # the grid spans the chains' range widened by this fraction on each side
+CANDIDATES = 1000  # prior draws that the chains' starting points are picked from
+NPE_DRAWS = 10_000  # direct draws kept for summary() of an npe posterior
+
+__all__ = ["Posterior", "ess", "posterior", "prior_draws", "split_rhat"]
+
+
+class Posterior:
+    """Draws of p(θ|x_obs) and its density: from MCMC chains ("mcmc") or from npe ("npe").
+
+    Attributes:
+        kind: "mcmc" or "npe".
+        model: the `Model` behind it. x_obs: the observations (n, x_dim).
+        draws: the kept draws (chains, draws, theta_dim); for npe one "chain" of i.i.d. draws.
+        rhat, ess: split R-hat and bulk ESS per dimension (theta_dim,); None for npe.
+        acceptance: the Metropolis acceptance rate after warm-up; for npe, the fraction of the
+            flow's draws that fell inside the prior's box.
+        normalised: whether `log_prob` is normalised (npe, or MCMC with theta_dim ≤ 2).
+    """
+
+    def __init__(self, kind: str, model: Model, x_obs: Tensor, draws: Tensor, acceptance: float,
+                 rhat: Tensor | None = None, ess: Tensor | None = None):
+        self.kind, self.model, self.x_obs, self.draws = kind, model, x_obs, draws
+        self.acceptance, self.rhat, self.ess = acceptance, rhat, ess
+        self._x, self._weights = _distinct(x_obs)
+        self.normalised = kind == "npe" or model.theta_dim in NORMALISE_CELLS
+        self._log_z: float | None = None
+
+    def __repr__(self) -> str:
+        chains, n, d = self.draws.shape
+        return f"Posterior({self.kind}, theta_dim={d}, {chains}×{n} draws, {len(self.x_obs)} observations)"
+
+    @property
+    def samples(self) -> Tensor:
+        """All kept draws, the chains one after another: (chains·draws, theta_dim)."""
+        return self.draws.reshape(-1, self.draws.shape[-1])
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws of the posterior → (n, theta_dim) float64.
+
+        MCMC: n of the kept draws, picked at random without replacement (so they are nearly
+        independent when n is well below the ESS). npe: n fresh draws of the flow.
+
+        Raises:
+            ValueError: n is not a positive integer, or (MCMC) exceeds the number of kept draws.
+        """
+        _check_count(n, "n")
+        if self.kind == "npe":
+            return self.model.source.sample(self.x_obs, n, generator=generator).to(DTYPE)
+        samples = self.samples
+        if n > len(samples):
+            raise ValueError(f"the chains hold {len(samples)} draws, fewer than n={n}: ask for fewer, or run "
+                             "posterior(...) with more chains or steps.")
+        return samples[torch.randperm(len(samples), generator=generator)[:n]]
+
+    def log_prob(self, theta) -> Tensor:
+        """log p(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64; −inf outside the prior's support.
+
+        npe: the estimator's density restricted to its box (normalised). MCMC: log π(θ) + ℓ(θ),
+        normalised for theta_dim ≤ 2 by the midpoint rule on 1000 (1-D) or 150² (2-D) cells over the range the
+        chains visited (widened by a quarter on each side, cut to the prior's box), where all but a
+        negligible share of the mass lies; for theta_dim > 2 it is unnormalised (`normalised` is False).
+        """
+        theta = self._check_points(theta)
+        if self.kind == "npe":
+            return self.model.source.log_prob(theta, self.x_obs).to(DTYPE)
+        out = self._unnormalised(theta)
+        if self.normalised:
+            out = out - self._normaliser()
+        return out
+
+    def summary(self) -> str:
+        """A readable table: mean, std and central 68% / 95% intervals per dimension, and diagnostics."""
+        samples = self.samples.numpy()
+        chains, n, d = self.draws.shape
+        if self.kind == "mcmc":
+            head = (f"Posterior (MCMC: {chains} chains × {n} draws, acceptance {self.acceptance:.2f}) "
+                    f"given {len(self.x_obs)} observation{'s' * (len(self.x_obs) != 1)}")
+        else:
+            head = f"Posterior (npe: {n} direct draws, {self.acceptance:.1%} of the flow inside the prior's box)"
+        q = np.quantile(samples, [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
+        columns = f"{'':>6} {'mean':>11} {'std':>11} {'68% interval':>25} {'95% interval':>25} {'R-hat':>7} {'ESS':>7}"
+        lines = [head, columns]
+        for j in range(d):
+            rhat = "—" if self.rhat is None else f"{float(self.rhat[j]):.3f}"
+            ess = "—" if self.ess is None else f"{float(self.ess[j]):.0f}"
+            lines.append(f"{f'θ[{j}]':>6} {samples[:, j].mean():>11.5g} {samples[:, j].std(ddof=1):>11.5g} "
+                         f"{f'[{q[1, j]:.5g}, {q[3, j]:.5g}]':>25} {f'[{q[0, j]:.5g}, {q[4, j]:.5g}]':>25} "
+                         f"{rhat:>7} {ess:>7}")
+        if self.kind == "mcmc":
+            worry = _diagnostic_problems(self.rhat, self.ess)
+            lines.append("diagnostics: " + ("; ".join(worry) if worry else
+                                            f"R-hat ≤ {RHAT_WARN} and ESS ≥ {ESS_WARN} in every dimension"))
+        return "\n".join(lines)
+
+    # -- densities ---------------------------------------------------------------------------
+
+    def _check_points(self, theta) -> Tensor:
+        d = self.model.theta_dim
+        theta = torch.as_tensor(theta, dtype=DTYPE)
+        if theta.ndim == 1:
+            theta = theta[None] if d > 1 and theta.shape[0] == d else theta[:, None]
+        if theta.ndim != 2 or theta.shape[1] != d:
+            raise ValueError(f"theta must have shape (m, {d}); got {tuple(theta.shape)}.")
+        if not torch.isfinite(theta).all():
+            raise ValueError("theta holds NaN or infinite values.")
+        return theta
+
+    def _unnormalised(self, theta: Tensor) -> Tensor:
+        return _log_density(self.model, theta, self._x, self._weights)
+
+    def _normaliser(self) -> float:
+        """log ∫ π(θ) e^ℓ(θ) dθ by the midpoint rule on cells over the chains' range (cached)."""
+        if self._log_z is None:
+            d = self.model.theta_dim
+            samples = self.samples
+            low, high = samples.amin(0), samples.amax(0)
+            width = (high - low).clamp(min=1e-12)
+            low, high = low - NORMALISE_MARGIN * width, high + NORMALISE_MARGIN * width
+            if self.model.low is not None:
+                low, high = torch.maximum(low, self.model.low), torch.minimum(high, self.model.high)
+            cells = NORMALISE_CELLS[d]
+            size = (high - low) / cells
+            axes = [lo + (torch.arange(cells, dtype=DTYPE) + 0.5) * s for lo, s in zip(low, size)]
+            centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d)
+            log_p = self._unnormalised(centres)
+            self._log_z = float(torch.logsumexp(log_p, 0) + size.log().sum())
+            if not math.isfinite(self._log_z):
+                raise RuntimeError("the posterior density is zero (or not finite) on the whole grid over the chains' "
+                                   "range, so it cannot be normalised: check the diagnostics of the chains.")
+        return self._log_z
+
+
+def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, steps: int = 2000, thin: int = 1,
+              seed: int = 0, init=None, progress: bool = True) -> Posterior:
+    """The posterior p(θ|x_obs): MCMC for likelihood-type models, direct sampling for npe.
+
+    Arguments:
+        model: a `Model`, a fitted surrogate (ratio, likelihood or npe estimator), or a simulator
+            with an exact likelihood.
+        x_obs: i.i.d. observations (n, x_dim); npe conditions on exactly one (1, x_dim).
+        prior: a torch distribution over θ (theta_dim,), or a simulator whose prior to take;
+            defaults to the model's. npe only accepts the box it was trained with.
+        chains: Markov chains run side by side (one batched model call per step for all of them).
+        warmup: steps per chain that adapt the proposal and are discarded.
+        steps: steps per chain after warm-up; every `thin`-th state is kept.
+        thin: keep every thin-th state (steps // thin ≥ 4 draws per chain).
+        seed: seeds the starting points, the proposals and the npe draws.
+        init: starting points (chains, theta_dim) inside the prior; by default prior draws picked
+            in proportion to their posterior density (see the module docstring).
+        progress: show a progress bar over the steps.
+
+    Returns:
+        A `Posterior`. A RuntimeWarning is issued when R-hat > 1.05 or the bulk ESS < 400 in some
+        dimension.
+
+    Example:
+        >>> import goldmine as gm
+        >>> sim = gm.simulators.Poisson()
+        >>> x = sim.sample(torch.full((20, 1), 2.0), generator=torch.Generator().manual_seed(0)).x
+        >>> post = posterior(sim, x, chains=16, warmup=300, steps=500, progress=False)
+        >>> post.sample(100).shape, bool(post.rhat.max() < 1.05)
+        (torch.Size([100, 1]), True)
+    """
+    model = _with_prior(model, prior)
+    x = model.check_x_obs(x_obs)
+    if model.kind == "posterior":
+        return _npe_posterior(model, x, prior, seed)
+    for value, name in ((chains, "chains"), (warmup, "warmup"), (steps, "steps"), (thin, "thin")):
+        _check_count(value, name, allow_zero=name == "warmup")
+    if steps // thin < 4:
+        raise ValueError(f"steps // thin = {steps // thin}: keep at least 4 draws per chain (split R-hat needs "
+                         "them, and a good estimate many more): raise steps or lower thin.")
+    if chains < 2:
+        raise ValueError(f"chains={chains}: run at least 2 chains (R-hat compares them; 16 or more is best).")
+    generator = torch.Generator().manual_seed(seed)
+    xw = _distinct(x)
+    start = _starting_points(model, chains, init, *xw, generator)
+    draws, acceptance = _metropolis(model, xw, start, warmup, steps, thin, generator, progress)
+    rhat, ess_ = split_rhat(draws), ess(draws)
+    worry = _diagnostic_problems(rhat, ess_)
+    if worry:
+        warnings.warn("the MCMC chains may not represent the posterior: " + "; ".join(worry) + ". Run longer "
+                      "(warmup, steps), use more chains, or look for several modes (plot the chains).",
+                      RuntimeWarning, stacklevel=2)
+    return Posterior("mcmc", model, x, draws, acceptance, rhat, ess_)
+
+
+# -- the sampler ------------------------------------------------------------------------------
+
+
+def _distinct(x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The distinct rows of x and their counts (the weights of ℓ), or x and None when all differ:
+    a discrete x is then evaluated once per value, not once per observation."""
+    unique, inverse = torch.unique(x, dim=0, return_inverse=True)
+    if len(unique) == len(x):
+        return x, None
+    return unique, torch.bincount(inverse, minlength=len(unique)).to(DTYPE)
+
+
+def _metropolis(model: Model, xw: tuple[Tensor, Tensor | None], start: Tensor, warmup: int, steps: int, thin: int,
+                generator: torch.Generator, progress: bool) -> tuple[Tensor, float]:
+    """Adaptive random-walk Metropolis, all chains at once → kept draws (chains, steps // thin, d), acceptance."""
+    x, w = xw
+    chains, d = start.shape
+    target = {1: 0.44, 2: 0.35, 3: 0.3}.get(d, 0.25)
+    optimal = math.log(2.38 / math.sqrt(d))
+    theta, log_p = start.clone(), _log_density(model, start, x, w)
+    cov = _covariance(start, model)
+    chol, log_s = torch.linalg.cholesky(cov), optimal
+    window_start, window_end, window = 0, min(FIRST_WINDOW, warmup), FIRST_WINDOW
+    history = torch.empty(warmup, chains, d, dtype=DTYPE)
+    kept = torch.empty(chains, steps // thin, d, dtype=DTYPE)
+    accepted = 0
+    bar = tqdm(range(warmup + steps), desc="mcmc", disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        proposal = theta + math.exp(log_s) * torch.randn(chains, d, dtype=DTYPE, generator=generator) @ chol.T
+        log_u = torch.rand(chains, dtype=DTYPE, generator=generator).log()
+        inside = model.inside(proposal)
+        log_q = torch.full((chains,), -math.inf, dtype=DTYPE)
+        if inside.any():
+            log_q[inside] = _log_density(model, proposal[inside], x, w)
+        # a chain still at density 0 (a start where the data are impossible) walks until it finds mass
+        accept = inside & ((log_u < log_q - log_p) | (torch.isneginf(log_p) & ~torch.isnan(log_q)))
+        theta = torch.where(accept[:, None], proposal, theta)
+        log_p = torch.where(accept, log_q, log_p)
+        rate = float(accept.double().mean())
+        if step < warmup:
+            history[step] = theta
+            log_s += ADAPT_RATE * (rate - target)
+            if step + 1 == window_end:
+                # the window's second half: the chains have moved away from where it began
+                half = (window_start + window_end) // 2
+                chol, log_s = _update_proposal(history[half:window_end], chol, log_s, optimal, model)
+                window *= 2
+                # a window that would leave less than a full one after it stretches to warm-up's end
+                window_start, window_end = window_end, window_end + window
+                if window_end + 2 * window > warmup:
+                    window_end = warmup
+        else:
+            accepted += int(accept.sum())
+            kept_step = step - warmup + 1
+            if kept_step % thin == 0 and kept_step // thin <= kept.shape[1]:
+                kept[:, kept_step // thin - 1] = theta
+        if progress and step % 50 == 0:
+            bar.set_postfix(acceptance=f"{rate:.2f}")
+    bar.close()
+    stuck = torch.isneginf(log_p) | torch.isnan(log_p)
+    if stuck.any():
+        raise RuntimeError(
+            f"{int(stuck.sum())} of {chains} chains never reached a θ where the posterior density is positive "
+            "(the observations are impossible there): check x_obs against the simulator, or pass init= "
+            "starting points near the maximum likelihood (gm.inference.mle).")
+    return kept, accepted / (chains * steps)
+
+
+def _update_proposal(window: Tensor, chol: Tensor, log_s: float, optimal: float, model: Model):
+    """The covariance of the window's draws (all chains pooled); kept as it was if that is degenerate."""
+    pooled = window.reshape(-1, window.shape[-1])
+    cov = torch.atleast_2d(torch.cov(pooled.T))
+    scale = cov.diagonal().mean()
+    cov = cov + 1e-10 * scale * torch.eye(len(cov), dtype=DTYPE)  # keeps it positive definite
+    new, info = torch.linalg.cholesky_ex(cov)
+    if info != 0 or not torch.isfinite(new).all() or not scale > 0:
+        return chol, log_s - 1.0  # no chain moved: take smaller steps with the old shape
+    return new, optimal
+
+
+def _covariance(start: Tensor, model: Model) -> Tensor:
+    """The first proposal covariance: that of the starting points, else the prior box's (width²/12)."""
+    cov = torch.atleast_2d(torch.cov(start.T)) if len(start) > 1 else torch.zeros(1, 1, dtype=DTYPE)
+    scale = cov.diagonal().mean()
+    cov = cov + 1e-10 * scale * torch.eye(len(cov), dtype=DTYPE)
+    if torch.isfinite(cov).all() and scale > 0 and torch.linalg.cholesky_ex(cov)[1] == 0:
+        return cov
+    if model.low is not None:
+        return torch.diag((model.high - model.low) ** 2 / 12.0)
+    return torch.eye(start.shape[1], dtype=DTYPE)
+
+
+def _log_density(model: Model, theta: Tensor, x: Tensor, weights: Tensor | None) -> Tensor:
+    """log π(θ) + ℓ(θ) for θ (m, d) → (m,); −inf outside the prior's support, NaN read as −inf."""
+    out = torch.full((len(theta),), -math.inf, dtype=DTYPE)
+    inside = model.inside(theta)
+    if inside.any():
+        t = theta[inside]
+        value = model.prior.log_prob(t).to(DTYPE) + model.log_likelihood(t, x, weights)
+        out[inside] = torch.nan_to_num(value, nan=-math.inf, neginf=-math.inf)
+    return out
+
+
+def _starting_points(model: Model, chains: int, init, x: Tensor, weights: Tensor | None,
+                     generator: torch.Generator) -> Tensor:
+    """`init`, or `chains` of CANDIDATES prior draws picked without replacement in proportion to their
+    posterior density (sampling-importance-resampling by Gumbel top-k): near the posterior's mass at
+    once, yet spread over all of it, several modes included."""
+    if init is not None:
+        start = model.check_theta(init, "init")
+        if len(start) != chains:
+            raise ValueError(f"init has {len(start)} starting points; give one per chain: ({chains}, "
+                             f"{model.theta_dim}).")
+        return start.clone()
+    candidates = prior_draws(model.prior, max(CANDIDATES, chains), generator)
+    log_w = _log_density(model, candidates, x, weights)
+    gumbel = -torch.empty_like(log_w).exponential_(generator=generator).log()
+    keys = torch.where(torch.isneginf(log_w), gumbel - 1e300, log_w + gumbel)  # impossible ones last
+    return candidates[keys.topk(chains).indices]
+
+
+def prior_draws(prior, n: int, generator: torch.Generator) -> Tensor:
+    """n draws of a prior (n, theta_dim) float64 that use only `generator`'s randomness."""
+    base = prior.base_dist if isinstance(prior, Independent) else prior
+    if isinstance(base, Uniform):
+        low, high = box_bounds(prior)
+        return low + (high - low) * torch.rand(n, len(low), dtype=DTYPE, generator=generator)
+    # torch distributions draw from the global generator: seed a forked copy of it from ours
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+        return prior.sample((n,)).to(DTYPE).reshape(n, -1)
+
+
+# -- npe ----------------------------------------------------------------------------------------
+
+
+def _npe_posterior(model: Model, x: Tensor, prior, seed: int) -> Posterior:
+    if len(x) != 1:
+        raise ValueError(f"npe learns q(θ|x) for one observation, but x_obs has {len(x)} rows: pass one row "
+                         "(1, x_dim), or use a ratio or likelihood estimator (posterior by MCMC) for i.i.d. data.")
+    est = model.source
+    if prior is not None:
+        low, high = box_bounds(prior.prior if isinstance(prior, Simulator) else prior)
+        box = est.prior_.base_dist
+        if low is None or not (torch.allclose(low, box.low.to(DTYPE)) and torch.allclose(high, box.high.to(DTYPE))):
+            raise ValueError("npe learned the posterior under the prior it was trained on (the box "
+                             f"{box.low.tolist()} to {box.high.tolist()}); it cannot change prior: leave prior=None, "
+                             "or use a ratio or likelihood estimator with the new prior.")
+    draws = est.sample(x, NPE_DRAWS, generator=torch.Generator().manual_seed(seed)).to(DTYPE)
+    return Posterior("npe", model, x, draws[None], float(est.acceptance_))
+
+
+# -- diagnostics ------------------------------------------------------------------------------
+
+
+def split_rhat(draws) -> Tensor:
+    """Rank-normalised split R-hat per dimension: draws (chains, n, d) → (d,), the larger of bulk and tail.
+
+    Each chain is cut in two halves; the pooled draws are replaced by the normal scores of their
+    ranks (bulk), and of the ranks of |θ − median| (tail, which catches chains that agree in location
+    but not in scale). R-hat = √(V̂⁺/W) with W the mean within-chain variance and V̂⁺ = (n−1)/n·W +
+    the variance of the chain means. Near 1 when the chains agree. (Vehtari et al. 2021, arXiv:1903.08008.)
+    """
+    x = _split(draws)
+    bulk = _rhat(_normal_scores(x))
+    tail = _rhat(_normal_scores(np.abs(x - np.median(x.reshape(-1, x.shape[-1]), axis=0))))
+    return torch.as_tensor(np.maximum(bulk, tail), dtype=DTYPE)
+
+
+def ess(draws, rank_normalise: bool = True) -> Tensor:
+    """The effective sample size per dimension: draws (chains, n, d) → (d,).
+
+    On split chains, with the autocorrelation ρ_t = 1 − (W − mean autocovariance_t)/V̂⁺ summed by
+    Geyer's initial monotone sequence: ESS = chains·n / (−1 + 2 Σ_k (ρ_2k + ρ_2k+1)), the pairs
+    summed while positive and made non-increasing. `rank_normalise` gives the bulk ESS (of the
+    normal scores of the ranks, robust to heavy tails), else the classic ESS of the raw values,
+    which sets the Monte-Carlo error of the mean.
+    """
+    x = _split(draws)
+    if rank_normalise:
+        x = _normal_scores(x)
+    return torch.as_tensor([_ess_one(x[..., j]) for j in range(x.shape[-1])], dtype=DTYPE)
+
+
+def _split(draws) -> np.ndarray:
+    x = np.asarray(torch.as_tensor(draws, dtype=DTYPE))
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3 or x.shape[1] < 4:
+        raise ValueError(f"draws must have shape (chains, n, d) with n ≥ 4; got {x.shape}.")
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], x[:, -half:]], axis=0)
+
+
+def _normal_scores(x: np.ndarray) -> np.ndarray:
+    """Φ⁻¹((rank − 3/8)/(S + 1/4)) of the pooled draws, per dimension (average ranks for ties)."""
+    m, n, d = x.shape
+    ranks = stats.rankdata(x.reshape(m * n, d), axis=0)
+    return special.ndtri((ranks - 0.375) / (m * n + 0.25)).reshape(m, n, d)
+
+
+def _rhat(x: np.ndarray) -> np.ndarray:
+    n = x.shape[1]
+    within = x.var(axis=1, ddof=1).mean(axis=0)
+    between = x.mean(axis=1).var(axis=0, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(((n - 1) / n * within + between) / within)
+
+
+def _ess_one(x: np.ndarray) -> float:
+    """ESS of one dimension of split chains (m, n)."""
+    m, n = x.shape
+    centred = x - x.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(centred, n=2 * n, axis=1)
+    autocov = np.fft.irfft(spectrum * spectrum.conj(), n=2 * n, axis=1)[:, :n] / n  # (m, n), lag 0..n−1
+    within = autocov[:, 0].mean() * n / (n - 1)
+    var_plus = within * (n - 1) / n + (x.mean(axis=1).var(ddof=1) if m > 1 else 0.0)
+    if not var_plus > 0:
+        return float("nan")
+    rho = 1.0 - (within - autocov.mean(axis=0)) / var_plus
+    pairs = rho[: 2 * (n // 2)].reshape(-1, 2).sum(axis=1)
+    negative = np.flatnonzero(pairs <= 0)
+    pairs = pairs[: negative[0] if len(negative) else len(pairs)]
+    tau = -1.0 + 2.0 * np.minimum.accumulate(pairs).sum()
+    # an antithetic chain can give τ < 1; the floor caps the ESS at S·log10(S) draws
+    tau = max(tau, 1.0 / math.log10(m * n))
+    return m * n / tau
+
+
+def _diagnostic_problems(rhat: Tensor, ess_: Tensor) -> list[str]:
+    worry = []
+    if not (rhat <= RHAT_WARN).all():
+        worry.append("R-hat " + ", ".join(f"{v:.3f}" for v in rhat.tolist()) + f" (want ≤ {RHAT_WARN})")
+    if not (ess_ >= ESS_WARN).all():
+        worry.append("ESS " + ", ".join(f"{v:.0f}" for v in ess_.tolist()) + f" (want ≥ {ESS_WARN})")
+    return worry
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def _with_prior(model, prior) -> Model:
+    if isinstance(model, Model) and prior is not None:
+        return Model(model, prior=prior, simulator=model.simulator)
+    return as_model(model, prior)
+
+
+def _check_count(value, name: str, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {value!r}.")
