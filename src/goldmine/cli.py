@@ -1,0 +1,450 @@
+"""The `goldmine` command: simulate, train, evaluate, infer, run a study, benchmark, list.
+
+    goldmine list [simulators | methods | benchmarks | METHOD]
+    goldmine simulate SIMULATOR -n N -o data.h5 [--sim-option KEY=VALUE] [--seed --workers --chunk --cluster]
+    goldmine train METHOD data.h5 -o model/ [--epochs --batch-size --lr --alpha --hidden --seed --option KEY=VALUE]
+    goldmine evaluate model/ [--simulator SIMULATOR] [-o evaluation.json]
+    goldmine infer model/ (--observed obs.npy | --true-theta θ [--n-obs N]) [--level 0.95] [--method wilks|neyman]
+    goldmine run study.toml [-o OUTPUT]
+    goldmine benchmark [NAME [ARGS ...]]
+
+A simulator is a built-in name (goldmine list simulators) or the import path of one of your own,
+package.module:Class or package.module:factory, with constructor arguments from --sim-option.
+Long steps show progress bars (--quiet hides them) and every command ends with a plain summary.
+A mistake in the arguments (a bad option, a missing file, a method that does not fit the data)
+ends with exit code 2 and one line on stderr that names the fix; --debug shows the traceback.
+The work itself is done by goldmine.study, which `goldmine run` strings together from a TOML file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import unicodedata
+from pathlib import Path
+
+import torch
+
+from . import __version__, study, workflow
+from .estimators import ScoreEstimator, load
+
+#: library errors that mean a mistake in the arguments: one line on stderr and exit code 2
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotImplementedError, OSError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its error on one line (exit code 2) pointing at the command's --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# -- argument types ------------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, e.g. 1000; got {text!r}")
+    return value
+
+
+def key_value(text: str) -> dict:
+    """KEY=VALUE (VALUE read as JSON when it parses, else as a string) or a JSON object.
+
+    Example:
+        >>> key_value("hidden=[64, 64]"), key_value("flow=nsf"), key_value('{"sigma": 0.2}')
+        ({'hidden': [64, 64]}, {'flow': 'nsf'}, {'sigma': 0.2})
+    """
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object ({err})") from None
+        return value
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. sigma=0.2) or a JSON object")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return {key.strip(): parsed}
+
+
+def numbers(kind):
+    """A type for a comma-separated list of `kind` values: 0.3, or 45,0.8."""
+
+    def parse(text: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",")]
+        except ValueError:
+            example = "64,64" if kind is int else "45,0.8"
+            raise argparse.ArgumentTypeError(f"must be comma-separated {kind.__name__}s, e.g. {example}; "
+                                             f"got {text!r}") from None
+
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
+
+
+def merged(pairs: list[dict] | None) -> dict:
+    out: dict = {}
+    for pair in pairs or []:
+        out.update(pair)
+    return out
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+
+    parser = Parser(prog="goldmine", description="Simulation-based inference that mines gold from simulators.",
+                    epilog="Run 'goldmine COMMAND --help' for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"goldmine {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True,
+                                     parser_class=Parser)
+
+    def command(name: str, handler, help: str, **kwargs) -> Parser:
+        sub = commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", **kwargs)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    p = command("list", cmd_list, "show the simulators, the methods and their options, the benchmarks",
+                parents=[common])
+    p.add_argument("what", nargs="?", metavar="simulators|methods|benchmarks|METHOD",
+                   help="one part only, or every option of one method")
+
+    p = command("simulate", cmd_simulate, "simulate (and mine, when the simulator has gold) a training data set "
+                "into an HDF5 file; rerun the same command to resume an interrupted one", parents=[common])
+    p.add_argument("simulator", metavar="SIMULATOR", help="a built-in name (goldmine list simulators) or "
+                   "package.module:Class of your own")
+    p.add_argument("-n", "--rows", dest="n", type=positive_int, required=True,
+                   help="simulator runs (even): half at θ ~ prior, half at θ_ref")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="the data set to write")
+    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="a constructor argument of the simulator (repeatable), or a JSON object of them")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same data (default 0)")
+    p.add_argument("--workers", type=positive_int, default=1, help="local processes (default 1)")
+    p.add_argument("--chunk", type=positive_int, metavar="ROWS", help="rows per task and write")
+    p.add_argument("--cluster", metavar="ADDRESS", help="a Dask scheduler, tcp://host:port")
+
+    p = command("train", cmd_train, "train an estimator on a data set and save it to a folder", parents=[common])
+    p.add_argument("method", metavar="METHOD", help="carl, alices, sally, scandal, npe, histogram, ... "
+                   "(goldmine list methods)")
+    p.add_argument("data", metavar="DATA.h5", help="a data set written by goldmine simulate")
+    p.add_argument("-o", "--output", required=True, metavar="FOLDER", help="the model folder to write")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--alpha", type=float, help="weight of the score term (cascal rascal alices scandal)")
+    p.add_argument("--hidden", type=numbers(int), metavar="W,W,...", help="hidden layer widths, e.g. 64,64")
+    p.add_argument("--patience", type=positive_int, help="early stopping after this many epochs without progress")
+    p.add_argument("--validation", type=float, help="fraction of rows held out for validation")
+    p.add_argument("--seed", type=int, help="seed of the initialisation and the shuffling")
+    p.add_argument("--option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="any other option of the method (repeatable; goldmine list METHOD shows them)")
+
+    p = command("evaluate", cmd_evaluate, "measure a trained estimator against the simulator's exact likelihood",
+                parents=[common])
+    p.add_argument("model", metavar="MODEL", help="a folder written by goldmine train")
+    simulator_arguments(p)
+    p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/evaluation.json")
+    p.add_argument("--seed", type=int, default=0, help="seeds the observations of npe's C2ST (default 0)")
+
+    p = command("infer", cmd_infer, "the maximum-likelihood estimate and a confidence interval or region from "
+                "observations", parents=[common])
+    p.add_argument("model", metavar="MODEL", help="a folder written by goldmine train")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--observed", metavar="FILE", help="observations, one per row: .npy, .csv or .h5")
+    given.add_argument("--true-theta", type=numbers(float), metavar="θ", help="simulate the observations at this "
+                       "θ instead, e.g. 0.3 or 45,0.8")
+    p.add_argument("--n-obs", type=positive_int, default=100, help="observations at --true-theta (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the observations and the toys (default 0)")
+    simulator_arguments(p)
+    p.add_argument("--data", metavar="DATA.h5", help="sally/sallino: the data to fill the summary histograms "
+                   "(default: the data the model was trained on)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
+    p.add_argument("--method", choices=("wilks", "neyman"), default="wilks",
+                   help="asymptotic χ² threshold, or toys (default wilks)")
+    p.add_argument("--toys", type=positive_int, help="toys per θ point (neyman)")
+    p.add_argument("--workers", type=positive_int, default=1, help="processes for the toys (default 1)")
+    p.add_argument("--grid", type=positive_int, metavar="POINTS", help="θ grid points per axis")
+    p.add_argument("--no-exact", action="store_true", help="skip the exact likelihood even when there is one")
+    p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/inference.json (plot beside it)")
+
+    p = command("run", cmd_run, "carry out a whole study described by a TOML file; a rerun skips the stages "
+                "already finished and resumes an interrupted one", parents=[common])
+    p.add_argument("study", metavar="STUDY.toml", help="the study (see examples/study.toml)")
+    p.add_argument("-o", "--output", metavar="FOLDER", help="default: the study's output, or STUDY-output/")
+
+    p = command("benchmark", cmd_benchmark, "run a script from the repository's benchmarks/ folder")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the script (without .py); none lists them")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="passed on to the script")
+    return parser
+
+
+def simulator_arguments(p: Parser) -> None:
+    p.add_argument("--simulator", metavar="SIMULATOR", help="default: the simulator of the model's training data")
+    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="a constructor argument of --simulator (repeatable)")
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def need_file(path, what: str, fix: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} at {path}: {fix}.")
+    return path
+
+
+def need_model(folder) -> Path:
+    folder = need_file(folder, "model", f"train one with goldmine train METHOD DATA.h5 -o {folder}")
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a saved goldmine model (it has no config.json): give the folder "
+                                "that goldmine train -o wrote.")
+    return folder
+
+
+def table(rows: list[tuple], indent: str = "  ") -> str:
+    """Left-aligned columns; combining marks (the hat of t̂) take no width."""
+
+    def width(text) -> int:
+        return sum(not unicodedata.combining(c) for c in str(text))
+
+    widths = [max(width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(indent + "  ".join(str(c) + " " * (w - width(c)) for c, w in zip(r, widths)).rstrip()
+                     for r in rows)
+
+
+def cmd_list(args) -> int:
+    what = args.what
+    if what not in (None, "simulators", "methods", "benchmarks") and what not in workflow.METHODS:
+        raise ValueError(f"goldmine list shows simulators, methods, benchmarks or one method's options (e.g. "
+                         f"goldmine list alices); got {what!r}.")
+    if what in workflow.METHODS:
+        print(method_text(what))
+        return 0
+    if what in (None, "simulators"):
+        rows = [("name", "θ dim", "x dim", "prior", "gold", "exact p(x|θ)", "options")]
+        for name, cls_name in workflow.BUILTIN_SIMULATORS.items():
+            cls = getattr(workflow.simulators, cls_name)
+            sim = cls()
+            params = [f"{k}={p.default!r}" for k, p in inspect.signature(cls).parameters.items()
+                      if p.default is not p.empty]
+            rows.append((name, sim.theta_dim, sim.x_dim, workflow.describe_prior(sim.prior),
+                         "yes" if sim.has_gold else "no", "yes" if workflow.has_exact(sim) else "no",
+                         " ".join(params) or "-"))
+        print("Simulators: goldmine simulate NAME -n N -o data.h5 [--sim-option KEY=VALUE]")
+        print(table(rows))
+        print("  your own: package.module:Class or package.module:factory (a goldmine Simulator; the working "
+              "folder is importable)")
+    if what in (None, "methods"):
+        if what is None:
+            print()
+        rows = [("family", "method", "gold", "what it learns", "options")]
+        for name, info in workflow.METHODS.items():
+            try:
+                own = [k for k in workflow.method_options(name) if k not in workflow.TRAINING_OPTIONS]
+                options = " ".join(own) + ("" if info.family == "baseline" else " + training")
+            except NotImplementedError:
+                options = "(not available from the command line)"
+            rows.append((info.family, name, "yes" if info.gold else "no", info.about, options))
+        print("Methods: goldmine train METHOD data.h5 -o model/   (goldmine list METHOD shows every option)")
+        print(table(rows))
+        print(textwrap.fill("training, for every neural method: " + ", ".join(
+            f"{k}={v!r}" for k, v in workflow.TRAINING_OPTIONS.items()), width=100, initial_indent="  ",
+            subsequent_indent="    "))
+    if what in (None, "benchmarks"):
+        try:
+            folder = benchmarks_folder()
+        except FileNotFoundError:
+            if what is not None:
+                raise
+            return 0
+        if what is None:
+            print()
+        print(f"Benchmarks: goldmine benchmark NAME [ARGS]   ({folder})")
+        print("  " + ", ".join(benchmark_names(folder)))
+    return 0
+
+
+def method_text(method: str) -> str:
+    info = workflow.METHODS[method]
+    gold = "needs gold" if info.gold else "needs no gold"
+    lines = [f"{method}: {info.about} ({info.family}, {info.estimator}; {gold})"]
+    options = workflow.method_options(method)
+    own = {k: v for k, v in options.items() if k not in workflow.TRAINING_OPTIONS}
+    lines.append(f"  options (goldmine train {method} DATA.h5 -o MODEL --option KEY=VALUE):")
+    lines += [f"    {k} = {json.dumps(v)}" for k, v in own.items()]
+    if info.family != "baseline":
+        lines.append("  training (--epochs, --batch-size, --lr, --seed, --patience, --validation, or --option):")
+        lines += [f"    {k} = {json.dumps(v)}" for k, v in workflow.TRAINING_OPTIONS.items()]
+    return "\n".join(lines)
+
+
+def cmd_simulate(args) -> int:
+    from .data import simulate
+
+    sim = workflow.make_simulator(args.simulator, merged(args.sim_option))
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    resumed = out.exists()
+    start = time.perf_counter()
+    data = simulate(sim, args.n, out, seed=args.seed, workers=args.workers, cluster=args.cluster,
+                    chunk_size=args.chunk, progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    kind = "gold: " + ", ".join(f for f in data.fields if f in ("log_r", "score", "score_ref")) if data.has_gold \
+        else "no gold: a black box"
+    print(f"data set  {out}{'  (resumed or reused an existing file)' if resumed else ''}")
+    print(f"  {len(data):,} rows of {sim!r}, seed {args.seed}, θ_ref = {data.reference.tolist()}")
+    print(f"  fields {', '.join(data.fields)} ({kind}); {seconds:.1f} s")
+    if data.invalid_rows:
+        print(f"  {data.invalid_rows} rows hold non-finite x (training skips them)")
+    print(f"next: goldmine train {'alices' if data.has_gold else 'carl'} {out} -o model/")
+    return 0
+
+
+def cmd_train(args) -> int:
+    need_file(args.data, "data set", "simulate one first with goldmine simulate SIMULATOR -n N -o FILE.h5")
+    options = merged(args.option)
+    for flag in ("epochs", "batch_size", "lr", "alpha", "hidden", "patience", "validation", "seed"):
+        if getattr(args, flag) is not None:
+            options[flag] = getattr(args, flag)
+    replaced = (Path(args.output) / "config.json").is_file()
+    estimator, record = workflow.train(args.method, args.data, args.output, options, progress=not args.quiet)
+    print(f"model     {args.output}  ({type(estimator).__name__} {args.method})"
+          + ("  (replaced the model that was there)" if replaced else ""))
+    epochs = f", {record['epochs']} epochs" if record["epochs"] else ""
+    if record.get("stop_reason") not in (None, "epochs"):
+        epochs += f" ({record['stop_reason']})"
+    print(f"  trained on {args.data}: {record['rows']:,} rows of {record['simulator']}, {record['seconds']:.1f} s"
+          f"{epochs}")
+    if record.get("best_val_loss") is not None:
+        print(f"  best validation loss {record['best_val_loss']:.4g}")
+    print(f"next: goldmine evaluate {args.output}   or   goldmine infer {args.output} --true-theta θ")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    folder = need_model(args.model)
+    estimator = load(folder)
+    sim = workflow.model_simulator(folder, args.simulator, merged(args.sim_option))
+    name = workflow.read_trained_on(folder).get("method") or getattr(estimator, "method", type(estimator).__name__)
+    result = workflow.evaluate_model(estimator, sim, seed=args.seed)
+    out = Path(args.output) if args.output else folder / "evaluation.json"
+    workflow.write_json(out, {"model": str(folder), "method": name, "simulator": repr(sim), **result})
+    print(f"{name} against the exact likelihood of {sim!r}: {workflow.metric_text(result)}")
+    if result["metric"] == "log_ratio_mse":
+        print(f"  (log r̂ = 0 scores {result['trivial_mse']:.4g}; the mean over {len(result['per_theta'])} θ points "
+              "of the prior's grid)")
+    print(f"written   {out}")
+    return 0
+
+
+def cmd_infer(args) -> int:
+    folder = need_model(args.model)
+    if args.observed is not None:
+        need_file(args.observed, "observations", "give a .npy, .csv or .h5 file with one observation per row")
+    estimator = load(folder)
+    record = workflow.read_trained_on(folder)
+    sim = workflow.model_simulator(folder, args.simulator, merged(args.sim_option))
+    if args.observed is not None:
+        x = workflow.load_observed(args.observed)
+        observed = {"file": str(args.observed), "n_obs": len(x)}
+    else:
+        x = workflow.generate_observed(sim, args.true_theta, args.n_obs, args.seed)
+        observed = {"true_theta": args.true_theta, "n_obs": args.n_obs, "seed": args.seed}
+    data = args.data or record.get("data")
+    if isinstance(estimator, ScoreEstimator) and data is not None:
+        need_file(data, "training data", "give the data set the model was trained on with --data")
+    name = record.get("method") or getattr(estimator, "method", type(estimator).__name__)
+    settings = {"level": args.level, "method": args.method, "toys": args.toys, "seed": args.seed,
+                "workers": args.workers, "grid_points": args.grid, "progress": not args.quiet}
+    results = {name: workflow.infer(workflow.inference_source(estimator, sim, data), sim, x, **settings)}
+    if not args.no_exact and workflow.has_exact(sim):
+        results["exact"] = workflow.infer(sim, sim, x, **settings)
+    out = Path(args.output) if args.output else folder / "inference.json"
+    workflow.write_json(out, {"model": str(folder), "simulator": repr(sim), "observed": observed, "results": results})
+    plot = workflow.plot_inference(results, out.with_suffix(".png"), args.true_theta)
+    print(f"{len(x)} observation{'s' if len(x) != 1 else ''} " + (f"from {args.observed}" if args.observed else
+                                        f"simulated at θ = {args.true_theta} (seed {args.seed})"))
+    print(table([(k, workflow.region_text(r)) for k, r in results.items()]))
+    print(f"written   {out}" + (f" and {plot}" if plot else ""))
+    return 0
+
+
+def cmd_run(args) -> int:
+    need_file(args.study, "study file", "write one like examples/study.toml of the goldmine repository")
+    study.run(args.study, args.output, progress=not args.quiet)
+    return 0
+
+
+def benchmarks_folder() -> Path:
+    """$GOLDMINE_BENCHMARKS, else the repository's benchmarks/ beside src/, else ./benchmarks."""
+    candidates = [Path(os.environ["GOLDMINE_BENCHMARKS"])] if os.environ.get("GOLDMINE_BENCHMARKS") else []
+    candidates += [Path(__file__).resolve().parents[2] / "benchmarks", Path.cwd() / "benchmarks"]
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    raise FileNotFoundError("no benchmarks/ folder: the benchmark scripts live in a clone of the goldmine repository, "
+                            "not in the installed package; run goldmine benchmark in the clone, or set "
+                            "GOLDMINE_BENCHMARKS to the folder.")
+
+
+def benchmark_names(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.py") if not p.name.startswith("_"))
+
+
+def cmd_benchmark(args) -> int:
+    folder = benchmarks_folder()
+    names = benchmark_names(folder)
+    if args.name is None:
+        print(f"Benchmarks in {folder}: {', '.join(names)}\nrun one: goldmine benchmark NAME [ARGS]")
+        return 0
+    name = args.name.removesuffix(".py").replace("-", "_")
+    if name not in names:
+        raise ValueError(f"no benchmark {args.name!r} in {folder}; the benchmarks are {', '.join(names)}.")
+    return subprocess.call([sys.executable, str(folder / f"{name}.py"), *args.args])
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line `argv` (sys.argv[1:] by default) and returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help and --version (0), bad arguments (2)
+        return done.code if isinstance(done.code, int) else 0
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("goldmine: interrupted.", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"goldmine: error: {workflow.one_line(err)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
