@@ -63,7 +63,7 @@ FLOWS = ("nle", "scandal")
 GOLD = ("rolr", "alice", "cascal", "rascal", "alices", "scandal")  # the methods that use the mined log r and t
 METHODS = NEURAL + FLOWS + ("histogram", "sbi_nre", "sbi_nle")
 BUDGETS = (100, 316, 1_000, 3_162, 10_000, 31_623, 100_000)
-TRAINING = dict(alpha=1.0, hidden=(128, 128, 128), epochs=50, batch_size=128, lr=2e-3)
+TRAINING = dict(hidden=(128, 128, 128), epochs=50, batch_size=128, lr=2e-3)  # α: each method's default
 QUICK = dict(simulators=("galton",), budgets=(1_000, 10_000), seeds=1, methods=("carl", "alices", "histogram", "sbi_nre"))
 TARGET_BUDGETS, TARGET_FACTOR = (1_000, 10_000), 10.0
 
@@ -115,7 +115,7 @@ def make_estimator(method: str, sim, seed: int, budget: int):
         return gm.RatioEstimator(method, seed=seed, progress=False, **{**TRAINING, "batch_size": batch_size(budget)})
     if method in FLOWS:
         return gm.LikelihoodEstimator(method, seed=seed, progress=False, epochs=TRAINING["epochs"],
-                                      batch_size=batch_size(budget), alpha=TRAINING["alpha"])
+                                      batch_size=batch_size(budget))
     if method == "histogram":
         return gm.HistogramRatio()
     if method == "sbi_nre":

@@ -31,6 +31,7 @@ from .estimators import PosteriorEstimator, ScoreEstimator, SummaryHistogram
 from .evaluate import c2st, grid_posterior_samples, log_ratio_error, score_error
 from .inference import Model, confidence_region
 from .simulators.base import DTYPE, Simulator, box_bounds
+from .estimators.ratio import METHODS as RATIO_METHODS
 from .training import Trainer
 
 # -- simulators -----------------------------------------------------------------------------------
@@ -206,14 +207,16 @@ def method_options(method: str) -> dict:
 
     Example:
         >>> opts = method_options("alices")
-        >>> opts["alpha"], opts["epochs"]
-        (1.0, 50)
+        >>> opts["alpha"], opts["epochs"], method_options("rascal")["alpha"]
+        (1.0, 50, 10.0)
     """
     cls = estimator_class(method)
     own = {}
     for name, p in inspect.signature(cls.__init__).parameters.items():
         if name not in ("self", "method") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             own[name] = list(p.default) if isinstance(p.default, tuple) else p.default
+    if own.get("alpha", 0.0) is None:  # each ratio method has its own default weight of the score term
+        own["alpha"] = RATIO_METHODS[method].alpha
     if METHODS[method].family != "baseline":
         own.update(TRAINING_OPTIONS)
     return own
