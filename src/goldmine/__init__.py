@@ -2,10 +2,10 @@
 
 from . import evaluate, inference, simulators
 from .data import Dataset, simulate
-from .estimators import HistogramRatio, LikelihoodEstimator, PosteriorEstimator, RatioEstimator, ScoreEstimator, load
+from .estimators import ALFI, HistogramRatio, LikelihoodEstimator, PosteriorEstimator, RatioEstimator, ScoreEstimator, load
 from .mining import Gold, mine
 from .training import Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["evaluate", "inference", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]
+__all__ = ["ALFI", "evaluate", "inference", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]
