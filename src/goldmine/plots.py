@@ -35,12 +35,7 @@ def gold_scores_per_slot(panels: list[dict], path: str | Path) -> Path:
         ax.set(xlabel="slot x", ylabel="score", title=f"θ = {panel['theta']:g}")
         ax.set_ylim(score.quantile(0.001).item() - 1, score.quantile(0.999).item() + 1)
     axes[0][0].legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 # -- inference figures: arrays in, a PNG out ------------------------------------------------------
