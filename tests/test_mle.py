@@ -108,3 +108,17 @@ class _FittedStub:
 
     def log_ratio(self, x, theta):
         return torch.zeros(len(x))
+
+
+def test_likelihood_estimators_enter_through_their_density(tmp_path):
+    # ℓ from log p̂(x|θ) differs from ℓ from log r̂(x|θ, θ_ref) only by a constant in θ
+    sim = gm.simulators.Weinberg()
+    data = gm.simulate(sim, 1000, tmp_path / "w.h5", seed=0, progress=False)
+    est = gm.LikelihoodEstimator("nle", epochs=1, progress=False).fit(data)
+    model = Model(est, prior=sim)
+    assert model.kind == "likelihood"
+    x = draws(sim, [45.0, 0.9], 20, 2)
+    grid = model.grid(5)
+    via_ratio = torch.stack([est.log_ratio(x, t).double().sum() for t in grid])
+    shift = model.log_likelihood(grid, x) - via_ratio
+    assert torch.allclose(shift, shift[0].expand_as(shift), atol=1e-3)

@@ -8,4 +8,13 @@ from .training import Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["ALFI", "evaluate", "inference", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]
+
+def __getattr__(name: str):
+    # gm.plots on first use: matplotlib costs a second at import, which the command line should not pay
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'goldmine' has no attribute {name!r}")
+
+__all__ = ["ALFI", "evaluate", "inference", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]

@@ -2,7 +2,8 @@
 
 For i.i.d. observations x_1..x_n, every surrogate gives the log-likelihood up to a constant in θ:
 
-    ℓ(θ) = Σ_i log r̂(x_i|θ, θ_ref)      (ratio estimators, nre, and nle / scandal through their ratio)
+    ℓ(θ) = Σ_i log r̂(x_i|θ, θ_ref)      (ratio estimators and nre)
+    ℓ(θ) = Σ_i log p̂(x_i|θ)              (nle and scandal)
     ℓ(θ) = Σ_i log p(x_i|θ)              (a simulator with an exact likelihood: the truth)
 
 so that −2 log λ(θ) = −2 (ℓ(θ) − ℓ(θ̂)) is the same computation for all of them. `Model` wraps a
@@ -43,7 +44,7 @@ class Model:
             coverage). Defaults to `source` when it is a simulator, or to `prior` when that is one.
 
     Attributes:
-        kind: "exact", "ratio" or "posterior". theta_dim, x_dim.
+        kind: "exact", "ratio", "likelihood" or "posterior". theta_dim, x_dim.
         low, high: the prior's box (theta_dim,), or None for a prior without bounded support.
     """
 
@@ -187,6 +188,8 @@ class Model:
         with torch.no_grad():
             if self.kind == "exact":
                 return self.source.log_prob(theta, x).to(DTYPE)
+            if self.kind == "likelihood":  # log p̂(x|θ): the ratio's denominator is a constant in θ, not worth a pass
+                return self.source.log_prob(x, theta).to(DTYPE)
             return self.source.log_ratio(x, theta).to(DTYPE)
 
     # -- grids -------------------------------------------------------------------------------
@@ -212,6 +215,7 @@ def as_model(model, prior=None, simulator=None) -> Model:
 
 
 def _estimator_kind(source) -> str:
+    from ..estimators.likelihood import LikelihoodEstimator
     from ..estimators.posterior import PosteriorEstimator
 
     if isinstance(source, PosteriorEstimator):
@@ -225,4 +229,4 @@ def _estimator_kind(source) -> str:
         )
     if not hasattr(source, "theta_dim_"):
         raise RuntimeError(f"this {type(source).__name__} is not fitted yet: call fit(dataset) first.")
-    return "ratio"
+    return "likelihood" if isinstance(source, LikelihoodEstimator) else "ratio"
