@@ -10,6 +10,10 @@ carl, rolr, alice, cascal, rascal, alices (`RatioEstimator`), the histogram base
 (`HistogramRatio`) and sbi's NRE_A and NLE_A (`benchmarks/peers.py`), each given N fresh runs at
 θ ~ prior, sbi's own design (the evidence cancels in log r̂(x|θ) − log r̂(x|θ_ref)).
 
+The posterior methods npe and sbi_npe are judged by another metric, the C2ST of their posterior
+against the exact one: asked for (`--methods ... npe sbi_npe`), they run through
+`posterior_c2st.py` on Weinberg at the same budgets and seeds, into the same --out folder.
+
 The sample-efficiency factor: for the best gold method (rolr, alice, cascal, rascal, alices; lowest
 mean error) at budget N with mean error e, the budget N' at which a peer's mean error curve reaches e,
 by linear interpolation of log error against log budget, reported as N'/N ("> max budget" when the
@@ -61,6 +65,7 @@ SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Wei
 NEURAL = ("carl", "rolr", "alice", "cascal", "rascal", "alices", "nre")
 FLOWS = ("nle", "scandal")
 GOLD = ("rolr", "alice", "cascal", "rascal", "alices", "scandal")  # the methods that use the mined log r and t
+POSTERIORS = ("npe", "sbi_npe")  # judged by C2ST against the exact posterior: posterior_c2st.py, Weinberg only
 METHODS = NEURAL + FLOWS + ("histogram", "sbi_nre", "sbi_nle")
 BUDGETS = (100, 316, 1_000, 3_162, 10_000, 31_623, 100_000)
 TRAINING = dict(hidden=(128, 128, 128), epochs=50, batch_size=128, lr=2e-3)  # α: each method's default
@@ -414,7 +419,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS), help="simulator runs (made even)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. K-1 per budget (data and training)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + POSTERIORS,
+                        help=f"ratio and likelihood methods; {' and '.join(POSTERIORS)} run posterior_c2st.py on "
+                             "weinberg at the same budgets and seeds")
     parser.add_argument("--simulators", nargs="+", default=list(SIMULATORS), choices=list(SIMULATORS))
     parser.add_argument("--quick", action="store_true", help="galton, budgets 10³ and 10⁴, 1 seed, 4 methods")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -425,7 +432,7 @@ def main(argv=None) -> dict:
         parser.error("--seeds must be at least 1")
     torch.set_num_threads(1)  # comparable timings; a thread pool on a shared machine mostly waits
     config = dict(simulators=list(args.simulators), budgets=sorted({even(b) for b in args.budgets}),
-                  seeds=args.seeds, methods=list(args.methods), training=dict(TRAINING, hidden=list(TRAINING["hidden"])))
+                  seeds=args.seeds, methods=[m for m in args.methods if m not in POSTERIORS], training=dict(TRAINING, hidden=list(TRAINING["hidden"])))
     if args.quick:
         config.update(simulators=list(QUICK["simulators"]), budgets=list(QUICK["budgets"]), seeds=QUICK["seeds"],
                       methods=list(QUICK["methods"]))
@@ -443,6 +450,12 @@ def main(argv=None) -> dict:
         results = run(config, args.out)
     plot(results, args.out / "sample_efficiency.png")
     print(report(results))
+    posteriors = [m for m in args.methods if m in POSTERIORS]
+    if posteriors and "weinberg" in config["simulators"] and not args.report:
+        import posterior_c2st
+
+        posterior_c2st.main(["--budgets", *map(str, config["budgets"]), "--seeds", str(config["seeds"]),
+                             "--methods", *posteriors, "--out", str(args.out)])
     print(f"\nwall time {time.perf_counter() - start:.0f} s; wrote {args.out / 'sample_efficiency.json'} and "
           f"{args.out / 'sample_efficiency.png'}")
     return results
