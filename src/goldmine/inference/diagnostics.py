@@ -28,13 +28,11 @@ from .intervals import (
     _check_choice,
     _check_count,
     _check_level,
-    _grid,
-    _simulator,
     draw_toys,
     toy_quantile,
+    toy_setup,
     toy_statistic,
 )
-from .model import as_model
 
 
 def coverage(
@@ -81,12 +79,7 @@ def coverage(
     _check_count(n_obs, "n_obs")
     calibration_toys = toys if calibration_toys is None else calibration_toys
     _check_count(calibration_toys, "calibration_toys")
-    model = as_model(model, prior, simulator)
-    theta = model.check_theta(theta_true, "theta_true")
-    if len(theta) != 1:
-        raise ValueError(f"theta_true must be one point of shape ({model.theta_dim},); got {len(theta)} rows.")
-    grid = _grid(model, grid)
-    sim = _simulator(model, simulator, "coverage")
+    model, theta, grid, sim = toy_setup(model, theta_true, "theta_true", prior, simulator, grid, "coverage")
 
     x = draw_toys(sim, theta[0], int(toys), int(n_obs), block_generator(seed, 0))
     q = toy_statistic(model, x, grid, theta)

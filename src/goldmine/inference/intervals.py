@@ -230,12 +230,7 @@ def expected_limits(
     _check_choice(method, EXPECTATIONS, "method")
     _check_count(toys, "toys")
     _check_count(n_obs, "n_obs")
-    model = as_model(model, prior, simulator)
-    theta = model.check_theta(theta, "theta")
-    if len(theta) != 1:
-        raise ValueError(f"theta must be one hypothesis of shape ({model.theta_dim},); got {len(theta)} rows.")
-    grid = _grid(model, grid)
-    sim = _simulator(model, simulator, "expected_limits")
+    model, theta, grid, sim = toy_setup(model, theta, "theta", prior, simulator, grid, "expected_limits")
     if method == "asimov":
         x, weights = asimov_data(sim, theta[0], n_obs, seed)
         return _region(model, x, weights, level, "wilks", grid, None, 0, seed, 1, None, False)
@@ -542,6 +537,16 @@ def cell_volume(grid: Tensor) -> float:
 def _nearest(grid: Tensor, theta: Tensor) -> Tensor:
     scale = (grid.amax(0) - grid.amin(0)).clamp(min=1e-300)
     return torch.cdist(theta / scale, grid / scale).argmin(1)
+
+
+def toy_setup(model, theta, name: str, prior, simulator: Simulator | None, grid,
+              what: str) -> tuple[Model, Tensor, Tensor, Simulator]:
+    """The model, the one point θ (1, d) that toys are drawn at, the θ grid and the toys' simulator, checked."""
+    model = as_model(model, prior, simulator)
+    theta = model.check_theta(theta, name)
+    if len(theta) != 1:
+        raise ValueError(f"{name} must be one point of shape ({model.theta_dim},); got {len(theta)} rows.")
+    return model, theta, _grid(model, grid), _simulator(model, simulator, what)
 
 
 def _grid(model: Model, grid) -> Tensor:
