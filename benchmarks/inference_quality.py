@@ -181,8 +181,9 @@ def targets(tab: dict) -> dict:
                                                 coverage_neyman=row["coverage_neyman"],
                                                 coverage_stderr=row["coverage_neyman_stderr"],
                                                 met=(size_ok and coverage_ok) if resolved else (None if size_ok else False))
-    decided = [c["met"] for c in checks.values() if c["met"] is not None]
-    met = all(decided) if decided else None
+    verdicts = [c["met"] for c in checks.values()]
+    # met only when every simulator's check is decided and met; any failure fails it; else undecided
+    met = False if False in verdicts else (True if verdicts and None not in verdicts else None)
     return {"gold_limits": dict(description=f"at N = {TARGET_BUDGET} the best gold method's expected 95% region is "
                                 f"within {SIZE_TOLERANCE:.0%} of the exact one and its Neyman coverage within "
                                 f"{COVERAGE_TOLERANCE * 100:.0f} points of 95%", met=met, checks=checks)}
