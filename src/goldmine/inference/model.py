@@ -151,13 +151,6 @@ class Model:
                 "for one observation, or a ratio or likelihood estimator for limits from many observations."
             )
         theta, x = self.check_theta(theta), self.check_x_obs(x_obs)
-        # discrete observations repeat: evaluate each distinct x once
-        unique, inverse = torch.unique(x, dim=0, return_inverse=True)
-        if len(unique) < len(x):
-            return self._per_event(theta, unique)[:, inverse]
-        return self._per_event(theta, x)
-
-    def _per_event(self, theta: Tensor, x: Tensor) -> Tensor:
         m, n = len(theta), len(x)
         out = torch.empty(m, n, dtype=DTYPE)
         step = max(1, CHUNK // n)
@@ -175,6 +168,8 @@ class Model:
             weights: (n,) non-negative weights of the observations (1 by default), for example an
                 Asimov data set: the x grid weighted by n_obs · p(x|θ_0).
         """
+        if weights is None:  # discrete observations repeat: each distinct x once, weighted by its count
+            x_obs, weights = distinct(self.check_x_obs(x_obs))
         per_event = self.per_event(theta, x_obs)
         if weights is None:
             return per_event.sum(1)
@@ -203,6 +198,14 @@ class Model:
             points = {1: 101, 2: 41, 3: 15}.get(self.theta_dim, 7)
         axes = [torch.linspace(float(lo), float(hi), points, dtype=DTYPE) for lo, hi in zip(self.low, self.high)]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, self.theta_dim)
+
+
+def distinct(x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The distinct rows of x (n, x_dim) and their counts, the weights of ℓ; or x and None when all differ."""
+    unique, inverse = torch.unique(x, dim=0, return_inverse=True)
+    if len(unique) == len(x):
+        return x, None
+    return unique, torch.bincount(inverse, minlength=len(unique)).to(DTYPE)
 
 
 def as_model(model, prior=None, simulator=None) -> Model:

@@ -46,7 +46,7 @@ from torch.distributions import Independent, Uniform
 from tqdm.auto import tqdm
 
 from ..simulators.base import DTYPE, Simulator
-from .model import Model, as_model, box_bounds
+from .model import Model, as_model, box_bounds, distinct
 
 # Vehtari et al. (2021) ask for R-hat ≤ 1.01 from 4 long chains; R-hat − 1 of converged chains is
 # about chains/(2·ESS), so many short chains at the ESS floor below (32 at 400) reach 1.04 by chance
@@ -81,7 +81,7 @@ class Posterior:
                  rhat: Tensor | None = None, ess: Tensor | None = None):
         self.kind, self.model, self.x_obs, self.draws = kind, model, x_obs, draws
         self.acceptance, self.rhat, self.ess = acceptance, rhat, ess
-        self._x, self._weights = _distinct(x_obs)
+        self._x, self._weights = distinct(x_obs)
         self.normalised = kind == "npe" or model.theta_dim in NORMALISE_CELLS
         self._log_z: float | None = None
 
@@ -233,7 +233,7 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
     if chains < 2:
         raise ValueError(f"chains={chains}: run at least 2 chains (R-hat compares them; 16 or more is best).")
     generator = torch.Generator().manual_seed(seed)
-    xw = _distinct(x)
+    xw = distinct(x)
     start = _starting_points(model, chains, init, *xw, generator)
     draws, acceptance = _metropolis(model, xw, start, warmup, steps, thin, generator, progress)
     rhat, ess_ = split_rhat(draws), ess(draws)
@@ -246,15 +246,6 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
 
 
 # -- the sampler ------------------------------------------------------------------------------
-
-
-def _distinct(x: Tensor) -> tuple[Tensor, Tensor | None]:
-    """The distinct rows of x and their counts (the weights of ℓ), or x and None when all differ:
-    a discrete x is then evaluated once per value, not once per observation."""
-    unique, inverse = torch.unique(x, dim=0, return_inverse=True)
-    if len(unique) == len(x):
-        return x, None
-    return unique, torch.bincount(inverse, minlength=len(unique)).to(DTYPE)
 
 
 def _metropolis(model: Model, xw: tuple[Tensor, Tensor | None], start: Tensor, warmup: int, steps: int, thin: int,
