@@ -37,22 +37,37 @@ def test_every_method_beats_the_trivial_estimator(data, trivial_error, method):
     torch.testing.assert_close(est.log_ratio(torch.arange(10.0, 20.0), torch.zeros(1)), torch.zeros(10))
 
 
-def test_gold_beats_carl_at_a_small_budget(tmp_path):
-    """Over four data sets of 3000 runs, alices and rascal (default settings) have a clearly smaller mean
-    error than carl.
+@pytest.mark.parametrize("simulator, runs, methods", [
+    (gm.simulators.Weinberg, 2000, ("alices", "rascal")),
+    (gm.simulators.GaltonBoard, 3000, ("alices",)),
+])
+def test_gold_beats_carl_at_a_small_budget(tmp_path, simulator, runs, methods):
+    """Over four data sets of a few thousand runs, the gold methods (default settings) have a clearly
+    smaller mean error than carl.
 
     Single fits at this budget scatter by factors of 2-5 around their mean, for every method, so the
-    claim is about the mean over seeds.
+    claim is about the mean over seeds. On the Galton board rascal is not in it: since carl re-pairs its
+    reference rows with fresh θ every epoch, the two are level there (mean error 0.040 against 0.044 at
+    3000 runs), while on Weinberg rascal's error is about a twentieth of carl's.
     """
-    errors = {m: [] for m in ("carl", "alices", "rascal")}
+    sim = simulator()
+    errors = {m: [] for m in ("carl",) + methods}
     for seed in range(4):
-        data = gm.simulate(SIM, 3000, tmp_path / f"g{seed}.h5", seed=seed, progress=False)
+        data = gm.simulate(sim, runs, tmp_path / f"d{seed}.h5", seed=seed, progress=False)
         for method in errors:
             est = gm.RatioEstimator(method, seed=seed, progress=False).fit(data)
-            errors[method].append(log_ratio_error(est, SIM)["mse"])
+            errors[method].append(log_ratio_error(est, sim)["mse"])
     carl = torch.tensor(errors["carl"]).mean()
-    assert torch.tensor(errors["alices"]).mean() < 0.7 * carl, errors
-    assert torch.tensor(errors["rascal"]).mean() < 0.7 * carl, errors
+    for method in methods:
+        assert torch.tensor(errors[method]).mean() < 0.7 * carl, errors
+
+
+def test_carl_pairs_reference_rows_with_the_theta_of_a_neighbour():
+    """Rows drawn at θ_ref take the θ of the previous row of the batch; rows drawn at θ keep their own."""
+    from goldmine.estimators.ratio import _repaired
+
+    batch = {"theta": torch.tensor([[0.1], [0.2], [0.3], [0.4]]), "label": torch.tensor([0.0, 1.0, 1.0, 0.0])}
+    torch.testing.assert_close(_repaired(batch), torch.tensor([[0.1], [0.1], [0.2], [0.4]]))
 
 
 def test_nre_gives_the_posterior(tmp_path):
