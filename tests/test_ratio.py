@@ -70,6 +70,24 @@ def test_carl_pairs_reference_rows_with_the_theta_of_a_neighbour():
     torch.testing.assert_close(_repaired(batch), torch.tensor([[0.1], [0.1], [0.2], [0.4]]))
 
 
+def test_score_methods_differentiate_only_the_rows_drawn_at_theta():
+    """The score term reads ∇_θ log r̂ on rows drawn at θ only: those rows get the full gradient, every row
+    its log r̂, and rows drawn at θ_ref a zero score (they carry no score term)."""
+    from goldmine.estimators.ratio import RatioNetwork, _with_score
+    from goldmine.nn import with_theta_gradient
+
+    torch.manual_seed(0)
+    net = RatioNetwork(2, 1, torch.zeros(2), (16, 16), "silu")
+    est = gm.RatioEstimator("alices")
+    batch = {"x": torch.randn(6, 1), "theta": torch.randn(6, 2), "label": torch.tensor([0.0, 1, 1, 0, 0, 1])}
+    value, score = _with_score(est, net, batch)
+    full_value, full_score = with_theta_gradient(net, batch["x"], batch["theta"], create_graph=False)
+    at_theta = batch["label"] == 0
+    torch.testing.assert_close(value, full_value)
+    torch.testing.assert_close(score[at_theta], full_score[at_theta])
+    assert (score[~at_theta] == 0).all()
+
+
 def test_nre_gives_the_posterior(tmp_path):
     """Bayesian nre: prior × exp(log r̂(x, θ)) normalised on a θ grid is the exact posterior p(θ|x).
 

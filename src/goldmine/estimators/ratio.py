@@ -66,8 +66,17 @@ def _repaired(b) -> Tensor:
     return torch.where(at_ref, theta.roll(1, dims=0), theta)
 
 
-def _with_score(e, net, b, theta=None):
-    return e._forward(net, b["x"], b["theta"] if theta is None else theta, True)
+def _with_score(e, net, b, theta=None) -> tuple[Tensor, Tensor]:
+    """log r̂ on every row, and ∇_θ log r̂ on the rows drawn at θ (zeros on those drawn at θ_ref).
+
+    The score term counts only the rows drawn at θ, so only they go through the double backward, which
+    roughly halves its cost.
+    """
+    x, theta = b["x"], b["theta"] if theta is None else theta
+    at_theta, at_ref = (b["label"] == 0).nonzero()[:, 0], (b["label"] != 0).nonzero()[:, 0]
+    value, score = e._forward(net, x[at_theta], theta[at_theta], True)
+    value = value.new_zeros(len(x)).index_copy(0, at_theta, value).index_copy(0, at_ref, net(x[at_ref], theta[at_ref]))
+    return value, score.new_zeros(theta.shape).index_copy(0, at_theta, score)
 
 
 def _nre(e, net, b):
