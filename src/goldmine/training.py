@@ -92,7 +92,10 @@ class Trainer:
         Arguments:
             network: the module to train (its best weights are loaded at the end).
             loss: (network, batch) → scalar loss, batch a dict with `fields`.
-            data: the data set; the last `validation` fraction of its rows validates.
+            data: the data set; the last `validation` fraction of its rows validates. Anything with the
+                same row interface trains too, held in memory: `split(fraction)` → (train, validation),
+                `len()`, `tensors(fields, label=...)` → {field: tensor} and `path` (named in messages);
+                ALFI's meta-training problems are such a table.
             fields: the fields the loss reads.
             label: train only on the rows of this label (0: drawn at θ, 1: drawn at θ_ref).
         """
@@ -176,11 +179,12 @@ class Trainer:
 
 
 class _Rows:
-    """The rows of a data set that one loss reads: in memory when small, streamed when large."""
+    """The rows of a data set that one loss reads: in memory when small (or not a Dataset), streamed when large."""
 
     def __init__(self, data: Dataset, fields, label, in_memory_rows: int):
         self.data, self.fields, self.label = data, tuple(fields), label
-        self.cached = data.tensors(self.fields, label=label) if len(data) <= in_memory_rows else None
+        in_memory = len(data) <= in_memory_rows or not isinstance(data, Dataset)  # a row table streams from no file
+        self.cached = data.tensors(self.fields, label=label) if in_memory else None
         if self.cached is not None:
             self.count = len(self.cached[self.fields[0]])
         else:
