@@ -106,7 +106,13 @@ class LikelihoodEstimator(Estimator):
     Arguments:
         method: nle (maximum likelihood) or scandal (plus the score term).
         alpha: the weight α of the score term (scandal).
-        flow: nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for d_x = 1).
+        flow: nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for d_x = 1, as
+            sbi's default NLE is). The splines learn the density's shape; the affine flow cannot, but its
+            errors are nearly the same at θ and θ_ref and cancel in log p̂(x|θ) − log p̂(x|θ_ref). For
+            nle on Weinberg (3 seeds; 316 / 10³ / 3162 runs) nsf has KL 0.088 / 0.042 / 0.021 nats to
+            the exact density and log-ratio error 0.14 / 0.058 / 0.034, maf KL 0.19 / 0.18 / 0.18 and
+            error 0.040 / 0.026 / 0.020. So with few runs, maf gives the better likelihood surface in θ
+            (limits, posteriors) and nsf the better density (sampling x); from about 10⁴ runs nsf wins both.
         transforms: the number of flow transformations; by default 1 for one-dimensional x (on 1000
             Weinberg runs one spline transform had half the log-ratio error of three, 0.072–0.076
             against 0.133–0.167) and 3 otherwise, where the autoregressive layers need to mix dimensions.
