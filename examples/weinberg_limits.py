@@ -25,13 +25,14 @@ import torch
 
 import goldmine as gm
 import goldmine.plots  # gm.plots: not imported by `import goldmine`
+from goldmine.simulators.weinberg import asymmetry
 
 THETA_TRUE, N_OBS = torch.tensor([43.0, 0.8], dtype=torch.float64), 200
 
 
-def asymmetry(theta):
-    """A(θ), the one combination of (E, G_f) that the angle depends on."""
-    return 2 * torch.tanh((2 * theta[..., 0] - 90) / 90 * 10) * theta[..., 1]
+def asymmetry_at(theta) -> float:
+    """A(θ) at one point θ = (E, G_f): the one combination of θ that the angle depends on."""
+    return asymmetry(torch.as_tensor(theta, dtype=torch.float64).reshape(1, 2))[0].item()
 
 
 def main():
@@ -71,7 +72,7 @@ def main():
                                 path=args.out / "weinberg_regions.png")
 
     print(f"\n{runs:,} runs; {N_OBS} observations at θ_true = {THETA_TRUE.tolist()}, A(θ_true) = "
-          f"{asymmetry(THETA_TRUE):.3f}; areas in GeV × G_f units, relative to the exact likelihood's")
+          f"{asymmetry_at(THETA_TRUE):.3f}; areas in GeV × G_f units, relative to the exact likelihood's")
     print("x depends on θ only through A(θ): the regions are bands along curves of constant A, θ̂ one point of "
           "their ridge")
     print(f"{'surrogate':>9} {'error':>8} {'θ̂':>15} {'A(θ̂)':>7} {'68% area':>9} {'95% area':>9} "
@@ -80,7 +81,7 @@ def main():
         e = f"{errors[name]:.5f}" if name in errors else "—"
         fit = r95.mle.theta
         inside = "yes" if r95.contains(THETA_TRUE[None]).item() else "no"
-        print(f"{name:>9} {e:>8} {f'({fit[0]:.2f}, {fit[1]:.3f})':>15} {asymmetry(fit):>7.3f} {r68.size:>9.3f} "
+        print(f"{name:>9} {e:>8} {f'({fit[0]:.2f}, {fit[1]:.3f})':>15} {asymmetry_at(fit):>7.3f} {r68.size:>9.3f} "
               f"{r95.size:>9.3f} {r95.size / regions['exact'][1].size:>11.2f} {inside:>12} "
               f"{expected[name].size / expected['exact'].size:>18.2f}")
 

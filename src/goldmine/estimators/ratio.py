@@ -69,8 +69,8 @@ def _repaired(b) -> Tensor:
 def _with_score(e, net, b, theta=None) -> tuple[Tensor, Tensor]:
     """log r̂ on every row, and ∇_θ log r̂ on the rows drawn at θ (zeros on those drawn at θ_ref).
 
-    The score term counts only the rows drawn at θ, so only they go through the double backward, which
-    roughly halves its cost.
+    The score term counts only the rows drawn at θ, so only they go through the double backward (10⁵
+    runs: cascal, rascal and alices took 1.33–1.40× carl's time per epoch, up to 1.9× before).
     """
     x, theta = b["x"], b["theta"] if theta is None else theta
     at_theta, at_ref = (b["label"] == 0).nonzero()[:, 0], (b["label"] != 0).nonzero()[:, 0]
