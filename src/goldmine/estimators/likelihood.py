@@ -15,19 +15,22 @@ The flow sees standardised u = (x − m)/s and θ, so log p̂(x|θ) = log q(u|θ
 default architecture is a neural spline flow (monotone rational-quadratic splines): with
 one-dimensional x an affine autoregressive flow (maf) is only a conditional Gaussian.
 
-The maximum-likelihood fit of nle overfits on small budgets: each θ ~ prior comes with a single x,
-and the flow learns p̂(x|θ_i) peaked near x_i long before the validation loss notices. That barely
-moves the density (KL) but roughens log p̂(x|θ) − log p̂(x|θ_ref). nle therefore trains with noise
-regularisation (Rothfuss et al. 2019): every batch sees θ + h·s_θ·ε and x + (h/2)·s_x·ε', ε, ε' ~ N(0, 1)
-and s the training data's standard deviations, which is maximum likelihood for p(x|θ) smoothed by a
-Gaussian kernel. The default bandwidth follows the kernel-density rate in d = d_x + d_θ dimensions,
+On small budgets maximum likelihood overfits: each θ ~ prior comes with a single x, and the flow
+learns p̂(x|θ_i) peaked near x_i long before the validation loss notices. That barely moves the density
+(KL) but roughens log p̂(x|θ) − log p̂(x|θ_ref). nle therefore trains with noise regularisation
+(Rothfuss et al. 2019): every batch sees x + h·s_x·ε, ε ~ N(0, 1), s_x the training x's standard
+deviation, which is maximum likelihood for p(x|θ) smoothed in x by a Gaussian kernel. The kernel is
+the same at θ and θ_ref, so its bias largely cancels in the ratio. The default bandwidth follows the
+kernel-density rate in d = d_x + d_θ dimensions, so the smoothing bias vanishes as the budget grows:
 
-    h = 0.4·(n/1000)^(−1/(4 + d)),    n the number of training rows,
+    h = 0.2·(n/1000)^(−1/(4 + d)),    n the number of training rows.
 
-so the smoothing bias vanishes as the budget grows. Discrete x get no x noise (dequantisation already
-spreads them over [k, k + 1]). scandal trains without noise: its score term already fixes how the
-density moves with θ, and the score label t(x, z|θ) belongs to the unperturbed θ and x (θ noise alone
-raised scandal's Weinberg error 1.3–1.8×). See `noise` for what it measured.
+Discrete x get no noise: dequantisation already spreads each x over [k, k + 1]. scandal trains
+without it by default: its score term already tells the flow how the density moves with θ. (The
+score term stays consistent under x noise, E[t|x + hε, θ] being the score of the smoothed density, but
+on Weinberg the default bandwidth cut scandal's log-ratio error only 1.2–1.4× and raised its KL
+1.2–2.4×.) Noise on θ as well, also tried, helped nle on Weinberg a little more but doubled its error
+on the Galton board. See `noise` for what the default measured.
 
 Discrete x (every training x an integer, e.g. the Galton slot) is dequantised: the flow is fitted
 to v = x + u, u ~ U(0, 1)^d drawn afresh for every batch, and E_u[−log p̂(x + u|θ)] bounds
@@ -65,7 +68,7 @@ from .base import Estimator, register
 METHODS: dict[str, tuple[str, ...]] = {"nle": ("theta", "x", "label"),
                                        "scandal": ("theta", "x", "label", "score", "score_ref")}
 QUADRATURE_NODES = 8
-NOISE_SCALE, NOISE_ROWS = 0.4, 1000  # the default noise bandwidth h at NOISE_ROWS training rows
+NOISE_SCALE, NOISE_ROWS = 0.2, 1000  # nle's default x-noise bandwidth h at NOISE_ROWS training rows
 __all__ = ["LikelihoodEstimator"]
 
 
@@ -131,13 +134,16 @@ class LikelihoodEstimator(Estimator):
         flow: nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for d_x = 1, as
             sbi's default NLE is). The splines learn the density's shape; the affine flow cannot, but its
             errors are nearly the same at θ and θ_ref and cancel in log p̂(x|θ) − log p̂(x|θ_ref). For
-            nle on Weinberg (3 seeds; 316 / 10³ / 3162 runs) nsf has KL 0.088 / 0.042 / 0.021 nats to
-            the exact density and log-ratio error 0.14 / 0.058 / 0.034, maf KL 0.19 / 0.18 / 0.18 and
-            error 0.040 / 0.026 / 0.020. So with few runs, maf gives the better likelihood surface in θ
-            (limits, posteriors) and nsf the better density (sampling x); from about 10⁴ runs nsf wins both.
-        noise: the bandwidth h of the training noise (module docstring): θ gets N(0, h²) and continuous x
-            N(0, h²/4) in units of their standard deviations. None (the default): 0.4·(n/1000)^(−1/(4 + d))
-            for nle and 0 for scandal; 0 turns it off. MEASURED
+            nle on Weinberg (3 seeds; 316 / 10³ / 3162 runs) nsf has KL 0.083 / 0.044 / 0.026 nats to
+            the exact density and log-ratio error 0.078 / 0.043 / 0.022, maf KL 0.19 / 0.18 / 0.18 and
+            error 0.032 / 0.022 / 0.019. So with few runs, maf gives the better likelihood surface in θ
+            (limits, posteriors) and nsf the better density (sampling x); at 10⁴ runs nsf wins both (log-ratio
+            error 0.0084 against 0.019 in benchmarks/results/weinberg).
+        noise: the bandwidth h of the Gaussian noise on continuous x in training, in units of x's standard
+            deviation (module docstring). None (the default): 0.2·(n/1000)^(−1/(4 + d)) for nle, 0 for
+            scandal; 0 turns it off. No effect on discrete x. For nle on Weinberg (3 seeds; 316 / 10³ /
+            3162 runs) it lowered the log-ratio error from 0.139 / 0.058 / 0.034 to 0.078 / 0.043 / 0.022,
+            at a KL of 0.083 / 0.044 / 0.026 nats against 0.088 / 0.042 / 0.021 without.
         transforms: the number of flow transformations; by default 1 for one-dimensional x (on 1000
             Weinberg runs one spline transform had half the log-ratio error of three, 0.072–0.076
             against 0.133–0.167) and 3 otherwise, where the autoregressive layers need to mix dimensions.
@@ -211,16 +217,14 @@ class LikelihoodEstimator(Estimator):
             self.noise_ = float(self.noise)
         else:
             self.noise_ = default_noise(len(train), self.x_dim_ + self.theta_dim_) if self.method == "nle" else 0.0
-        theta_scale = self.noise_ * network.theta_norm.std
-        x_scale = 0.0 if discrete else self.noise_ / 2 * network.x_norm.std
+        x_scale = 0.0 if discrete else self.noise_ * network.x_norm.std
 
         reference = self.reference_.float()
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             at_ref = batch["label"][:, None] == 1
             x, theta = batch["x"], torch.where(at_ref, reference, batch["theta"])
-            if self.noise_ > 0 and net.training:
-                theta = theta + theta_scale * torch.randn(theta.shape, generator=rng)
+            if net.training and not discrete and self.noise_ > 0:
                 x = x + x_scale * torch.randn(x.shape, generator=rng)
             # training sees dequantised v; validation scores the mass P̂(x|θ) that the estimator serves
             dequantise = discrete and net.training
