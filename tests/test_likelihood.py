@@ -130,11 +130,11 @@ def test_noise_regularisation_lowers_the_nle_ratio_error(tmp_path):
     for seed in SEEDS:
         data = gm.simulate(WEINBERG, 316, tmp_path / f"w{seed}.h5", seed=seed, progress=False)
         rows = len(data.split(0.1)[0])
-        for noise in errors:
+        for noise, found in errors.items():
             est = LikelihoodEstimator("nle", noise=noise, seed=seed, epochs=50, batch_size=128, progress=False)
             est.fit(data)
             assert est.noise_ == (default_noise(rows, 3) if noise is None else 0.0)
-            errors[noise].append(log_ratio_error(est, WEINBERG, GRID)["mse"])
+            found.append(log_ratio_error(est, WEINBERG, GRID)["mse"])
     assert all(a < b for a, b in zip(errors[None], errors[0.0])), errors
     assert np.mean(errors[None]) < 0.75 * np.mean(errors[0.0]), errors
 

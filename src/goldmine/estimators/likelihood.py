@@ -29,8 +29,8 @@ Discrete x get no noise: dequantisation already spreads each x over [k, k + 1]. 
 without it by default: its score term already tells the flow how the density moves with θ. (The
 score term stays consistent under x noise, E[t|x + hε, θ] being the score of the smoothed density, but
 on Weinberg the default bandwidth cut scandal's log-ratio error only 1.2–1.4× and raised its KL
-1.2–2.4×.) Noise on θ as well, also tried, helped nle on Weinberg a little more but doubled its error
-on the Galton board. See `noise` for what the default measured.
+1.2–2.4×.) Noise on θ as well, also tried, helped nle on Weinberg a little more but raised its error
+on the Galton board 1.7–2.5×. See `noise` for what the default measured.
 
 Discrete x (every training x an integer, e.g. the Galton slot) is dequantised: the flow is fitted
 to v = x + u, u ~ U(0, 1)^d drawn afresh for every batch, and E_u[−log p̂(x + u|θ)] bounds
