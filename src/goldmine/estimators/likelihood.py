@@ -18,8 +18,8 @@ one-dimensional x an affine autoregressive flow (maf) is only a conditional Gaus
 On small budgets maximum likelihood overfits: each θ ~ prior comes with a single x, and the flow
 learns p̂(x|θ_i) peaked near x_i long before the validation loss notices. That barely moves the density
 (KL) but roughens log p̂(x|θ) − log p̂(x|θ_ref). nle therefore trains with noise regularisation
-(Rothfuss et al. 2019): every batch sees x + h·s_x·ε, ε ~ N(0, 1), s_x the training x's standard
-deviation, which is maximum likelihood for p(x|θ) smoothed in x by a Gaussian kernel. The kernel is
+(Rothfuss et al. 2019): every batch sees x + h·s·ε, ε ~ N(0, 1), s the spread of x at θ_ref
+(`kernel_scale`), which is maximum likelihood for p(x|θ) smoothed in x by a Gaussian kernel. The kernel is
 the same at θ and θ_ref, so its bias largely cancels in the ratio. The default bandwidth follows the
 kernel-density rate in d = d_x + d_θ dimensions, so the smoothing bias vanishes as the budget grows:
 
@@ -75,6 +75,20 @@ __all__ = ["LikelihoodEstimator"]
 def default_noise(rows: int, dim: int) -> float:
     """nle's default noise bandwidth h for `rows` training rows in d = dim = d_x + d_θ dimensions."""
     return NOISE_SCALE * (rows / NOISE_ROWS) ** (-1 / (4 + dim))
+
+
+def kernel_scale(data: Dataset, fallback: Tensor) -> Tensor:
+    """The per-dimension spread of x drawn at θ_ref (label-1 rows, at most 65,536 of them), the unit of the
+    x-noise bandwidth: min(std, IQR/1.349), Silverman's robust choice; `fallback` where it is 0 or has
+    no rows. The spread of p(x|θ_ref), not of the marginal x: when θ moves x far (x = θ + ε), the
+    marginal spread is many times the width of the density's features."""
+    batch = next(iter(data.batches(65536, ["x"], label=1, shuffle=False)), None)
+    if batch is None or len(batch["x"]) < 2:
+        return fallback
+    x = batch["x"].double()
+    q = torch.quantile(x, torch.tensor([0.25, 0.75], dtype=x.dtype), dim=0)
+    spread = torch.minimum(x.std(0), (q[1] - q[0]) / 1.349).float()
+    return torch.where(spread > 0, spread, fallback)
 
 
 def _gauss_legendre(n: int) -> tuple[Tensor, Tensor]:
@@ -134,16 +148,16 @@ class LikelihoodEstimator(Estimator):
         flow: nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for d_x = 1, as
             sbi's default NLE is). The splines learn the density's shape; the affine flow cannot, but its
             errors are nearly the same at θ and θ_ref and cancel in log p̂(x|θ) − log p̂(x|θ_ref). For
-            nle on Weinberg (3 seeds; 316 / 10³ / 3162 runs) nsf has KL 0.083 / 0.044 / 0.026 nats to
-            the exact density and log-ratio error 0.078 / 0.043 / 0.022, maf KL 0.19 / 0.18 / 0.18 and
-            error 0.032 / 0.022 / 0.019. So with few runs, maf gives the better likelihood surface in θ
+            nle on Weinberg (3 seeds; 316 / 10³ / 3162 runs) nsf has KL 0.083 / 0.044 / 0.024 nats to
+            the exact density and log-ratio error 0.086 / 0.045 / 0.022, maf KL 0.19 / 0.18 / 0.18 and
+            error 0.032 / 0.023 / 0.019. So with few runs, maf gives the better likelihood surface in θ
             (limits, posteriors) and nsf the better density (sampling x); at 10⁴ runs nsf wins both (log-ratio
             error 0.0084 against 0.019 in benchmarks/results/weinberg).
-        noise: the bandwidth h of the Gaussian noise on continuous x in training, in units of x's standard
-            deviation (module docstring). None (the default): 0.2·(n/1000)^(−1/(4 + d)) for nle, 0 for
+        noise: the bandwidth h of the Gaussian noise on continuous x in training, in units of the spread
+            of x at θ_ref (module docstring). None (the default): 0.2·(n/1000)^(−1/(4 + d)) for nle, 0 for
             scandal; 0 turns it off. No effect on discrete x. For nle on Weinberg (3 seeds; 316 / 10³ /
-            3162 runs) it lowered the log-ratio error from 0.139 / 0.058 / 0.034 to 0.078 / 0.043 / 0.022,
-            at a KL of 0.083 / 0.044 / 0.026 nats against 0.088 / 0.042 / 0.021 without.
+            3162 runs) it lowered the log-ratio error from 0.139 / 0.058 / 0.034 to 0.086 / 0.045 / 0.022,
+            at a KL of 0.083 / 0.044 / 0.024 nats against 0.088 / 0.042 / 0.021 without.
         transforms: the number of flow transformations; by default 1 for one-dimensional x (on 1000
             Weinberg runs one spline transform had half the log-ratio error of three, 0.072–0.076
             against 0.133–0.167) and 3 otherwise, where the autoregressive layers need to mix dimensions.
@@ -217,7 +231,7 @@ class LikelihoodEstimator(Estimator):
             self.noise_ = float(self.noise)
         else:
             self.noise_ = default_noise(len(train), self.x_dim_ + self.theta_dim_) if self.method == "nle" else 0.0
-        x_scale = 0.0 if discrete else self.noise_ * network.x_norm.std
+        x_scale = 0.0 if discrete else self.noise_ * kernel_scale(train, network.x_norm.std)
 
         reference = self.reference_.float()
 
