@@ -231,14 +231,15 @@ class LikelihoodEstimator(Estimator):
             self.noise_ = float(self.noise)
         else:
             self.noise_ = default_noise(len(train), self.x_dim_ + self.theta_dim_) if self.method == "nle" else 0.0
-        x_scale = 0.0 if discrete else self.noise_ * kernel_scale(train, network.x_norm.std)
+        # None: no x noise (off, or discrete x, whose dequantisation must draw the same numbers either way)
+        x_scale = None if discrete or self.noise_ == 0 else self.noise_ * kernel_scale(train, network.x_norm.std)
 
         reference = self.reference_.float()
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             at_ref = batch["label"][:, None] == 1
             x, theta = batch["x"], torch.where(at_ref, reference, batch["theta"])
-            if net.training and not discrete and self.noise_ > 0:
+            if net.training and x_scale is not None:
                 x = x + x_scale * torch.randn(x.shape, generator=rng)
             # training sees dequantised v; validation scores the mass P̂(x|θ) that the estimator serves
             dequantise = discrete and net.training
