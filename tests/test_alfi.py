@@ -89,7 +89,7 @@ def test_save_and_load_rebuild_the_machine_and_the_simulator(machine, held_out, 
     _theta, x = held_out
     machine.save(tmp_path / "alfi")
     config = json.loads((tmp_path / "alfi" / "config.json").read_text())
-    assert config["class"] == "ALFI" and config["fitted"]["simulator"]["class"].endswith("poisson.Poisson")
+    assert config["class"] == "ALFI" and config["fitted"]["simulator"]["simulator_class"].endswith("poisson.Poisson")
     loaded = gm.load(tmp_path / "alfi")
     assert isinstance(loaded, ALFI) and loaded.history_["simulator_calls"] == machine.history_["simulator_calls"]
     # the built-in simulator is rebuilt from its saved class and config

@@ -1,11 +1,13 @@
-"""The Trainer: early stopping with the best weights, the NaN guard, determinism, streaming, history."""
+"""The Trainer: early stopping with the best weights, the NaN guard, determinism, streaming, history,
+row sources of one's own and plain batch iterables."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import goldmine as gm
-from goldmine.training import Trainer
+from goldmine.training import RowSource, StreamingRowSource, Trainer, TrainingError
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def test_same_seed_same_weights_in_memory_and_streamed(data):
     torch.testing.assert_close(nets[0], nets[2], rtol=0.05, atol=0.05)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_weights(data):
+def test_non_finite_loss_raises_with_the_step_and_the_fix(data):
     calls = {"n": 0}
 
     def exploding(net, batch):
@@ -70,11 +72,112 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_weights(data):
         value = regression_loss(net, batch)
         return value * float("nan") if calls["n"] > 40 else value
 
+    trainer = Trainer(epochs=20, batch_size=256, progress=False)
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch \d+, step \d+.*Lower the learning rate") as err:
+        trainer.fit(mean_model(), exploding, data, ("x", "score"))
+    assert err.value.rows is None and "non-finite" in err.value.history["stop_reason"]
+    # 16 loss calls per epoch (15 steps and one validation batch): the 41st, the first NaN, falls in epoch 3
+    assert len(err.value.history["train_loss"]) == 2 and "epoch 3, step 9" in err.value.history["stop_reason"]
+
+
+class Table:
+    """A row source of one's own: rows in memory, no file, no labels (the RowSource protocol only)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def split(self, validation):
+        cut = round(len(self) * (1 - validation))
+        return Table(self.x[:cut], self.y[:cut]), Table(self.x[cut:], self.y[cut:])
+
+    def tensors(self, fields, label=None):
+        return {k: {"x": self.x, "y": self.y}[k] for k in fields}
+
+    def __str__(self):
+        return "my table"
+
+
+def line_loss(net, batch):
+    return ((net(batch["x"]) - batch["y"]) ** 2).mean()
+
+
+def test_a_row_source_of_ones_own_trains_and_a_dataset_is_one(data):
+    """Rows y = 3x − 1 (no noise): the linear network reaches the line, and the Dataset satisfies both protocols."""
+    x = torch.linspace(-1, 1, 400)[torch.randperm(400, generator=torch.Generator().manual_seed(0))][:, None]
+    table = Table(x, 3 * x - 1)
+    assert isinstance(table, RowSource) and not isinstance(table, StreamingRowSource)
+    assert isinstance(data, StreamingRowSource)
     net = mean_model()
-    with pytest.warns(RuntimeWarning, match="loss became nan.*kept"):
-        history = Trainer(epochs=20, batch_size=256, progress=False).fit(net, exploding, data, ("x", "score"))
-    assert "non-finite" in history["stop_reason"]
-    assert all(torch.isfinite(p).all() for p in net.parameters())
+    history = Trainer(epochs=60, batch_size=32, lr=5e-2, progress=False).fit(net, line_loss, table, ("x", "y"))
+    assert history["val_loss"][-1] < 1e-3
+    torch.testing.assert_close(net.weight.detach(), torch.tensor([[3.0]]), atol=0.05, rtol=0)
+    with pytest.raises(TypeError, match="row source.*fit_batches"):
+        Trainer(progress=False).fit(net, line_loss, [{"x": x, "y": x}], ("x", "y"))
+
+
+def test_non_finite_rows_raise_before_training_with_the_count_and_the_field():
+    x = torch.linspace(-1, 1, 400)[:, None]
+    y = 3 * x - 1
+    y[[5, 390]] = float("nan")  # one row in the training part, one in the validation part
+    x[7] = float("inf")
+    net = mean_model()
+    before = net.weight.detach().clone()
+    with pytest.raises(TrainingError, match=r"3 of 400 rows that line trains on hold NaN or infinite values "
+                                            r"\(x in 1 rows, y in 2 rows\) in my table") as err:
+        Trainer(progress=False).fit(net, line_loss, Table(x, y), ("x", "y"), desc="line")
+    assert err.value.rows == 3 and torch.equal(net.weight, before)
+    # fields declared as allowed to be non-finite are not checked
+    with pytest.raises(TrainingError, match=r"1 of 400 rows .*\(y in 1 rows\)"):
+        Trainer(progress=False).fit(net, line_loss, Table(x, torch.where(x.isinf(), torch.nan, 3 * x - 1)),
+                                    ("x", "y"), finite=("y",))
+
+
+def test_non_finite_rows_of_a_streamed_dataset_are_counted_too(data, tmp_path):
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "bad.h5"
+    shutil.copy(data.path, path)
+    with h5py.File(path, "r+") as f:
+        f["score"][[10, 3990]] = np.nan
+    bad = gm.Dataset(path)
+    for in_memory_rows in (10**9, 0):
+        with pytest.raises(TrainingError, match=r"2 of 4,000 rows .*score in 2 rows.*bad.h5") as err:
+            Trainer(progress=False, in_memory_rows=in_memory_rows).fit(mean_model(), regression_loss, bad, ("x", "score"))
+        assert err.value.rows == 2
+
+
+def test_batch_iterables_train_and_validate_with_their_own_loss():
+    """fit_batches: lists (or DataLoaders) of batches, iterated afresh every epoch; val_loss scores validation."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(512, 1, generator=g)
+    train = [{"x": x[i : i + 64], "y": 3 * x[i : i + 64] - 1} for i in range(0, 448, 64)]
+    val = [{"x": x[448:], "y": 3 * x[448:] - 1}]
+    seen = []
+
+    def mae(net, batch):
+        seen.append(net.training)
+        return (net(batch["x"]) - batch["y"]).abs().mean()
+
+    net = mean_model()
+    history = Trainer(epochs=40, lr=5e-2, progress=False).fit_batches(net, line_loss, train, val, val_loss=mae)
+    assert len(history["train_loss"]) == 40 and len(seen) == 40 and not any(seen)
+    assert history["val_loss"][-1] < 0.02 and not net.training
+    torch.testing.assert_close(net.weight.detach(), torch.tensor([[3.0]]), atol=0.02, rtol=0)
+    # a DataLoader is a re-iterable collection of batches too
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, 3 * x - 1), batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    tuple_loss = lambda net, b: ((net(b[0]) - b[1]) ** 2).mean()  # noqa: E731
+    history = Trainer(epochs=60, lr=5e-2, progress=False).fit_batches(mean_model(), tuple_loss, loader, loader)
+    assert history["val_loss"][-1] < 1e-3
+    with pytest.raises(TypeError, match="iterator"):
+        Trainer(progress=False).fit_batches(net, line_loss, iter(train), val)
+    with pytest.raises(ValueError, match="no batches"):
+        Trainer(progress=False).fit_batches(net, line_loss, train, [])
 
 
 @pytest.mark.parametrize("bad", [dict(epochs=0), dict(batch_size=-1), dict(lr=0.0), dict(validation=1.0)])

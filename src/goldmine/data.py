@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .mining import augment, reference_of
 from .simulators.base import Simulator
+from .simulators.describe import describe
 
 FORMAT_VERSION = 1
 GOLD_FIELDS = ("log_r", "score", "score_ref")
@@ -83,9 +84,7 @@ def draw_chunk(sim: Simulator, seed: int, blocks: list[tuple[int, int]], referen
 def _meta(sim: Simulator, n: int, seed: int, reference: Tensor) -> dict:
     return {
         "format": FORMAT_VERSION,
-        "simulator": sim.name,
-        "simulator_class": f"{type(sim).__module__}.{type(sim).__qualname__}",
-        "simulator_config": sim.config(),
+        **describe(sim),  # simulator, simulator_class, simulator_config
         "theta_dim": sim.theta_dim,
         "x_dim": sim.x_dim,
         "n": n,

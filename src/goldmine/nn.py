@@ -1,4 +1,4 @@
-"""Small building blocks: a smooth MLP and input standardisation.
+"""Small building blocks: a smooth MLP, input standardisation and a conditional flow.
 
 The activations are smooth (SiLU by default) because the score-based losses differentiate the
 network with respect to its θ input and then train on that gradient: piecewise-linear activations
@@ -42,13 +42,76 @@ def check_flow_settings(flow: str, activation: str, **counts) -> None:
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
 
 
-def conditional_flow(flow: str, features: int, context: int, transforms: int, hidden_features, bins: int,
+def conditional_flow(flow: str, features: int, context: int, transforms: int, hidden, bins: int,
                      activation: str) -> nn.Module:
     """A zuko flow over `features` dimensions given `context`: nsf (rational-quadratic splines of `bins`
-    bins) or maf (affine), its networks with the named smooth activation."""
+    bins) or maf (affine), its networks with hidden layers of the widths `hidden` and the named smooth
+    activation."""
     spline = {"bins": bins} if flow == "nsf" else {}
-    return FLOWS[flow](features, context, transforms=transforms, hidden_features=tuple(hidden_features),
+    return FLOWS[flow](features, context, transforms=transforms, hidden_features=tuple(hidden),
                        activation=ACTIVATIONS[activation], **spline)
+
+
+def flow_hidden(hidden, training: dict, default: tuple[int, ...]) -> tuple[int, ...]:
+    """The hidden widths of a flow estimator: `hidden`, or `hidden_features` (its former name, still in
+    saved models and scripts) popped from the estimator's other keyword arguments `training`."""
+    if "hidden_features" not in training:
+        return tuple(hidden)
+    old = training.pop("hidden_features")
+    if tuple(hidden) != tuple(default):
+        raise ValueError("hidden and hidden_features are the same setting (hidden_features is its former name): "
+                         "give hidden only.")
+    return tuple(old)
+
+
+class ConditionalFlow(nn.Module):
+    """log q(v|c) of raw v given raw c: a zuko flow on standardised v with standardised c as its context.
+
+    The flow sees u = (v − m_v)/s_v given (c − m_c)/s_c, so that
+
+        log q(v|c) = log q_u(u|c) − Σ_j log s_v,j.
+
+    nle and scandal model p̂(x|θ) with it (v = x, c = θ), npe q(θ|x) (v = θ, c = x). The two
+    standardisations (`v_norm`, `c_norm`, fitted by the estimator) are stored under the names of what
+    they standardise, e.g. x_norm and theta_norm, so that saved weights name them by their role.
+
+    Arguments:
+        v_dim, c_dim: the dimensions of v and of c.
+        flow, transforms, hidden, bins, activation: the flow (see `conditional_flow`).
+        names: the names of v and c, e.g. ("x", "theta"): the standardisations are `<name>_norm`.
+    """
+
+    def __init__(self, v_dim: int, c_dim: int, flow: str, transforms: int, hidden, bins: int, activation: str,
+                 names: tuple[str, str] = ("v", "c")):
+        super().__init__()
+        self.names = tuple(names)
+        self.add_module(f"{self.names[0]}_norm", Standardize(v_dim))
+        self.add_module(f"{self.names[1]}_norm", Standardize(c_dim))
+        self.flow = conditional_flow(flow, v_dim, c_dim, transforms, hidden, bins, activation)
+
+    @property
+    def v_norm(self) -> Standardize:
+        return getattr(self, f"{self.names[0]}_norm")
+
+    @property
+    def c_norm(self) -> Standardize:
+        return getattr(self, f"{self.names[1]}_norm")
+
+    def log_prob(self, v: Tensor, c: Tensor) -> Tensor:
+        """log q(v|c): (n, v_dim), (n, c_dim) → (n,)."""
+        log_q = self.flow(self.c_norm(c)).log_prob(self.v_norm(v))
+        return log_q - self.v_norm.std.log().sum()
+
+    def forward(self, v: Tensor, c: Tensor) -> Tensor:
+        """log q(v|c), as `log_prob`."""
+        return self.log_prob(v, c)
+
+    @torch.no_grad()
+    def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One v ~ q(v|c) per row of c: (n, c_dim) → (n, v_dim); the flow's base noise from `generator`."""
+        dist = self.flow(self.c_norm(c))
+        z = torch.randn(len(c), len(self.v_norm.mean), generator=generator)
+        return dist.transform.inv(z) * self.v_norm.std + self.v_norm.mean
 
 
 def with_theta_gradient(fn, x: Tensor, theta: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:

@@ -1,11 +1,22 @@
 """The one Trainer that fits every estimator of goldmine.
 
 An estimator hands the Trainer its network and a loss: a function of (network, batch) → a scalar,
-where a batch is a dict of field → tensor read from a `goldmine.Dataset`. The Trainer owns the rest:
-AdamW with a cosine learning-rate schedule, mini-batches (held in memory for small sets, streamed
-from the HDF5 file otherwise), a validation split, early stopping that restores the best weights,
-gradient clipping, a guard that stops on a non-finite loss and keeps the last good weights, a
-progress bar, and a history of the losses. A fixed seed gives the same result.
+where a batch is a dict of field → tensor. The rows come in one of two forms:
+
+- a row source (`RowSource`, `Trainer.fit`): anything with `len()`, `split(fraction)` and
+  `tensors(fields, label=...)`. A `goldmine.Dataset` is one, and streams from its file when it is
+  large (`StreamingRowSource`: it also has `batches(...)`); ALFI's meta-training problems are
+  another. The Trainer splits off the validation rows, checks that the fields the loss reads are
+  finite, and shuffles the training rows every epoch from its seed.
+- plain batch iterables (`Trainer.fit_batches`): re-iterable collections of batches, such as a
+  list or a torch DataLoader, one for training and one for validation.
+
+Where a method validates with another loss than it trains with (ALFI validates on fixed draws,
+without gradients), it passes that loss as `val_loss`. The Trainer owns the rest: AdamW with a
+cosine learning-rate schedule, early stopping that restores the best weights, gradient clipping,
+a progress bar, and a history of the losses. Training never silently keeps weights it cannot
+trust: non-finite values in the rows, or a loss that becomes non-finite, raise a `TrainingError`
+that says how many rows or which step, and what to do. A fixed seed gives the same result.
 """
 
 from __future__ import annotations
@@ -13,17 +24,57 @@ from __future__ import annotations
 import copy
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data import Dataset
-
 LossFn = Callable[[nn.Module, dict[str, Tensor]], Tensor]
+#: rows per batch when the Trainer evaluates the validation loss of a row source
+EVAL_BATCH = 4096
+#: rows per read when the Trainer counts and checks a streamed row source
+SCAN_ROWS = 65536
+
+
+class TrainingError(RuntimeError):
+    """Training cannot give a network to keep: the rows hold non-finite values, or the loss became non-finite.
+
+    Attributes:
+        rows: the number of rows with non-finite values (None when the loss itself became non-finite).
+        history: the Trainer's history up to the failure ({} when training did not start).
+    """
+
+    def __init__(self, message: str, rows: int | None = None, history: dict | None = None):
+        super().__init__(message)
+        self.rows, self.history = rows, history or {}
+
+
+@runtime_checkable
+class RowSource(Protocol):
+    """The rows the Trainer reads with `Trainer.fit`: a `goldmine.Dataset`, ALFI's problems, or a table of yours.
+
+    Messages name a source by its `path` attribute if it has one (a Dataset's file), else by `str(source)`.
+    """
+
+    def __len__(self) -> int:
+        """The number of rows."""
+
+    def split(self, validation: float) -> tuple[RowSource, RowSource]:
+        """(training rows, validation rows): the validation part about `validation` of the rows."""
+
+    def tensors(self, fields: Sequence[str], label: int | None = None) -> dict[str, Tensor]:
+        """{field: (rows, ...) tensor} for every row, or for the rows of `label` only; all of one length."""
+
+
+@runtime_checkable
+class StreamingRowSource(RowSource, Protocol):
+    """A row source too large to hold in memory, read in batches (a large `goldmine.Dataset`)."""
+
+    def batches(self, batch_size: int, fields: Sequence[str], *, label: int | None = None, shuffle: bool = True,
+                seed: int = 0) -> Iterator[dict[str, Tensor]]:
+        """One pass over the rows (of `label`) in batches of at most `batch_size`, shuffled from `seed`."""
 
 
 @dataclass
@@ -31,7 +82,9 @@ class Trainer:
     """Training settings and the training loop.
 
     The weights kept are the final ones of the schedule, or with `patience` those of the epoch with
-    the best validation loss; after a non-finite loss, always those of the best epoch so far.
+    the best validation loss. A fit that meets non-finite values raises a `TrainingError` instead of
+    returning weights: an estimator's `fit` raises it in turn, so nothing is saved (the command line
+    saves a model only after its fit returned) and a previous model stays in place.
 
     Arguments:
         epochs: the maximum number of passes over the training rows.
@@ -39,7 +92,7 @@ class Trainer:
         lr: the initial learning rate of AdamW; it decays on a cosine to lr·lr_final.
         lr_final: the final learning rate as a fraction of lr.
         weight_decay: AdamW's decoupled weight decay.
-        validation: the fraction of rows held out for validation (and early stopping).
+        validation: the fraction of rows held out for validation (and early stopping) by `fit`.
         patience: early stopping: stop after this many epochs without a better validation loss and
             restore the weights of the best epoch. None (the default) runs the whole cosine schedule
             and keeps its final, annealed weights: with noisy labels (joint ratios and scores) the
@@ -47,7 +100,8 @@ class Trainer:
             of a still-improving network (on 3000 Galton runs the best-epoch weights had 1.3–6× the
             error of the final ones, for carl, alices and rascal alike).
         clip_grad: the maximal gradient norm per step.
-        seed: seeds the initialisation (when the estimator builds its network) and the shuffling.
+        seed: seeds the initialisation (when the estimator builds its network) and the shuffling of
+            `fit` (a batch iterable of `fit_batches` shuffles, or not, by itself).
         in_memory_rows: data sets up to this many rows are read once into memory; larger ones are
             streamed from the file in chunks every epoch.
         progress: show a progress bar.
@@ -85,110 +139,214 @@ class Trainer:
         out.pop("history")
         return out
 
-    def fit(self, network: nn.Module, loss: LossFn, data: Dataset, fields: tuple[str, ...], label: int | None = None,
-            desc: str = "train") -> dict:
-        """Trains `network` in place on `data` and returns the history.
+    def fit(self, network: nn.Module, loss: LossFn, data: RowSource, fields: Sequence[str], label: int | None = None,
+            desc: str = "train", *, val_loss: LossFn | None = None, finite: Sequence[str] | None = None) -> dict:
+        """Trains `network` in place on the rows of `data` and returns the history.
 
         Arguments:
-            network: the module to train (its best weights are loaded at the end).
+            network: the module to train.
             loss: (network, batch) → scalar loss, batch a dict with `fields`.
-            data: the data set; the last `validation` fraction of its rows validates. Anything with the
-                same row interface trains too, held in memory: `split(fraction)` → (train, validation),
-                `len()`, `tensors(fields, label=...)` → {field: tensor} and `path` (named in messages);
-                ALFI's meta-training problems are such a table.
+            data: a `RowSource`; the part `split(validation)` holds out validates. A
+                `StreamingRowSource` larger than `in_memory_rows` is streamed every epoch, any other
+                source is read into memory once.
             fields: the fields the loss reads.
             label: train only on the rows of this label (0: drawn at θ, 1: drawn at θ_ref).
+            desc: the name of the fit in the progress bar and in messages (the method).
+            val_loss: the validation loss, if it differs from `loss`; evaluated with the network in
+                eval mode, batches of up to 4096 rows.
+            finite: the fields that must be finite in every row; all of `fields` by default. (ALFI's
+                observations may hold a failed run's NaN, which its network leaves out by design.)
+
+        Raises:
+            ValueError: no rows (of `label`) to train or validate on.
+            TrainingError: some rows hold NaN or ±inf in a field of `finite` (before training starts,
+                with the count per field), or the loss became non-finite.
         """
+        if not isinstance(data, RowSource):
+            raise TypeError(f"data must be a row source (len(), split(fraction), tensors(fields, label=...)) such as "
+                            f"a goldmine.Dataset; got {type(data).__name__}. For iterables of batches use "
+                            "Trainer.fit_batches(network, loss, train_batches, val_batches).")
+        fields = tuple(fields)
+        finite = fields if finite is None else tuple(finite)
+        if set(finite) - set(fields):
+            raise ValueError(f"finite names fields the loss does not read: {sorted(set(finite) - set(fields))}.")
         train, val = data.split(self.validation)
-        train_rows = _Rows(train, fields, label, self.in_memory_rows)
-        val_rows = _Rows(val, fields, label, self.in_memory_rows)
+        train_rows = _Rows(train, fields, label, self.in_memory_rows, finite)
+        val_rows = _Rows(val, fields, label, self.in_memory_rows, finite)
+        where = _name(data)
         if train_rows.count == 0 or val_rows.count == 0:
-            raise ValueError(f"{data.path} has no rows{'' if label is None else f' of label {label}'} to train on.")
-        steps = self.epochs * max(1, math.ceil(train_rows.count / self.batch_size))
+            raise ValueError(f"{where} has no rows{'' if label is None else f' of label {label}'} to train on.")
+        _check_finite(train_rows, val_rows, where, desc)
+        return self._loop(
+            network, loss, val_loss or loss,
+            train=lambda epoch: train_rows.batches(self.batch_size, seed=self.seed * 100_003 + epoch),
+            val=lambda: val_rows.batches(EVAL_BATCH, seed=None),
+            steps_per_epoch=max(1, math.ceil(train_rows.count / self.batch_size)),
+            desc=desc,
+        )
+
+    def fit_batches(self, network: nn.Module, loss: LossFn, train: Iterable, validation: Iterable,
+                    desc: str = "train", *, val_loss: LossFn | None = None) -> dict:
+        """Trains `network` in place on batch iterables and returns the history.
+
+        Every epoch iterates `train` once, in its own order, and then `validation`; the Trainer's
+        `validation` fraction, `batch_size`, `in_memory_rows` and the shuffling seed play no part.
+
+        Arguments:
+            network: the module to train.
+            loss: (network, batch) → scalar loss.
+            train, validation: re-iterable collections of batches (a list, a torch DataLoader); a
+                batch is a dict of tensors with a leading row dimension (or a tuple or tensor), whose
+                row count weights its loss in the epoch's mean.
+            desc: the name of the fit in the progress bar and in messages.
+            val_loss: the validation loss, if it differs from `loss`.
+
+        Raises:
+            TypeError: an iterator or generator, which a second epoch would find empty.
+            ValueError: no training or validation batches.
+            TrainingError: the loss became non-finite.
+
+        Example:
+            >>> net = nn.Linear(1, 1)
+            >>> batches = [{"x": torch.randn(32, 1)} for _ in range(4)]
+            >>> mse = lambda net, b: (net(b["x"]) - 2 * b["x"]).pow(2).mean()
+            >>> h = Trainer(epochs=3, progress=False).fit_batches(net, mse, batches, batches[:1])
+            >>> len(h["train_loss"]), len(h["val_loss"])
+            (3, 3)
+        """
+        for name, batches in (("train", train), ("validation", validation)):
+            if iter(batches) is batches:
+                raise TypeError(f"{name} is an iterator, which one epoch would exhaust: pass a re-iterable collection "
+                                "of batches (a list, a torch DataLoader).")
+        steps = len(train) if hasattr(train, "__len__") else sum(1 for _ in train)
+        if steps == 0 or not any(True for _ in validation):
+            raise ValueError(f"{desc}: {'train' if steps == 0 else 'validation'} holds no batches.")
+        return self._loop(network, loss, val_loss or loss, train=lambda epoch: iter(train), val=lambda: iter(validation),
+                          steps_per_epoch=steps, desc=desc)
+
+    def _loop(self, network: nn.Module, loss: LossFn, val_loss: LossFn, train: Callable[[int], Iterable],
+              val: Callable[[], Iterable], steps_per_epoch: int, desc: str) -> dict:
+        """The epochs: `train(epoch)` gives the epoch's training batches, `val()` the validation batches."""
+        steps = self.epochs * steps_per_epoch
         optimizer = torch.optim.AdamW(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=self.lr * self.lr_final)
 
         history = {"train_loss": [], "val_loss": [], "lr": [], "seconds": [], "best_epoch": None, "stop_reason": "epochs"}
+        self.history = history
         best, best_state, since_best = math.inf, copy.deepcopy(network.state_dict()), 0
         bar = tqdm(range(self.epochs), desc=desc, disable=not self.progress, dynamic_ncols=True)
         start = time.perf_counter()
-        for epoch in bar:
-            network.train()
-            total, count = 0.0, 0
-            for step, batch in enumerate(train_rows.batches(self.batch_size, seed=self.seed * 100_003 + epoch)):
-                value = loss(network, batch)
-                if not torch.isfinite(value):
-                    history["stop_reason"] = (
-                        f"non-finite loss ({value.item()}) at epoch {epoch + 1}, step {step + 1}"
-                    )
-                    warnings.warn(
-                        f"training stopped: the loss became {value.item()} at epoch {epoch + 1}, step {step + 1}. "
-                        f"The weights of epoch {history['best_epoch']} (the best so far) were kept. Lower the "
-                        f"learning rate (lr={self.lr}) or check the data for extreme values.",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-                    break
-                optimizer.zero_grad()
-                value.backward()
-                nn.utils.clip_grad_norm_(network.parameters(), self.clip_grad)
-                optimizer.step()
-                schedule.step()
-                n = len(next(iter(batch.values())))
-                total += value.item() * n
-                count += n
-            if history["stop_reason"] != "epochs":
-                break
-            val_loss = self.evaluate(network, loss, val_rows)
-            history["train_loss"].append(total / max(count, 1))
-            history["val_loss"].append(val_loss)
-            history["lr"].append(schedule.get_last_lr()[0])
-            history["seconds"].append(time.perf_counter() - start)
-            bar.set_postfix(loss=f"{total / max(count, 1):.4g}", val=f"{val_loss:.4g}")
-            if val_loss < best:
-                best, best_state, since_best = val_loss, copy.deepcopy(network.state_dict()), 0
-                history["best_epoch"] = epoch + 1
-            else:
-                since_best += 1
-                if self.patience is not None and since_best >= self.patience:
-                    history["stop_reason"] = f"early stopping: no better validation loss for {self.patience} epochs"
-                    break
-            if not math.isfinite(val_loss):
-                history["stop_reason"] = "non-finite validation loss"
-                warnings.warn("training stopped: the validation loss is not finite; the best weights were kept.",
-                              RuntimeWarning, stacklevel=3)
-                break
-        bar.close()
-        if self.patience is not None or history["stop_reason"] != "epochs":
-            network.load_state_dict(best_state)  # early stopping, or a guard that stopped training
+        try:
+            for epoch in bar:
+                network.train()
+                total, count = 0.0, 0
+                for step, batch in enumerate(train(epoch)):
+                    value = loss(network, batch)
+                    if not torch.isfinite(value):
+                        history["stop_reason"] = f"non-finite loss ({value.item()}) at epoch {epoch + 1}, step {step + 1}"
+                        raise TrainingError(
+                            f"{desc}: the training loss became {value.item()} at epoch {epoch + 1}, step {step + 1}, "
+                            f"so training stopped and kept no weights. Lower the learning rate (lr={self.lr}) or check "
+                            "the data for extreme values.", history=history)
+                    optimizer.zero_grad()
+                    value.backward()
+                    nn.utils.clip_grad_norm_(network.parameters(), self.clip_grad)
+                    optimizer.step()
+                    schedule.step()
+                    n = _rows_in(batch)
+                    total += value.item() * n
+                    count += n
+                val_value = self.evaluate(network, val_loss, val())
+                if not math.isfinite(val_value):
+                    history["stop_reason"] = f"non-finite validation loss ({val_value}) at epoch {epoch + 1}"
+                    raise TrainingError(
+                        f"{desc}: the validation loss became {val_value} at epoch {epoch + 1}, so training stopped "
+                        f"and kept no weights. Lower the learning rate (lr={self.lr}) or check the validation data "
+                        "for extreme values.", history=history)
+                history["train_loss"].append(total / max(count, 1))
+                history["val_loss"].append(val_value)
+                history["lr"].append(schedule.get_last_lr()[0])
+                history["seconds"].append(time.perf_counter() - start)
+                bar.set_postfix(loss=f"{total / max(count, 1):.4g}", val=f"{val_value:.4g}")
+                if val_value < best:
+                    best, best_state, since_best = val_value, copy.deepcopy(network.state_dict()), 0
+                    history["best_epoch"] = epoch + 1
+                else:
+                    since_best += 1
+                    if self.patience is not None and since_best >= self.patience:
+                        history["stop_reason"] = f"early stopping: no better validation loss for {self.patience} epochs"
+                        break
+        finally:
+            bar.close()
+        if self.patience is not None:
+            network.load_state_dict(best_state)  # early stopping keeps the best epoch's weights
         network.eval()
         history["best_val_loss"] = best
-        self.history = history
         return history
 
-    def evaluate(self, network: nn.Module, loss: LossFn, rows: "_Rows") -> float:
-        """The mean loss over `rows` without updating the network (gradients in θ stay available)."""
+    def evaluate(self, network: nn.Module, loss: LossFn, batches: Iterable) -> float:
+        """The mean loss over `batches`, weighted by their rows, with the network in eval mode and not
+        updated (gradients in θ stay available); the network is back in train mode afterwards."""
         network.eval()
         total, count = 0.0, 0
-        for batch in rows.batches(4096, seed=None):
-            n = len(next(iter(batch.values())))
+        for batch in batches:
+            n = _rows_in(batch)
             total += loss(network, batch).item() * n
             count += n
         network.train()
         return total / max(count, 1)
 
 
-class _Rows:
-    """The rows of a data set that one loss reads: in memory when small (or not a Dataset), streamed when large."""
+def _rows_in(batch) -> int:
+    """The rows of a batch: the leading dimension of its (first) tensor."""
+    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
+    return len(first)
 
-    def __init__(self, data: Dataset, fields, label, in_memory_rows: int):
-        self.data, self.fields, self.label = data, tuple(fields), label
-        in_memory = len(data) <= in_memory_rows or not isinstance(data, Dataset)  # a row table streams from no file
-        self.cached = data.tensors(self.fields, label=label) if in_memory else None
-        if self.cached is not None:
-            self.count = len(self.cached[self.fields[0]])
-        else:
-            self.count = sum(len(b["label"]) for b in data.batches(65536, ["label"], label=label, shuffle=False))
+
+def _name(data) -> str:
+    return str(data.path) if hasattr(data, "path") else str(data)
+
+
+def _check_finite(train: _Rows, val: _Rows, where: str, desc: str) -> None:
+    """Raises a TrainingError naming how many rows hold NaN or ±inf, and in which fields."""
+    bad = train.non_finite + val.non_finite
+    if not bad:
+        return
+    fields = {k: train.bad_fields.get(k, 0) + val.bad_fields.get(k, 0) for k in (*train.bad_fields, *val.bad_fields)}
+    detail = ", ".join(f"{k} in {c:,} rows" for k, c in fields.items())
+    raise TrainingError(
+        f"{bad:,} of {train.count + val.count:,} rows that {desc} trains on hold NaN or infinite values ({detail}) in "
+        f"{where}: a network trained on them would output NaN, so training did not start and nothing was kept. Fix "
+        f"the simulator where it returns non-finite values and simulate again, or train a method that does not read "
+        f"{', '.join(fields)}.", rows=bad)
+
+
+class _Rows:
+    """The rows of a row source that one loss reads: in memory unless a large streaming source.
+
+    Counts the rows, and those holding NaN or ±inf in a field of `finite` (`non_finite`, and per
+    field `bad_fields`), in one pass.
+    """
+
+    def __init__(self, data: RowSource, fields: tuple[str, ...], label: int | None, in_memory_rows: int,
+                 finite: tuple[str, ...]):
+        self.data, self.fields, self.label = data, fields, label
+        stream = isinstance(data, StreamingRowSource) and len(data) > in_memory_rows
+        self.cached = None if stream else data.tensors(fields, label=label)
+        parts = [self.cached] if self.cached is not None else data.batches(
+            SCAN_ROWS, finite or fields[:1], label=label, shuffle=False)
+        self.count, self.non_finite, self.bad_fields = 0, 0, {}
+        for part in parts:
+            self.count += len(next(iter(part.values())))
+            bad_rows = None
+            for key in finite:
+                if not part[key].is_floating_point():
+                    continue
+                bad = ~torch.isfinite(part[key].reshape(len(part[key]), -1)).all(1)
+                if bad.any():
+                    self.bad_fields[key] = self.bad_fields.get(key, 0) + int(bad.sum())
+                    bad_rows = bad if bad_rows is None else bad_rows | bad
+            self.non_finite += 0 if bad_rows is None else int(bad_rows.sum())
 
     def batches(self, batch_size: int, seed: int | None):
         if self.cached is None:

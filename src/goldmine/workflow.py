@@ -31,6 +31,7 @@ from .estimators import PosteriorEstimator, ScoreEstimator, SummaryHistogram
 from .evaluate import c2st, grid_posterior_samples, log_ratio_error, score_error
 from .inference import Model, confidence_region
 from .simulators.base import DTYPE, Simulator, box_bounds
+from .simulators.describe import rebuild
 from .estimators.ratio import METHODS as RATIO_METHODS
 from .training import Trainer
 
@@ -122,18 +123,8 @@ def check_call(fn, options: dict, what: str) -> None:
 
 
 def simulator_from_data(meta: dict, where) -> Simulator:
-    """Rebuilds the simulator recorded in a data set's header (its class and constructor arguments)."""
-    qualified = meta.get("simulator_class", "")
-    module_name, _, name = qualified.rpartition(".")
-    try:
-        cls = import_object(f"{module_name}:{name}")
-        if not (isinstance(cls, type) and issubclass(cls, Simulator)):
-            raise TypeError(f"{qualified} is not a Simulator class")
-        check_call(cls, meta.get("simulator_config", {}), qualified)
-        return cls(**meta.get("simulator_config", {}))
-    except (ValueError, TypeError, ImportError) as err:
-        raise ValueError(f"cannot rebuild the simulator {qualified or '?'} that made {where} ({err}): name it "
-                         "with --simulator (a built-in name or package.module:Class).") from None
+    """Rebuilds the simulator recorded in a data set's header or a trained_on.json (built-ins only)."""
+    return rebuild(meta, where=str(where))
 
 
 def has_exact(sim: Simulator) -> bool:

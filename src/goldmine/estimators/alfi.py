@@ -53,7 +53,6 @@ References:
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +62,7 @@ from torch import Tensor, nn
 
 from ..nn import ACTIVATIONS, Standardize, mlp
 from ..simulators.base import DTYPE, Simulator
+from ..simulators.describe import describe, rebuild
 from .base import Estimator, register, write_folder
 
 #: the paper's meta-training settings, where they differ from the Trainer's defaults
@@ -174,10 +174,12 @@ class ALFINetwork(nn.Module):
         return self.bound * torch.tanh(self.out(h)), h
 
 
-class _Problems:
-    """Meta-training problems (θ*, x_obs) in memory, read by the Trainer like the rows of a Dataset."""
+class Problems:
+    """Meta-training problems (θ*, x_obs) in memory: a row source of the Trainer (`goldmine.training.RowSource`).
 
-    path = "the meta-training problems"
+    Row i is one problem: its field "theta" is θ*_i (theta_dim,), its field "x" the observations
+    x_obs_i (n_obs, x_dim), in which a simulator's failed run may be NaN. Problems have no labels.
+    """
 
     def __init__(self, theta: Tensor, x: Tensor):
         self.theta, self.x = theta, x
@@ -185,14 +187,25 @@ class _Problems:
     def __len__(self) -> int:
         return len(self.theta)
 
-    def split(self, validation: float) -> tuple[_Problems, _Problems]:
+    def __str__(self) -> str:
+        return f"the {len(self)} meta-training problems"
+
+    def split(self, validation: float) -> tuple[Problems, Problems]:
+        """The first problems train, the last `validation` fraction of them validate."""
         cut = round(len(self) * (1 - validation))
         if not 0 < cut < len(self):
             raise ValueError(f"{len(self)} problems are too few to hold out a validation fraction of {validation}.")
-        return _Problems(self.theta[:cut], self.x[:cut]), _Problems(self.theta[cut:], self.x[cut:])
+        return Problems(self.theta[:cut], self.x[:cut]), Problems(self.theta[cut:], self.x[cut:])
 
-    def tensors(self, fields, label=None) -> dict[str, Tensor]:
-        return {"theta": self.theta, "x": self.x}
+    def tensors(self, fields, label: int | None = None) -> dict[str, Tensor]:
+        """{field: tensor} for "theta" and "x"; problems have no labels, so `label` must be None."""
+        if label is not None:
+            raise ValueError("meta-training problems have no labels: train on all of them (label=None).")
+        table = {"theta": self.theta, "x": self.x}
+        unknown = [k for k in fields if k not in table]
+        if unknown:
+            raise ValueError(f"meta-training problems have the fields theta and x; asked for {unknown}.")
+        return {k: table[k] for k in fields}
 
 
 def _positive_int(name: str, value) -> int:
@@ -387,14 +400,15 @@ class ALFI(Estimator):
         net.x_norm.fit([rows[torch.isfinite(rows).all(1)]])
         net.low.copy_(_bounds(sim)[0])
         net.high.copy_(_bounds(sim)[1])
-        self.simulator_, self.simulator_info_ = sim, _describe(sim)
+        self.simulator_, self.simulator_info_ = sim, describe(sim)
 
         train_generator = torch.Generator().manual_seed(trainer.seed * 100_003 + 1)
 
         def loss(network: ALFINetwork, batch: dict[str, Tensor]) -> Tensor:
-            if network.training:
-                psi = self._start(network, sim, len(batch["x"]), train_generator, self.init)
-                return self._loss(self._unroll(network, sim, batch["x"], psi, train_generator), batch["theta"], network)
+            psi = self._start(network, sim, len(batch["x"]), train_generator, self.init)
+            return self._loss(self._unroll(network, sim, batch["x"], psi, train_generator), batch["theta"], network)
+
+        def validation_loss(network: ALFINetwork, batch: dict[str, Tensor]) -> Tensor:
             # the same draws at every validation, so that epochs compare on common random numbers
             fixed = torch.Generator().manual_seed(trainer.seed * 100_003 + 2)
             total = torch.zeros(())
@@ -405,7 +419,9 @@ class ALFI(Estimator):
                     total = total + self._loss(self._unroll(network, sim, x, psi, fixed), theta, network) * len(x)
             return total / len(batch["x"])
 
-        history = trainer.fit(net, loss, _Problems(theta_star, x_obs), ("theta", "x"), desc="alfi")
+        # a failed run's NaN in x_obs is left out by the encoder, so only θ* must be finite
+        history = trainer.fit(net, loss, Problems(theta_star, x_obs), ("theta", "x"), desc="alfi",
+                              val_loss=validation_loss, finite=("theta",))
         history["simulator_calls"] = self._calls
         self.history_ = history
         return self
@@ -486,7 +502,7 @@ class ALFI(Estimator):
         if simulator is not None:
             return simulator
         if self.simulator_ is None:
-            self.simulator_ = _rebuild(self.simulator_info_)
+            self.simulator_ = rebuild(self.simulator_info_ or {}, where="this ALFI machine")
         return self.simulator_
 
     # -- saving --------------------------------------------------------------------------------
@@ -507,24 +523,8 @@ class ALFI(Estimator):
     @classmethod
     def _restore(cls, config: dict, state: dict[str, Tensor]) -> ALFI:
         est = super()._restore(config, state)
-        est.simulator_info_ = config["fitted"]["simulator"]
+        info = config["fitted"]["simulator"]
+        if info is not None and "class" in info:  # the record of machines saved before describe(): name, class, config
+            info = {"simulator": info["name"], "simulator_class": info["class"], "simulator_config": info["config"]}
+        est.simulator_info_ = info
         return est
-
-
-def _describe(sim: Simulator) -> dict:
-    config = sim.config()
-    return {"name": sim.name, "class": f"{type(sim).__module__}.{type(sim).__qualname__}", "config": config}
-
-
-def _rebuild(info: dict | None) -> Simulator:
-    """A built-in simulator from its saved class and config; adapters (black boxes, Pyro models) and
-    user-defined simulators must be passed again."""
-    cls_path = (info or {}).get("class", "")
-    module, _, name = cls_path.rpartition(".")
-    if module.startswith("goldmine.simulators.") and name not in ("BlackBoxSimulator", "PyroSimulator"):
-        cls = getattr(importlib.import_module(module), name, None)
-        if isinstance(cls, type) and issubclass(cls, Simulator):
-            return cls(**info["config"])
-    what = f"{info['name']} ({cls_path})" if info else "the simulator it was fitted on"
-    raise ValueError(f"this ALFI machine needs its simulator to run: pass it, alfi.infer(x_obs, simulator=sim), "
-                     f"where sim is {what}. Only built-in simulators are rebuilt from the saved record.")

@@ -42,7 +42,7 @@ from torch.distributions import Distribution
 
 from .. import losses
 from ..data import Dataset
-from ..nn import Standardize, check_flow_settings, conditional_flow
+from ..nn import ConditionalFlow, check_flow_settings, flow_hidden
 from ..simulators.base import box_bounds, box_prior
 from .base import Estimator, register
 
@@ -57,33 +57,21 @@ MAX_ROUNDS = 100
 __all__ = ["PosteriorEstimator"]
 
 
-class PosteriorNetwork(nn.Module):
-    """log q(θ|x) of raw θ: a zuko flow on standardised θ with standardised x as context, and the box."""
+class PosteriorNetwork(ConditionalFlow):
+    """log q(θ|x) of raw θ: the conditional flow of θ given x (`theta_norm`, `x_norm`, `flow`), θ_ref and
+    the box [low, high]. `forward(θ, x)` is the unrestricted flow's log q(θ|x), `sample(x)` one draw of
+    it per row of x."""
 
-    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, flow: str, transforms: int, hidden_features,
+    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, flow: str, transforms: int, hidden,
                  bins: int, activation: str):
-        super().__init__()
-        self.theta_norm, self.x_norm = Standardize(theta_dim), Standardize(x_dim)
-        self.flow = conditional_flow(flow, theta_dim, x_dim, transforms, hidden_features, bins, activation)
+        super().__init__(theta_dim, x_dim, flow, transforms, hidden, bins, activation, names=("theta", "x"))
         self.register_buffer("reference", reference.float().reshape(1, -1))
         self.register_buffer("low", torch.full((theta_dim,), -math.inf))
         self.register_buffer("high", torch.full((theta_dim,), math.inf))
 
-    def forward(self, theta: Tensor, x: Tensor) -> Tensor:
-        """log q(θ|x) of the unrestricted flow: (n, theta_dim), (n, x_dim) → (n,)."""
-        log_q = self.flow(self.x_norm(x)).log_prob(self.theta_norm(theta))
-        return log_q - self.theta_norm.std.log().sum()
-
     def inside(self, theta: Tensor) -> Tensor:
         """Whether each row lies in the box [low, high]: (n, theta_dim) → (n,) bool."""
         return ((theta >= self.low) & (theta <= self.high)).all(dim=1)
-
-    @torch.no_grad()
-    def sample(self, x: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n draws of the unrestricted flow for one observation x (1, x_dim) → (n, theta_dim)."""
-        dist = self.flow(self.x_norm(x).expand(n, -1))
-        z = torch.randn(n, len(self.theta_norm.mean), generator=generator)
-        return dist.transform.inv(z) * self.theta_norm.std + self.theta_norm.mean
 
 
 @register
@@ -96,7 +84,8 @@ class PosteriorEstimator(Estimator):
             smallest box holding the training rows' θ. Samples and densities are restricted to it.
         flow: nsf (rational-quadratic splines) or maf (affine autoregressive).
         transforms: the number of flow transformations.
-        hidden_features: the widths of the hidden layers of each transformation's network.
+        hidden: the widths of the hidden layers of each transformation's network (`hidden_features`,
+            its former name, is still accepted).
         bins: the number of spline bins (nsf).
         activation: the activation of the flow's networks (silu, tanh, elu, gelu, softplus).
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
@@ -116,22 +105,23 @@ class PosteriorEstimator(Estimator):
     """
 
     def __init__(self, method: str = "npe", prior=None, flow: str = "nsf", transforms: int = 3,
-                 hidden_features=(64, 64), bins: int = 8, activation: str = "silu", **training):
+                 hidden=(64, 64), bins: int = 8, activation: str = "silu", **training):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} for PosteriorEstimator; known: {', '.join(METHODS)}.")
         check_flow_settings(flow, activation, transforms=transforms, bins=bins)
+        hidden = flow_hidden(hidden, training, (64, 64))
         box = None if prior is None else _check_box(prior)
         super().__init__(**training)
         self.method, self.prior, self.flow, self.transforms = method, prior, flow, transforms
-        self.hidden_features, self.bins, self.activation = tuple(hidden_features), bins, activation
+        self.hidden, self.bins, self.activation = hidden, bins, activation
         self.params = {"method": method, "prior": box, "flow": flow, "transforms": transforms,
-                       "hidden_features": list(hidden_features), "bins": bins, "activation": activation}
+                       "hidden": list(hidden), "bins": bins, "activation": activation}
         self.acceptance_: float | None = None
         self._log_mass: dict[tuple, float] = {}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         self._log_mass = {}  # Z(x) belongs to one network
-        return PosteriorNetwork(theta_dim, x_dim, self.reference_, self.flow, self.transforms, self.hidden_features,
+        return PosteriorNetwork(theta_dim, x_dim, self.reference_, self.flow, self.transforms, self.hidden,
                                 self.bins, self.activation)
 
     def fit(self, data: Dataset | str) -> "PosteriorEstimator":
@@ -195,7 +185,7 @@ class PosteriorEstimator(Estimator):
             raise ValueError(f"n must be a positive integer; got {n!r}.")
         kept, drawn, accepted, size = [], 0, 0, n
         for _ in range(MAX_ROUNDS):
-            theta = net.sample(x, size, generator)
+            theta = net.sample(x.expand(size, -1), generator)
             inside = net.inside(theta)
             kept.append(theta[inside])
             drawn, accepted = drawn + size, accepted + int(inside.sum())
@@ -223,7 +213,7 @@ class PosteriorEstimator(Estimator):
         key = tuple(x[0].tolist())
         if key not in self._log_mass:
             net = self.network_
-            theta = net.sample(x, LEAKAGE_DRAWS, torch.Generator().manual_seed(LEAKAGE_SEED))
+            theta = net.sample(x.expand(LEAKAGE_DRAWS, -1), torch.Generator().manual_seed(LEAKAGE_SEED))
             inside = int(net.inside(theta).sum())
             if inside == 0:
                 raise RuntimeError(
