@@ -124,7 +124,7 @@ def test_mcmc_on_a_ratio_surrogate(tmp_path):
 
 def test_npe_samples_directly(tmp_path):
     data = gm.simulate(WEINBERG, 2000, tmp_path / "w.h5", seed=0, progress=False)
-    est = PosteriorEstimator(prior=([40.0, 0.5], [50.0, 1.2]), transforms=1, hidden_features=(16, 16), epochs=2,
+    est = PosteriorEstimator(prior=([40.0, 0.5], [50.0, 1.2]), transforms=1, hidden=(16, 16), epochs=2,
                              batch_size=256, seed=0, progress=False).fit(data)
     x = observations(WEINBERG, [47.0, 1.0], 1, seed=5)
     post = posterior(est, x, progress=False)

@@ -1,5 +1,6 @@
 """LikelihoodEstimator (nle, scandal) against the exact likelihoods of Weinberg and the Galton board."""
 
+import json
 import math
 
 import numpy as np
@@ -17,7 +18,7 @@ from goldmine.evaluate import log_ratio_error
 
 WEINBERG, GALTON = gm.simulators.Weinberg(), gm.simulators.GaltonBoard()
 # one conditional spline suffices for one-dimensional x and keeps the double backward of scandal cheap
-FAST = dict(epochs=20, batch_size=128, lr=2e-3, hidden_features=(64, 64), transforms=1, progress=False)
+FAST = dict(epochs=20, batch_size=128, lr=2e-3, hidden=(64, 64), transforms=1, progress=False)
 SEEDS = (0, 1, 2)
 THETAS = torch.tensor([[40.0, 0.5], [42.0, 0.9], [45.0, 0.8], [48.0, 1.2], [50.0, 1.0]], dtype=torch.float64)
 GRID = torch.cartesian_prod(torch.linspace(40, 50, 6, dtype=torch.float64),
@@ -185,6 +186,25 @@ def test_save_load_gives_identical_outputs(galton, weinberg, tmp_path, flow):
         draw = [e.sample(theta, generator=torch.Generator().manual_seed(0)) for e in (est, again)]
         torch.testing.assert_close(draw[0], draw[1], rtol=0, atol=0)
         torch.testing.assert_close(est.log_ratio(x, est.reference_), torch.zeros(len(x)))
+
+
+def test_models_saved_before_the_shared_flow_still_load(weinberg, tmp_path):
+    """The conditional flow is shared with npe, but nle's weights keep their names (x_norm, theta_norm) and
+    `hidden_features`, the former name of `hidden`, is read from saved configs and accepted as an argument."""
+    est = LikelihoodEstimator("nle", seed=1, **{**FAST, "epochs": 1}).fit(weinberg)
+    folder = est.save(tmp_path / "old")
+    state = est.network_.state_dict()
+    assert {"x_norm.mean", "x_norm.std", "theta_norm.mean", "theta_norm.std", "reference", "discrete"} <= set(state)
+    config = json.loads((folder / "config.json").read_text())
+    config["params"]["hidden_features"] = config["params"].pop("hidden")
+    (folder / "config.json").write_text(json.dumps(config))
+    again = gm.load(folder)
+    assert again.hidden == (64, 64) and again.params == est.params
+    x, theta = torch.linspace(-1, 1, 7)[:, None], THETAS[[1]]
+    torch.testing.assert_close(again.log_prob(x, theta), est.log_prob(x, theta), rtol=0, atol=0)
+    assert LikelihoodEstimator(hidden_features=(8, 8)).hidden == (8, 8)
+    with pytest.raises(ValueError, match="same setting"):
+        LikelihoodEstimator(hidden=(8,), hidden_features=(8, 8))
 
 
 def test_vector_x(tmp_path):

@@ -90,10 +90,10 @@ def test_validation(tmp_path, edit, error, fix):
 
 def test_options_merge_and_gold(tmp_path, monkeypatch):
     s = load_study(write(tmp_path, GALTON.replace('"sally"]', '"sally", "scandal"]')))
-    # shared settings go to the methods that have them; flows read hidden as hidden_features
+    # shared settings go to the methods that have them (the flows' widths are hidden too)
     assert s.methods["carl"] == {"epochs": 2, "hidden": [16, 16]}
     assert s.methods["histogram"] == {"theta_bins": 10}
-    assert s.methods["scandal"] == {"epochs": 2, "hidden_features": [16, 16]}
+    assert s.methods["scandal"] == {"epochs": 2, "hidden": [16, 16]}
     assert s.output == tmp_path / "study-output" and s.name == "study"
     write(tmp_path, BLACK_BOX, "blackbox.py")
     monkeypatch.chdir(tmp_path)

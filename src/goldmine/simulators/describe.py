@@ -67,8 +67,8 @@ def rebuild(record: dict, simulator=None, where: str = "this file") -> Simulator
     module, _, name = qualified.rpartition(".")
     if simulator is None:
         builtin = getattr(simulators, name, None) if module.startswith("goldmine.simulators.") else None
-        if (isinstance(builtin, type) and issubclass(builtin, Simulator) and name not in ADAPTERS
-                and f"{builtin.__module__}.{builtin.__qualname__}" == qualified):
+        if (isinstance(builtin, type) and issubclass(builtin, Simulator) and builtin is not Simulator
+                and name not in ADAPTERS and f"{builtin.__module__}.{builtin.__qualname__}" == qualified):
             return _construct(builtin, config, qualified, where)
         raise ValueError(_not_rebuilt(record, qualified, where))
     if isinstance(simulator, Simulator):
