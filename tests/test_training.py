@@ -147,7 +147,8 @@ def test_non_finite_rows_of_a_streamed_dataset_are_counted_too(data, tmp_path):
     bad = gm.Dataset(path)
     for in_memory_rows in (10**9, 0):
         with pytest.raises(TrainingError, match=r"2 of 4,000 rows .*score in 2 rows.*bad.h5") as err:
-            Trainer(progress=False, in_memory_rows=in_memory_rows).fit(mean_model(), regression_loss, bad, ("x", "score"))
+            Trainer(progress=False, in_memory_rows=in_memory_rows).fit(mean_model(), regression_loss, bad,
+                                                                       ("x", "score"))
         assert err.value.rows == 2
 
 

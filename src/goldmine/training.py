@@ -55,14 +55,17 @@ class TrainingError(RuntimeError):
 class RowSource(Protocol):
     """The rows the Trainer reads with `Trainer.fit`: a `goldmine.Dataset`, ALFI's problems, or a table of yours.
 
-    Messages name a source by its `path` attribute if it has one (a Dataset's file), else by `str(source)`.
+    A row holds one value of every field (θ, x, a label, gold, ...); `tensors` stacks them. Labels
+    tell apart rows drawn at θ (0) and at θ_ref (1); a source without labels raises a ValueError
+    when asked for the rows of one. Messages name a source by its `path` attribute if it has one (a
+    Dataset's file), else by `str(source)`.
     """
 
     def __len__(self) -> int:
         """The number of rows."""
 
     def split(self, validation: float) -> tuple[RowSource, RowSource]:
-        """(training rows, validation rows): the validation part about `validation` of the rows."""
+        """(training rows, validation rows), the latter about the fraction `validation` of the rows."""
 
     def tensors(self, fields: Sequence[str], label: int | None = None) -> dict[str, Tensor]:
         """{field: (rows, ...) tensor} for every row, or for the rows of `label` only; all of one length."""
@@ -221,8 +224,8 @@ class Trainer:
         steps = len(train) if hasattr(train, "__len__") else sum(1 for _ in train)
         if steps == 0 or not any(True for _ in validation):
             raise ValueError(f"{desc}: {'train' if steps == 0 else 'validation'} holds no batches.")
-        return self._loop(network, loss, val_loss or loss, train=lambda epoch: iter(train), val=lambda: iter(validation),
-                          steps_per_epoch=steps, desc=desc)
+        return self._loop(network, loss, val_loss or loss, train=lambda epoch: iter(train),
+                          val=lambda: iter(validation), steps_per_epoch=steps, desc=desc)
 
     def _loop(self, network: nn.Module, loss: LossFn, val_loss: LossFn, train: Callable[[int], Iterable],
               val: Callable[[], Iterable], steps_per_epoch: int, desc: str) -> dict:
@@ -243,9 +246,10 @@ class Trainer:
                 for step, batch in enumerate(train(epoch)):
                     value = loss(network, batch)
                     if not torch.isfinite(value):
-                        history["stop_reason"] = f"non-finite loss ({value.item()}) at epoch {epoch + 1}, step {step + 1}"
+                        where = f"epoch {epoch + 1}, step {step + 1}"
+                        history["stop_reason"] = f"non-finite loss ({value.item()}) at {where}"
                         raise TrainingError(
-                            f"{desc}: the training loss became {value.item()} at epoch {epoch + 1}, step {step + 1}, "
+                            f"{desc}: the training loss became {value.item()} at {where}, "
                             f"so training stopped and kept no weights. Lower the learning rate (lr={self.lr}) or check "
                             "the data for extreme values.", history=history)
                     optimizer.zero_grad()
@@ -299,8 +303,9 @@ class Trainer:
 
 def _rows_in(batch) -> int:
     """The rows of a batch: the leading dimension of its (first) tensor."""
-    first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0] if isinstance(batch, (tuple, list)) else batch
-    return len(first)
+    if isinstance(batch, dict):
+        return len(next(iter(batch.values())))
+    return len(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
 
 def _name(data) -> str:

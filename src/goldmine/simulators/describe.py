@@ -92,8 +92,8 @@ def _not_rebuilt(record: dict, qualified: str, where: str) -> str:
         config = record.get("simulator_config") or {}
         inner = config.get("fn") or config.get("model") or "a function of yours"
         return (f"{where} records the simulator {name!r}, a {cls} wrapping {inner}, which goldmine cannot rebuild "
-                "from a file: pass the simulator itself, with --simulator package.module:name (a function returning it, "
-                "or the instance) on the command line or simulator=sim in Python.")
+                "from a file: pass the simulator itself, with --simulator package.module:name (a function returning "
+                "it, or the instance) on the command line or simulator=sim in Python.")
     return (f"{where} records the simulator {name!r} of class {qualified}, which is not built into goldmine; "
             f"goldmine imports no module you did not name: pass it, with --simulator {module}:{cls} on the command "
             f"line or simulator={cls} (the class, or the simulator itself) in Python.")
