@@ -67,13 +67,16 @@ def test_log_prob_outside_the_box_and_shapes(npe, x_obs):
     theta = torch.tensor([[45.0, 0.8], [39.9, 0.8], [45.0, 1.21], [50.0, 0.5]])
     log_q = npe.log_prob(theta, x_obs)
     assert log_q.shape == (4,) and log_q[[1, 2]].eq(-math.inf).all() and torch.isfinite(log_q[[0, 3]]).all()
-    # one θ, one x: every accepted form of a single point gives the same value
+    # one θ, one x: every accepted form of a single point gives the same value, up to float32 kernels
+    # that differ in the last bits with the batch shape and the instruction set (rtol 1e-5)
     for t, x in ((theta[0], x_obs[0]), (theta[:1], x_obs), (theta[0], x_obs.expand(4, 1))):
-        assert torch.allclose(npe.log_prob(t, x), log_q[0].expand(len(x)), rtol=0, atol=0)
-    # one observation per row, with Z(x) per distinct x
+        torch.testing.assert_close(npe.log_prob(t, x), log_q[0].expand(len(x)), rtol=1e-5, atol=1e-5)
+    # one observation per row, with Z(x) per distinct x: rows 0 and 2 agree (up to the last bits, which
+    # may depend on a row's place in the batch), rows 0, 1 and 3 differ
     xs = torch.tensor([[-0.5], [0.5], [-0.5], [0.9]])
     per_row = npe.log_prob(theta[[0, 0, 0, 0]], xs)
-    assert per_row[0] == per_row[2] and len(set(per_row.tolist())) == 3
+    torch.testing.assert_close(per_row[0], per_row[2], rtol=1e-5, atol=1e-5)
+    assert min(abs(per_row[i] - per_row[j]) for i, j in ((0, 1), (0, 3), (1, 3))) > 1e-3, per_row
 
 
 def test_sampling_is_reproducible_and_leaves_the_global_generator_alone(npe, x_obs):
