@@ -37,6 +37,7 @@ def box_cells(low, high):
     return torch.cartesian_prod(*axes), math.prod((hi - lo) / CELLS for lo, hi in zip(low, high))
 
 
+@pytest.mark.slow
 def test_npe_matches_the_exact_posterior(npe, x_obs):
     n = 2000
     exact = [grid_posterior_samples(WEINBERG, x_obs, n, generator=torch.Generator().manual_seed(s)) for s in (2, 3)]
@@ -63,6 +64,7 @@ def test_npe_matches_the_exact_posterior(npe, x_obs):
     assert npe_tv < 0.5 * prior_tv, (npe_tv, prior_tv)
 
 
+@pytest.mark.slow
 def test_log_prob_outside_the_box_and_shapes(npe, x_obs):
     theta = torch.tensor([[45.0, 0.8], [39.9, 0.8], [45.0, 1.21], [50.0, 0.5]])
     log_q = npe.log_prob(theta, x_obs)
@@ -79,6 +81,7 @@ def test_log_prob_outside_the_box_and_shapes(npe, x_obs):
     assert min(abs(per_row[i] - per_row[j]) for i, j in ((0, 1), (0, 3), (1, 3))) > 1e-3, per_row
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_and_leaves_the_global_generator_alone(npe, x_obs):
     state = torch.get_rng_state()
     a = npe.sample(x_obs, 500, generator=torch.Generator().manual_seed(7))
@@ -86,6 +89,7 @@ def test_sampling_is_reproducible_and_leaves_the_global_generator_alone(npe, x_o
     assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
 
 
+@pytest.mark.slow
 def test_a_narrower_box_rejects_draws(weinberg, x_obs):
     # Training ignores the box, so the same seed gives the same flow, restricted to a narrower box; for a
     # uniform prior that is the exact posterior restricted to the box.
@@ -124,6 +128,7 @@ def test_the_prior_can_be_a_box_distribution_or_its_simulator():
         PosteriorEstimator(prior=torch.distributions.Normal(torch.zeros(2), 1.0))
 
 
+@pytest.mark.slow
 def test_leaking_flows_warn_and_hopeless_ones_raise(weinberg, x_obs):
     small = PosteriorEstimator(prior=([44.0, 0.8], [44.5, 0.835]), seed=0, **{**FAST, "epochs": 1}).fit(weinberg)
     with pytest.warns(RuntimeWarning, match="leaks most of its mass"):
