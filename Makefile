@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m goldmine.demo
 
-# the full suite: the doctests in src and every test; the README's test command and CI's
+# the full suite: the doctests in src and every test; the README's test command and CI's (budget: 15 minutes
+# on two busy cores)
 test: $(STAMP)
 	$(PY) -m pytest src tests
 
-# the fast tier for daily work: the tests not marked slow (see pyproject.toml), without the doctests,
-# some of which train networks
+# the fast tier for daily work (budget: 2 minutes on two busy cores): the tests not marked slow (see
+# pyproject.toml), without the doctests, some of which train networks
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow"
 
