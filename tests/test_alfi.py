@@ -33,6 +33,7 @@ def held_out():
     return theta, x
 
 
+@pytest.mark.slow
 def test_the_proposal_moves_towards_theta_star(machine, held_out):
     """The squared error of μ_t falls from μ_0 (the prior mean) to μ_T, and μ_T ends well inside the prior.
 
@@ -57,6 +58,7 @@ def test_the_proposal_moves_towards_theta_star(machine, held_out):
     assert (result.sigma > 0).all() and torch.isfinite(result.sigma).all()
 
 
+@pytest.mark.slow
 def test_history_and_simulator_calls(machine):
     """The Trainer's history, one entry per epoch, and the exact count of meta-training simulator runs:
     the observations of every problem plus T·K·M runs per problem visit (training and validation)."""
@@ -76,6 +78,7 @@ def test_step_weights_grow_and_sum_to_one():
     torch.testing.assert_close(ALFI(steps=4, beta=0.0).step_weights(), torch.full((4,), 0.25, dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_inference_is_reproducible_and_takes_one_problem_or_many(machine, held_out):
     _theta, x = held_out
     a, b = machine.infer(x[:3], seed=5), machine.infer(x[:3], seed=5)
@@ -85,6 +88,7 @@ def test_inference_is_reproducible_and_takes_one_problem_or_many(machine, held_o
     assert not torch.equal(machine.infer(x[:3], seed=6).mu, a.mu)
 
 
+@pytest.mark.slow
 def test_save_and_load_rebuild_the_machine_and_the_simulator(machine, held_out, tmp_path):
     _theta, x = held_out
     machine.save(tmp_path / "alfi")
@@ -126,6 +130,7 @@ def test_every_builtin_simulator(sim):
     assert result.mu.shape == (3, sim.theta_dim) and torch.isfinite(result.mu).all()
 
 
+@pytest.mark.slow
 def test_bad_input(machine):
     with pytest.raises(ValueError, match="steps"):
         ALFI(steps=0)

@@ -16,6 +16,7 @@ def normal(n, d, seed, shift=0.0):
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + shift
 
 
+@pytest.mark.slow
 def test_c2st_of_identical_distributions_is_chance():
     # Held-out accuracy over 2n = 2000 rows: under p = q its standard deviation is √(¼/2000) = 0.011.
     values = [c2st(normal(1000, 2, 2 * s), normal(1000, 2, 2 * s + 1), seed=s) for s in range(2)]
@@ -23,10 +24,12 @@ def test_c2st_of_identical_distributions_is_chance():
         assert abs(value - 0.5) < 4 * math.sqrt(0.25 / 2000), values
 
 
+@pytest.mark.slow
 def test_c2st_of_disjoint_distributions_is_one():
     assert c2st(normal(300, 3, 0), normal(300, 3, 1, shift=6.0)) > 0.99
 
 
+@pytest.mark.slow
 def test_c2st_reaches_the_bayes_accuracy():
     # N(0, 1) against N(1, 1): the best classifier (threshold at ½) is right with probability Φ(½) = 0.691.
     # Held-out standard deviation √(0.69·0.31/2000) = 0.010; the fitted classifier may fall a little short.
@@ -35,6 +38,7 @@ def test_c2st_reaches_the_bayes_accuracy():
     assert c2st(normal(1000, 1, 0)[:, 0], normal(1000, 1, 1, shift=1.0)[:, 0]) == value  # (n,) is (n, 1)
 
 
+@pytest.mark.slow
 def test_c2st_is_reproducible_and_leaves_the_global_generator_alone():
     p, q = normal(200, 2, 0), normal(200, 2, 1, shift=0.5)
     state = torch.get_rng_state()

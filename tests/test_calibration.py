@@ -33,6 +33,7 @@ class Laplace:
         return torch.distributions.Normal(self.mean, self.sd).log_prob(torch.as_tensor(theta)[:, 0])
 
 
+@pytest.mark.slow
 def test_exact_mcmc_posterior_is_calibrated():
     with pytest.warns(RuntimeWarning, match=f"{PROBLEMS} of {PROBLEMS} posteriors issued warnings"):
         result = expected_coverage(POISSON, POISSON, n_obs=5, problems=PROBLEMS, samples=50, seed=0,

@@ -97,6 +97,7 @@ def session(tmp_path_factory):
     return work, runs
 
 
+@pytest.mark.slow
 def test_list(session):
     _, runs = session
     out = ok(runs["list"])
@@ -121,6 +122,7 @@ def test_list_one_method(capsys):
     assert "alpha = 1.0" in out and "epochs = 50" in out and "needs gold" in out
 
 
+@pytest.mark.slow
 def test_simulate_with_an_import_path_and_options(session, monkeypatch, capsys):
     work, runs = session
     out = ok(runs["simulate"])
@@ -137,6 +139,7 @@ def test_simulate_with_an_import_path_and_options(session, monkeypatch, capsys):
     assert (work / "data" / "data.h5").stat().st_ino == before and len(gm.Dataset(work / "data" / "data.h5")) == 600
 
 
+@pytest.mark.slow
 def test_train(session):
     work, runs = session
     out = ok(runs["train"])
@@ -149,6 +152,7 @@ def test_train(session):
     assert not list(work.glob(".model*"))  # the hidden folder it was written to is gone
 
 
+@pytest.mark.slow
 def test_evaluate(session):
     work, runs = session
     out = ok(runs["evaluate"])
@@ -159,6 +163,7 @@ def test_evaluate(session):
     assert "mse(log r)" in out
 
 
+@pytest.mark.slow
 def test_infer_at_a_true_theta(session):
     work, runs = session
     out = ok(runs["infer"])
@@ -173,6 +178,7 @@ def test_infer_at_a_true_theta(session):
     assert "exact" in out and "95% wilks" in out
 
 
+@pytest.mark.slow
 def test_infer_from_a_file(session, capsys):
     work, _ = session
     x = gm.simulators.GaltonBoard().sample(torch.full((40, 1), -0.4), torch.Generator().manual_seed(2)).x.numpy()
@@ -187,6 +193,7 @@ def test_infer_from_a_file(session, capsys):
     assert "x_obs must have shape (n, 1)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run(session):
     work, runs = session
     out = ok(runs["run"])
@@ -197,6 +204,7 @@ def test_run(session):
     assert (work / "study-out" / "llr.png").is_file() and "output folder" in out
 
 
+@pytest.mark.slow
 def test_benchmark(session, monkeypatch, capsys):
     work, runs = session
     assert json.loads(ok(runs["benchmark"])) == ["--quick", "-n", "3"]
@@ -213,12 +221,14 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_mistake_in_a_process(session):
     _, runs = session
     assert runs["missing_file"].returncode == 2, runs["missing_file"].stderr
     assert "no data set at nothing.h5: simulate one first with goldmine simulate" in one_line(runs["missing_file"].stderr)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, fix", [
     (["train"], "the following arguments are required: METHOD, DATA.h5, -o/--output"),
     (["train", "carl", "{work}/nothing.h5", "-o", "m"], "simulate one first with goldmine simulate"),
@@ -252,12 +262,14 @@ def test_mistakes(session, capsys, argv, fix):
     assert fix in line, line
 
 
+@pytest.mark.slow
 def test_debug_shows_the_exception(session):
     work, _ = session
     with pytest.raises(ValueError, match="unknown method"):
         main(["train", "nosuch", str(work / "data" / "data.h5"), "-o", str(work / "m"), "--debug"])
 
 
+@pytest.mark.slow
 def test_a_model_without_its_record_needs_the_simulator(session, tmp_path, capsys):
     work, _ = session
     folder = tmp_path / "bare"

@@ -51,6 +51,7 @@ def test_row_layout(tmp_path):
     assert "galton" in repr(data) and "4000 rows" in repr(data)
 
 
+@pytest.mark.slow
 def test_same_seed_same_arrays_for_any_chunking_and_workers(tmp_path):
     sim = small_galton()
     base = arrays(gm.simulate(sim, 10_000, tmp_path / "a.h5", seed=7, progress=False).path)
@@ -62,6 +63,7 @@ def test_same_seed_same_arrays_for_any_chunking_and_workers(tmp_path):
     assert not np.array_equal(base["x"], different["x"])
 
 
+@pytest.mark.slow
 def test_dask_cluster_gives_the_same_arrays(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     sim = small_galton()
@@ -96,6 +98,7 @@ SLOW = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_killed_run_keeps_completed_chunks_and_resumes(tmp_path):
     script = tmp_path / "slow.py"
     script.write_text(SLOW)

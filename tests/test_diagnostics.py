@@ -42,6 +42,7 @@ def test_regions_cover_the_truth_at_the_nominal_rate(galton, level, method):
     assert elapsed < 5.0  # shared grid evaluations: a fraction of a second on an idle core
 
 
+@pytest.mark.slow
 def test_fast_toy_statistic_matches_the_full_fit_and_the_region(galton):
     theta = torch.tensor([[-0.4]], dtype=DTYPE)
     model, toys, threshold = Model(galton), 6, chi2.ppf(0.68, 1)

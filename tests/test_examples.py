@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # three processes that each train networks
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TIMEOUT = 240  # seconds per script; --quick takes about 20 s on an idle two-core machine
 

@@ -26,6 +26,7 @@ def test_exact_fisher_information_of_the_poisson_counts():
         fisher_information(sim, x=torch.zeros(3, 1))
 
 
+@pytest.mark.slow
 def test_sally_fisher_information_matches_the_exact_one(tmp_path):
     """E[t̂ t̂ᵀ] of a small sally over fresh runs at θ_ref is the exact I(θ_ref) within the Monte-Carlo
     error (4 standard errors of the mean of t̂²) plus 5% for the surrogate."""

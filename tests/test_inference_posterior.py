@@ -47,6 +47,7 @@ def galton():
     return x, posterior(GALTON, x, chains=16, warmup=300, steps=600, seed=0, progress=False)
 
 
+@pytest.mark.slow
 def test_mcmc_matches_the_exact_weinberg_posterior(weinberg):
     x, post = weinberg
     assert post.kind == "mcmc" and post.draws.shape == (32, 1000, 2)
@@ -64,6 +65,7 @@ def test_mcmc_matches_the_exact_weinberg_posterior(weinberg):
     assert c2st(exact, draws) < 0.55
 
 
+@pytest.mark.slow
 def test_mcmc_log_prob_is_the_normalised_weinberg_posterior(weinberg):
     x, post = weinberg
     centres, exact, volume = exact_posterior_on_cells(WEINBERG, x, 100)
@@ -78,6 +80,7 @@ def test_mcmc_log_prob_is_the_normalised_weinberg_posterior(weinberg):
     assert post.log_prob(torch.tensor([45.0, 0.8])).shape == (1,)  # one point (d,)
 
 
+@pytest.mark.slow
 def test_mcmc_matches_the_exact_galton_mean_and_std(galton):
     x, post = galton
     centres, log_p, volume = exact_posterior_on_cells(GALTON, x, 2000)
@@ -99,6 +102,7 @@ def test_mcmc_matches_the_exact_galton_mean_and_std(galton):
     assert (post.log_prob(centres) - log_p).abs().max() < 1e-3
 
 
+@pytest.mark.slow
 def test_summary_reads_well(weinberg):
     text = weinberg[1].summary()
     assert "32 chains × 1000 draws" in text and "θ[1]" in text and "95% interval" in text

@@ -76,6 +76,7 @@ def test_a_surrogate_gives_the_exact_region(galton, x_galton):
     torch.testing.assert_close(surrogate.q, exact.q, rtol=0, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_neyman_thresholds_are_chi2_where_wilks_holds_and_lower_at_the_edges(galton, x_galton):
     level, toys = 0.68, 200
     region = confidence_region(galton, x_galton, level=level, method="neyman", toys=toys, progress=False)
@@ -94,6 +95,7 @@ def test_neyman_thresholds_are_chi2_where_wilks_holds_and_lower_at_the_edges(gal
     assert region.contains(torch.tensor([[0.5 * (low + high)]])).all()
 
 
+@pytest.mark.slow
 def test_neyman_does_not_depend_on_workers_or_backend(galton):
     from dask.distributed import Client
 
@@ -109,6 +111,7 @@ def test_neyman_does_not_depend_on_workers_or_backend(galton):
     assert not torch.equal(other.threshold, serial.threshold)
 
 
+@pytest.mark.slow
 def test_two_dimensional_wilks_region_on_weinberg():
     sim = Weinberg()
     truth = sim.reference

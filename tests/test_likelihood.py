@@ -56,6 +56,7 @@ def weinberg_fits(weinberg):
     return out
 
 
+@pytest.mark.slow
 def test_nle_and_scandal_recover_the_weinberg_density(weinberg_fits):
     # The θ-blind surrogate p(x|θ_ref) is off by KL 0.25 nats on average over THETAS (0 to 0.62);
     # a fit within 0.05 nats has learned both the shape and its θ-dependence. Measured: 0.009–0.022.
@@ -63,6 +64,7 @@ def test_nle_and_scandal_recover_the_weinberg_density(weinberg_fits):
         assert 0 <= kl < 0.05, (key, kl)
 
 
+@pytest.mark.slow
 def test_scandal_beats_nle_at_an_equal_budget(weinberg_fits):
     # Measured (4000 rows, seeds 0–2): log-ratio MSE nle 0.025–0.029, scandal 0.0098–0.0106 (trivial
     # log r̂ = 0: 0.40); mean KL nle 0.021, scandal 0.011.
@@ -100,6 +102,7 @@ class Trivial:
         return torch.zeros(len(x))
 
 
+@pytest.mark.slow
 def test_galton_masses_sum_to_one_and_match_the_board(galton_fits):
     slots = torch.arange(32.0)[:, None]
     trivial = log_ratio_error(Trivial(), GALTON)
@@ -117,6 +120,7 @@ def test_galton_masses_sum_to_one_and_match_the_board(galton_fits):
     assert log_ratio_error(galton_fits["scandal"], GALTON)["mse"] < log_ratio_error(galton_fits["nle"], GALTON)["mse"]
 
 
+@pytest.mark.slow
 def test_galton_samples_follow_the_masses(galton_fits):
     est, theta, n = galton_fits["scandal"], torch.tensor([-0.5]), 5000
     x = est.sample(theta, n, generator=torch.Generator().manual_seed(1))
@@ -129,6 +133,7 @@ def test_galton_samples_follow_the_masses(galton_fits):
     assert stats.chisquare(f_obs, f_exp / f_exp.sum() * n).pvalue > 1e-3
 
 
+@pytest.mark.slow
 def test_noise_regularisation_lowers_the_nle_ratio_error(tmp_path):
     # 316 Weinberg runs, data and initialisation seeds 0–2. Measured: log-ratio MSE 0.097–0.120 with
     # the default x noise against 0.146–0.201 without (mean ratio 0.63), every seed lower; 3/4 leaves
@@ -146,6 +151,7 @@ def test_noise_regularisation_lowers_the_nle_ratio_error(tmp_path):
     assert np.mean(errors[None]) < 0.75 * np.mean(errors[0.0]), errors
 
 
+@pytest.mark.slow
 def test_noise_defaults_and_discrete_x(galton):
     assert default_noise(1000, 3) == pytest.approx(0.2) and default_noise(10**5, 3) < default_noise(10**3, 3)
     scandal = LikelihoodEstimator("scandal", seed=0, **{**FAST, "epochs": 1}).fit(galton)

@@ -23,6 +23,7 @@ def test_poisson_mle_is_the_closed_form_estimate():
     assert fit.n_obs == 500
 
 
+@pytest.mark.slow
 def test_galton_mle_is_unbiased_over_toys():
     # the MLE over 40 toys of 100 runs scatters around θ_true with the Cramér–Rao spread
     sim = gm.simulators.GaltonBoard()
@@ -48,6 +49,7 @@ def test_mle_finds_the_global_optimum_of_a_bimodal_likelihood():
     assert fit.theta.item() == pytest.approx(-0.6, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_weinberg_two_dimensional_mle_and_q():
     sim = gm.simulators.Weinberg()
     truth = torch.tensor([45.0, 0.9])

@@ -37,6 +37,7 @@ def box_cells(low, high):
     return torch.cartesian_prod(*axes), math.prod((hi - lo) / CELLS for lo, hi in zip(low, high))
 
 
+@pytest.mark.slow
 def test_npe_matches_the_exact_posterior(npe, x_obs):
     n = 2000
     exact = [grid_posterior_samples(WEINBERG, x_obs, n, generator=torch.Generator().manual_seed(s)) for s in (2, 3)]
@@ -63,19 +64,24 @@ def test_npe_matches_the_exact_posterior(npe, x_obs):
     assert npe_tv < 0.5 * prior_tv, (npe_tv, prior_tv)
 
 
+@pytest.mark.slow
 def test_log_prob_outside_the_box_and_shapes(npe, x_obs):
     theta = torch.tensor([[45.0, 0.8], [39.9, 0.8], [45.0, 1.21], [50.0, 0.5]])
     log_q = npe.log_prob(theta, x_obs)
     assert log_q.shape == (4,) and log_q[[1, 2]].eq(-math.inf).all() and torch.isfinite(log_q[[0, 3]]).all()
-    # one θ, one x: every accepted form of a single point gives the same value
+    # one θ, one x: every accepted form of a single point gives the same value, up to float32 kernels
+    # that differ in the last bits with the batch shape and the instruction set (rtol 1e-5)
     for t, x in ((theta[0], x_obs[0]), (theta[:1], x_obs), (theta[0], x_obs.expand(4, 1))):
-        assert torch.allclose(npe.log_prob(t, x), log_q[0].expand(len(x)), rtol=0, atol=0)
-    # one observation per row, with Z(x) per distinct x
+        torch.testing.assert_close(npe.log_prob(t, x), log_q[0].expand(len(x)), rtol=1e-5, atol=1e-5)
+    # one observation per row, with Z(x) per distinct x: rows 0 and 2 agree (up to the last bits, which
+    # may depend on a row's place in the batch), rows 0, 1 and 3 differ
     xs = torch.tensor([[-0.5], [0.5], [-0.5], [0.9]])
     per_row = npe.log_prob(theta[[0, 0, 0, 0]], xs)
-    assert per_row[0] == per_row[2] and len(set(per_row.tolist())) == 3
+    torch.testing.assert_close(per_row[0], per_row[2], rtol=1e-5, atol=1e-5)
+    assert min(abs(per_row[i] - per_row[j]) for i, j in ((0, 1), (0, 3), (1, 3))) > 1e-3, per_row
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_and_leaves_the_global_generator_alone(npe, x_obs):
     state = torch.get_rng_state()
     a = npe.sample(x_obs, 500, generator=torch.Generator().manual_seed(7))
@@ -83,6 +89,7 @@ def test_sampling_is_reproducible_and_leaves_the_global_generator_alone(npe, x_o
     assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
 
 
+@pytest.mark.slow
 def test_a_narrower_box_rejects_draws(weinberg, x_obs):
     # Training ignores the box, so the same seed gives the same flow, restricted to a narrower box; for a
     # uniform prior that is the exact posterior restricted to the box.
@@ -121,6 +128,7 @@ def test_the_prior_can_be_a_box_distribution_or_its_simulator():
         PosteriorEstimator(prior=torch.distributions.Normal(torch.zeros(2), 1.0))
 
 
+@pytest.mark.slow
 def test_leaking_flows_warn_and_hopeless_ones_raise(weinberg, x_obs):
     small = PosteriorEstimator(prior=([44.0, 0.8], [44.5, 0.835]), seed=0, **{**FAST, "epochs": 1}).fit(weinberg)
     with pytest.warns(RuntimeWarning, match="leaks most of its mass"):

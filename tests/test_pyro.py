@@ -290,6 +290,7 @@ def test_import_error_names_the_extra(monkeypatch):
         PyroSimulator(normal_model, box_prior([-1.0], [1.0]))
 
 
+@pytest.mark.slow
 def test_goldmine_imports_without_pyro():
     code = "import sys; sys.modules['pyro'] = None; import goldmine, goldmine.simulators.pyro; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

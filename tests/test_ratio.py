@@ -29,6 +29,7 @@ def trivial_error():
     return log_ratio_error(Trivial(), SIM)["mse"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["carl", "rolr", "alice", "cascal", "rascal", "alices", "nre"])
 def test_every_method_beats_the_trivial_estimator(data, trivial_error, method):
     est = gm.RatioEstimator(method, seed=1, **FAST).fit(data)
@@ -37,6 +38,7 @@ def test_every_method_beats_the_trivial_estimator(data, trivial_error, method):
     torch.testing.assert_close(est.log_ratio(torch.arange(10.0, 20.0), torch.zeros(1)), torch.zeros(10))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("simulator, runs, methods", [
     (gm.simulators.Weinberg, 2000, ("alices", "rascal")),
     (gm.simulators.GaltonBoard, 3000, ("alices",)),
@@ -88,6 +90,7 @@ def test_score_methods_differentiate_only_the_rows_drawn_at_theta():
     assert (score[~at_theta] == 0).all()
 
 
+@pytest.mark.slow
 def test_nre_gives_the_posterior(tmp_path):
     """Bayesian nre: prior × exp(log r̂(x, θ)) normalised on a θ grid is the exact posterior p(θ|x).
 

@@ -23,6 +23,7 @@ def exact_score_and_probs():
     return x[reachable], score[reachable, 0], probs[reachable]
 
 
+@pytest.mark.slow
 def test_sally_matches_the_exact_score(fitted):
     """E_{x~p(x|θ_ref)}(t̂ − t)² is small against the score's variance, the Fisher information."""
     est, _ = fitted
@@ -32,6 +33,7 @@ def test_sally_matches_the_exact_score(fitted):
     assert error < 0.05 * fisher, (error, fisher)
 
 
+@pytest.mark.slow
 def test_fisher_information(fitted):
     est, data = fitted
     x, score, probs = exact_score_and_probs()
@@ -42,6 +44,7 @@ def test_fisher_information(fitted):
     assert abs(estimate - fisher) < 0.1 * fisher, (estimate, fisher)
 
 
+@pytest.mark.slow
 def test_sallino_summary_and_save_load(fitted, tmp_path):
     est, data = fitted
     x = torch.arange(10.0, 20.0)[:, None]
@@ -60,6 +63,7 @@ def test_unknown_method():
         gm.ScoreEstimator("saly")
 
 
+@pytest.mark.slow
 def test_summary_histogram_likelihood(fitted):
     """The histogram of sally's summary per θ bin is a ratio estimator far better than log r̂ = 0."""
     from goldmine.estimators.score import SummaryHistogram

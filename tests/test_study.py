@@ -107,6 +107,7 @@ def test_options_merge_and_gold(tmp_path, monkeypatch):
 # -- running ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_rerun_and_edits(tmp_path):
     path = write(tmp_path, GALTON)
     out = tmp_path / "study-output"
@@ -201,6 +202,7 @@ def test_resumes_an_interrupted_simulation(tmp_path, monkeypatch):
     assert resumed["methods"]["histogram"]["evaluation"] == full["methods"]["histogram"]["evaluation"]
 
 
+@pytest.mark.slow
 def test_kill_during_training_then_resume(tmp_path):
     text = GALTON.replace('"carl", "histogram", "sally"', '"carl"').replace("n = 600", "n = 2000")
     text = text.replace("[train.histogram]\ntheta_bins = 10\n", "")
