@@ -64,6 +64,7 @@ from torch import Tensor, nn
 from ..nn import ACTIVATIONS, Standardize, mlp
 from ..simulators.base import DTYPE, Simulator
 from .base import Estimator, register, write_folder
+from .registry import Method, register_method
 
 #: the paper's meta-training settings, where they differ from the Trainer's defaults
 PAPER_TRAINING = {"epochs": 130, "batch_size": 16, "lr": 2e-4}
@@ -509,6 +510,10 @@ class ALFI(Estimator):
         est = super()._restore(config, state)
         est.simulator_info_ = config["fitted"]["simulator"]
         return est
+
+
+register_method(Method("alfi", "alfi", ALFI, "recurrent machine meta-learned on the simulator",
+                       "Pesah, Wehenkel, Louppe, arXiv:1811.12932", from_data=False))
 
 
 def _describe(sim: Simulator) -> dict:
