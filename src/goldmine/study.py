@@ -39,8 +39,7 @@ import numpy as np
 import torch
 
 from .data import Dataset, simulate
-from .estimators import load
-from .estimators.registry import get_method, goldless, methods
+from .estimators import load, registry
 from .simulators.base import DTYPE, Simulator
 from .workflow.estimates import infer, inference_source
 from .workflow.evaluation import evaluate_model
@@ -174,7 +173,7 @@ def load_study(path, output=None) -> Study:
 
 def _study_methods(table: dict, sim: Simulator, where: str) -> dict[str, dict]:
     listed = table.get("methods")
-    known_methods = methods()
+    known_methods = registry.methods()
     per_method = {k for k, v in table.items() if k in known_methods and isinstance(v, dict)}
     _check_table(table, "train", where, extra=per_method | {k for k in table if k != "methods"})
     if not isinstance(listed, list) or not listed or not all(isinstance(m, str) for m in listed):
@@ -184,14 +183,14 @@ def _study_methods(table: dict, sim: Simulator, where: str) -> dict[str, dict]:
         raise ValueError(f"{where}: [train] methods lists a method twice: {listed}.")
     for method in listed:
         try:
-            spec = get_method(method)
+            spec = registry.get_method(method)
             estimator_class(method)
         except (ValueError, NotImplementedError) as err:
             raise type(err)(f"{where}: [train] methods: {err}") from None
         if spec.needs_gold and not sim.has_gold:
             raise ValueError(f"{where}: {method} needs gold, but {sim.name} is a black box without joint_log_prob: "
-                             f"use methods that need none ({', '.join(goldless(trainable=True))}), or give the "
-                             "simulator a joint_log_prob.")
+                             f"use methods that need none ({', '.join(registry.goldless(trainable=True))}), or "
+                             "give the simulator a joint_log_prob.")
     for name in per_method - set(listed):
         raise ValueError(f"{where}: [train.{name}] configures {name}, which is not in [train] methods = {listed}: "
                          "add it there or remove the table.")

@@ -9,4 +9,5 @@ from .posterior import PosteriorEstimator
 from .ratio import RatioEstimator
 from .score import ScoreEstimator, SummaryHistogram
 
-__all__ = ["registry", "ALFI", "Estimator", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram"]
+__all__ = ["ALFI", "Estimator", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram",
+           "registry"]

@@ -5,9 +5,8 @@ fields and rows it reads, its loss (a named, documented function of `goldmine.lo
 default options, a one-line description and its reference. Whether it needs gold follows from the
 fields it reads. Everything else is generated from this table: `goldmine list`, the methods the
 command line and study files accept and their options, the "works without gold" messages of
-black-box simulators and data sets, and the README's method table (tests/test_registry.py fails
-when the README and this table disagree; `python -m goldmine.estimators.registry` prints the
-table to paste).
+black-box simulators and data sets, and the README's method table (`markdown_table()`;
+tests/test_registry.py fails when the README and this table disagree, and prints the table to paste).
 
 The family modules (ratio, score, likelihood, posterior, baselines, alfi) register their methods
 when `goldmine.estimators` is imported. A method of your own registers the same way; a new ratio
@@ -193,22 +192,26 @@ def goldless_text() -> str:
     return ", ".join(goldless())
 
 
+def loss_name(method: Method) -> str:
+    """The loss as `module.function` (e.g. losses.rascal), or — for the methods without one."""
+    if method.loss is None:
+        return "—"
+    module = getattr(method.loss, "__module__", None) or ""
+    return f"{module.rpartition('.')[2]}.{getattr(method.loss, '__qualname__', repr(method.loss))}".lstrip(".")
+
+
 def markdown_table() -> str:
     """The README's method table: one row per method."""
 
     def cell(text: str) -> str:
         return text.replace("|", "\\|")
 
-    rows = ["| method | family | needs | what it learns | reference |", "|---|---|---|---|---|"]
+    rows = ["| method | family | needs | what it learns | loss | reference |", "|---|---|---|---|---|---|"]
     for name, m in methods().items():
-        rows.append("| " + " | ".join(cell(c) for c in (name, m.family, m.needs, m.about, m.reference)) + " |")
+        cells = (name, m.family, m.needs, m.about, f"`{loss_name(m)}`" if m.loss else "—", m.reference)
+        rows.append("| " + " | ".join(cell(c) for c in cells) + " |")
     return "\n".join(rows)
 
 
 __all__ = ["FIELDS", "GOLD_FIELDS", "Method", "family_method", "get_method", "goldless", "goldless_text",
-           "markdown_table", "methods", "register_method", "registered", "unregister_method"]
-
-if __name__ == "__main__":  # run as a script this file is a second module: ask the one the families filled
-    from goldmine.estimators.registry import markdown_table as filled_table
-
-    print(filled_table())
+           "loss_name", "markdown_table", "methods", "register_method", "registered", "unregister_method"]

@@ -183,7 +183,7 @@ class SummaryHistogram:
 
 
 SALLY = "Brehmer, Cranmer, Louppe, Pavez, arXiv:1805.00013"
-register_method(Method("sally", "score", ScoreEstimator, "score t̂(x) at θ_ref; inference on a histogram of t̂", SALLY,
-                       fields=("x", "score_ref"), label=1, loss=losses.sally))
+register_method(Method("sally", "score", ScoreEstimator, "score t̂(x) at θ_ref; inference on a histogram of t̂",
+                       SALLY, fields=("x", "score_ref"), label=1, loss=losses.sally))
 register_method(Method("sallino", "score", ScoreEstimator, "as sally; inference on h = t̂(x)·(θ − θ_ref)", SALLY,
                        fields=("x", "score_ref"), label=1, loss=losses.sally))

@@ -10,6 +10,6 @@ from .mle import MLE, mle, test_statistic
 from .model import Model, as_model
 from .posterior import Posterior, ess, posterior, split_rhat
 
-__all__ = ["ABCResult", "Calibration", "CramerRao", "DirectPosterior", "MLE", "Model", "Posterior", "Region", "as_model",
-           "confidence_region", "coverage", "cramer_rao", "ess", "expected_coverage", "expected_limits",
+__all__ = ["ABCResult", "Calibration", "CramerRao", "DirectPosterior", "MLE", "Model", "Posterior", "Region",
+           "as_model", "confidence_region", "coverage", "cramer_rao", "ess", "expected_coverage", "expected_limits",
            "fisher_information", "mle", "posterior", "rejection_abc", "smc_abc", "split_rhat", "test_statistic"]

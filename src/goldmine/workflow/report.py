@@ -49,7 +49,7 @@ def plot_inference(results: dict[str, dict], path, true_theta=None) -> Path | No
     Returns:
         The PNG's path, or None when there is nothing to draw (no grid, or θ of dimension > 2).
     """
-    from . import plots
+    from .. import plots
 
     shown = {name: r for name, r in results.items() if r.get("grid")}
     if not shown:
