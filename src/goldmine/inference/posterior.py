@@ -116,9 +116,10 @@ class Posterior:
     def log_prob(self, theta) -> Tensor:
         """log p(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64; −inf outside the prior's support.
 
-        log π(θ) + ℓ(θ), normalised for theta_dim ≤ 2 by the midpoint rule on 1000 (1-D) or 150² (2-D) cells over the range the
-        chains visited (widened by a quarter on each side, cut to the prior's box), where all but a
-        negligible share of the mass lies; for theta_dim > 2 it is unnormalised (`normalised` is False).
+        log π(θ) + ℓ(θ), normalised for theta_dim ≤ 2 by the midpoint rule on 1000 (1-D) or 150² (2-D)
+        cells over the range the chains visited (widened by a quarter on each side, cut to the prior's
+        box), where all but a negligible share of the mass lies; for theta_dim > 2 it is unnormalised
+        (`normalised` is False).
         """
         theta = self._check_points(theta)
         out = self._unnormalised(theta)
