@@ -77,7 +77,8 @@ def fit(method: str, sim, data, seed: int, budget: int):
 
 def measure(method: str, surrogate, sim, setup: dict, toys: int, seed: int) -> dict:
     theta = torch.tensor(setup["theta"], dtype=torch.float64)
-    model = Model(surrogate, prior=sim, simulator=sim)
+    # npe's posterior is its own object, no likelihood Model: posterior() samples it directly
+    model = surrogate if method == "npe" else Model(surrogate, prior=sim, simulator=sim)
     out: dict = {}
     if method != "npe":
         region = expected_limits(model, theta, setup["n_obs"], LEVEL, grid=setup["grid"])

@@ -145,6 +145,8 @@ def test_npe_samples_directly(tmp_path):
     with pytest.raises(ValueError, match="cannot change prior"):
         posterior(est, x, prior=box_prior([41.0, 0.5], [50.0, 1.2]), progress=False)
     assert posterior(est, x, prior=WEINBERG, progress=False).kind == "npe"  # the same box is fine
+    with pytest.raises(TypeError, match=r"not a likelihood, so it makes no Model: pass it to gm.inference.posterior"):
+        Model(est, prior=WEINBERG)  # a learned posterior is its own object, not squeezed through a likelihood
 
 
 # -- diagnostics ------------------------------------------------------------------------------

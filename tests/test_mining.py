@@ -34,5 +34,5 @@ def test_reference_is_validated():
 
 def test_black_box_mining_names_the_methods_that_still_work():
     sim = BlackBoxSimulator(lambda t: t + np.random.normal(size=t.shape), box_prior([-1], [1]))
-    with pytest.raises(NotImplementedError, match="carl/nre, nle, npe, abc, alfi"):
+    with pytest.raises(NotImplementedError, match="carl, nre, nle, npe, histogram, abc, alfi"):
         mine(sim, torch.zeros(3, 1))

@@ -31,8 +31,11 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, study, workflow
-from .estimators import ScoreEstimator, load
+from . import __version__, simulators, study, workflow
+from .estimators import load
+from .training import TrainingError
+from .estimators.registry import get_method, methods
+from .inference.surrogate import capabilities
 
 #: library errors that mean a mistake in the arguments: one line on stderr and exit code 2
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotImplementedError, OSError)
@@ -234,16 +237,16 @@ def table(rows: list[tuple], indent: str = "  ") -> str:
 
 def cmd_list(args) -> int:
     what = args.what
-    if what not in (None, "simulators", "methods", "benchmarks") and what not in workflow.METHODS:
+    if what not in (None, "simulators", "methods", "benchmarks") and what not in methods():
         raise ValueError(f"goldmine list shows simulators, methods, benchmarks or one method's options (e.g. "
                          f"goldmine list alices); got {what!r}.")
-    if what in workflow.METHODS:
+    if what in methods():
         print(method_text(what))
         return 0
     if what in (None, "simulators"):
         rows = [("name", "θ dim", "x dim", "prior", "gold", "exact p(x|θ)", "options")]
         for name, cls_name in workflow.BUILTIN_SIMULATORS.items():
-            cls = getattr(workflow.simulators, cls_name)
+            cls = getattr(simulators, cls_name)
             sim = cls()
             params = [f"{k}={p.default!r}" for k, p in inspect.signature(cls).parameters.items()
                       if p.default is not p.empty]
@@ -258,13 +261,13 @@ def cmd_list(args) -> int:
         if what is None:
             print()
         rows = [("family", "method", "gold", "what it learns", "options")]
-        for name, info in workflow.METHODS.items():
+        for name, spec in methods().items():
             try:
                 own = [k for k in workflow.method_options(name) if k not in workflow.TRAINING_OPTIONS]
-                options = " ".join(own) + ("" if info.family == "baseline" else " + training")
+                options = " ".join(own) + (" + training" if spec.neural else "")
             except NotImplementedError:
                 options = "(not available from the command line)"
-            rows.append((info.family, name, "yes" if info.gold else "no", info.about, options))
+            rows.append((spec.family, name, "yes" if spec.needs_gold else "no", spec.about, options))
         print("Methods: goldmine train METHOD data.h5 -o model/   (goldmine list METHOD shows every option)")
         print(table(rows))
         print(textwrap.fill("training, for every neural method: " + ", ".join(
@@ -285,14 +288,15 @@ def cmd_list(args) -> int:
 
 
 def method_text(method: str) -> str:
-    info = workflow.METHODS[method]
-    gold = "needs gold" if info.gold else "needs no gold"
-    lines = [f"{method}: {info.about} ({info.family}, {info.estimator}; {gold})"]
+    spec = get_method(method)
+    gold = "needs gold" if spec.needs_gold else "needs no gold"
+    estimator = spec.estimator.__name__ if spec.estimator is not None else "no estimator"
+    lines = [f"{method}: {spec.about} ({spec.family}, {estimator}; {gold})"]
     options = workflow.method_options(method)
     own = {k: v for k, v in options.items() if k not in workflow.TRAINING_OPTIONS}
     lines.append(f"  options (goldmine train {method} DATA.h5 -o MODEL --option KEY=VALUE):")
     lines += [f"    {k} = {json.dumps(v)}" for k, v in own.items()]
-    if info.family != "baseline":
+    if spec.neural:
         lines.append("  training (--epochs, --batch-size, --lr, --seed, --patience, --validation, or --option):")
         lines += [f"    {k} = {json.dumps(v)}" for k, v in workflow.TRAINING_OPTIONS.items()]
     return "\n".join(lines)
@@ -371,7 +375,7 @@ def cmd_infer(args) -> int:
         x = workflow.generate_observed(sim, args.true_theta, args.n_obs, args.seed)
         observed = {"true_theta": args.true_theta, "n_obs": args.n_obs, "seed": args.seed}
     data = args.data or record.get("data")
-    if isinstance(estimator, ScoreEstimator) and data is not None:
+    if "summary" in capabilities(estimator) and data is not None:
         need_file(data, "training data", "give the data set the model was trained on with --data")
     name = record.get("method") or getattr(estimator, "method", type(estimator).__name__)
     settings = {"level": args.level, "method": args.method, "toys": args.toys, "seed": args.seed,
@@ -444,6 +448,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"goldmine: error: {workflow.one_line(err)}", file=sys.stderr)
         return 2
+    except TrainingError as err:  # the work failed (non-finite data or losses): nothing was saved
+        if getattr(args, "debug", False):
+            raise
+        print(f"goldmine: training failed: {workflow.one_line(err)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -340,9 +340,11 @@ class Dataset:
         missing = [k for k in fields if k not in self.fields]
         if not missing:
             return
+        from .estimators.registry import goldless_text  # the estimators import this module
+
         how = (
             "It was simulated from a black-box simulator, which yields no gold; use a method that needs "
-            "none (carl/nre, nle, npe, abc, alfi), or give the simulator a joint_log_prob and simulate again."
+            f"none ({goldless_text()}), or give the simulator a joint_log_prob and simulate again."
             if not self.has_gold
             else "Simulate it again with this version of goldmine."
         )

@@ -4,16 +4,14 @@ Notation: y is the label (0: x drawn at θ, 1: x drawn at θ_ref), a = log r̂(x
 b = log r(x, z|θ, θ_ref) the mined joint log-ratio, t = t(x, z|θ) the mined joint score and
 t̂ = ∇_θ log r̂(x|θ) (or ∇_θ log p̂(x|θ)). The classifier output of carl and alice is
 ŝ = 1/(1 + r̂), the probability that x was drawn at θ_ref; then log ŝ = −softplus(a) and
-log(1 − ŝ) = −softplus(−a), so cross-entropies never leave log space.
+log(1 − ŝ) = −softplus(−a), so cross-entropies never leave log space. Each function's docstring
+gives its formula; which method uses which loss, on which rows, is the method table of
+`goldmine.estimators.registry` (`goldmine list methods`).
 
-    carl     y·softplus(a) + (1−y)·softplus(−a)                    (cross-entropy)
-    nre      softplus(−d(x, θ)) + softplus(d(x, θ'))               (joint vs marginal pairs, θ' shuffled)
-    rolr     y·(r̂ − r)² + (1−y)·(1/r̂ − 1/r)²                      (regression on r and 1/r)
-    alice    s·softplus(a) + (1−s)·softplus(−a),  s = 1/(1 + r)     (soft labels)
-    rascal = rolr + α·(1−y)·‖t̂ − t‖²,  cascal = carl + …,  alices = alice + …
-    sally    ‖t̂(x) − t(x, z|θ_ref)‖²                               (on rows drawn at θ_ref)
-    nle      −log p̂(x|θ);   scandal = nle + α·‖t̂ − t‖²
-    npe      −log q(θ|x)                                            (posterior flow)
+The ratio losses name their arguments after what the ratio estimator hands them (see
+`goldmine.estimators.ratio.RATIO_INPUTS`): log_r_hat (a), score_hat (t̂), y, log_r (b), score (t),
+log_r_hat_marginal, alpha and clip. A new ratio loss is a function with such arguments plus one
+line that registers it (`register_method(ratio_method(...))`).
 
 The score term only counts rows drawn at θ ((1−y)): t(x, z|θ) is an unbiased label of
 ∇_θ log p(x|θ) for x ~ p(x|θ), not for x ~ p(x|θ_ref).
@@ -32,19 +30,21 @@ from torch.nn.functional import softplus
 
 
 def carl(log_r_hat: Tensor, y: Tensor) -> Tensor:
-    """Binary cross-entropy of ŝ = 1/(1 + r̂) against the label y: (n,), (n,) → (n,)."""
+    """y·softplus(a) + (1−y)·softplus(−a), the binary cross-entropy of ŝ = 1/(1 + r̂) against the label y:
+    (n,), (n,) → (n,)."""
     return y * softplus(log_r_hat) + (1 - y) * softplus(-log_r_hat)
 
 
-def nre(logit_joint: Tensor, logit_marginal: Tensor) -> Tensor:
-    """Cross-entropy of a classifier between pairs from the joint p(θ, x) (label 1) and from the product
-    of marginals p(θ)p(x) (label 0), logits d = log r̂(x, θ): (n,), (n,) → (n,). Minimised by
-    d = log p(x|θ)/p(x)."""
-    return softplus(-logit_joint) + softplus(logit_marginal)
+def nre(log_r_hat: Tensor, log_r_hat_marginal: Tensor) -> Tensor:
+    """softplus(−d(x, θ)) + softplus(d(x, θ')): the cross-entropy of a classifier between pairs from the
+    joint p(θ, x) (label 1) and pairs from the product of marginals p(θ)p(x) (label 0, θ' shuffled),
+    logits d = log r̂(x, θ): (n,), (n,) → (n,). Minimised by d = log p(x|θ)/p(x)."""
+    return softplus(-log_r_hat) + softplus(log_r_hat_marginal)
 
 
 def rolr(log_r_hat: Tensor, log_r: Tensor, y: Tensor, clip: float = 10.0) -> Tensor:
-    """Squared error of r̂ against r on rows at θ_ref and of 1/r̂ against 1/r on rows at θ: (n,) each → (n,).
+    """y·(r̂ − r)² + (1−y)·(1/r̂ − 1/r)²: the squared error of r̂ against r on rows at θ_ref and of 1/r̂
+    against 1/r on rows at θ: (n,) each → (n,).
 
     Written as e^{2b}·expm1(a − b)², so that neither r̂ nor r is formed. Both log-ratios are clipped to
     [−clip, clip] first: beyond e^10 a squared ratio only feeds the heavy tail of the joint ratio into the
@@ -57,7 +57,8 @@ def rolr(log_r_hat: Tensor, log_r: Tensor, y: Tensor, clip: float = 10.0) -> Ten
 
 
 def alice(log_r_hat: Tensor, log_r: Tensor) -> Tensor:
-    """Cross-entropy of ŝ against the soft label s = 1/(1 + r(x, z)) = sigmoid(−b): (n,), (n,) → (n,)."""
+    """s·softplus(a) + (1−s)·softplus(−a): the cross-entropy of ŝ against the soft label
+    s = 1/(1 + r(x, z)) = sigmoid(−b): (n,), (n,) → (n,)."""
     s = torch.sigmoid(-log_r)
     return s * softplus(log_r_hat) + (1 - s) * softplus(-log_r_hat)
 
@@ -83,7 +84,7 @@ def alices(log_r_hat, score_hat, log_r, score, y, alpha: float) -> Tensor:
 
 
 def sally(score_hat: Tensor, score_ref: Tensor) -> Tensor:
-    """‖t̂(x) − t(x, z|θ_ref)‖²: (n, d), (n, d) → (n,)."""
+    """‖t̂(x) − t(x, z|θ_ref)‖², on the rows drawn at θ_ref: (n, d), (n, d) → (n,)."""
     return ((score_hat - score_ref) ** 2).sum(-1)
 
 
@@ -98,5 +99,5 @@ def scandal(log_p_hat: Tensor, score_hat: Tensor, score: Tensor, alpha: float) -
 
 
 def npe(log_q: Tensor) -> Tensor:
-    """−log q(θ|x): (n,) → (n,)."""
+    """−log q(θ|x) of the posterior flow: (n,) → (n,)."""
     return -log_q

@@ -19,7 +19,8 @@ options retrains only that method. An interrupted stage resumes: the simulation 
 its last finished chunk, a training starts over in a hidden folder that is renamed into place only
 once the model is saved, so a killed training never looks finished.
 
-The stages are made of the pieces in `goldmine.workflow`, which the `goldmine` command uses too.
+The stages are made of the pieces in `goldmine.workflow`, which the `goldmine` command uses too; the
+methods a study may train are the registry's (`goldmine.estimators.registry`).
 """
 
 from __future__ import annotations
@@ -38,31 +39,15 @@ import numpy as np
 import torch
 
 from .data import Dataset, simulate
-from .estimators import load
+from .estimators import load, registry
 from .simulators.base import DTYPE, Simulator
-from .workflow import (
-    METHODS,
-    canonical_options,
-    describe_prior,
-    estimator_class,
-    evaluate_model,
-    generate_observed,
-    has_exact,
-    infer,
-    inference_source,
-    jsonable,
-    load_observed,
-    make_simulator,
-    method_info,
-    method_options,
-    metric_text,
-    one_line,
-    plot_inference,
-    read_trained_on,
-    region_text,
-    train,
-    write_json,
-)
+from .workflow.estimates import infer, inference_source
+from .workflow.evaluation import evaluate_model
+from .workflow.files import jsonable, write_json
+from .workflow.observations import generate_observed, load_observed
+from .workflow.report import metric_text, one_line, plot_inference, region_text
+from .workflow.simulators import describe_prior, has_exact, make_simulator
+from .workflow.training import canonical_options, estimator_class, method_options, read_trained_on, train
 
 
 def fingerprint(obj) -> str:
@@ -188,7 +173,8 @@ def load_study(path, output=None) -> Study:
 
 def _study_methods(table: dict, sim: Simulator, where: str) -> dict[str, dict]:
     listed = table.get("methods")
-    per_method = {k for k, v in table.items() if k in METHODS and isinstance(v, dict)}
+    known_methods = registry.methods()
+    per_method = {k for k, v in table.items() if k in known_methods and isinstance(v, dict)}
     _check_table(table, "train", where, extra=per_method | {k for k in table if k != "methods"})
     if not isinstance(listed, list) or not listed or not all(isinstance(m, str) for m in listed):
         raise ValueError(f"{where}: [train] methods must be a non-empty array of method names, e.g. "
@@ -197,25 +183,25 @@ def _study_methods(table: dict, sim: Simulator, where: str) -> dict[str, dict]:
         raise ValueError(f"{where}: [train] methods lists a method twice: {listed}.")
     for method in listed:
         try:
-            info = method_info(method)
+            spec = registry.get_method(method)
             estimator_class(method)
         except (ValueError, NotImplementedError) as err:
             raise type(err)(f"{where}: [train] methods: {err}") from None
-        if info.gold and not sim.has_gold:
+        if spec.needs_gold and not sim.has_gold:
             raise ValueError(f"{where}: {method} needs gold, but {sim.name} is a black box without joint_log_prob: "
-                             "use methods that need none (carl, nre, nle, npe, histogram), or give the simulator a "
-                             "joint_log_prob.")
+                             f"use methods that need none ({', '.join(registry.goldless(trainable=True))}), or "
+                             "give the simulator a joint_log_prob.")
     for name in per_method - set(listed):
         raise ValueError(f"{where}: [train.{name}] configures {name}, which is not in [train] methods = {listed}: "
                          "add it there or remove the table.")
     shared = {k.replace("-", "_"): v for k, v in table.items() if k != "methods" and k not in per_method}
     # a shared setting must be an option of some method (so typos fail), not of every listed one
-    known: dict[str, None] = {"hidden": None}
-    for method, info in METHODS.items():
-        if info.family != "alfi":
+    known: dict[str, None] = {}
+    for method, spec in known_methods.items():
+        if spec.trainable:
             known.update(dict.fromkeys(method_options(method)))
     for key in shared:
-        if key in METHODS:
+        if key in known_methods:
             raise ValueError(f"{where}: [train] {key} must be a table of {key}'s options ([train.{key}]).")
         if key not in known:
             raise ValueError(f"{where}: [train] has no option {key!r}; the options are methods, {', '.join(known)}, "
@@ -224,8 +210,7 @@ def _study_methods(table: dict, sim: Simulator, where: str) -> dict[str, dict]:
     for method in listed:
         accepted = method_options(method)
         # shared settings apply to the methods that have them (epochs is nothing to a histogram)
-        merged = canonical_options(method, {k: v for k, v in shared.items()
-                                            if k in accepted or (k == "hidden" and "hidden_features" in accepted)})
+        merged = canonical_options(method, {k: v for k, v in shared.items() if k in accepted})
         try:
             merged.update(canonical_options(method, table.get(method, {})))
         except ValueError as err:

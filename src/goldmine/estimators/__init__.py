@@ -1,5 +1,6 @@
 """Estimators: surrogates of the likelihood ratio, the score, the likelihood and the posterior."""
 
+from . import registry
 from .alfi import ALFI
 from .base import Estimator, load
 from .baselines import HistogramRatio
@@ -8,4 +9,5 @@ from .posterior import PosteriorEstimator
 from .ratio import RatioEstimator
 from .score import ScoreEstimator, SummaryHistogram
 
-__all__ = ["ALFI", "Estimator", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram"]
+__all__ = ["ALFI", "Estimator", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram",
+           "registry"]

@@ -64,6 +64,7 @@ from ..nn import ACTIVATIONS, Standardize, mlp
 from ..simulators.base import DTYPE, Simulator
 from ..simulators.describe import describe, rebuild
 from .base import Estimator, register, write_folder
+from .registry import Method, register_method
 
 #: the paper's meta-training settings, where they differ from the Trainer's defaults
 PAPER_TRAINING = {"epochs": 130, "batch_size": 16, "lr": 2e-4}
@@ -528,3 +529,7 @@ class ALFI(Estimator):
             info = {"simulator": info["name"], "simulator_class": info["class"], "simulator_config": info["config"]}
         est.simulator_info_ = info
         return est
+
+
+register_method(Method("alfi", "alfi", ALFI, "recurrent machine meta-learned on the simulator",
+                       "Pesah, Wehenkel, Louppe, arXiv:1811.12932", from_data=False))

@@ -32,9 +32,14 @@ def register(cls):
 
 class Estimator:
     """Base class. Subclasses store their constructor arguments unchanged in `self.params`, build their
-    network in `_build(theta_dim, x_dim)` and set the fitted attributes (ending in `_`) in `fit`."""
+    network in `_build(theta_dim, x_dim)` and set the fitted attributes (ending in `_`) in `fit`.
+
+    `kind` and `capabilities` say what inference can do with a fitted one (`goldmine.inference.surrogate`);
+    the methods each subclass trains are registered in `goldmine.estimators.registry`."""
 
     network_: nn.Module | None = None
+    kind: str = "estimator"
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, **training):
         self.training = training

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ..data import Dataset
 from .base import register, write_folder
+from .registry import Method, register_method
 
 DTYPE = torch.float64
 SMOOTHING = 0.5  # pseudo-count added to every bin
@@ -62,6 +63,9 @@ class HistogramRatio:
         >>> est.log_ratio(torch.tensor([[14.0], [16.0]]), torch.tensor([[0.5], [0.5]])).shape
         torch.Size([2])
     """
+
+    kind = "ratio"
+    capabilities = frozenset({"likelihood", "ratio"})
 
     def __init__(self, theta_bins: int = 20, x_bins: int | None = None, low=None, high=None):
         if isinstance(theta_bins, bool) or not isinstance(theta_bins, int) or theta_bins < 1:
@@ -174,6 +178,10 @@ class HistogramRatio:
         log_ref = (self.ref_counts_[xb] + SMOOTHING).log() - math.log(float(self.ref_counts_.sum()) + SMOOTHING * k)
         return log_p - log_ref
 
+    def log_likelihood_terms(self, x, theta) -> Tensor:
+        """log p̂(x|θ) up to a constant in θ: log r̂(x|θ, θ_ref), (n,) (`goldmine.inference.surrogate`)."""
+        return self.log_ratio(x, theta)
+
     STATE = ("counts_", "ref_counts_", "x_edges_", "theta_low_", "theta_high_", "reference_")
 
     def save(self, path) -> "os.PathLike":
@@ -245,5 +253,11 @@ def _x_edges(scan: dict, x_bins: int | None, per_bin: float) -> tuple[bool, Tens
         x_bins = min(max(x_bins, 1), 1000)
     return False, torch.linspace(lo, hi, x_bins + 1, dtype=DTYPE)
 
+
+register_method(Method("histogram", "baseline", HistogramRatio, "histograms of x per θ bin (no network)",
+                       "Brehmer, Louppe, Pavez, Cranmer, arXiv:1805.12244 (as baseline)",
+                       fields=("theta", "x", "label"), neural=False))
+register_method(Method("abc", "baseline", None, "rejection and SMC ABC, in gm.inference (no network)",
+                       "Beaumont, Cornuet, Marin, Robert, arXiv:0805.2256", from_data=False, neural=False))
 
 __all__ = ["HistogramRatio"]

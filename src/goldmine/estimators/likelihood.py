@@ -64,9 +64,8 @@ from .. import losses
 from ..data import Dataset
 from ..nn import ConditionalFlow, check_flow_settings, flow_hidden, with_theta_gradient
 from .base import Estimator, register
+from .registry import Method, family_method, register_method
 
-METHODS: dict[str, tuple[str, ...]] = {"nle": ("theta", "x", "label"),
-                                       "scandal": ("theta", "x", "label", "score", "score_ref")}
 QUADRATURE_NODES = 8
 NOISE_SCALE, NOISE_ROWS = 0.2, 1000  # nle's default x-noise bandwidth h at NOISE_ROWS training rows
 __all__ = ["LikelihoodEstimator"]
@@ -137,6 +136,8 @@ class FlowNetwork(ConditionalFlow):
 class LikelihoodEstimator(Estimator):
     """A neural estimator of the likelihood p(x|θ), trained by nle or scandal.
 
+    A surrogate for inference (`goldmine.inference.surrogate`): its likelihood terms are log p̂(x|θ).
+
     Arguments:
         method: nle (maximum likelihood) or scandal (plus the score term).
         alpha: the weight α of the score term (scandal).
@@ -173,11 +174,13 @@ class LikelihoodEstimator(Estimator):
         torch.Size([4, 1])
     """
 
+    kind = "likelihood"
+    capabilities = frozenset({"likelihood", "ratio", "score"})
+
     def __init__(self, method: str = "scandal", alpha: float = 1.0, flow: str = "nsf", transforms: int | None = None,
                  hidden=(64, 64), bins: int = 8, activation: str = "silu", noise: float | None = None,
                  **training):
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r} for LikelihoodEstimator; known: {', '.join(METHODS)}.")
+        family_method("likelihood", method, "LikelihoodEstimator")
         if not alpha >= 0:
             raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
         if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float))
@@ -208,7 +211,8 @@ class LikelihoodEstimator(Estimator):
         Raises:
             NotImplementedError: the data's x are integers and x_dim > 1 (the mass quadrature is 1-D).
         """
-        fields = METHODS[self.method]
+        spec = family_method("likelihood", self.method, "LikelihoodEstimator")
+        fields = spec.fields
         data = self._setup(data, fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
@@ -242,11 +246,11 @@ class LikelihoodEstimator(Estimator):
             dequantise = discrete and net.training
             if dequantise:
                 x = x + torch.rand(x.shape, generator=rng)
-            log_p, score_hat = self._forward(net, x, theta, self.method == "scandal", dequantise)
+            log_p, score_hat = self._forward(net, x, theta, spec.theta_gradient, dequantise)
             if score_hat is None:
-                return losses.nle(log_p).mean()
+                return spec.loss(log_p).mean()
             score = torch.where(at_ref, batch["score_ref"], batch["score"])
-            return losses.scandal(log_p, score_hat, score, self.alpha).mean()
+            return spec.loss(log_p, score_hat, score, self.alpha).mean()
 
         self.history_ = self.trainer.fit(network, loss, data, fields, desc=self.method)
         return self
@@ -280,6 +284,11 @@ class LikelihoodEstimator(Estimator):
         with torch.no_grad():
             return net(x, theta) - net(x, net.reference.expand_as(theta))
 
+    def log_likelihood_terms(self, x, theta) -> Tensor:
+        """log p̂(x|θ) (log P̂(x|θ) for discrete x), (n,): the constant in θ of the likelihood terms is 0,
+        and log r̂'s denominator p̂(x|θ_ref) is not worth a pass (`goldmine.inference.surrogate`)."""
+        return self.log_prob(x, theta)
+
     def score(self, x, theta) -> Tensor:
         """∇_θ log p̂(x|θ): x (n, x_dim), θ (n, theta_dim) or one point → (n, theta_dim)."""
         net = self._check_fitted()
@@ -308,3 +317,12 @@ class LikelihoodEstimator(Estimator):
                                  f"{tuple(theta.shape)}.")
             theta = theta.expand(n, -1)
         return net.sample(theta, generator)
+
+
+SCANDAL = "Brehmer, Louppe, Pavez, Cranmer, PNAS 117 (2020) 5242, arXiv:1805.12244"
+register_method(Method("nle", "likelihood", LikelihoodEstimator, "flow p̂(x|θ)",
+                       "Papamakarios, Sterratt, Murray, arXiv:1805.07226", fields=("theta", "x", "label"),
+                       loss=losses.nle))
+register_method(Method("scandal", "likelihood", LikelihoodEstimator, "flow p̂(x|θ) + α·score term", SCANDAL,
+                       fields=("theta", "x", "label", "score", "score_ref"), loss=losses.scandal,
+                       theta_gradient=True))

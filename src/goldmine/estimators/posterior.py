@@ -45,8 +45,8 @@ from ..data import Dataset
 from ..nn import ConditionalFlow, check_flow_settings, flow_hidden
 from ..simulators.base import box_bounds, box_prior
 from .base import Estimator, register
+from .registry import Method, family_method, register_method
 
-METHODS: dict[str, tuple[str, ...]] = {"npe": ("theta", "x")}
 LEAKAGE_DRAWS = 10_000  # draws of q(·|x) behind Z(x): standard error ≤ 0.005
 LEAKAGE_SEED = 2**31 - 1  # fixed, so that log_prob is deterministic; unlike the small seeds users give sample
 WARN_ACCEPTANCE = 0.01  # warn below this acceptance rate, as sbi does
@@ -78,6 +78,9 @@ class PosteriorNetwork(ConditionalFlow):
 class PosteriorEstimator(Estimator):
     """A neural estimator of the posterior p(θ|x), trained by npe and restricted to the prior's box.
 
+    A direct posterior, not a likelihood (the "posterior" capability of `goldmine.inference.surrogate`):
+    `goldmine.inference.posterior(est, x_obs)` samples it, `gm.inference.Model` does not take it.
+
     Arguments:
         method: npe.
         prior: the uniform prior's box (low, high), one bound per θ dimension; by default the
@@ -104,10 +107,12 @@ class PosteriorEstimator(Estimator):
         tensor(-inf)
     """
 
+    kind = "posterior"
+    capabilities = frozenset({"posterior"})
+
     def __init__(self, method: str = "npe", prior=None, flow: str = "nsf", transforms: int = 3,
                  hidden=(64, 64), bins: int = 8, activation: str = "silu", **training):
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r} for PosteriorEstimator; known: {', '.join(METHODS)}.")
+        family_method("posterior", method, "PosteriorEstimator")
         check_flow_settings(flow, activation, transforms=transforms, bins=bins)
         hidden = flow_hidden(hidden, training, (64, 64))
         box = None if prior is None else _check_box(prior)
@@ -136,7 +141,8 @@ class PosteriorEstimator(Estimator):
         if box is not None and len(box[0]) != data.theta_dim:
             raise ValueError(f"prior has {len(box[0])} dimensions, but the θ of {data.path} have "
                              f"{data.theta_dim}: give one (low, high) bound per θ dimension.")
-        fields = METHODS[self.method]
+        spec = family_method("posterior", self.method, "PosteriorEstimator")
+        fields = spec.fields
         data = self._setup(data, fields + ("label",), self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
@@ -149,9 +155,9 @@ class PosteriorEstimator(Estimator):
         network.high.copy_(torch.as_tensor(box[1]))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-            return losses.npe(net(batch["theta"], batch["x"])).mean()
+            return spec.loss(net(batch["theta"], batch["x"])).mean()
 
-        self.history_ = self.trainer.fit(network, loss, data, fields, label=0, desc=self.method)
+        self.history_ = self.trainer.fit(network, loss, data, fields, label=spec.label, desc=self.method)
         return self
 
     @property
@@ -283,3 +289,7 @@ def _check_box(prior) -> list[list[float]]:
         raise ValueError(f"prior must have finite bounds with low < high in every dimension; got low="
                          f"{low.tolist()}, high={high.tolist()}.")
     return [low.tolist(), high.tolist()]
+
+
+register_method(Method("npe", "posterior", PosteriorEstimator, "flow q(θ|x), restricted to the prior's box",
+                       "Papamakarios, Murray, arXiv:1605.06376", fields=("theta", "x"), label=0, loss=losses.npe))

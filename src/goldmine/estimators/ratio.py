@@ -1,23 +1,25 @@
-"""Parametrized likelihood-ratio estimators: carl, rolr, alice, their score-augmented versions, and nre.
+"""Parametrized likelihood-ratio estimators: every method of the ratio family (carl, rolr, alice, cascal,
+rascal, alices, nre and any registered later; `goldmine list methods`).
 
 A network gives log r̂(x|θ) ≈ log p(x|θ)/p(x|θ_ref) for every θ at once (θ is an input). It is
 anchored at the reference, log r̂(x|θ) = g(x, θ) − g(x, θ_ref), so that log r̂(x|θ_ref) = 0 holds
-exactly, as it does for the true ratio. The losses (goldmine.losses) are minimised by the true ratio:
+exactly, as it does for the true ratio; a method registered with anchored=False (nre) learns
+g(x, θ) ≈ log p(x|θ)/p(x) instead, and log r̂ = g(x, θ) − g(x, θ_ref) is formed afterwards.
 
-    carl / cascal      classifier between rows at θ (y = 0) and at θ_ref (y = 1), ŝ = 1/(1 + r̂); a row
-                       at θ_ref is paired with a fresh θ of the prior in every epoch (`_repaired`)
-    rolr / rascal      regression of r̂ on r(x, z) at θ_ref and of 1/r̂ on 1/r(x, z) at θ
-    alice / alices     cross-entropy against the soft labels 1/(1 + r(x, z))
-    cascal, rascal, alices add α·‖∇_θ log r̂(x|θ) − t(x, z|θ)‖² on the rows drawn at θ,
-    differentiating the network in θ inside the loss (double backward).
-    nre                the amortized ratio log r̂(x, θ) ≈ log p(x|θ)/p(x), not anchored: a classifier
-                       between pairs (θ, x) of the joint and pairs of the product of marginals (θ
-                       shuffled within the batch). It needs no gold and reads only the rows drawn at
-                       θ ~ prior (label 0), the draws from the joint; with the prior it gives the
-                       posterior, log p(θ|x) = log p(θ) + log r̂(x, θ) + const.
+Each method is one loss of `goldmine.losses`, registered in `goldmine.estimators.registry` with
+`ratio_method`, which reads the loss's argument names: every batch, the estimator hands the loss the
+arguments it names from `RATIO_INPUTS` (the network's log r̂, its gradient t̂ = ∇_θ log r̂, the label,
+the mined log r and t, α, the clipping), so the fields a method reads and whether it needs the
+double backward follow from its loss. Two registration flags change what the network sees:
 
-Clipping: only rolr and rascal clip, the log-ratios to [−clip, clip] inside the squared errors
-(see goldmine.losses.rolr); the cross-entropies need none, since they stay in log space.
+    repaired   a row drawn at θ_ref is paired with a fresh θ of the prior in every epoch (`_repaired`)
+    label      train only on the rows of one label (nre: the rows drawn at θ ~ prior, the draws from
+               the joint; the loss pairs them with θ shuffled within the batch for the marginals)
+
+The score term α·‖∇_θ log r̂(x|θ) − t(x, z|θ)‖² counts only the rows drawn at θ; it differentiates the
+network in θ inside the loss (double backward), on those rows only. Clipping: rolr and rascal clip
+the log-ratios inside the squared errors (see goldmine.losses.rolr); the cross-entropies need none,
+since they stay in log space.
 
 References:
     Cranmer, Pavez, Louppe, "Approximating likelihood ratios with calibrated discriminative
@@ -30,7 +32,7 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
 from typing import Callable
 
 import torch
@@ -40,17 +42,70 @@ from .. import losses
 from ..data import Dataset
 from ..nn import Standardize, mlp, with_theta_gradient
 from .base import Estimator, register
+from .registry import FIELDS, Method, family_method, register_method
+
+#: what a ratio loss may ask for by argument name: its meaning and the data fields behind it
+RATIO_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "log_r_hat": ("log r̂(x|θ) of the network (θ re-paired for repaired methods): (n,)", ("theta", "x")),
+    "score_hat": ("∇_θ log r̂(x|θ) on the rows drawn at θ, zeros on those drawn at θ_ref: (n, theta_dim)",
+                  ("theta", "x", "label")),
+    "log_r_hat_marginal": ("the network at (x_i, θ_{i+1}), θ rolled by one within the shuffled batch: pairs "
+                           "from the product of the marginals: (n,)", ("theta", "x")),
+    "y": ("the label, 0 for x drawn at θ and 1 for x drawn at θ_ref: (n,)", ("label",)),
+    "log_r": ("the mined joint log-ratio log r(x, z|θ, θ_ref): (n,)", ("log_r",)),
+    "score": ("the mined joint score t(x, z|θ): (n, theta_dim)", ("score",)),
+    "alpha": ("the estimator's weight α of the score term", ()),
+    "clip": ("the estimator's clipping of log-ratios", ()),
+}
+NETWORK_INPUTS = ("log_r_hat", "score_hat", "log_r_hat_marginal")
 
 
-@dataclass(frozen=True)
-class Method:
-    """One row of the method table: the rows and fields the loss reads, and the loss per row."""
+def ratio_inputs(loss: Callable) -> tuple[str, ...]:
+    """The `RATIO_INPUTS` that `loss` takes, by argument name.
 
-    fields: tuple[str, ...]
-    loss: Callable[..., Tensor]  # (estimator, network, batch) → (n,)
-    label: int | None = None  # train only on the rows of this label
-    anchored: bool = True  # log r̂ = g(x, θ) − g(x, θ_ref); nre learns log p(x|θ)/p(x) instead
-    alpha: float = 1.0  # the default weight of the score term
+    Raises:
+        ValueError: an argument without a default is none of them, or the loss reads no network output.
+    """
+    params = inspect.signature(loss).parameters
+    unknown = [k for k, p in params.items() if k not in RATIO_INPUTS and p.default is p.empty]
+    name = getattr(loss, "__name__", repr(loss))
+    if unknown:
+        raise ValueError(f"the ratio loss {name} takes {unknown}, which the ratio estimator does not provide: name "
+                         f"its arguments after {', '.join(RATIO_INPUTS)} (goldmine.estimators.ratio.RATIO_INPUTS).")
+    taken = tuple(k for k in params if k in RATIO_INPUTS)
+    if not any(k in NETWORK_INPUTS for k in taken):
+        raise ValueError(f"the ratio loss {name} reads no output of the network: give it one of "
+                         f"{', '.join(NETWORK_INPUTS)}.")
+    return taken
+
+
+def ratio_method(name: str, loss: Callable, about: str, reference: str, *, label: int | None = None,
+                 repaired: bool = False, anchored: bool = True, defaults: dict | None = None) -> Method:
+    """A method of the ratio family, trained by `RatioEstimator`, for `register_method`.
+
+    The fields it reads and whether it needs the network's gradient in θ follow from the loss's
+    argument names (`RATIO_INPUTS`).
+
+    Arguments:
+        name, about, reference: as in `goldmine.estimators.registry.Method`.
+        loss: the loss per row, with arguments named from `RATIO_INPUTS`.
+        label: train only on the rows of this label (None: both).
+        repaired: pair each row drawn at θ_ref with the θ of its neighbour in the shuffled batch.
+        anchored: log r̂(x|θ) = g(x, θ) − g(x, θ_ref) during training (False: g(x, θ) itself).
+        defaults: the method's own defaults of RatioEstimator's options; alpha is 1 unless given.
+
+    Example:
+        >>> def brier(log_r_hat, y):
+        ...     return (torch.sigmoid(-log_r_hat) - y) ** 2
+        >>> m = ratio_method("brier", brier, "squared error of ŝ", "Brier (1950)")
+        >>> m.fields, m.needs_gold, m.theta_gradient
+        (('theta', 'x', 'label'), False, False)
+    """
+    taken = ratio_inputs(loss)
+    fields = {f for k in taken for f in RATIO_INPUTS[k][1]} | ({"label"} if repaired else set())
+    return Method(name, "ratio", RatioEstimator, about, reference, fields=tuple(f for f in FIELDS if f in fields),
+                  label=label, loss=loss, defaults={"alpha": 1.0, **(defaults or {})},
+                  theta_gradient="score_hat" in taken, repaired=repaired, anchored=anchored)
 
 
 def _repaired(b) -> Tensor:
@@ -79,31 +134,20 @@ def _with_score(e, net, b, theta=None) -> tuple[Tensor, Tensor]:
     return value, score.new_zeros(theta.shape).index_copy(0, at_theta, score)
 
 
-def _nre(e, net, b):
-    """Joint pairs (θ_i, x_i) against marginal pairs (θ_{i+1}, x_i): θ rolled by one in the shuffled batch."""
-    return losses.nre(net(b["x"], b["theta"]), net(b["x"], b["theta"].roll(1, dims=0)))
-
-
-BASE = ("theta", "x", "label")
-METHODS: dict[str, Method] = {
-    "carl": Method(BASE, lambda e, net, b: losses.carl(net(b["x"], _repaired(b)), b["label"])),
-    "rolr": Method(BASE + ("log_r",), lambda e, net, b: losses.rolr(net(b["x"], b["theta"]), b["log_r"], b["label"], e.clip)),
-    "alice": Method(BASE + ("log_r",), lambda e, net, b: losses.alice(net(b["x"], b["theta"]), b["log_r"])),
-    "cascal": Method(BASE + ("score",),
-                     lambda e, net, b: losses.cascal(*_with_score(e, net, b, _repaired(b)), b["score"], b["label"], e.alpha)),
-    # rolr's squared ratios reach e^(2·clip): the score term needs a larger weight to count beside them
-    # (Galton, 10⁴ runs, 3 seeds: mean error 0.033 at α = 1, 0.0098 at α = 10; Weinberg unchanged)
-    "rascal": Method(
-        BASE + ("log_r", "score"),
-        lambda e, net, b: losses.rascal(*_with_score(e, net, b), b["log_r"], b["score"], b["label"], e.alpha, e.clip),
-        alpha=10.0,
-    ),
-    "alices": Method(
-        BASE + ("log_r", "score"),
-        lambda e, net, b: losses.alices(*_with_score(e, net, b), b["log_r"], b["score"], b["label"], e.alpha),
-    ),
-    "nre": Method(("theta", "x"), _nre, label=0, anchored=False),
-}
+def _loss_inputs(e, spec: Method, taken: tuple[str, ...], net, b) -> dict[str, object]:
+    """The arguments `taken` of the method's loss for one batch `b`."""
+    theta = _repaired(b) if spec.repaired else b["theta"]
+    out: dict[str, object] = {}
+    if spec.theta_gradient:
+        out["log_r_hat"], out["score_hat"] = _with_score(e, net, b, theta)
+    elif "log_r_hat" in taken:
+        out["log_r_hat"] = net(b["x"], theta)
+    if "log_r_hat_marginal" in taken:
+        out["log_r_hat_marginal"] = net(b["x"], theta.roll(1, dims=0))
+    given = {"y": "label", "log_r": "log_r", "score": "score"}
+    out.update({k: b[given[k]] for k in taken if k in given})
+    out.update({k: getattr(e, k) for k in ("alpha", "clip") if k in taken})
+    return {k: out[k] for k in taken}
 
 
 class RatioNetwork(nn.Module):
@@ -128,12 +172,16 @@ class RatioNetwork(nn.Module):
 
 @register
 class RatioEstimator(Estimator):
-    """A neural estimator of log r(x|θ, θ_ref), trained by one of the methods of the table above.
+    """A neural estimator of log r(x|θ, θ_ref), trained by one method of the ratio family.
+
+    A surrogate for inference (`goldmine.inference.surrogate`): its likelihood terms are log r̂(x|θ, θ_ref).
 
     Arguments:
-        method: carl, rolr, alice, cascal, rascal, alices or nre.
-        alpha: the weight α of the score term (cascal, rascal, alices); by default 10 for rascal, whose
-            regression on ratios has a much larger scale than its score term, and 1 otherwise.
+        method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
+            registered later (`goldmine list methods`).
+        alpha: the weight α of the score term (cascal, rascal, alices); by default the method's own
+            (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
+            than its score term, and 1 otherwise).
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
         clip: the clipping of log-ratios in rolr and rascal.
@@ -148,11 +196,13 @@ class RatioEstimator(Estimator):
         torch.Size([1])
     """
 
+    kind = "ratio"
+    capabilities = frozenset({"likelihood", "ratio", "score"})
+
     def __init__(self, method: str = "alices", alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
                  clip: float = 10.0, **training):
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r} for RatioEstimator; known: {', '.join(METHODS)}.")
-        alpha = METHODS[method].alpha if alpha is None else alpha
+        spec = family_method("ratio", method, "RatioEstimator")
+        alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
         if not alpha >= 0:
             raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
         super().__init__(**training)
@@ -161,11 +211,12 @@ class RatioEstimator(Estimator):
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,
-                            METHODS[self.method].anchored)
+                            family_method("ratio", self.method, "RatioEstimator").anchored)
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
-        spec = METHODS[self.method]
+        spec = family_method("ratio", self.method, "RatioEstimator")
+        taken = ratio_inputs(spec.loss)
         data = self._setup(data, spec.fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
@@ -173,7 +224,7 @@ class RatioEstimator(Estimator):
         network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=spec.label, shuffle=False))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-            return spec.loss(self, net, batch).mean()
+            return spec.loss(**_loss_inputs(self, spec, taken, net, batch)).mean()
 
         self.history_ = self.trainer.fit(network, loss, data, spec.fields, label=spec.label, desc=self.method)
         return self
@@ -193,11 +244,16 @@ class RatioEstimator(Estimator):
                 return net(x, theta)
             return net(x, theta) - net(x, net.reference.expand_as(theta))
 
+    def log_likelihood_terms(self, x, theta) -> Tensor:
+        """log p̂(x|θ) up to a constant in θ: log r̂(x|θ, θ_ref), (n,) (`goldmine.inference.surrogate`)."""
+        return self.log_ratio(x, theta)
+
     def log_ratio_evidence(self, x, theta) -> Tensor:
         """nre only: log r̂(x, θ) ≈ log p(x|θ)/p(x), so that log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""
         net = self._check_fitted()
         if net.anchored:
-            raise ValueError(f"{self.method} learns p(x|θ)/p(x|θ_ref), not p(x|θ)/p(x): train method='nre'.")
+            raise ValueError(f"{self.method} learns p(x|θ)/p(x|θ_ref), not p(x|θ)/p(x): train an unanchored method "
+                             "such as method='nre'.")
         x, theta = self._check_x_theta(x, theta)
         with torch.no_grad():
             return net(x, theta)
@@ -207,3 +263,19 @@ class RatioEstimator(Estimator):
         net = self._check_fitted()
         x, theta = self._check_x_theta(x, theta)
         return self._forward(net, x, theta, True)[1].detach()
+
+
+CARL = "Cranmer, Pavez, Louppe, arXiv:1506.02169"
+MINING = "Brehmer, Louppe, Pavez, Cranmer, PNAS 117 (2020) 5242, arXiv:1805.12244"
+ALICE = "Stoye, Brehmer, Louppe, Pavez, Cranmer, arXiv:1808.00973"
+
+register_method(ratio_method("carl", losses.carl, "classifier between runs at θ and at θ_ref", CARL, repaired=True))
+register_method(ratio_method("rolr", losses.rolr, "regression on the joint ratio r(x,z)", MINING))
+register_method(ratio_method("alice", losses.alice, "cross-entropy against soft labels 1/(1+r(x,z))", ALICE))
+register_method(ratio_method("cascal", losses.cascal, "carl + α·score term", MINING, repaired=True))
+# rolr's squared ratios reach e^(2·clip): the score term needs a larger weight to count beside them
+# (Galton, 10⁴ runs, 3 seeds: mean error 0.033 at α = 1, 0.0098 at α = 10; Weinberg unchanged)
+register_method(ratio_method("rascal", losses.rascal, "rolr + α·score term", MINING, defaults={"alpha": 10.0}))
+register_method(ratio_method("alices", losses.alices, "alice + α·score term", ALICE))
+register_method(ratio_method("nre", losses.nre, "amortized ratio p(x|θ)/p(x), joint vs shuffled pairs",
+                             "Hermans, Begy, Louppe, arXiv:1903.04057", label=0, anchored=False))

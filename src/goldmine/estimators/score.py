@@ -22,8 +22,8 @@ from ..data import Dataset
 from ..nn import Standardize, mlp
 from .base import Estimator, register
 from .baselines import theta_bin_index
+from .registry import Method, family_method, register_method
 
-METHODS = ("sally", "sallino")
 __all__ = ["ScoreEstimator", "SummaryHistogram"]
 
 
@@ -45,15 +45,20 @@ class ScoreNetwork(nn.Module):
 class ScoreEstimator(Estimator):
     """A neural estimator of the score t(x) = ∇_θ log p(x|θ) at θ_ref.
 
+    Not a likelihood itself: inference goes through a histogram of its summary
+    (`likelihood_surrogate(data)`, the "summary" capability of `goldmine.inference.surrogate`).
+
     Arguments:
         method: sally (inference on t̂(x)) or sallino (on h = t̂(x)·(θ − θ_ref)).
         hidden, activation: the network.
         **training: settings of the `goldmine.training.Trainer`.
     """
 
+    kind = "score"
+    capabilities = frozenset({"summary"})
+
     def __init__(self, method: str = "sally", hidden=(128, 128, 128), activation: str = "silu", **training):
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r} for ScoreEstimator; known: {', '.join(METHODS)}.")
+        family_method("score", method, "ScoreEstimator")
         super().__init__(**training)
         self.method, self.hidden, self.activation = method, tuple(hidden), activation
         self.params = {"method": method, "hidden": list(hidden), "activation": activation}
@@ -63,14 +68,15 @@ class ScoreEstimator(Estimator):
 
     def fit(self, data: Dataset | str) -> "ScoreEstimator":
         """Trains on the rows drawn at θ_ref (label 1) and returns self."""
-        fields = ("x", "score_ref")
+        spec = family_method("score", self.method, "ScoreEstimator")
+        fields = spec.fields
         data = self._setup(data, fields + ("label",), self.method)
         train, _ = data.split(self.trainer.validation)
         self.network_.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], label=1, shuffle=False))
         self.network_.out.fit(b["score_ref"] for b in train.batches(65536, ["score_ref"], label=1, shuffle=False))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-            return losses.sally(net(batch["x"]), batch["score_ref"]).mean()
+            return spec.loss(net(batch["x"]), batch["score_ref"]).mean()
 
         self.history_ = self.trainer.fit(self.network_, loss, data, fields, label=1, desc=self.method)
         return self
@@ -95,6 +101,10 @@ class ScoreEstimator(Estimator):
         t = self.score(x).double()
         return t.T @ t / len(t)
 
+    def likelihood_surrogate(self, data: Dataset | str, theta_bins: int = 10, x_bins: int = 30) -> "SummaryHistogram":
+        """The likelihood surrogate that inference uses: histograms of the summary filled from `data`."""
+        return SummaryHistogram(self, theta_bins, x_bins).fit(data)
+
 
 class SummaryHistogram:
     """log r̂(x|θ, θ_ref) from histograms of the sally / sallino summary, one per bin of θ.
@@ -112,6 +122,9 @@ class SummaryHistogram:
         theta_bins: bins per θ dimension over the range of θ in the data.
         x_bins: bins of the summary.
     """
+
+    kind = "ratio"
+    capabilities = frozenset({"likelihood", "ratio"})
 
     def __init__(self, estimator: ScoreEstimator, theta_bins: int = 10, x_bins: int = 30):
         estimator._check_fitted()
@@ -163,3 +176,14 @@ class SummaryHistogram:
             counts, ref = self.counts_[k].double() + 0.5, self.ref_counts_[k].double() + 0.5
             out[rows] = (counts[b] / counts.sum()).log() - (ref[b] / ref.sum()).log()
         return out
+
+    def log_likelihood_terms(self, x, theta) -> Tensor:
+        """log p̂(x|θ) up to a constant in θ: log r̂(x|θ, θ_ref), (n,) (`goldmine.inference.surrogate`)."""
+        return self.log_ratio(x, theta)
+
+
+SALLY = "Brehmer, Cranmer, Louppe, Pavez, arXiv:1805.00013"
+register_method(Method("sally", "score", ScoreEstimator, "score t̂(x) at θ_ref; inference on a histogram of t̂",
+                       SALLY, fields=("x", "score_ref"), label=1, loss=losses.sally))
+register_method(Method("sallino", "score", ScoreEstimator, "as sally; inference on h = t̂(x)·(θ − θ_ref)", SALLY,
+                       fields=("x", "score_ref"), label=1, loss=losses.sally))

@@ -3,12 +3,13 @@
 from .abc import ABCResult, rejection_abc, smc_abc
 from .calibration import Calibration, expected_coverage
 from .diagnostics import coverage
+from .direct import DirectPosterior
 from .fisher import CramerRao, cramer_rao, fisher_information
 from .intervals import Region, confidence_region, expected_limits
 from .mle import MLE, mle, test_statistic
 from .model import Model, as_model
 from .posterior import Posterior, ess, posterior, split_rhat
 
-__all__ = ["ABCResult", "Calibration", "CramerRao", "MLE", "Model", "Posterior", "Region", "as_model",
-           "confidence_region", "coverage", "cramer_rao", "ess", "expected_coverage", "expected_limits",
+__all__ = ["ABCResult", "Calibration", "CramerRao", "DirectPosterior", "MLE", "Model", "Posterior", "Region",
+           "as_model", "confidence_region", "coverage", "cramer_rao", "ess", "expected_coverage", "expected_limits",
            "fisher_information", "mle", "posterior", "rejection_abc", "smc_abc", "split_rhat", "test_statistic"]

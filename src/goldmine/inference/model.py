@@ -1,14 +1,16 @@
 """The one interface that inference needs from any surrogate, and from the exact likelihood.
 
-For i.i.d. observations x_1..x_n, every surrogate gives the log-likelihood up to a constant in θ:
+For i.i.d. observations x_1..x_n, every surrogate gives the log-likelihood up to a constant in θ
+through its likelihood terms (`goldmine.inference.surrogate`):
 
-    ℓ(θ) = Σ_i log r̂(x_i|θ, θ_ref)      (ratio estimators and nre)
+    ℓ(θ) = Σ_i log r̂(x_i|θ, θ_ref)      (ratio estimators, nre, histograms)
     ℓ(θ) = Σ_i log p̂(x_i|θ)              (nle and scandal)
     ℓ(θ) = Σ_i log p(x_i|θ)              (a simulator with an exact likelihood: the truth)
 
 so that −2 log λ(θ) = −2 (ℓ(θ) − ℓ(θ̂)) is the same computation for all of them. `Model` wraps a
 surrogate (or a simulator) together with the prior, whose box bounds the MLE, the θ grids and the
-posterior.
+posterior. A posterior learned directly (npe) is no likelihood and makes no Model:
+`goldmine.inference.posterior` samples it as it is.
 
 Example:
     >>> import goldmine as gm
@@ -25,6 +27,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ..simulators.base import DTYPE, Simulator, box_bounds
+from .surrogate import ExactLikelihood, likelihood_terms
 
 #: rows evaluated in one call of the surrogate (θ points × observations)
 CHUNK = 1 << 18
@@ -34,18 +37,22 @@ class Model:
     """A surrogate, or a simulator's exact likelihood, seen as ℓ(θ) for a set of i.i.d. observations.
 
     Arguments:
-        source: a fitted estimator with `log_ratio(x, theta)` (every ratio, score-histogram and
-            likelihood estimator), a `PosteriorEstimator`, or a
+        source: a fitted surrogate with `log_likelihood_terms(x, theta)` or `log_ratio(x, theta)`
+            (every ratio, histogram and likelihood estimator; `goldmine.inference.surrogate`), or a
             `Simulator` with an exact `log_prob` (the truth, through the same code).
         prior: a torch distribution over θ, or a simulator whose prior to take. Defaults to the
-            simulator's prior for a simulator, and the posterior estimator's box for npe; required
-            for every other estimator.
+            simulator's prior for a simulator; required for every estimator.
         simulator: the simulator that toys are drawn from (Neyman regions, expected limits,
             coverage). Defaults to `source` when it is a simulator, or to `prior` when that is one.
 
     Attributes:
-        kind: "exact", "ratio", "likelihood" or "posterior". theta_dim, x_dim.
+        kind: what the likelihood terms are: "exact", "ratio" or "likelihood" (the surrogate's `kind`).
+        source: the surrogate or simulator given; surrogate: what the terms come from (the simulator
+            through `ExactLikelihood`). theta_dim, x_dim.
         low, high: the prior's box (theta_dim,), or None for a prior without bounded support.
+
+    Raises:
+        TypeError: `source` gives no likelihood (e.g. npe, whose posterior is used directly).
     """
 
     def __init__(self, source, prior: Distribution | Simulator | None = None, simulator: Simulator | None = None):
@@ -56,18 +63,13 @@ class Model:
             simulator = source if isinstance(source, Simulator) else prior if isinstance(prior, Simulator) else None
         self.simulator = simulator
         if isinstance(source, Simulator):
-            if type(source).log_prob is Simulator.log_prob:
-                raise NotImplementedError(
-                    f"{source.name} has no exact likelihood log p(x|θ): run inference on a surrogate trained "
-                    "on its data instead (for example gm.RatioEstimator('alices'))."
-                )
-            self.kind, self.theta_dim, self.x_dim = "exact", source.theta_dim, source.x_dim
+            self.surrogate = ExactLikelihood(source)
             prior = source.prior if prior is None else prior
         else:
-            self.kind = _estimator_kind(source)
-            self.theta_dim, self.x_dim = source.theta_dim_, source.x_dim_
-            if prior is None and self.kind == "posterior":
-                prior = source.prior_
+            self.surrogate = source
+        self._terms = likelihood_terms(self.surrogate)
+        self.kind = getattr(self.surrogate, "kind", "ratio")
+        self.theta_dim, self.x_dim = self.surrogate.theta_dim_, self.surrogate.x_dim_
         if isinstance(prior, Simulator):
             prior = prior.prior
         if prior is None:
@@ -97,22 +99,8 @@ class Model:
     # -- validation at the boundary ---------------------------------------------------------
 
     def check_x_obs(self, x_obs) -> Tensor:
-        """Observations as (n, x_dim) float64; a 1-D array is n scalar observations when x_dim = 1,
-        else one observation."""
-        x = torch.as_tensor(x_obs, dtype=DTYPE)
-        if x.ndim == 1:
-            x = x[:, None] if self.x_dim == 1 else x[None]
-        if x.ndim != 2 or x.shape[1] != self.x_dim:
-            raise ValueError(
-                f"x_obs must have shape (n, {self.x_dim}) (n observations of the simulator's x); got "
-                f"{tuple(torch.as_tensor(x_obs).shape)}."
-            )
-        if len(x) == 0:
-            raise ValueError(f"x_obs is empty: pass at least one observation, shape (n, {self.x_dim}).")
-        if not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).any(1).nonzero()[:, 0][:5].tolist()
-            raise ValueError(f"x_obs holds NaN or infinite values (rows {bad}): drop or fix those observations.")
-        return x
+        """Observations as (n, x_dim) float64 (see `check_x_obs`)."""
+        return check_x_obs(x_obs, self.x_dim)
 
     def check_theta(self, theta, what: str = "theta") -> Tensor:
         """θ as (m, theta_dim) float64, inside the prior's support."""
@@ -144,12 +132,8 @@ class Model:
     # -- the likelihood ----------------------------------------------------------------------
 
     def per_event(self, theta, x_obs) -> Tensor:
-        """log r̂(x_i|θ_j) (or the exact log p(x_i|θ_j)) for every pair: θ (m, d), x (n, x_dim) → (m, n)."""
-        if self.kind == "posterior":
-            raise TypeError(
-                "npe learns the posterior q(θ|x), not a likelihood: use gm.inference.posterior(model, x_obs) "
-                "for one observation, or a ratio or likelihood estimator for limits from many observations."
-            )
+        """The likelihood terms log p̂(x_i|θ_j) + c(x_i) (log r̂, or the exact log p) for every pair:
+        θ (m, d), x (n, x_dim) → (m, n)."""
         theta, x = self.check_theta(theta), self.check_x_obs(x_obs)
         m, n = len(theta), len(x)
         out = torch.empty(m, n, dtype=DTYPE)
@@ -158,7 +142,8 @@ class Model:
             t = theta[start:start + step]
             rows_t = t.repeat_interleave(n, 0)
             rows_x = x.repeat(len(t), 1)
-            out[start:start + step] = self._log_ratio(rows_x, rows_t).reshape(len(t), n)
+            with torch.no_grad():
+                out[start:start + step] = self._terms(rows_x, rows_t).to(DTYPE).reshape(len(t), n)
         return out
 
     def log_likelihood(self, theta, x_obs, weights=None) -> Tensor:
@@ -179,14 +164,6 @@ class Model:
         # a zero weight drops the observation even where its log-likelihood is −inf
         return torch.where(w > 0, per_event * w, torch.zeros(())).sum(1)
 
-    def _log_ratio(self, x: Tensor, theta: Tensor) -> Tensor:
-        with torch.no_grad():
-            if self.kind == "exact":
-                return self.source.log_prob(theta, x).to(DTYPE)
-            if self.kind == "likelihood":  # log p̂(x|θ): the ratio's denominator is a constant in θ, not worth a pass
-                return self.source.log_prob(x, theta).to(DTYPE)
-            return self.source.log_ratio(x, theta).to(DTYPE)
-
     # -- grids -------------------------------------------------------------------------------
 
     def grid(self, points: int | None = None) -> Tensor:
@@ -198,6 +175,29 @@ class Model:
             points = {1: 101, 2: 41, 3: 15}.get(self.theta_dim, 7)
         axes = [torch.linspace(float(lo), float(hi), points, dtype=DTYPE) for lo, hi in zip(self.low, self.high)]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, self.theta_dim)
+
+
+def check_x_obs(x_obs, x_dim: int) -> Tensor:
+    """Observations as (n, x_dim) float64; a 1-D array is n scalar observations when x_dim = 1,
+    else one observation.
+
+    Raises:
+        ValueError: another shape, no rows, or NaN / infinite values.
+    """
+    x = torch.as_tensor(x_obs, dtype=DTYPE)
+    if x.ndim == 1:
+        x = x[:, None] if x_dim == 1 else x[None]
+    if x.ndim != 2 or x.shape[1] != x_dim:
+        raise ValueError(
+            f"x_obs must have shape (n, {x_dim}) (n observations of the simulator's x); got "
+            f"{tuple(torch.as_tensor(x_obs).shape)}."
+        )
+    if len(x) == 0:
+        raise ValueError(f"x_obs is empty: pass at least one observation, shape (n, {x_dim}).")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).any(1).nonzero()[:, 0][:5].tolist()
+        raise ValueError(f"x_obs holds NaN or infinite values (rows {bad}): drop or fix those observations.")
+    return x
 
 
 def distinct(x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -215,21 +215,3 @@ def as_model(model, prior=None, simulator=None) -> Model:
             model.simulator = simulator
         return model
     return Model(model, prior=prior, simulator=simulator)
-
-
-def _estimator_kind(source) -> str:
-    from ..estimators.likelihood import LikelihoodEstimator
-    from ..estimators.posterior import PosteriorEstimator
-
-    if isinstance(source, PosteriorEstimator):
-        source._check_fitted()
-        return "posterior"
-    if not callable(getattr(source, "log_ratio", None)):
-        raise TypeError(
-            f"{type(source).__name__} is not a surrogate goldmine can infer with: pass a fitted estimator "
-            "with log_ratio(x, theta) (RatioEstimator, LikelihoodEstimator, HistogramRatio, "
-            "SummaryHistogram), a PosteriorEstimator, or a Simulator with an exact log_prob."
-        )
-    if not hasattr(source, "theta_dim_"):
-        raise RuntimeError(f"this {type(source).__name__} is not fitted yet: call fit(dataset) first.")
-    return "likelihood" if isinstance(source, LikelihoodEstimator) else "ratio"

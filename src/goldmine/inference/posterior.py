@@ -1,4 +1,4 @@
-"""Bayesian posteriors from any surrogate: MCMC on prior × likelihood, or direct npe sampling.
+"""Bayesian posteriors from any surrogate: MCMC on prior × likelihood, or the direct draws of npe.
 
 For i.i.d. observations x_1..x_n and a prior π(θ), every likelihood-type model gives
 
@@ -16,7 +16,9 @@ are rejected without evaluating the model. The chains start at `init`, or at pri
 from 1000 in proportion to their posterior density (sampling-importance-resampling), so that
 warm-up begins near the mass even when the posterior is much narrower than the prior.
 
-npe learns q(θ|x) for one observation: it is sampled directly, nothing to converge.
+A surrogate that learned the posterior directly (npe, the "posterior" capability of
+`goldmine.inference.surrogate`) is handed to `goldmine.inference.direct`: sampled as it is, for one
+observation, nothing to converge.
 
 Diagnostics, both rank-normalised (Vehtari et al. 2021): the split R-hat is the larger of the
 bulk R-hat (of the normal scores of the pooled ranks) and the tail R-hat (the same for |θ − median|);
@@ -45,8 +47,10 @@ from torch import Tensor
 from torch.distributions import Independent, Uniform
 from tqdm.auto import tqdm
 
-from ..simulators.base import DTYPE, Simulator
+from ..simulators.base import DTYPE
+from .direct import DirectPosterior, direct_posterior, summary_rows
 from .model import Model, as_model, box_bounds, distinct
+from .surrogate import capabilities
 
 # Vehtari et al. (2021) ask for R-hat ≤ 1.01 from 4 long chains; R-hat − 1 of converged chains is
 # about chains/(2·ESS), so many short chains at the ESS floor below (32 at 400) reach 1.04 by chance
@@ -59,30 +63,29 @@ ADAPT_RATE = 0.1  # Robbins–Monro step on log s per step, times (acceptance �
 NORMALISE_CELLS = {1: 1000, 2: 150}
 NORMALISE_MARGIN = 0.25  # the grid spans the chains' range widened by this fraction on each side
 CANDIDATES = 1000  # prior draws that the chains' starting points are picked from
-NPE_DRAWS = 10_000  # direct draws kept for summary() of an npe posterior
 
 __all__ = ["Posterior", "ess", "posterior", "prior_draws", "split_rhat"]
 
 
 class Posterior:
-    """Draws of p(θ|x_obs) and its density: from MCMC chains ("mcmc") or from npe ("npe").
+    """Draws of p(θ|x_obs) and its density from MCMC chains on prior × likelihood.
 
     Attributes:
-        kind: "mcmc" or "npe".
+        kind: "mcmc" (a posterior learned directly is a `goldmine.inference.direct.DirectPosterior`).
         model: the `Model` behind it. x_obs: the observations (n, x_dim).
-        draws: the kept draws (chains, draws, theta_dim); for npe one "chain" of i.i.d. draws.
-        rhat, ess: split R-hat and bulk ESS per dimension (theta_dim,); None for npe.
-        acceptance: the Metropolis acceptance rate after warm-up; for npe, the fraction of the
-            flow's draws that fell inside the prior's box.
-        normalised: whether `log_prob` is normalised (npe, or MCMC with theta_dim ≤ 2).
+        draws: the kept draws (chains, draws, theta_dim).
+        rhat, ess: split R-hat and bulk ESS per dimension (theta_dim,).
+        acceptance: the Metropolis acceptance rate after warm-up.
+        normalised: whether `log_prob` is normalised (theta_dim ≤ 2).
     """
 
-    def __init__(self, kind: str, model: Model, x_obs: Tensor, draws: Tensor, acceptance: float,
-                 rhat: Tensor | None = None, ess: Tensor | None = None):
-        self.kind, self.model, self.x_obs, self.draws = kind, model, x_obs, draws
+    kind = "mcmc"
+
+    def __init__(self, model: Model, x_obs: Tensor, draws: Tensor, acceptance: float, rhat: Tensor, ess: Tensor):
+        self.model, self.x_obs, self.draws = model, x_obs, draws
         self.acceptance, self.rhat, self.ess = acceptance, rhat, ess
         self._x, self._weights = distinct(x_obs)
-        self.normalised = kind == "npe" or model.theta_dim in NORMALISE_CELLS
+        self.normalised = model.theta_dim in NORMALISE_CELLS
         self._log_z: float | None = None
 
     def __repr__(self) -> str:
@@ -97,15 +100,13 @@ class Posterior:
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n draws of the posterior → (n, theta_dim) float64.
 
-        MCMC: n of the kept draws, picked at random without replacement (so they are nearly
-        independent when n is well below the ESS). npe: n fresh draws of the flow.
+        n of the kept draws, picked at random without replacement (so they are nearly independent
+        when n is well below the ESS).
 
         Raises:
-            ValueError: n is not a positive integer, or (MCMC) exceeds the number of kept draws.
+            ValueError: n is not a positive integer, or exceeds the number of kept draws.
         """
         _check_count(n, "n")
-        if self.kind == "npe":
-            return self.model.source.sample(self.x_obs, n, generator=generator).to(DTYPE)
         samples = self.samples
         if n > len(samples):
             raise ValueError(f"the chains hold {len(samples)} draws, fewer than n={n}: ask for fewer, or run "
@@ -115,14 +116,12 @@ class Posterior:
     def log_prob(self, theta) -> Tensor:
         """log p(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64; −inf outside the prior's support.
 
-        npe: the estimator's density restricted to its box (normalised). MCMC: log π(θ) + ℓ(θ),
-        normalised for theta_dim ≤ 2 by the midpoint rule on 1000 (1-D) or 150² (2-D) cells over the range the
-        chains visited (widened by a quarter on each side, cut to the prior's box), where all but a
-        negligible share of the mass lies; for theta_dim > 2 it is unnormalised (`normalised` is False).
+        log π(θ) + ℓ(θ), normalised for theta_dim ≤ 2 by the midpoint rule on 1000 (1-D) or 150² (2-D)
+        cells over the range the chains visited (widened by a quarter on each side, cut to the prior's
+        box), where all but a negligible share of the mass lies; for theta_dim > 2 it is unnormalised
+        (`normalised` is False).
         """
         theta = self._check_points(theta)
-        if self.kind == "npe":
-            return self.model.source.log_prob(theta, self.x_obs).to(DTYPE)
         out = self._unnormalised(theta)
         if self.normalised:
             out = out - self._normaliser()
@@ -130,26 +129,13 @@ class Posterior:
 
     def summary(self) -> str:
         """A readable table: mean, std and central 68% / 95% intervals per dimension, and diagnostics."""
-        samples = self.samples.numpy()
         chains, n, d = self.draws.shape
-        if self.kind == "mcmc":
-            head = (f"Posterior (MCMC: {chains} chains × {n} draws, acceptance {self.acceptance:.2f}) "
-                    f"given {len(self.x_obs)} observation{'s' * (len(self.x_obs) != 1)}")
-        else:
-            head = f"Posterior (npe: {n} direct draws, {self.acceptance:.1%} of the flow inside the prior's box)"
-        q = np.quantile(samples, [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
-        columns = f"{'':>6} {'mean':>11} {'std':>11} {'68% interval':>25} {'95% interval':>25} {'R-hat':>7} {'ESS':>7}"
-        lines = [head, columns]
-        for j in range(d):
-            rhat = "—" if self.rhat is None else f"{float(self.rhat[j]):.3f}"
-            ess = "—" if self.ess is None else f"{float(self.ess[j]):.0f}"
-            lines.append(f"{f'θ[{j}]':>6} {samples[:, j].mean():>11.5g} {samples[:, j].std(ddof=1):>11.5g} "
-                         f"{f'[{q[1, j]:.5g}, {q[3, j]:.5g}]':>25} {f'[{q[0, j]:.5g}, {q[4, j]:.5g}]':>25} "
-                         f"{rhat:>7} {ess:>7}")
-        if self.kind == "mcmc":
-            worry = _diagnostic_problems(self.rhat, self.ess)
-            lines.append("diagnostics: " + ("; ".join(worry) if worry else
-                                            f"R-hat ≤ {RHAT_WARN} and ESS ≥ {ESS_WARN} in every dimension"))
+        head = (f"Posterior (MCMC: {chains} chains × {n} draws, acceptance {self.acceptance:.2f}) "
+                f"given {len(self.x_obs)} observation{'s' * (len(self.x_obs) != 1)}")
+        lines = [head, *summary_rows(self.samples, self.rhat, self.ess)]
+        worry = _diagnostic_problems(self.rhat, self.ess)
+        lines.append("diagnostics: " + ("; ".join(worry) if worry else
+                                        f"R-hat ≤ {RHAT_WARN} and ESS ≥ {ESS_WARN} in every dimension"))
         return "\n".join(lines)
 
     # -- densities ---------------------------------------------------------------------------
@@ -191,12 +177,12 @@ class Posterior:
 
 
 def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, steps: int = 2000, thin: int = 1,
-              seed: int = 0, init=None, progress: bool = True) -> Posterior:
+              seed: int = 0, init=None, progress: bool = True) -> Posterior | DirectPosterior:
     """The posterior p(θ|x_obs): MCMC for likelihood-type models, direct sampling for npe.
 
     Arguments:
-        model: a `Model`, a fitted surrogate (ratio, likelihood or npe estimator), or a simulator
-            with an exact likelihood.
+        model: a `Model`, a fitted surrogate (ratio or likelihood estimator, or one that learned the
+            posterior directly, such as npe), or a simulator with an exact likelihood.
         x_obs: i.i.d. observations (n, x_dim); npe conditions on exactly one (1, x_dim).
         prior: a torch distribution over θ (theta_dim,), or a simulator whose prior to take;
             defaults to the model's. npe only accepts the box it was trained with.
@@ -210,7 +196,8 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
         progress: show a progress bar over the steps.
 
     Returns:
-        A `Posterior`. A RuntimeWarning is issued when R-hat > 1.05 or the bulk ESS < 400 in some
+        A `Posterior`, or for npe a `goldmine.inference.direct.DirectPosterior` (chains, warmup, steps,
+        thin, init and progress do not apply to it). A RuntimeWarning is issued when R-hat > 1.05 or the bulk ESS < 400 in some
         dimension.
 
     Example:
@@ -221,10 +208,10 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
         >>> post.sample(100).shape, bool(post.rhat.max() < 1.05)
         (torch.Size([100, 1]), True)
     """
+    if not isinstance(model, Model) and "posterior" in capabilities(model):
+        return direct_posterior(model, x_obs, prior, seed)
     model = _with_prior(model, prior)
     x = model.check_x_obs(x_obs)
-    if model.kind == "posterior":
-        return _npe_posterior(model, x, prior, seed)
     for value, name in ((chains, "chains"), (warmup, "warmup"), (steps, "steps"), (thin, "thin")):
         _check_count(value, name, allow_zero=name == "warmup")
     if steps // thin < 4:
@@ -242,7 +229,7 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
         warnings.warn("the MCMC chains may not represent the posterior: " + "; ".join(worry) + ". Run longer "
                       "(warmup, steps), use more chains, or look for several modes (plot the chains).",
                       RuntimeWarning, stacklevel=2)
-    return Posterior("mcmc", model, x, draws, acceptance, rhat, ess_)
+    return Posterior(model, x, draws, acceptance, rhat, ess_)
 
 
 # -- the sampler ------------------------------------------------------------------------------
@@ -367,25 +354,6 @@ def prior_draws(prior, n: int, generator: torch.Generator) -> Tensor:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
         return prior.sample((n,)).to(DTYPE).reshape(n, -1)
-
-
-# -- npe ----------------------------------------------------------------------------------------
-
-
-def _npe_posterior(model: Model, x: Tensor, prior, seed: int) -> Posterior:
-    if len(x) != 1:
-        raise ValueError(f"npe learns q(θ|x) for one observation, but x_obs has {len(x)} rows: pass one row "
-                         "(1, x_dim), or use a ratio or likelihood estimator (posterior by MCMC) for i.i.d. data.")
-    est = model.source
-    if prior is not None:
-        low, high = box_bounds(prior.prior if isinstance(prior, Simulator) else prior)
-        box = est.prior_.base_dist
-        if low is None or not (torch.allclose(low, box.low.to(DTYPE)) and torch.allclose(high, box.high.to(DTYPE))):
-            raise ValueError("npe learned the posterior under the prior it was trained on (the box "
-                             f"{box.low.tolist()} to {box.high.tolist()}); it cannot change prior: leave prior=None, "
-                             "or use a ratio or likelihood estimator with the new prior.")
-    draws = est.sample(x, NPE_DRAWS, generator=torch.Generator().manual_seed(seed)).to(DTYPE)
-    return Posterior("npe", model, x, draws[None], float(est.acceptance_))
 
 
 # -- diagnostics ------------------------------------------------------------------------------

@@ -192,14 +192,11 @@ def _describe_support(prior: Distribution) -> str:
     return str(prior.support)
 
 
-GOLDLESS_METHODS = "carl/nre, nle, npe, abc, alfi"
-
-
 class BlackBoxSimulator(Simulator):
     """Wraps a plain function θ → x whose insides cannot be looked into.
 
-    Mining such a simulator is impossible; the methods that need no gold still work: carl/nre,
-    nle, npe, abc and alfi.
+    Mining such a simulator is impossible; the methods that need no gold still work
+    (`goldmine.estimators.registry.goldless()`, the "gold: no" rows of `goldmine list methods`).
 
     Arguments:
         fn: maps θ (n, theta_dim) to x (n, x_dim) (or (n,) for x_dim = 1), as numpy arrays when
@@ -278,9 +275,11 @@ class BlackBoxSimulator(Simulator):
         return Draws(x, None)
 
     def require_gold(self) -> None:
+        from ..estimators.registry import goldless_text  # the estimators import the simulators
+
         raise NotImplementedError(
             f"{self.name} is a black-box simulator: goldmine cannot look into it, so it has no "
-            f"joint likelihood and no gold. Methods that need no gold still work: {GOLDLESS_METHODS}. "
+            f"joint likelihood and no gold. Methods that need no gold still work: {goldless_text()}. "
             "To mine gold, implement joint_log_prob (see the README) or write it as a Pyro model."
         )
 
@@ -291,4 +290,4 @@ class BlackBoxSimulator(Simulator):
         self.require_gold()
 
 
-__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "DTYPE", "GOLDLESS_METHODS"]
+__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "DTYPE"]

@@ -1,0 +1,121 @@
+"""Posteriors learned directly (npe): draws and densities of q(θ|x) for one observation, nothing to converge.
+
+A surrogate with the "posterior" capability (`goldmine.inference.surrogate`) gives q(θ|x) itself:
+`sample(x, n, generator)`, `log_prob(theta, x)` and the prior it was trained under (`prior_`). It is
+no likelihood, so it takes no part in `Model`; `goldmine.inference.posterior` hands it here, and
+`DirectPosterior` offers the same reading as an MCMC `Posterior` (draws, sample, log_prob, summary).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..simulators.base import DTYPE, Simulator
+from .model import box_bounds, check_x_obs
+
+DRAWS = 10_000  # direct draws kept for the summary of a direct posterior
+
+
+class DirectPosterior:
+    """Draws of q(θ|x_obs) from an estimator that learned the posterior directly.
+
+    Attributes:
+        kind: the estimator's method (e.g. "npe").
+        estimator: the estimator. x_obs: the one observation (1, x_dim).
+        draws: the kept i.i.d. draws as one "chain": (1, draws, theta_dim).
+        rhat, ess: None (independent draws need no convergence diagnostics).
+        acceptance: the fraction of the estimator's draws inside the prior's box.
+        normalised: True: `log_prob` is the estimator's normalised density.
+    """
+
+    rhat = ess = None
+    normalised = True
+
+    def __init__(self, estimator, x_obs: Tensor, draws: Tensor, acceptance: float):
+        self.estimator, self.x_obs, self.draws, self.acceptance = estimator, x_obs, draws, acceptance
+        self.kind = getattr(estimator, "method", None) or "direct"
+
+    def __repr__(self) -> str:
+        _, n, d = self.draws.shape
+        return f"Posterior({self.kind}, theta_dim={d}, {n} direct draws, 1 observation)"
+
+    @property
+    def samples(self) -> Tensor:
+        """The kept draws: (draws, theta_dim)."""
+        return self.draws.reshape(-1, self.draws.shape[-1])
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n fresh draws of the estimator → (n, theta_dim) float64."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be a positive integer; got {n!r}.")
+        return self.estimator.sample(self.x_obs, int(n), generator=generator).to(DTYPE)
+
+    def log_prob(self, theta) -> Tensor:
+        """log q(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64, −inf outside the prior's box."""
+        d = self.draws.shape[-1]
+        theta = torch.as_tensor(theta, dtype=DTYPE)
+        if theta.ndim == 1:
+            theta = theta[None] if d > 1 and theta.shape[0] == d else theta[:, None]
+        if theta.ndim != 2 or theta.shape[1] != d:
+            raise ValueError(f"theta must have shape (m, {d}); got {tuple(theta.shape)}.")
+        if not torch.isfinite(theta).all():
+            raise ValueError("theta holds NaN or infinite values.")
+        return self.estimator.log_prob(theta, self.x_obs).to(DTYPE)
+
+    def summary(self) -> str:
+        """A readable table: mean, std and central 68% / 95% intervals per dimension."""
+        _, n, _ = self.draws.shape
+        head = f"Posterior ({self.kind}: {n} direct draws, {self.acceptance:.1%} of the flow inside the prior's box)"
+        return "\n".join([head, *summary_rows(self.samples)])
+
+
+def direct_posterior(estimator, x_obs, prior=None, seed: int = 0) -> DirectPosterior:
+    """The posterior of one observation from an estimator that learned it directly.
+
+    Arguments:
+        estimator: a fitted surrogate with the "posterior" capability (`goldmine.inference.surrogate`).
+        x_obs: one observation (1, x_dim).
+        prior: None, or the prior the estimator was trained under (a torch distribution or a
+            simulator): a learned posterior cannot change prior.
+        seed: seeds the kept draws.
+
+    Raises:
+        ValueError: several observations, or another prior than the estimator's.
+    """
+    x = check_x_obs(x_obs, estimator.x_dim_)
+    if len(x) != 1:
+        raise ValueError(f"{getattr(estimator, 'method', 'this estimator')} learns q(θ|x) for one observation, but "
+                         f"x_obs has {len(x)} rows: pass one row (1, x_dim), or use a ratio or likelihood estimator "
+                         "(posterior by MCMC) for i.i.d. data.")
+    if prior is not None:
+        low, high = box_bounds(prior.prior if isinstance(prior, Simulator) else prior)
+        box = estimator.prior_.base_dist
+        same = low is not None and low.shape == box.low.shape and high.shape == box.high.shape
+        if not (same and torch.allclose(low, box.low.to(DTYPE)) and torch.allclose(high, box.high.to(DTYPE))):
+            raise ValueError(f"{getattr(estimator, 'method', 'the estimator')} learned the posterior under the prior "
+                             f"it was trained on (the box {box.low.tolist()} to {box.high.tolist()}); it cannot "
+                             "change prior: leave prior=None, or use a ratio or likelihood estimator with the new "
+                             "prior.")
+    draws = estimator.sample(x, DRAWS, generator=torch.Generator().manual_seed(seed)).to(DTYPE)
+    return DirectPosterior(estimator, x, draws[None], float(estimator.acceptance_))
+
+
+def summary_rows(samples: Tensor, rhat: Tensor | None = None, ess: Tensor | None = None) -> list[str]:
+    """The columns and one line per θ dimension of a posterior's summary: mean, std, central 68% and 95%
+    intervals, R-hat and ESS (— when None), from draws (n, theta_dim)."""
+    samples = samples.numpy()
+    q = np.quantile(samples, [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
+    columns = f"{'':>6} {'mean':>11} {'std':>11} {'68% interval':>25} {'95% interval':>25} {'R-hat':>7} {'ESS':>7}"
+    lines = [columns]
+    for j in range(samples.shape[1]):
+        r = "—" if rhat is None else f"{float(rhat[j]):.3f}"
+        e = "—" if ess is None else f"{float(ess[j]):.0f}"
+        lines.append(f"{f'θ[{j}]':>6} {samples[:, j].mean():>11.5g} {samples[:, j].std(ddof=1):>11.5g} "
+                     f"{f'[{q[1, j]:.5g}, {q[3, j]:.5g}]':>25} {f'[{q[0, j]:.5g}, {q[4, j]:.5g}]':>25} "
+                     f"{r:>7} {e:>7}")
+    return lines
+
+
+__all__ = ["DirectPosterior", "direct_posterior", "summary_rows"]

@@ -1,0 +1,112 @@
+"""The surrogate protocol: what inference asks of a trained surrogate, and what a surrogate can do.
+
+Likelihood inference (`Model`: the MLE, confidence regions, expected limits, MCMC posteriors) calls
+one method of a fitted surrogate,
+
+    log_likelihood_terms(x, theta) → (n,):   log p̂(x_i|θ_i) + c(x_i)
+
+for rows x (n, x_dim) and θ (n, theta_dim) (or one θ for all rows), where c may depend on x but not
+on θ: it cancels in every likelihood ratio, and MCMC never needs it. A ratio estimator gives
+log r̂(x|θ, θ_ref) (c = −log p(x|θ_ref)), a likelihood estimator log p̂(x|θ) (c = 0), and a
+simulator's exact likelihood enters through the adapter `ExactLikelihood`. The surrogate also has
+`theta_dim_` and `x_dim_` once fitted, and may name what its terms are in `kind` ("ratio",
+"likelihood", "exact"). An object with only `log_ratio(x, theta)` is taken as a ratio surrogate.
+
+What else a surrogate can do it declares in `capabilities`, a set of these names:
+
+    likelihood   log_likelihood_terms(x, theta), as above
+    ratio        log_ratio(x, theta) → log r̂(x|θ, θ_ref), exactly 0 at θ_ref: (n,)
+                 (`goldmine.evaluate` measures it against the exact ratio)
+    score        score(x, theta) → ∇_θ log p̂(x|θ): (n, theta_dim)
+    posterior    a posterior of one observation learned directly (npe): sample(x, n, generator) →
+                 (n, theta_dim), log_prob(theta, x) → (n,), prior_ (the prior it was trained under)
+                 and acceptance_; `goldmine.inference.posterior` samples it, `Model` refuses it
+    summary      a summary learned at θ_ref (sally): score(x) → t̂(x) (n, theta_dim),
+                 fisher_information(x), and likelihood_surrogate(data) → a likelihood surrogate
+                 (histograms of the summary filled from the training data)
+
+Code that uses surrogates asks `capabilities(obj)`, never the estimator's class.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import Tensor
+
+from ..simulators.base import Simulator
+
+CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary")
+
+
+def capabilities(obj) -> frozenset[str]:
+    """What `obj` can do: its declared `capabilities`, or for an object without them "likelihood" and
+    "ratio" when it has `log_ratio` (or "likelihood" alone when it has `log_likelihood_terms`)."""
+    declared = getattr(obj, "capabilities", None)
+    if declared is not None:
+        return frozenset(declared)
+    found = set()
+    if callable(getattr(obj, "log_likelihood_terms", None)):
+        found.add("likelihood")
+    if callable(getattr(obj, "log_ratio", None)):
+        found |= {"likelihood", "ratio"}
+    return frozenset(found)
+
+
+def likelihood_terms(source) -> Callable[[Tensor, Tensor], Tensor]:
+    """The fitted surrogate's `log_likelihood_terms` (or `log_ratio`), checked at the boundary.
+
+    Raises:
+        TypeError: `source` gives no likelihood; the message says what to do with it instead.
+        RuntimeError: it is not fitted yet.
+    """
+    can = capabilities(source)
+    name = getattr(source, "method", None) or type(source).__name__
+    if "likelihood" not in can:
+        if "posterior" in can:
+            raise TypeError(
+                f"{name} learns the posterior q(θ|x) directly, not a likelihood, so it makes no Model: pass it to "
+                "gm.inference.posterior(estimator, x_obs) for one observation (or use its sample and log_prob), or "
+                "train a ratio or likelihood estimator for limits from many observations."
+            )
+        if "summary" in can:
+            raise TypeError(
+                f"{name} learns a summary t̂(x), not a likelihood: infer with its histogram likelihood, "
+                "Model(estimator.likelihood_surrogate(training_data), prior=sim)."
+            )
+        raise TypeError(
+            f"{type(source).__name__} is not a surrogate goldmine can infer with: pass a fitted estimator "
+            "with log_likelihood_terms(x, theta) or log_ratio(x, theta) (RatioEstimator, LikelihoodEstimator, "
+            "HistogramRatio, SummaryHistogram), or a Simulator with an exact log_prob."
+        )
+    if not hasattr(source, "theta_dim_"):
+        raise RuntimeError(f"this {type(source).__name__} is not fitted yet: call fit(dataset) first.")
+    terms = getattr(source, "log_likelihood_terms", None)
+    return terms if callable(terms) else source.log_ratio
+
+
+class ExactLikelihood:
+    """A simulator's exact likelihood seen as a surrogate: its terms are log p(x|θ) itself.
+
+    Raises:
+        NotImplementedError: the simulator has no exact likelihood.
+    """
+
+    kind = "exact"
+    capabilities = frozenset({"likelihood"})
+
+    def __init__(self, simulator: Simulator):
+        if type(simulator).log_prob is Simulator.log_prob:
+            raise NotImplementedError(
+                f"{simulator.name} has no exact likelihood log p(x|θ): run inference on a surrogate trained "
+                "on its data instead (for example gm.RatioEstimator('alices'))."
+            )
+        self.simulator = simulator
+        self.theta_dim_, self.x_dim_, self.reference_ = simulator.theta_dim, simulator.x_dim, simulator.reference
+
+    def log_likelihood_terms(self, x: Tensor, theta: Tensor) -> Tensor:
+        """log p(x|θ): x (n, x_dim), θ (n, theta_dim) → (n,)."""
+        return self.simulator.log_prob(theta, x)
+
+
+__all__ = ["CAPABILITIES", "ExactLikelihood", "capabilities", "likelihood_terms"]

@@ -1,0 +1,75 @@
+"""Inference for the command line and studies: the MLE and a confidence region, or a direct posterior's
+summary, as plain JSON values."""
+
+from __future__ import annotations
+
+import torch
+
+from ..inference import Model, confidence_region
+from ..inference.surrogate import capabilities
+from ..simulators.base import DTYPE, Simulator
+
+
+def inference_source(estimator, sim: Simulator, data=None):
+    """What inference evaluates: the estimator itself, or for a summary (sally / sallino) its likelihood
+    surrogate, a histogram of the summary filled from the training data `data`."""
+    can = capabilities(estimator)
+    if "summary" in can and "likelihood" not in can:
+        if data is None:
+            raise ValueError(f"{estimator.method} infers through a histogram of its summary t̂(x), filled from the "
+                             "training data: give the data set (--data DATA.h5).")
+        return estimator.likelihood_surrogate(data)
+    return estimator
+
+
+def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wilks", toys: int | None = None,
+          seed: int = 0, workers: int = 1, grid_points: int | None = None, progress: bool = True) -> dict:
+    """The MLE and the confidence region from i.i.d. observations, as plain JSON values.
+
+    Arguments:
+        source: an estimator from `inference_source`, or the simulator itself (exact likelihood).
+        sim: the simulator: its prior bounds θ, its runs are the toys of Neyman regions.
+        x_obs: (n, x_dim).
+        level, method: the confidence level and wilks (asymptotic χ²) or neyman (toys).
+        grid_points: θ grid points per axis (Model.grid's default otherwise).
+        progress: a progress bar over the Neyman toys.
+
+    Returns:
+        dict with kind, n_obs, level, method, mle (θ̂), log_likelihood, size (length, area, ...),
+        interval (1-D θ), grid, q, threshold, inside. For npe (a posterior of one observation) the
+        posterior mean, standard deviation and central credible interval per dimension instead.
+    """
+    if "posterior" in capabilities(source):
+        return _posterior_summary(source, sim, x_obs, level, seed)
+    model = Model(source, prior=sim, simulator=sim)
+    x = model.check_x_obs(x_obs)
+    grid = None if grid_points is None else model.grid(grid_points)
+    region = confidence_region(model, x, level=level, method=method, grid=grid, seed=seed, workers=workers,
+                               progress=progress, **({} if toys is None else {"toys": toys}))
+    fit, region_grid = region.mle, region.grid
+    q, inside = region.q, region.inside
+    threshold = torch.as_tensor(region.threshold, dtype=DTYPE).expand(len(q))
+    interval = [float(v) for v in region.interval] if model.theta_dim == 1 else None
+    size, segments = float(region.size), region.segments
+    out = {"kind": model.kind, "n_obs": len(x), "level": level, "method": method,
+           "mle": fit.theta.tolist(), "log_likelihood": fit.log_likelihood, "size": size}
+    if interval is not None:
+        out["interval"] = interval
+    if segments:  # a 1-D region in several pieces shows here
+        out["segments"] = [[float(a), float(b)] for a, b in segments]
+    out.update(grid=region_grid.tolist(), q=q.tolist(), threshold=threshold.tolist(), inside=inside.tolist())
+    return out
+
+
+def _posterior_summary(estimator, sim: Simulator, x_obs, level: float, seed: int,
+                       draws: int = 4000) -> dict:
+    x = sim.check_x(x_obs, "x_obs")
+    if len(x) != 1:
+        return {"kind": "posterior", "n_obs": len(x),
+                "skipped": f"{getattr(estimator, 'method', 'the estimator')} learns the posterior q(θ|x) of one observation, not a likelihood of {len(x)}: "
+                           "use a ratio or likelihood method for limits from many observations."}
+    theta = estimator.sample(x, draws, generator=torch.Generator().manual_seed(seed)).double()
+    tail = (1 - level) / 2
+    bounds = torch.quantile(theta, torch.tensor([tail, 1 - tail], dtype=DTYPE), dim=0)
+    return {"kind": "posterior", "n_obs": 1, "level": level, "draws": draws, "mean": theta.mean(0).tolist(),
+            "std": theta.std(0).tolist(), "credible_interval": bounds.T.tolist()}

@@ -1,0 +1,80 @@
+"""Results as text and plots: one-line metrics and regions, the q(θ) curves of several methods, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def metric_text(result: dict) -> str:
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    if result["metric"] == "c2st":
+        return f"c2st {result['c2st']:.3f} (0.5 is perfect)"
+    name = "mse(log r)" if result["metric"] == "log_ratio_mse" else "mse(t)"
+    relative = f" (relative {result['relative']:.3g})" if result.get("relative") is not None else ""
+    return f"{name} {result['mse']:.4g}{relative}"
+
+
+def region_text(result: dict) -> str:
+    if not result or "skipped" in result:
+        return f"skipped: {result.get('skipped', 'not run')}"
+    if result.get("kind") == "posterior":
+        bounds = " × ".join(f"[{low:.3g}, {high:.3g}]" for low, high in result["credible_interval"])
+        return "posterior mean " + ", ".join(f"{v:.3g}" for v in result["mean"]) + \
+            f", {result['level']:.0%} credible {bounds}"
+    theta = ", ".join(f"{v:.3g}" for v in result["mle"])
+    if "interval" in result:
+        region = f"[{result['interval'][0]:.3g}, {result['interval'][1]:.3g}]"
+    else:
+        region = f"size {result['size']:.3g}"
+    return f"θ̂ = {theta}, {result['level']:.0%} {result['method']} {region}"
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def plot_inference(results: dict[str, dict], path, true_theta=None) -> Path | None:
+    """q(θ) of every method against the threshold (1-D θ), or each region's boundary (2-D θ), drawn by
+    goldmine.plots.llr_curves / contours_2d.
+
+    Arguments:
+        results: name → the dict of `infer`; those without a grid, or on another grid than the
+            first, are left out.
+        true_theta: marked when given.
+
+    Returns:
+        The PNG's path, or None when there is nothing to draw (no grid, or θ of dimension > 2).
+    """
+    from .. import plots
+
+    shown = {name: r for name, r in results.items() if r.get("grid")}
+    if not shown:
+        return None
+    first = next(iter(shown.values()))
+    grid = np.asarray(first["grid"], dtype=float)
+    if grid.shape[1] > 2:
+        return None
+    shown = {name: r for name, r in shown.items() if np.array_equal(np.asarray(r["grid"], dtype=float), grid)}
+    q = {name: _floats(r["q"]) for name, r in shown.items()}
+    threshold = _floats(first["threshold"])
+    constant = bool(np.allclose(threshold, threshold[0]))
+    truth = None if true_theta is None else np.ravel(np.asarray(true_theta, dtype=float))
+    if grid.shape[1] == 1:
+        if not constant:  # Neyman: each method's toys give it a threshold curve of its own
+            thresholds = {f"{name}: threshold": _floats(r["threshold"]) for name, r in shown.items()}
+            top = 4 * max(t.max() for t in thresholds.values())  # clipping q zooms in on the thresholds
+            q = {name: np.minimum(values, top) for name, values in {**q, **thresholds}.items()}
+        return plots.llr_curves(grid, q, truth=None if truth is None else float(truth[0]),
+                                threshold=threshold[0] if constant else None, path=path)
+    if not constant:  # each region's boundary is where q(θ) − t(θ) crosses 0
+        q = {name: values - _floats(shown[name]["threshold"]) for name, values in q.items()}
+    return plots.contours_2d(grid, q, levels=(float(threshold[0]) if constant else 0.0,), truth=truth, path=path)
+
+
+def _floats(values) -> np.ndarray:
+    """JSON numbers (None for ±∞ and NaN) as floats, with the gaps far above any threshold."""
+    return np.asarray([1e12 if v is None else v for v in values], dtype=float)

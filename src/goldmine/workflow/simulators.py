@@ -1,0 +1,118 @@
+"""Simulators by name: a built-in name or an import path, with constructor options, and rebuilt from records."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+
+from .. import simulators
+from ..simulators.base import Simulator, box_bounds
+from ..simulators.describe import rebuild
+
+
+#: built-in simulators by their `name` (with - written as _), and the class in goldmine.simulators
+BUILTIN_SIMULATORS = {"galton": "GaltonBoard", "weinberg": "Weinberg", "poisson": "Poisson",
+                      "mixture": "GaussianMixture", "lotka_volterra": "LotkaVolterra"}
+
+
+def make_simulator(spec: str, options: dict | None = None) -> Simulator:
+    """A simulator from a built-in name or an import path, with constructor options.
+
+    Arguments:
+        spec: a built-in name (galton, weinberg, poisson, mixture, lotka_volterra; case and - / _
+            do not matter) or `package.module:Name`, where Name is a Simulator class, a function
+            returning a Simulator, or a Simulator instance. The working folder is importable.
+        options: keyword arguments of the class or function.
+
+    Example:
+        >>> make_simulator("weinberg", {"sigma": 0.2})
+        Weinberg(sigma=0.2)
+    """
+    options = dict(options or {})
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a simulator is a built-in name or an import path package.module:Name; got {spec!r}.")
+    if ":" in spec:
+        target = import_object(spec)
+    else:
+        key = spec.strip().lower().replace("-", "_")
+        by_class = {cls.lower(): cls for cls in BUILTIN_SIMULATORS.values()}
+        name = BUILTIN_SIMULATORS.get(key) or by_class.get(key)
+        if name is None:
+            raise ValueError(f"unknown simulator {spec!r}: the built-ins are {', '.join(BUILTIN_SIMULATORS)}; a "
+                             "simulator of your own is named by its import path, package.module:Class.")
+        target = getattr(simulators, name)
+    if isinstance(target, Simulator):
+        if options:
+            raise ValueError(f"{spec} is a simulator instance, so it takes no options; got {sorted(options)}.")
+        return target
+    if not callable(target):
+        raise TypeError(f"{spec} is a {type(target).__name__}: name a Simulator class, a function that returns a "
+                        "Simulator, or a Simulator instance.")
+    check_call(target, options, spec)
+    sim = target(**options)
+    if not isinstance(sim, Simulator):
+        raise TypeError(f"{spec} returned a {type(sim).__name__}, not a goldmine Simulator: subclass "
+                        "goldmine.simulators.Simulator, or wrap a function θ → x in BlackBoxSimulator(fn, prior).")
+    return sim
+
+
+def import_object(path: str):
+    """The object named by `package.module:Name` (Name may be dotted); the working folder is importable."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"{path!r} is not an import path: write package.module:Name.")
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # `python -m` would find a module in the working folder; the console script would not
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
+            raise ValueError(f"cannot import {module_name!r} (from {path!r}): no such module. Check the spelling, "
+                             "and run goldmine in the folder that holds it or add that folder to PYTHONPATH.") from None
+        raise
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in vars(module) if not n.startswith("_")]
+            raise ValueError(f"{module_name} has no {attr!r} (from {path!r}); it defines {', '.join(names[:30])}.")
+        obj = getattr(obj, part)
+    return obj
+
+
+def check_call(fn, options: dict, what: str) -> None:
+    """Raises a ValueError listing `fn`'s parameters when it cannot take the keyword arguments `options`."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: let the call itself complain
+        return
+    try:
+        signature.bind(**options)
+    except TypeError as err:
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        params = [p for p in signature.parameters.values() if p.kind in kinds]
+        accepted = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params)
+        raise ValueError(f"{what} does not take the options {options} ({err}); it takes: {accepted or 'none'}.") from None
+
+
+def simulator_from_data(meta: dict, where) -> Simulator:
+    """Rebuilds the simulator recorded in a data set's header or a trained_on.json (built-ins only)."""
+    return rebuild(meta, where=str(where))
+
+
+def has_exact(sim: Simulator) -> bool:
+    """Whether the simulator has an exact likelihood log p(x|θ)."""
+    return type(sim).log_prob is not Simulator.log_prob
+
+
+def describe_prior(prior) -> str:
+    """A short text for a prior: U(low, high) for a box."""
+    low, high = box_bounds(prior)
+    if low is None:
+        return type(prior).__name__
+    if len(low) == 1 or (bool((low == low[0]).all()) and bool((high == high[0]).all())):
+        power = "" if len(low) == 1 else f"^{len(low)}"
+        return f"U({float(low[0]):g}, {float(high[0]):g}){power}"
+    return f"U([{', '.join(f'{float(t):g}' for t in low)}], [{', '.join(f'{float(t):g}' for t in high)}])"
