@@ -89,7 +89,7 @@ def test_neyman_thresholds_are_chi2_where_wilks_holds_and_lower_at_the_edges(gal
 
 
 def test_neyman_does_not_depend_on_workers_or_backend(galton):
-    from dask.distributed import Client
+    Client = pytest.importorskip("dask.distributed").Client
 
     x = observed(galton, [-0.2], 30, seed=3)
     kwargs = {"level": 0.68, "method": "neyman", "grid": 9, "toys": 20, "seed": 7, "progress": False}

@@ -94,8 +94,7 @@ def _open(path: Path, mode: str = "r") -> h5py.File:
     except OSError as err:
         holder = locking.holder(path)
         if holder is not None:  # HDF5 refuses to open a file that another process is writing
-            raise locking.Busy(f"{path} is being written by {holder} (goldmine.simulate): wait for it to "
-                               "finish.") from None
+            raise locking.Busy(f"{path} is being written by {holder}: wait for it to finish.") from None
         raise ValueError(
             f"{path} is not a readable HDF5 file ({err}). It is corrupt or truncated; delete it "
             "and run goldmine.simulate again."

@@ -10,7 +10,8 @@ the Neyman toys of `goldmine.inference` both run this way.
 Local workers are spawned processes (a fork would copy torch's thread pools and locks in whatever
 state they are), which receive `shared` once when they start. Each worker
   - runs torch on one thread, so that k workers do not compete for the cores;
-  - ignores Ctrl-C: the parent stops the workers and raises KeyboardInterrupt once;
+  - ignores Ctrl-C (it starts with SIGINT blocked, and ignores it from its first task on): the
+    parent stops the workers and raises KeyboardInterrupt once;
   - exits as soon as its parent dies, even by kill -9: a watchdog thread waits on the pipe that only
     the parent holds open (multiprocessing's parent sentinel, which reads end-of-file when the parent
     is gone) and also checks the parent's pid.
@@ -33,6 +34,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait
@@ -83,7 +85,7 @@ def map_in_order(fn: Callable, items: Iterable, shared: tuple = (), *, workers: 
             f"{what}: workers={workers} starts new Python processes, and each imports the main script, whose "
             f"top level makes this call ({where}) outside `if __name__ == \"__main__\":` and would make it "
             "again. Running in this process instead; put the call under that guard to use workers.",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning, stacklevel=_caller_level(),
         )
     return (fn(*shared, item) for item in items)
 
@@ -92,10 +94,16 @@ def map_in_order(fn: Callable, items: Iterable, shared: tuple = (), *, workers: 
 
 
 def _on_processes(fn, items, shared, workers: int) -> Iterator:
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(os.getpid(), fn, shared))
+    with _sigint_blocked():
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(os.getpid(), fn, shared))
+
+    def submit(*args):
+        with _sigint_blocked():  # submit starts the workers
+            return pool.submit(*args)
+
     try:
-        yield from _in_order(pool.submit, _run_task, items, AHEAD_PER_WORKER * workers)
+        yield from _in_order(submit, _run_task, items, AHEAD_PER_WORKER * workers)
     except BrokenProcessPool:
         _stop(pool)
         raise RuntimeError(
@@ -112,17 +120,32 @@ def _on_processes(fn, items, shared, workers: int) -> Iterator:
 
 def _stop(pool: ProcessPoolExecutor) -> None:
     """Cancels the tasks not started and ends the workers now, without waiting for the running ones."""
-    pool.shutdown(wait=False, cancel_futures=True)
     terminate = getattr(pool, "terminate_workers", None)  # public from Python 3.14
     if terminate is not None:
         terminate()
         return
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
     for process in processes:
         if process.is_alive():
             process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.join(timeout=5)
+
+
+@contextmanager
+def _sigint_blocked():
+    """Blocks SIGINT in this thread, so that processes started meanwhile inherit the block and a
+    Ctrl-C during their start (importing torch takes seconds) leaves them alone; a Ctrl-C meanwhile
+    reaches this process when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 # what a worker process keeps from its start: the function and its shared arguments
@@ -226,6 +249,15 @@ def unguarded_main_call() -> str | None:
             if node.body[0].lineno <= line <= (node.body[-1].end_lineno or node.body[-1].lineno):
                 return None
     return f"{path}:{line}"
+
+
+def _caller_level() -> int:
+    """The stack level, for warnings.warn in the function that calls this, of the first caller outside goldmine."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _is_main_test(test: ast.expr) -> bool:

@@ -3,8 +3,8 @@
 The lock is held on a sibling file `<name>.lock` (the data file itself is created under another name
 and renamed into place, so it cannot carry the lock from the start), with flock(2) on POSIX and
 msvcrt.locking on Windows. The kernel releases it when the holder ends, even by kill -9, so a lock
-file left behind by a killed run never blocks the next one. The holder writes its pid into the lock
-file, so that a refused caller can name it, and removes the file when done.
+file left behind by a killed run never blocks the next one. The holder writes its pid and its name into
+the lock file, so that a refused caller can name it, and removes the file when done.
 """
 
 from __future__ import annotations
@@ -48,14 +48,13 @@ def exclusive(path: str | os.PathLike, what: str):
         except OSError:
             owner = _owner(fd)
             os.close(fd)
-            raise Busy(f"{path} is being written by {owner} ({what}); wait for it to finish, or write to another "
-                       "path.") from None
+            raise Busy(f"{path} is being written by {owner}; wait for it to finish, or write to another path.") from None
         if _still_named(fd, name):
             break
         os.close(fd)  # the previous holder removed this lock file after we opened it: take the new one
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{os.getpid()} {what}".encode())
         yield
     finally:
         try:
@@ -66,7 +65,7 @@ def exclusive(path: str | os.PathLike, what: str):
 
 
 def holder(path: str | os.PathLike) -> str | None:
-    """"process <pid>" when a writer holds the lock of `path`, else None."""
+    """"process <pid> (<what>)" when a writer holds the lock of `path`, else None."""
     if fcntl is None:
         return None
     try:
@@ -91,11 +90,14 @@ def _lock(fd: int) -> None:
 
 
 def _owner(fd: int) -> str:
+    """"process <pid> (<what>)" from the lock file, as far as the holder has written it."""
     try:
-        pid = os.pread(fd, 32, 0).decode().strip() if hasattr(os, "pread") else ""
-    except OSError:
-        pid = ""
-    return f"process {pid}" if pid.isdigit() else "another process"
+        pid, _, what = os.pread(fd, 1024, 0).decode().partition(" ") if hasattr(os, "pread") else ("", "", "")
+    except (OSError, UnicodeDecodeError):
+        pid, what = "", ""
+    if not pid.isdigit():
+        return "another process"
+    return f"process {pid}" + (f" ({what})" if what else "")
 
 
 def _still_named(fd: int, name: Path) -> bool:
