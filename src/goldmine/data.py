@@ -1,6 +1,6 @@
 """Training data sets: simulated, mined and written chunk by chunk to one HDF5 file.
 
-Row layout (DESIGN.md). Rows come in pairs that share one θ_i ~ prior: row 2i is drawn at θ_i
+Row layout. Rows come in pairs that share one θ_i ~ prior: row 2i is drawn at θ_i
 (label 0), row 2i+1 at θ_ref (label 1). Every row stores θ_i, x, its label and, when the simulator
 has gold, log_r = log r(x, z|θ_i, θ_ref), score = t(x, z|θ_i) and score_ref = t(x, z|θ_ref).
 Every method reads the rows it needs from the same file, so a budget means the same for all.
@@ -10,6 +10,11 @@ generator seeded by (seed, b) alone. A chunk, the unit of work and of writing, i
 blocks, so the same seed gives bit-identical arrays whatever the number of workers, the chunk size
 or the backend. A killed run leaves every completed chunk in the file (`rows_done` is updated and
 flushed after each one) and the same call resumes after the last of them.
+
+Safety. Chunks run through `goldmine.executor` (here, in local processes that die with their parent,
+or on a Dask cluster). While it writes, `simulate` holds an OS lock on the file (`goldmine.locking`),
+so a second writer on the same path is refused rather than interleaved. A row whose x or gold is NaN
+or infinite is counted as invalid, and reads skip it when they use the non-finite field.
 """
 
 from __future__ import annotations
@@ -183,7 +188,8 @@ def simulate(
         sim: the simulator.
         n: the number of rows (simulator runs), even: half at θ ~ prior, half at θ_ref.
         path: the HDF5 file. If it exists and was made by the same call (simulator, n, seed,
-            reference), the call resumes it (or just opens it when complete).
+            reference), the call resumes it (or just opens it for reading when complete). While
+            the call writes it holds the lock `<path>.lock`; another writer is refused.
         seed: the seed; the same seed gives bit-identical arrays for any workers or chunk_size.
         workers: local processes that simulate chunks in parallel.
         cluster: a Dask scheduler address ("tcp://host:port") or a `dask.distributed.Client`;
@@ -195,6 +201,9 @@ def simulate(
 
     Returns:
         The data set, opened.
+
+    Raises:
+        goldmine.locking.Busy (an OSError): another process (or call) is writing `path`.
 
     Example:
         >>> import goldmine as gm, tempfile, os
@@ -265,7 +274,8 @@ class Dataset:
 
     Attributes:
         simulator: the simulator's name; reference: θ_ref (theta_dim,); theta_dim, x_dim;
-        fields: the stored fields; has_gold; complete: whether the simulation finished.
+        fields: the stored fields; has_gold; complete: whether the simulation finished;
+        invalid_rows: rows whose x or gold is NaN or infinite (reads skip them where they use those).
     """
 
     def __init__(self, path: str | os.PathLike, start: int = 0, stop: int | None = None):
