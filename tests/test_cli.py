@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import goldmine as gm
+from goldmine import locking
 from goldmine.cli import main
 
 ENTRY = Path(sys.executable).with_name("goldmine")  # the console script that pyproject.toml declares
@@ -137,6 +138,15 @@ def test_simulate_with_an_import_path_and_options(session, monkeypatch, capsys):
                  "--quiet"]) == 0
     assert "reused" in capsys.readouterr().out
     assert (work / "data" / "data.h5").stat().st_ino == before and len(gm.Dataset(work / "data" / "data.h5")) == 600
+
+
+def test_simulate_refuses_a_file_that_is_being_written(tmp_path, capsys):
+    path = tmp_path / "data.h5"
+    with locking.exclusive(path, "goldmine.simulate"):
+        assert main(["simulate", "galton", "-n", "100", "-o", str(path), "--quiet"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert f"{path} is being written by process {os.getpid()} (goldmine.simulate)" in line, line
+    assert not path.exists()
 
 
 @pytest.mark.slow

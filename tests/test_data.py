@@ -104,7 +104,7 @@ def test_killed_run_keeps_completed_chunks_and_resumes(tmp_path):
     script.write_text(SLOW)
     marker = tmp_path / "calls"
     path = tmp_path / "killed.h5"
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, str(script), str(path), str(marker), "slow"], env=env)
     deadline = time.time() + 60
     while time.time() < deadline and not (marker.exists() and int(marker.read_text() or 0) >= 8):

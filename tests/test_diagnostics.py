@@ -8,9 +8,10 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from goldmine.data import block_generator
+from goldmine.executor import seeded_generator
 from goldmine.inference.diagnostics import coverage
-from goldmine.inference.intervals import confidence_region, draw_toys, toy_statistic
+from goldmine.inference.intervals import confidence_region
+from goldmine.inference.toys import draw_toys, toy_statistic
 from goldmine.inference.model import Model
 from goldmine.simulators import GaltonBoard
 
@@ -46,7 +47,7 @@ def test_regions_cover_the_truth_at_the_nominal_rate(galton, level, method):
 def test_fast_toy_statistic_matches_the_full_fit_and_the_region(galton):
     theta = torch.tensor([[-0.4]], dtype=DTYPE)
     model, toys, threshold = Model(galton), 6, chi2.ppf(0.68, 1)
-    x = draw_toys(galton, theta[0], toys, 100, block_generator(3, 0))
+    x = draw_toys(galton, theta[0], toys, 100, seeded_generator(3, 0))
     fast = toy_statistic(model, x, model.grid(), theta)
     for k in range(toys):
         region = confidence_region(model, x[k], level=0.68)  # θ̂ by grid and Brent (mle)

@@ -8,16 +8,10 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from goldmine.data import block_generator
-from goldmine.inference.intervals import (
-    ASIMOV_RUNS,
-    Mesh,
-    confidence_region,
-    draw_toys,
-    expected_limits,
-    toy_log_likelihood,
-    toy_sizes,
-)
+from goldmine.executor import seeded_generator
+from goldmine.inference.grid import Mesh
+from goldmine.inference.intervals import confidence_region, expected_limits
+from goldmine.inference.toys import ASIMOV_RUNS, draw_toys, toy_log_likelihood, toy_sizes
 from goldmine.inference.model import Model
 from goldmine.simulators import GaltonBoard, Weinberg
 from goldmine.simulators.weinberg import asymmetry
@@ -97,7 +91,7 @@ def test_neyman_thresholds_are_chi2_where_wilks_holds_and_lower_at_the_edges(gal
 
 @pytest.mark.slow
 def test_neyman_does_not_depend_on_workers_or_backend(galton):
-    from dask.distributed import Client
+    Client = pytest.importorskip("dask.distributed").Client
 
     x = observed(galton, [-0.2], 30, seed=3)
     kwargs = {"level": 0.68, "method": "neyman", "grid": 9, "toys": 20, "seed": 7, "progress": False}
@@ -153,7 +147,7 @@ def test_asimov_expected_limit_is_the_median_toy_limit(galton, theta, level):
     assert asimov.mle.theta.item() == pytest.approx(theta.item(), abs=1e-4)  # the Asimov data set's θ̂ is θ
     median = expected_limits(galton, theta, 100, level=level, method="toys", toys=toys, seed=seed)
     # the same toys, drawn from the same seed
-    x = draw_toys(galton, theta, toys, 100, block_generator(seed, 0))
+    x = draw_toys(galton, theta, toys, 100, seeded_generator(seed, 0))
     grid = model.grid()
     log_lik = toy_log_likelihood(model, x, grid)
     sizes = toy_sizes(grid, (2 * (Mesh(grid).maximum(log_lik)[:, None] - log_lik)).clamp(min=0), chi2.ppf(level, 1))

@@ -319,7 +319,7 @@ def cmd_simulate(args) -> int:
     print(f"  {len(data):,} rows of {sim!r}, seed {args.seed}, θ_ref = {data.reference.tolist()}")
     print(f"  fields {', '.join(data.fields)} ({kind}); {seconds:.1f} s")
     if data.invalid_rows:
-        print(f"  {data.invalid_rows} rows hold non-finite x (training skips them)")
+        print(f"  {data.invalid_rows} rows hold non-finite x or gold (training skips them where it reads those)")
     print(f"next: goldmine train {'alices' if data.has_gold else 'carl'} {out} -o model/")
     return 0
 

@@ -1,6 +1,6 @@
 """Training data sets: simulated, mined and written chunk by chunk to one HDF5 file.
 
-Row layout (DESIGN.md). Rows come in pairs that share one θ_i ~ prior: row 2i is drawn at θ_i
+Row layout. Rows come in pairs that share one θ_i ~ prior: row 2i is drawn at θ_i
 (label 0), row 2i+1 at θ_ref (label 1). Every row stores θ_i, x, its label and, when the simulator
 has gold, log_r = log r(x, z|θ_i, θ_ref), score = t(x, z|θ_i) and score_ref = t(x, z|θ_ref).
 Every method reads the rows it needs from the same file, so a budget means the same for all.
@@ -10,14 +10,18 @@ generator seeded by (seed, b) alone. A chunk, the unit of work and of writing, i
 blocks, so the same seed gives bit-identical arrays whatever the number of workers, the chunk size
 or the backend. A killed run leaves every completed chunk in the file (`rows_done` is updated and
 flushed after each one) and the same call resumes after the last of them.
+
+Safety. Chunks run through `goldmine.executor` (here, in local processes that die with their parent,
+or on a Dask cluster). While it writes, `simulate` holds an OS lock on the file (`goldmine.locking`),
+so a second writer on the same path is refused rather than interleaved. A row whose x or gold is NaN
+or infinite is counted as invalid, and reads skip it when they use the non-finite field.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from contextlib import closing
 from pathlib import Path
 
 import h5py
@@ -26,6 +30,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from . import locking
+from .executor import map_in_order, seeded_generator
 from .mining import augment, reference_of
 from .simulators.base import Simulator
 from .simulators.describe import describe
@@ -36,12 +42,6 @@ BASE_FIELDS = ("theta", "x", "label")
 
 
 # -- drawing one chunk (runs in a worker) ------------------------------------------------------
-
-
-def block_generator(seed: int, block: int) -> torch.Generator:
-    """The generator of block `block` of a data set with seed `seed`: a function of both alone."""
-    state = np.random.SeedSequence([seed, block]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(state))
 
 
 def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, np.ndarray]:
@@ -66,15 +66,10 @@ def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference:
     return {k: v.detach().numpy() for k, v in out.items()}
 
 
-def draw_chunk(sim: Simulator, seed: int, blocks: list[tuple[int, int]], reference: Tensor,
-               threads: int | None = None) -> dict[str, np.ndarray]:
-    """Draws the blocks [(index, rows), ...] of a chunk and concatenates them.
-
-    In a worker process, `threads=1` keeps the workers from competing for the cores.
-    """
-    if threads is not None:
-        torch.set_num_threads(threads)
-    parts = [draw_block(sim, rows, block_generator(seed, b), reference) for b, rows in blocks]
+def draw_chunk(sim: Simulator, reference: Tensor, seed: int, blocks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Draws the blocks [(index, rows), ...] of a chunk, block b from `seeded_generator(seed, b)`,
+    and concatenates them."""
+    parts = [draw_block(sim, rows, seeded_generator(seed, b), reference) for b, rows in blocks]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -101,6 +96,9 @@ def _open(path: Path, mode: str = "r") -> h5py.File:
     except FileNotFoundError:
         raise FileNotFoundError(f"no data set at {path}: create it with goldmine.simulate(sim, n, path=...).") from None
     except OSError as err:
+        holder = locking.holder(path)
+        if holder is not None:  # HDF5 refuses to open a file that another process is writing
+            raise locking.Busy(f"{path} is being written by {holder}: wait for it to finish.") from None
         raise ValueError(
             f"{path} is not a readable HDF5 file ({err}). It is corrupt or truncated; delete it "
             "and run goldmine.simulate again."
@@ -142,17 +140,22 @@ def _append(f: h5py.File, chunk: dict[str, np.ndarray]) -> None:
     for key, arr in chunk.items():
         f[key].resize(done + rows, axis=0)
         f[key][done:] = arr
-    bad = ~np.isfinite(chunk["x"]).all(axis=1)
+    bad = np.zeros(rows, dtype=bool)
+    for key in ("x", *GOLD_FIELDS):  # a row is invalid where x or its gold is NaN or infinite
+        if key in chunk:
+            bad |= ~np.isfinite(chunk[key].reshape(rows, -1)).all(axis=1)
     f.attrs["invalid_rows"] = int(f.attrs["invalid_rows"]) + int(bad.sum())
     f.attrs["rows_done"] = done + rows
     f.flush()
 
 
-def _check_resumable(path: Path, meta: dict) -> int:
-    """Rows already in an existing file made by the same call; raises if it was another call's."""
+def _check_resumable(path: Path, meta: dict) -> tuple[int, bool]:
+    """Rows already in an existing file made by the same call, and whether it is complete; raises if
+    it was another call's."""
     with _open(path) as f:
         old = _read_meta(f)
         done = int(f.attrs["rows_done"])
+        complete = bool(f.attrs.get("complete", False))
     differ = [k for k in meta if old.get(k) != meta[k]]
     if differ:
         detail = ", ".join(f"{k}: file has {old.get(k)!r}, call has {meta[k]!r}" for k in differ)
@@ -160,7 +163,7 @@ def _check_resumable(path: Path, meta: dict) -> int:
             f"{path} already holds a different data set ({detail}). Choose another path, or delete "
             "the file to simulate anew; the same call on the same path resumes or reuses it."
         )
-    return done
+    return done, complete
 
 
 # -- simulate -----------------------------------------------------------------------------------
@@ -184,7 +187,8 @@ def simulate(
         sim: the simulator.
         n: the number of rows (simulator runs), even: half at θ ~ prior, half at θ_ref.
         path: the HDF5 file. If it exists and was made by the same call (simulator, n, seed,
-            reference), the call resumes it (or just opens it when complete).
+            reference), the call resumes it (or just opens it for reading when complete). While
+            the call writes it holds the lock `<path>.lock`; another writer is refused.
         seed: the seed; the same seed gives bit-identical arrays for any workers or chunk_size.
         workers: local processes that simulate chunks in parallel.
         cluster: a Dask scheduler address ("tcp://host:port") or a `dask.distributed.Client`;
@@ -196,6 +200,9 @@ def simulate(
 
     Returns:
         The data set, opened.
+
+    Raises:
+        goldmine.locking.Busy (an OSError): another process (or call) is writing `path`.
 
     Example:
         >>> import goldmine as gm, tempfile, os
@@ -215,76 +222,43 @@ def simulate(
     block = sim.block_size
     if block % 2:
         raise ValueError(f"{sim.name}.block_size must be even; got {block}.")
-    done = _check_resumable(path, meta) if path.exists() else 0
-    if done % block and done != n:
-        raise ValueError(f"{path} ends inside a block ({done} rows): delete it and simulate again.")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive; got {chunk_size}.")
+    if path.exists() and _check_resumable(path, meta) == (n, True):
+        return Dataset(path)  # complete: opened for reading only, so a read-only file is reused too
+    with locking.exclusive(path, "goldmine.simulate"):  # a second writer is refused, not interleaved
+        done = _check_resumable(path, meta)[0] if path.exists() else 0  # again: another call may have written
+        if done % block and done != n:
+            raise ValueError(f"{path} ends inside a block ({done} rows): delete it and simulate again.")
+        first = -(-n // block) if done == n else done // block  # all rows done: only the mark is missing
+        blocks = [(b, min(block, n - b * block)) for b in range(first, -(-n // block))]
+        if chunk_size is None:
+            per_chunk = max(1, min(16, len(blocks) // (4 * workers) or 1))
+        else:
+            per_chunk = -(-int(chunk_size) // block)
+        chunks = [blocks[i : i + per_chunk] for i in range(0, len(blocks), per_chunk)]
+        _write(path, meta, chunks, (sim, ref, int(seed)), workers, cluster,
+               tqdm(total=n, initial=done, unit="rows", unit_scale=True, desc=f"simulate {sim.name}",
+                    disable=not progress, dynamic_ncols=True))
+    return Dataset(path)
 
-    first = -(-n // block) if done == n else done // block  # a complete file has nothing left to draw
-    blocks = [(b, min(block, n - b * block)) for b in range(first, -(-n // block))]
-    if chunk_size is None:
-        per_chunk = max(1, min(16, len(blocks) // (4 * workers) or 1))
-    else:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be positive; got {chunk_size}.")
-        per_chunk = -(-int(chunk_size) // block)
-    chunks = [blocks[i : i + per_chunk] for i in range(0, len(blocks), per_chunk)]
 
-    bar = tqdm(total=n, initial=done, unit="rows", unit_scale=True, desc=f"simulate {sim.name}",
-               disable=not progress, dynamic_ncols=True)
+def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cluster, bar) -> None:
+    """Draws the chunks and appends them in order, then marks the file complete."""
     f = h5py.File(path, "r+") if path.exists() else None
     try:
-        for chunk in _run(sim, int(seed), chunks, ref, workers, cluster):
-            if f is None:
-                f = _create(path, meta, chunk)
-            _append(f, chunk)
-            bar.update(len(chunk["theta"]))
+        with closing(map_in_order(draw_chunk, chunks, shared, workers=workers, cluster=cluster,
+                                  what="goldmine.simulate")) as results:
+            for chunk in results:
+                if f is None:
+                    f = _create(path, meta, chunk)
+                _append(f, chunk)
+                bar.update(len(chunk["theta"]))
         f.attrs["complete"] = True
     finally:
         bar.close()
         if f is not None:
             f.close()
-    return Dataset(path)
-
-
-def _run(sim, seed, chunks, ref, workers, cluster):
-    """Yields the chunks' arrays in order, computing at most a few chunks ahead."""
-    if not chunks:
-        return
-    if cluster is not None:
-        yield from _run_dask(sim, seed, chunks, ref, cluster)
-    elif workers == 1:
-        for chunk in chunks:
-            yield draw_chunk(sim, seed, chunk, ref)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            yield from _in_order([lambda c=c: pool.submit(draw_chunk, sim, seed, c, ref, 1) for c in chunks],
-                                 ahead=2 * workers)
-
-
-def _run_dask(sim, seed, chunks, ref, cluster):
-    from dask.distributed import Client
-
-    client = Client(cluster) if isinstance(cluster, str) else cluster
-    try:
-        ahead = 2 * max(1, sum(client.nthreads().values()))
-        [sim_future] = client.scatter([sim], broadcast=True)
-        yield from _in_order(
-            [lambda c=c: client.submit(draw_chunk, sim_future, seed, c, ref, 1, pure=False) for c in chunks],
-            ahead=ahead,
-        )
-    finally:
-        if isinstance(cluster, str):
-            client.close()
-
-
-def _in_order(submits, ahead):
-    """Runs the submit callables at most `ahead` at a time and yields their results in order."""
-    pending = [submit() for submit in submits[:ahead]]
-    for i in range(len(submits)):
-        result = pending.pop(0).result()
-        if i + ahead < len(submits):
-            pending.append(submits[i + ahead]())
-        yield result
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -299,7 +273,8 @@ class Dataset:
 
     Attributes:
         simulator: the simulator's name; reference: θ_ref (theta_dim,); theta_dim, x_dim;
-        fields: the stored fields; has_gold; complete: whether the simulation finished.
+        fields: the stored fields; has_gold; complete: whether the simulation finished;
+        invalid_rows: rows whose x or gold is NaN or infinite (reads skip them where they use those).
     """
 
     def __init__(self, path: str | os.PathLike, start: int = 0, stop: int | None = None):
@@ -331,7 +306,7 @@ class Dataset:
         return (
             f"Dataset('{self.path}': {len(self)} rows of {self.simulator}{view}, θ_ref={self.reference.tolist()}, "
             f"fields {', '.join(self.fields)}, {state}"
-            + (f", {self.invalid_rows} rows with non-finite x" if self.invalid_rows else "")
+            + (f", {self.invalid_rows} rows with non-finite x or gold" if self.invalid_rows else "")
             + ")"
         )
 
@@ -367,8 +342,11 @@ class Dataset:
         keep = np.ones(hi - lo, dtype=bool)
         if label is not None:
             keep &= f["label"][lo:hi] == label
-        if drop_invalid:
+        if drop_invalid:  # rows with non-finite x, or non-finite gold among the fields read
             keep &= np.isfinite(arrays["x"] if "x" in arrays else f["x"][lo:hi]).all(axis=1)
+            for k in GOLD_FIELDS:
+                if k in arrays:
+                    keep &= np.isfinite(arrays[k].reshape(hi - lo, -1)).all(axis=1)
         out = {}
         for k, a in arrays.items():
             t = torch.from_numpy(a[keep])

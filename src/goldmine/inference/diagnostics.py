@@ -21,18 +21,10 @@ import math
 
 from scipy.stats import chi2
 
-from ..data import block_generator
+from ..executor import seeded_generator
 from ..simulators.base import Simulator
-from .intervals import (
-    METHODS,
-    _check_choice,
-    _check_count,
-    _check_level,
-    draw_toys,
-    toy_quantile,
-    toy_setup,
-    toy_statistic,
-)
+from .intervals import METHODS, _check_choice, _check_count, _check_level
+from .toys import draw_toys, toy_quantile, toy_setup, toy_statistic
 
 
 def coverage(
@@ -81,13 +73,13 @@ def coverage(
     _check_count(calibration_toys, "calibration_toys")
     model, theta, grid, sim = toy_setup(model, theta_true, "theta_true", prior, simulator, grid, "coverage")
 
-    x = draw_toys(sim, theta[0], int(toys), int(n_obs), block_generator(seed, 0))
+    x = draw_toys(sim, theta[0], int(toys), int(n_obs), seeded_generator(seed, 0))
     q = toy_statistic(model, x, grid, theta)
     extra = 0.0
     if method == "wilks":
         threshold = float(chi2.ppf(level, model.theta_dim))
     else:
-        calibration = draw_toys(sim, theta[0], int(calibration_toys), int(n_obs), block_generator(seed, 1))
+        calibration = draw_toys(sim, theta[0], int(calibration_toys), int(n_obs), seeded_generator(seed, 1))
         threshold = toy_quantile(toy_statistic(model, calibration, grid, theta), level)
         extra = level * (1 - level) / calibration_toys
     covered = float((q <= threshold).double().mean())

@@ -1,0 +1,92 @@
+"""goldmine.executor: results in order from local processes, errors stop the workers, a worker's
+death is named, the __main__ guard check, and Dask as an optional extra."""
+
+import multiprocessing
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from goldmine import executor
+from goldmine.executor import map_in_order, seeded_generator
+
+TASKS = textwrap.dedent(
+    """
+    import os, time
+
+    def slow_square(delay, item):
+        time.sleep(delay * (5 - item % 5))  # early items finish last
+        return item * item, os.getpid()
+
+    def fail_at(bad, item):
+        if item == bad:
+            raise ValueError(f"task {item} failed")
+        return item
+
+    def die(item):
+        os._exit(3)
+    """
+)
+
+
+@pytest.fixture
+def tasks(tmp_path, monkeypatch):
+    (tmp_path / "executor_tasks.py").write_text(TASKS)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers get this process's sys.path
+    import executor_tasks
+
+    yield executor_tasks
+    sys.modules.pop("executor_tasks", None)
+
+
+def test_seeded_generator_depends_on_the_seed_and_the_index_alone():
+    draw = [torch.rand(3, generator=seeded_generator(s, i)) for s, i in [(0, 0), (0, 0), (0, 1), (1, 0)]]
+    assert torch.equal(draw[0], draw[1])
+    assert not torch.equal(draw[0], draw[2]) and not torch.equal(draw[0], draw[3])
+
+
+@pytest.mark.slow
+def test_local_workers_keep_the_order_and_stop_on_an_error(tasks):
+    results = list(map_in_order(tasks.slow_square, range(10), (0.05,), workers=2))
+    assert [r for r, _ in results] == [i * i for i in range(10)]
+    assert len({pid for _, pid in results}) == 2 and multiprocessing.active_children() == []
+    with pytest.raises(ValueError, match="task 3 failed"):
+        list(map_in_order(tasks.fail_at, range(50), (3,), workers=2))
+    assert multiprocessing.active_children() == []  # the workers were stopped, not left to finish
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_named(tasks):
+    with pytest.raises(RuntimeError, match="a worker process ended abruptly"):
+        list(map_in_order(tasks.die, range(4), workers=2))
+    assert multiprocessing.active_children() == []
+
+
+def test_in_process_and_an_empty_list():
+    assert list(map_in_order(pow, [1, 2, 3], (2,))) == [2, 4, 8]
+    assert list(map_in_order(pow, [], (2,), workers=4)) == []
+
+
+def test_the_guard_check_sees_the_guard(tmp_path, monkeypatch):
+    script = tmp_path / "script.py"
+    script.write_text('import os\n\nif __name__ == "__main__":\n    x = 1\nelse:\n    y = 2\n')
+    main = type(sys)("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+
+    def at(line):  # runs the check as if called from the main script's top level at `line`
+        code = compile("\n" * (line - 1) + "where = check()", str(script), "exec")
+        namespace = vars(main)
+        namespace["check"] = executor.unguarded_main_call
+        exec(code, namespace)
+        return namespace["where"]
+
+    assert at(4) is None  # inside `if __name__ == "__main__":`
+    assert at(1) == f"{script}:1" and at(6) == f"{script}:6"  # outside it, and in its else branch
+
+
+def test_a_cluster_without_dask_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if dask were not installed
+    with pytest.raises(ImportError, match=r"pip install goldmine\[cluster\]"):
+        list(map_in_order(pow, [1], (2,), cluster="tcp://localhost:8786"))
