@@ -62,6 +62,16 @@ class Estimator:
         self.network_ = self._build(self.theta_dim_, self.x_dim_)
         return data
 
+    def _train(self, loss, data, fields: tuple[str, ...], label: int | None = None) -> None:
+        """Trains `network_` with the Trainer and stores the history; a fit that fails (a TrainingError on
+        non-finite rows or losses, or an interrupt) leaves the estimator unfitted, never with half-trained
+        weights."""
+        try:
+            self.history_ = self.trainer.fit(self.network_, loss, data, fields, label=label, desc=self.method)
+        except BaseException:
+            self.network_, self.history_ = None, {}
+            raise
+
     def _check_fitted(self) -> nn.Module:
         if self.network_ is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(dataset) first.")

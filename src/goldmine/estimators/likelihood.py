@@ -252,7 +252,7 @@ class LikelihoodEstimator(Estimator):
             score = torch.where(at_ref, batch["score_ref"], batch["score"])
             return spec.loss(log_p, score_hat, score, self.alpha).mean()
 
-        self.history_ = self.trainer.fit(network, loss, data, fields, desc=self.method)
+        self._train(loss, data, fields)
         return self
 
     @staticmethod

@@ -157,7 +157,7 @@ class PosteriorEstimator(Estimator):
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             return spec.loss(net(batch["theta"], batch["x"])).mean()
 
-        self.history_ = self.trainer.fit(network, loss, data, fields, label=spec.label, desc=self.method)
+        self._train(loss, data, fields, label=spec.label)
         return self
 
     @property

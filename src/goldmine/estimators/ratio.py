@@ -226,7 +226,7 @@ class RatioEstimator(Estimator):
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             return spec.loss(**_loss_inputs(self, spec, taken, net, batch)).mean()
 
-        self.history_ = self.trainer.fit(network, loss, data, spec.fields, label=spec.label, desc=self.method)
+        self._train(loss, data, spec.fields, label=spec.label)
         return self
 
     @staticmethod

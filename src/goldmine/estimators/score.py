@@ -78,7 +78,7 @@ class ScoreEstimator(Estimator):
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             return spec.loss(net(batch["x"]), batch["score_ref"]).mean()
 
-        self.history_ = self.trainer.fit(self.network_, loss, data, fields, label=1, desc=self.method)
+        self._train(loss, data, fields, label=1)
         return self
 
     def score(self, x) -> Tensor:
