@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .mining import augment, reference_of
-from .simulators.base import Simulator
+from .simulators.base import Simulator, draw_prior, seed_from
 
 FORMAT_VERSION = 1
 GOLD_FIELDS = ("log_r", "score", "score_ref")
@@ -46,9 +46,7 @@ def block_generator(seed: int, block: int) -> torch.Generator:
 def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, np.ndarray]:
     """Draws `rows` (even) rows in the layout of this module's docstring, as numpy arrays."""
     pairs = rows // 2
-    with torch.random.fork_rng(devices=[]):  # priors sample from torch's global generator
-        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
-        theta = sim.prior.sample((pairs,)).to(torch.float64).reshape(pairs, sim.theta_dim)
+    theta = draw_prior(sim.prior, pairs, seed=seed_from(generator))
     ref = reference.expand(pairs, -1)
     at_theta = sim.sample(theta, generator=generator)
     at_ref = sim.sample(ref, generator=generator)

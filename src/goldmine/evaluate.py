@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, Uniform
 
+from . import checks
 from .simulators.base import DTYPE, Simulator
 
 THRESHOLD = 1e-12
@@ -106,7 +107,7 @@ def score_error(estimator, sim: Simulator) -> dict:
     return {"mse": float(mse), "relative": float(mse / trace), "reference": ref}
 
 
-def fisher_information(sim: Simulator, theta) -> Tensor:
+def exact_fisher_information(sim: Simulator, theta) -> Tensor:
     """The exact Fisher information I(θ) = E_{x~p(x|θ)}[t tᵀ], t = ∇_θ log p(x|θ), by quadrature.
 
     Arguments:
@@ -118,7 +119,7 @@ def fisher_information(sim: Simulator, theta) -> Tensor:
 
     Example:
         >>> from goldmine.simulators import Poisson
-        >>> round(fisher_information(Poisson(), torch.tensor([2.0])).item(), 12)  # e^θ
+        >>> round(exact_fisher_information(Poisson(), torch.tensor([2.0])).item(), 12)  # e^θ
         7.389056098931
     """
     theta_in = torch.as_tensor(theta)
@@ -326,8 +327,7 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     x = sim.check_x(x_obs, "x_obs").detach()
     if len(x) == 0 or not torch.isfinite(x).all():
         raise ValueError(f"x_obs must hold at least one finite observation; got {x.tolist()}.")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer; got {n!r}.")
+    n = checks.positive_int(n, "n")
     base = sim.prior.base_dist if isinstance(sim.prior, Independent) else sim.prior
     if not isinstance(base, Uniform):
         raise ValueError(f"{sim.name}'s prior is not a uniform box: grid_posterior_samples needs one.")
@@ -335,9 +335,9 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     g = GRID_POSTERIOR_POINTS.get(d) if grid_points is None else grid_points
     if g is None:
         raise ValueError(f"no default grid for d_θ = {d}: pass grid_points (cells per dimension).")
-    if isinstance(g, bool) or not isinstance(g, int) or g < 1 or g**d > GRID_POSTERIOR_MAX_CELLS:
-        raise ValueError(f"grid_points must be a positive integer with grid_points^{d} ≤ "
-                         f"{GRID_POSTERIOR_MAX_CELLS} cells; got {g!r}.")
+    g = checks.positive_int(g, "grid_points")
+    if g**d > GRID_POSTERIOR_MAX_CELLS:
+        raise ValueError(f"grid_points^{d} must be at most {GRID_POSTERIOR_MAX_CELLS} cells; got grid_points={g}.")
     low, high = base.low.to(DTYPE).reshape(-1), base.high.to(DTYPE).reshape(-1)
     width = (high - low) / g
     axes = [lo + (torch.arange(g, dtype=DTYPE) + 0.5) * w for lo, w in zip(low, width)]
@@ -354,5 +354,5 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     return centres[cells] + (torch.rand(n, d, dtype=DTYPE, generator=generator) - 0.5) * width
 
 
-__all__ = ["log_ratio_error", "score_error", "fisher_information", "default_theta_grid", "THRESHOLD",
+__all__ = ["log_ratio_error", "score_error", "exact_fisher_information", "default_theta_grid", "THRESHOLD",
            "log_prob_and_score", "c2st", "grid_posterior_samples"]

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import checks
 from .data import Dataset
 
 LossFn = Callable[[nn.Module, dict[str, Tensor]], Tensor]
@@ -71,8 +72,7 @@ class Trainer:
             value = getattr(self, name)
             if name == "patience" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+            checks.positive_int(value, name)
         for name in ("lr", "clip_grad"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}.")

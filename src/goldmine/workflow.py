@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import estimators, simulators
+from . import checks, estimators, simulators
 from .data import Dataset
 from .estimators import PosteriorEstimator, ScoreEstimator, SummaryHistogram
 from .evaluate import c2st, grid_posterior_samples, log_ratio_error, score_error
 from .inference import Model, confidence_region
-from .simulators.base import DTYPE, Simulator, box_bounds
+from .simulators.base import DTYPE, Simulator, box_bounds, draw_prior
 from .estimators.ratio import METHODS as RATIO_METHODS
 from .training import Trainer
 
@@ -361,9 +361,7 @@ def evaluate_model(estimator, sim: Simulator, seed: int = 0, observations: int =
             raise NotImplementedError(f"{sim.name} has no exact likelihood, so there is no exact posterior to "
                                       "compare npe with.")
         generator = torch.Generator().manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            theta = sim.prior.sample((observations,)).to(DTYPE).reshape(observations, sim.theta_dim)
+        theta = draw_prior(sim.prior, observations, seed=seed)
         x = sim.sample(theta, generator=generator).x
         scores = [c2st(estimator.sample(x[i : i + 1], draws, generator=generator),
                        grid_posterior_samples(sim, x[i : i + 1], draws, generator=generator), seed=seed)
@@ -418,8 +416,7 @@ def load_observed(path) -> np.ndarray:
 
 def generate_observed(sim: Simulator, theta, n_obs: int, seed: int = 0) -> Tensor:
     """n_obs runs of the simulator at one θ (theta_dim,), from a generator seeded by `seed`: (n_obs, x_dim)."""
-    if isinstance(n_obs, bool) or not isinstance(n_obs, int) or n_obs < 1:
-        raise ValueError(f"n_obs must be a positive integer (the number of observations); got {n_obs!r}.")
+    n_obs = checks.positive_int(n_obs, "n_obs")
     given = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
     if given.numel() != sim.theta_dim:
         raise ValueError(f"the true θ of {sim.name} has {sim.theta_dim} component(s); got {given.tolist()}.")

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import losses
+from .. import checks, losses
 from ..data import Dataset
 from ..nn import Standardize, check_flow_settings, conditional_flow, with_theta_gradient
 from .base import Estimator, register
@@ -184,9 +184,8 @@ class LikelihoodEstimator(Estimator):
             raise ValueError(f"unknown method {method!r} for LikelihoodEstimator; known: {', '.join(METHODS)}.")
         if not alpha >= 0:
             raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
-        if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float))
-                                  or not 0 <= noise < float("inf")):
-            raise ValueError(f"noise must be None (the default bandwidth) or a finite number ≥ 0; got {noise!r}.")
+        if noise is not None:
+            checks.non_negative_float(noise, "noise")
         counts = {"bins": bins} if transforms is None else {"transforms": transforms, "bins": bins}
         check_flow_settings(flow, activation, **counts)
         super().__init__(**training)
@@ -304,8 +303,7 @@ class LikelihoodEstimator(Estimator):
         if not torch.isfinite(theta).all():
             raise ValueError("theta holds NaN or infinite values.")
         if n is not None:
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"n must be a positive integer; got {n!r}.")
+            n = checks.positive_int(n, "n")
             if len(theta) not in (1, n):
                 raise ValueError(f"n={n} draws need one point θ or {n} rows of θ; got theta of shape "
                                  f"{tuple(theta.shape)}.")

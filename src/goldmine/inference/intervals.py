@@ -42,6 +42,7 @@ from scipy.stats import chi2
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..checks import choice as _check_choice, level as _check_level, positive_int as _check_count
 from ..data import _in_order, block_generator
 from ..simulators.base import DTYPE, Simulator
 from .mle import MLE, mle
@@ -576,17 +577,3 @@ def _simulator(model: Model, simulator: Simulator | None, what: str) -> Simulato
         )
     return sim
 
-
-def _check_level(level) -> None:
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
-        raise ValueError(f"level must be a probability in (0, 1), e.g. 0.95 for a 95% region; got {level!r}.")
-
-
-def _check_choice(value, known: tuple[str, ...], what: str) -> None:
-    if value not in known:
-        raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(map(repr, known))}.")
-
-
-def _check_count(value, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer; got {value!r}.")

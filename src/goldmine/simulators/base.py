@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Uniform
 
+from ..checks import positive_int, rows
+
 DTYPE = torch.float64
 
 
@@ -62,6 +64,45 @@ def box_bounds(prior: Distribution) -> tuple[Tensor | None, Tensor | None]:
     if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
         return None, None
     return low, high
+
+
+def seed_from(generator: torch.Generator | None) -> int:
+    """One seed in [0, 2⁶²) drawn from `generator` (from torch's global generator when None)."""
+    return int(torch.randint(0, 2**62, (), generator=generator))
+
+
+def draw_prior(prior: Distribution, n: int, generator: torch.Generator | None = None, *,
+               seed: int | None = None) -> Tensor:
+    """n draws of a prior, (n, theta_dim) float64, that leave torch's global generator as it was.
+
+    torch distributions draw from the global generator, so a draw is made reproducible in one of
+    two ways (give exactly one):
+
+    - `seed`: the draws of ``prior.sample((n,))`` after ``torch.manual_seed(seed)``, made on a fork
+      of the global generator. Data sets, ABC and ALFI draw θ this way with ``seed=seed_from(g)``
+      of their own generator g, which fixes their θ for every prior.
+    - `generator`: draws that use its randomness alone: a uniform box prior by
+      low + (high − low)·U(0, 1) from it directly, any other prior as with ``seed=seed_from(generator)``.
+
+    Example:
+        >>> prior = box_prior([-1.0], [1.0])
+        >>> draw_prior(prior, 3, seed=0).shape
+        torch.Size([3, 1])
+        >>> torch.equal(draw_prior(prior, 3, seed=0), draw_prior(prior, 3, seed=0))
+        True
+    """
+    if (generator is None) == (seed is None):
+        raise ValueError("draw_prior takes exactly one source of randomness: generator= or seed=.")
+    n = positive_int(n, "n")
+    if generator is not None:
+        low, high = box_bounds(prior)
+        base = prior.base_dist if isinstance(prior, Independent) else prior
+        if isinstance(base, Uniform):
+            return low + (high - low) * torch.rand(n, len(low), dtype=DTYPE, generator=generator)
+        seed = seed_from(generator)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return prior.sample((n,)).to(DTYPE).reshape(n, -1)
 
 
 class Simulator:
@@ -291,4 +332,5 @@ class BlackBoxSimulator(Simulator):
         self.require_gold()
 
 
-__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "DTYPE", "GOLDLESS_METHODS"]
+__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE",
+           "GOLDLESS_METHODS"]

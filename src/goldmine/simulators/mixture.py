@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from .. import checks
 from .base import DTYPE, Draws, Simulator, box_prior
 
 SCALES = (1.0, 0.1)  # σ_k of the two components, each with weight 1/2
@@ -44,9 +45,7 @@ class GaussianMixture(Simulator):
     defined_outside_prior = True
 
     def __init__(self, dim: int = 2):
-        if isinstance(dim, bool) or not isinstance(dim, int) or not 2 <= dim <= 5:
-            raise ValueError(f"dim must be an integer from 2 to 5; got {dim!r}.")
-        self.dim = dim
+        self.dim = dim = checks.int_between(dim, "dim", 2, 5)
         self.theta_dim = self.x_dim = dim
         self.prior = box_prior([-10.0] * dim, [10.0] * dim)
         self.reference = torch.zeros(dim, dtype=DTYPE)
