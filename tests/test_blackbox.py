@@ -141,7 +141,7 @@ def test_theta_that_requires_grad():
     "theta, match",
     [
         (torch.zeros(3, 1), r"shape \(n, 2\)"),
-        (torch.zeros(3), r"shape \(n, 2\).*theta\[None\]"),
+        (torch.zeros(3), r"shape \(n, 2\).* or \(2,\) for one point; got \(3,\)"),
         (torch.zeros(0, 2), "empty"),
         (torch.tensor([[0.0, 1.0], [math.nan, 1.0]]), "NaN.*row 1"),
         (torch.tensor([[0.0, 1.0], [0.0, math.inf]]), "infinite.*row 1"),

@@ -151,7 +151,8 @@ def test_bad_input_raises():
     with pytest.raises(ValueError):
         sim.sample(torch.zeros(3, 3, dtype=DTYPE))
     with pytest.raises(ValueError):
-        sim.sample(torch.zeros(2, dtype=DTYPE))  # a single point needs theta[None]
+        sim.sample(torch.zeros(3, dtype=DTYPE))  # a vector is one point of length theta_dim
+    assert sim.sample(torch.zeros(2, dtype=DTYPE)).x.shape == (1, 2)
     with pytest.raises(ValueError):
         sim.sample(torch.tensor([[math.nan, 0.0]], dtype=DTYPE))
     with pytest.raises(ValueError):

@@ -244,8 +244,9 @@ def test_bad_input_raises():
     sim = Weinberg()
     with pytest.raises(ValueError):
         sim.sample(torch.zeros(3, 1, dtype=DTYPE))
-    with pytest.raises(ValueError):
-        sim.sample(torch.tensor([42.0, 0.9], dtype=DTYPE))  # a single point needs theta[None]
+    with pytest.raises(ValueError, match=r"\(2,\) for one point"):
+        sim.sample(torch.tensor([42.0, 0.9, 1.0], dtype=DTYPE))  # a vector is one point of length theta_dim
+    assert sim.sample(torch.tensor([42.0, 0.9], dtype=DTYPE)).x.shape == (1, 1)
     with pytest.raises(ValueError):
         sim.sample(torch.tensor([[math.nan, 0.9]], dtype=DTYPE))
     with pytest.raises(ValueError):

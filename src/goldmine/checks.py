@@ -116,6 +116,7 @@ def rows(value, dim: int, name: str, dtype: torch.dtype = DTYPE, finite: bool = 
         one = "(n,)" if dim == 1 else f"({dim},) for one point"
         raise ValueError(f"{name} must have shape (n, {dim}){hint} or {one}; got {tuple(given.shape)}.")
     if finite and out.is_floating_point() and not bool(torch.isfinite(out).all()):
-        bad = (~torch.isfinite(out.detach())).any(1).nonzero()[:, 0][:5].tolist()
-        raise ValueError(f"{name} holds NaN or infinite values (rows {bad}): drop or fix them.")
+        row = int((~torch.isfinite(out.detach())).any(1).nonzero()[0, 0])
+        raise ValueError(f"{name} holds NaN or infinite values (first in row {row}: {out[row].tolist()}): "
+                         "drop or fix them.")
     return out

@@ -184,8 +184,9 @@ class LikelihoodEstimator(Estimator):
             raise ValueError(f"unknown method {method!r} for LikelihoodEstimator; known: {', '.join(METHODS)}.")
         if not alpha >= 0:
             raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
-        if noise is not None:
-            checks.non_negative_float(noise, "noise")
+        if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float))
+                                  or not 0 <= noise < float("inf")):
+            raise ValueError(f"noise must be None (the default bandwidth) or a finite number ≥ 0; got {noise!r}.")
         counts = {"bins": bins} if transforms is None else {"transforms": transforms, "bins": bins}
         check_flow_settings(flow, activation, **counts)
         super().__init__(**training)
@@ -293,15 +294,7 @@ class LikelihoodEstimator(Estimator):
         """x ~ p̂(x|θ): n draws at one point θ (theta_dim,) or (1, theta_dim), or one draw per row of
         θ (m, theta_dim) → (n, x_dim) or (m, x_dim). Discrete x are integers drawn from P̂(x|θ)."""
         net = self._check_fitted()
-        theta = given = torch.as_tensor(theta, dtype=torch.float32)
-        if theta.ndim < 2:
-            single = theta.ndim == 0 or self.theta_dim_ == 1 or theta.shape[0] != self.theta_dim_
-            theta = theta.reshape(-1, 1) if single else theta[None]
-        if theta.ndim != 2 or theta.shape[1] != self.theta_dim_:
-            raise ValueError(f"theta must be one point ({self.theta_dim_},) or rows (m, {self.theta_dim_}); "
-                             f"got shape {tuple(given.shape)}.")
-        if not torch.isfinite(theta).all():
-            raise ValueError("theta holds NaN or infinite values.")
+        theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
         if n is not None:
             n = checks.positive_int(n, "n")
             if len(theta) not in (1, n):

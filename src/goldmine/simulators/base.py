@@ -138,26 +138,12 @@ class Simulator:
     def check_theta(self, theta, what: str = "theta") -> Tensor:
         """Returns θ as a float64 tensor (n, theta_dim), or raises a ValueError naming the fix.
 
-        For one-dimensional θ a vector (n,) is read as n rows. Gradients are kept.
+        A vector is read by the rule of `goldmine.checks.rows`: (n,) is n rows when theta_dim = 1,
+        (theta_dim,) is one point otherwise. Gradients are kept.
         """
-        theta = torch.as_tensor(theta)
-        if not theta.is_floating_point():
-            theta = theta.to(DTYPE)
-        theta = theta.to(DTYPE)
-        if theta.ndim == 1 and self.theta_dim == 1:
-            theta = theta[:, None]
-        if theta.ndim != 2 or theta.shape[1] != self.theta_dim:
-            raise ValueError(
-                f"{what} must have shape (n, {self.theta_dim}) for {self.name} "
-                f"(theta_dim={self.theta_dim}); got {tuple(theta.shape)}. "
-                + ("Use theta[None] for a single point." if theta.ndim == 1 else "")
-            )
+        theta = rows(theta, self.theta_dim, what, hint=f" for {self.name} (theta_dim={self.theta_dim})")
         if theta.shape[0] == 0:
             raise ValueError(f"{what} is empty: give at least one row of shape ({self.theta_dim},).")
-        finite = torch.isfinite(theta).all(dim=1)
-        if not bool(finite.all()):
-            row = int((~finite).nonzero()[0])
-            raise ValueError(f"{what} holds NaN or infinite values (first in row {row}: {theta[row].tolist()}).")
         if not self.defined_outside_prior:
             inside = self.prior.support.check(theta.detach())
             if inside.ndim > 1:
@@ -172,16 +158,11 @@ class Simulator:
         return theta
 
     def check_x(self, x, what: str = "x") -> Tensor:
-        """Returns x as a float64 tensor (n, x_dim), or raises a ValueError naming the fix."""
-        x = torch.as_tensor(x).to(DTYPE)
-        if x.ndim == 1 and self.x_dim == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self.x_dim:
-            raise ValueError(
-                f"{what} must have shape (n, {self.x_dim}) for {self.name} (x_dim={self.x_dim}); "
-                f"got {tuple(x.shape)}."
-            )
-        return x
+        """Returns x as a float64 tensor (n, x_dim), or raises a ValueError naming the fix.
+
+        Shapes as in `check_theta`; NaN and infinite values pass (a density is then NaN or zero there).
+        """
+        return rows(x, self.x_dim, what, finite=False, hint=f" for {self.name} (x_dim={self.x_dim})")
 
     def require_gold(self) -> None:
         """Raises NotImplementedError, naming what still works, when no gold can be mined."""
