@@ -20,11 +20,11 @@ class Oracle:
 
     def log_ratio(self, x, theta):
         ref = self.reference_.expand(len(x), -1)
-        return self.sim.log_prob(theta, x) - self.sim.log_prob(ref, x) + self.offset
+        return self.sim.log_prob(x, theta) - self.sim.log_prob(x, ref) + self.offset
 
     def score(self, x):
         theta = self.reference_.expand(len(x), -1).clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.sim.log_prob(theta, x).sum(), theta)
+        (grad,) = torch.autograd.grad(self.sim.log_prob(x, theta).sum(), theta)
         return grad + self.offset
 
 
@@ -36,7 +36,7 @@ def test_x_grid_integrates_the_likelihood_to_one(sim):
     theta = torch.cat([low[None], high[None], low + (high - low) * torch.rand(8, sim.theta_dim, dtype=torch.float64,
                                                                              generator=torch.Generator().manual_seed(0))])
     g, m = len(theta), len(x)
-    p = sim.log_prob(theta.repeat_interleave(m, 0), x.repeat(g, 1)).exp().reshape(g, m)
+    p = sim.log_prob(x.repeat(g, 1), theta.repeat_interleave(m, 0)).exp().reshape(g, m)
     torch.testing.assert_close((p * w).sum(1), torch.ones(g, dtype=torch.float64), rtol=0, atol=1e-9)
 
 
@@ -102,7 +102,7 @@ def test_score_error_agrees_with_the_closed_form_weinberg_score():
 
     class ClosedForm(Oracle):
         def score(self, x):
-            return self.sim.score(self.reference_.expand(len(x), -1), x)
+            return self.sim.score(x, self.reference_.expand(len(x), -1))
 
     out = score_error(ClosedForm(sim), sim)
     assert out["mse"] < 1e-20 and out["relative"] < 1e-19  # tr I(θ_ref) ≈ 0.29
@@ -132,7 +132,7 @@ def test_fisher_information_of_weinberg_matches_monte_carlo():
     sim, n = Weinberg(), 200_000
     theta = torch.tensor([46.0, 0.7], dtype=torch.float64)
     x = sim.sample(theta.expand(n, 2), generator=torch.Generator().manual_seed(5)).x
-    t = sim.score(theta.expand(n, 2), x)
+    t = sim.score(x, theta.expand(n, 2))
     outer = (t[:, :, None] * t[:, None, :]).reshape(n, 4)
     mean, se = outer.mean(0), outer.std(0) / math.sqrt(n)
     info = exact_fisher_information(sim, theta)

@@ -37,7 +37,7 @@ def galton(tmp_path_factory):
 def kl_divergence(est, sim, theta) -> float:
     """KL(p(·|θ) ‖ p̂(·|θ)) by the simulator's quadrature over x, at the rows where p > 0."""
     x, w = sim.x_grid()
-    log_p = sim.log_prob(theta.expand(len(x), -1), x)
+    log_p = sim.log_prob(x, theta.expand(len(x), -1))
     keep = log_p > -torch.inf
     log_q = est.log_prob(x[keep], theta[None]).double()
     return float((w[keep] * log_p[keep].exp() * (log_p[keep] - log_q)).sum())

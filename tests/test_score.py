@@ -19,7 +19,7 @@ def exact_score_and_probs():
     theta = torch.zeros(32, 1, dtype=torch.float64, requires_grad=True)
     probs = SIM.slot_probs(torch.zeros(1, 1))[0]
     reachable = probs > 1e-12
-    (score,) = torch.autograd.grad(SIM.log_prob(theta, x)[reachable].sum(), theta)
+    (score,) = torch.autograd.grad(SIM.log_prob(x, theta)[reachable].sum(), theta)
     return x[reachable], score[reachable, 0], probs[reachable]
 
 

@@ -52,8 +52,8 @@ def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference:
     at_ref = sim.sample(ref, generator=generator)
     parts = [{"x": at_theta.x}, {"x": at_ref.x}]
     if sim.has_gold:
-        parts[0].update(augment(sim, theta, at_theta, reference))
-        parts[1].update(augment(sim, theta, at_ref, reference))
+        parts[0].update(augment(sim, at_theta, theta, reference))
+        parts[1].update(augment(sim, at_ref, theta, reference))
     out = {
         "theta": theta.repeat_interleave(2, dim=0),
         "label": torch.tensor([0, 1], dtype=torch.int8).repeat(pairs),

@@ -64,12 +64,12 @@ def log_ratio_error(estimator, sim: Simulator, theta_grid=None) -> dict:
     grid = default_theta_grid(sim) if theta_grid is None else sim.check_theta(theta_grid, "theta_grid").detach()
     x, w = _x_grid(sim)
     m = len(x)
-    log_p_ref = _log_prob(sim, ref.expand(m, -1), x)
+    log_p_ref = _log_prob(sim, x, ref.expand(m, -1))
     per_theta = []
     for theta in grid.split(max(1, PAIRS_PER_CHUNK // m)):
         k = len(theta)
         theta_rep, x_rep = theta.repeat_interleave(m, 0), x.repeat(k, 1)
-        log_p = _log_prob(sim, theta_rep, x_rep).reshape(k, m)
+        log_p = _log_prob(sim, x_rep, theta_rep).reshape(k, m)
         with torch.no_grad():
             out = estimator.log_ratio(x_rep, theta_rep)
         est = _as_rows(out, k * m, (), "log_ratio").reshape(k, m)
@@ -98,7 +98,7 @@ def score_error(estimator, sim: Simulator) -> dict:
     mse = torch.zeros((), dtype=DTYPE)
     trace = torch.zeros((), dtype=DTYPE)
     for xs, ws in zip(x.split(PAIRS_PER_CHUNK), w.split(PAIRS_PER_CHUNK)):
-        log_p, t = log_prob_and_score(sim, ref.expand(len(xs), -1), xs)
+        log_p, t = log_prob_and_score(sim, xs, ref.expand(len(xs), -1))
         est = _as_rows(estimator.score(xs), len(xs), (d,), "score").detach()
         keep = log_p > -math.inf
         p = torch.where(keep, log_p.exp(), torch.zeros_like(log_p))
@@ -131,7 +131,7 @@ def exact_fisher_information(sim: Simulator, theta) -> Tensor:
     out = []
     for th in theta.split(max(1, PAIRS_PER_CHUNK // m)):
         k = len(th)
-        log_p, t = log_prob_and_score(sim, th.repeat_interleave(m, 0), x.repeat(k, 1))
+        log_p, t = log_prob_and_score(sim, x.repeat(k, 1), th.repeat_interleave(m, 0))
         keep = log_p > -math.inf
         t = torch.where(keep[:, None], t, torch.zeros_like(t)).reshape(k, m, d)
         p = torch.where(keep, log_p.exp(), torch.zeros_like(log_p)).reshape(k, m)
@@ -195,20 +195,21 @@ def _x_grid(sim: Simulator) -> tuple[Tensor, Tensor]:
     return sim.check_x(x, "x_grid nodes").detach(), torch.as_tensor(w, dtype=DTYPE).reshape(-1)
 
 
-def _log_prob(sim: Simulator, theta: Tensor, x: Tensor) -> Tensor:
+def _log_prob(sim: Simulator, x: Tensor, theta: Tensor) -> Tensor:
     try:
         with torch.no_grad():
-            return sim.log_prob(theta, x).to(DTYPE)
+            return sim.log_prob(x, theta).to(DTYPE)
     except NotImplementedError as err:
         raise NotImplementedError(f"goldmine.evaluate needs the exact likelihood of {sim.name}: {err}") from None
 
 
-def log_prob_and_score(sim: Simulator, theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """log p(x|θ) (n,) and ∇_θ log p(x|θ) (n, d_θ) by autograd; each row's θ is its own leaf."""
+def log_prob_and_score(sim: Simulator, x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+    """log p(x|θ) (n,) and ∇_θ log p(x|θ) (n, d_θ) for x (n, x_dim) and θ (n, d_θ), by autograd; each
+    row's θ is its own leaf."""
     theta = theta.detach().clone().requires_grad_(True)
     try:
         with torch.enable_grad():
-            log_p = sim.log_prob(theta, x)
+            log_p = sim.log_prob(x, theta)
             # rows where p = 0 give NaN gradients; they only touch their own row, masked later
             (grad,) = torch.autograd.grad(log_p.sum(), theta)
     except NotImplementedError as err:
@@ -345,7 +346,7 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     log_post = torch.zeros(len(centres), dtype=DTYPE)
     for lo in range(0, len(centres), max(1, PAIRS_PER_CHUNK // len(x))):
         th = centres[lo : lo + max(1, PAIRS_PER_CHUNK // len(x))]
-        log_p = _log_prob(sim, th.repeat_interleave(len(x), 0), x.repeat(len(th), 1))
+        log_p = _log_prob(sim, x.repeat(len(th), 1), th.repeat_interleave(len(x), 0))
         log_post[lo : lo + len(th)] = log_p.reshape(len(th), len(x)).sum(1)
     if not torch.isfinite(log_post.max()):
         raise ValueError("the observations have zero likelihood (or a non-finite one) everywhere on the prior's "

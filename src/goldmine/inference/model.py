@@ -167,7 +167,7 @@ class Model:
     def _log_ratio(self, x: Tensor, theta: Tensor) -> Tensor:
         with torch.no_grad():
             if self.kind == "exact":
-                return self.source.log_prob(theta, x).to(DTYPE)
+                return self.source.log_prob(x, theta).to(DTYPE)
             if self.kind == "likelihood":  # log p̂(x|θ): the ratio's denominator is a constant in θ, not worth a pass
                 return self.source.log_prob(x, theta).to(DTYPE)
             return self.source.log_ratio(x, theta).to(DTYPE)

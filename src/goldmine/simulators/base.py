@@ -12,6 +12,7 @@ Everything runs in float64: joint log-ratios of long latent paths lose precision
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -105,8 +106,18 @@ def draw_prior(prior: Distribution, n: int, generator: torch.Generator | None = 
         return prior.sample((n,)).to(DTYPE).reshape(n, -1)
 
 
+#: the order of arguments of every density of the protocol: the density's variable first, the condition second
+ARGUMENT_ORDER = {"log_prob": ("x", "theta"), "score": ("x", "theta"), "joint_log_prob": ("draws", "theta"),
+                  "joint_score": ("draws", "theta")}
+
+
 class Simulator:
     """Base class of every simulator: subclasses set the attributes and implement the methods.
+
+    Densities take the variable whose density they are first and the condition second:
+    ``log_prob(x, theta)`` is log p(x|θ), ``joint_log_prob(draws, theta)`` is log p(x, z|θ),
+    ``joint_score(draws, theta)`` and ``score(x, theta)`` their gradients in θ. A subclass whose
+    method takes θ first (by the name ``theta``) is refused when it is defined.
 
     Attributes:
         name: a short name, stored in data files to tell simulators apart.
@@ -128,6 +139,21 @@ class Simulator:
     has_gold: bool = True
     defined_outside_prior: bool = False
     block_size: int = 16384
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for method, (first, second) in ARGUMENT_ORDER.items():
+            fn = cls.__dict__.get(method)
+            if not callable(fn):
+                continue
+            names = [p.name for p in inspect.signature(fn).parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:3]
+            if names[:1] == ["theta"] or (len(names) == 2 and names[1] in ("x", "draws")):
+                raise TypeError(
+                    f"{cls.__name__}.{method}({', '.join(names)}) takes its arguments in the wrong order: "
+                    f"goldmine's simulators take {method}({first}, {second}), the density's variable first "
+                    "and the condition second. Swap the two arguments."
+                )
 
     def config(self) -> dict:
         """The constructor's arguments as plain JSON values (they identify a simulator in files)."""
@@ -173,23 +199,24 @@ class Simulator:
         """Runs the simulator once per row of θ: (n, theta_dim) → Draws with x (n, x_dim)."""
         raise NotImplementedError
 
-    def joint_log_prob(self, theta: Tensor, draws: Draws) -> Tensor:
-        """log p(x, z|θ) of recorded runs replayed at θ: (n, theta_dim) → (n,), differentiable in θ."""
+    def joint_log_prob(self, draws: Draws, theta: Tensor) -> Tensor:
+        """log p(x, z|θ) of n recorded runs replayed at θ (n, theta_dim) → (n,), differentiable in θ."""
         raise NotImplementedError(
             f"{self.name} is a black box: it has no joint_log_prob, so no gold can be mined from it."
         )
 
-    def joint_score(self, theta: Tensor, draws: Draws) -> Tensor:
-        """t(x, z|θ) = ∇_θ log p(x, z|θ): (n, theta_dim). By autograd through `joint_log_prob`;
-        built-ins may override it with a hand-written fast path (tested against this one)."""
+    def joint_score(self, draws: Draws, theta: Tensor) -> Tensor:
+        """t(x, z|θ) = ∇_θ log p(x, z|θ) of n recorded runs at θ (n, theta_dim) → (n, theta_dim). By
+        autograd through `joint_log_prob`; built-ins may override it with a hand-written fast path
+        (tested against this one)."""
         theta = self.check_theta(theta).detach().requires_grad_(True)
         with torch.enable_grad():
-            log_p = self.joint_log_prob(theta, draws)
+            log_p = self.joint_log_prob(draws, theta)
             (grad,) = torch.autograd.grad(log_p.sum(), theta)
         return grad
 
-    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Exact log p(x|θ): (n, theta_dim), (n, x_dim) → (n,), where it is tractable."""
+    def log_prob(self, x: Tensor, theta: Tensor) -> Tensor:
+        """Exact log p(x|θ): x (n, x_dim), θ (n, theta_dim) → (n,), where it is tractable."""
         raise NotImplementedError(f"{self.name} has no tractable likelihood p(x|θ).")
 
     def x_grid(self) -> tuple[Tensor, Tensor]:
@@ -290,8 +317,7 @@ class BlackBoxSimulator(Simulator):
 
     def sample(self, theta, generator=None) -> Draws:
         theta = self.check_theta(theta)
-        seed = int(torch.randint(0, 2**62, (), generator=generator))
-        x = self._call(theta, seed)
+        x = self._call(theta, seed_from(generator))
         if x.shape[1] != self.x_dim:
             raise ValueError(
                 f"the simulator function returned x of dimension {x.shape[1]}, but {self.x_dim} when probed "
@@ -306,10 +332,10 @@ class BlackBoxSimulator(Simulator):
             "To mine gold, implement joint_log_prob (see the README) or write it as a Pyro model."
         )
 
-    def joint_log_prob(self, theta, draws):
+    def joint_log_prob(self, draws, theta):
         self.require_gold()
 
-    def joint_score(self, theta, draws):
+    def joint_score(self, draws, theta):
         self.require_gold()
 
 

@@ -288,8 +288,8 @@ class LotkaVolterra(Simulator):
         self._check_z(draws.z)
         return self._observe(draws.z)
 
-    def joint_log_prob(self, theta, draws: Draws) -> Tensor:
-        """log p(z|θ) by replaying the recorded events (module docstring): (n, 4) → (n,)."""
+    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
+        """log p(z|θ) by replaying the recorded events (module docstring): n runs, θ (n, 4) → (n,)."""
         theta = self.check_theta(theta)
         self._check_z(draws.z, theta.shape[0])
         # populations are integers below 100 + n_events: their logs come from a table, as a log
@@ -313,7 +313,7 @@ class LotkaVolterra(Simulator):
 
         return self._map_chunks(draws.z, replay)
 
-    def joint_score(self, theta, draws: Draws) -> Tensor:
+    def joint_score(self, draws: Draws, theta) -> Tensor:
         """Hand-written t_j = n_j − exp(θ_j)·H_j with H_j = ∫ h_j(s(t)) dt: no autograd graph."""
         theta = self.check_theta(theta).detach()
         self._check_z(draws.z, theta.shape[0])
