@@ -26,7 +26,7 @@ def test_integers_are_ints_and_not_bools():
 def test_fractions_levels_and_floats():
     assert checks.fraction(0.25, "quantile") == 0.25 and checks.level(np.float32(0.5)) == 0.5
     for bad in (0, 1, -0.1, math.nan, True, "0.5"):
-        with pytest.raises(ValueError, match="quantile must be a number strictly between 0 and 1"):
+        with pytest.raises(ValueError, match="quantile must be a fraction strictly between 0 and 1"):
             checks.fraction(bad, "quantile")
         with pytest.raises(ValueError, match=r"level must be a probability in \(0, 1\)"):
             checks.level(bad)

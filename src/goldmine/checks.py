@@ -33,6 +33,8 @@ def _is_int(value) -> bool:
 
 
 def _is_real(value) -> bool:
+    if isinstance(value, Tensor):  # a 0-d tensor, e.g. a quantile computed in torch
+        return value.ndim == 0 and value.dtype != torch.bool and not value.is_complex()
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -60,7 +62,7 @@ def int_between(value, name: str, low: int, high: int, high_text: str | None = N
 def fraction(value, name: str) -> float:
     """A real number strictly between 0 and 1."""
     if not _is_real(value) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}.")
+        raise ValueError(f"{name} must be a fraction strictly between 0 and 1; got {value!r}.")
     return float(value)
 
 

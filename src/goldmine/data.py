@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from . import checks
 from .mining import augment, reference_of
 from .simulators.base import Simulator, draw_prior, seed_from
 
@@ -352,8 +353,7 @@ class Dataset:
 
         Rows are independent draws, so a contiguous tail is a random sample of the same law.
         """
-        if not 0 < validation < 1:
-            raise ValueError(f"validation must be a fraction in (0, 1); got {validation}.")
+        checks.fraction(validation, "validation")
         cut = self.start + 2 * round(len(self) * (1 - validation) / 2)
         if cut <= self.start or cut >= self.stop:
             raise ValueError(f"{len(self)} rows are too few to split off a validation fraction of {validation}.")

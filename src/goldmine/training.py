@@ -76,8 +76,7 @@ class Trainer:
         for name in ("lr", "clip_grad"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}.")
-        if not 0 < self.validation < 1:
-            raise ValueError(f"validation must be a fraction in (0, 1); got {self.validation!r}.")
+        checks.fraction(self.validation, "validation")
 
     def settings(self) -> dict:
         """The settings as plain JSON values (for config.json)."""

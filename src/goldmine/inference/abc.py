@@ -141,9 +141,7 @@ def rejection_abc(simulator: Simulator, x_obs, distance: Distance | None = None,
         bar.close()
         eps, accepted = float(d.max()), n_samples
     else:
-        eps = float(epsilon)
-        if not (math.isfinite(eps) and eps > 0):
-            raise ValueError(f"epsilon must be a positive finite tolerance; got {epsilon!r}.")
+        eps = checks.positive_float(epsilon, "epsilon")
         limit = 10_000 * n_samples if budget is None else checks.positive_int(budget, "budget") // run.n
         if limit < 1:
             raise ValueError(f"budget={budget} simulator runs cannot simulate one set of {run.n} observations.")

@@ -38,6 +38,7 @@ import math
 import torch
 from torch import Tensor
 
+from .. import checks
 from .base import DTYPE, Draws, Simulator, box_prior
 
 _LOG_3_8 = math.log(3.0 / 8.0)
@@ -116,9 +117,7 @@ class Weinberg(Simulator):
     x_dim = 1
 
     def __init__(self, sigma: float = 0.1):
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a positive finite number (the detector resolution); got {sigma!r}.")
-        self.sigma = float(sigma)
+        self.sigma = checks.positive_float(sigma, "sigma")
         self.prior = box_prior([40.0, 0.5], [50.0, 1.2])
         self.reference = torch.tensor([42.0, 0.9], dtype=DTYPE)
 
