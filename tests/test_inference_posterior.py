@@ -1,4 +1,5 @@
-"""Posteriors (goldmine.inference.posterior, in inference/mcmc.py): MCMC against exact grid posteriors, npe, diagnostics, bad input."""
+"""Posteriors (goldmine.inference.posterior, in inference/mcmc.py): MCMC against exact grid posteriors, npe,
+diagnostics, bad input."""
 
 import math
 

@@ -2,9 +2,10 @@
 
     I(θ) = E_{x~p(x|θ)} [t(x|θ) t(x|θ)ᵀ],    t(x|θ) = ∇_θ log p(x|θ),
 
-per observation; n i.i.d. observations carry n·I(θ). It comes either from the exact likelihood (by
-quadrature over x, `goldmine.evaluate.exact_fisher_information`) or from sally's learned score at
-θ_ref, I(θ_ref) ≈ mean of t̂(x) t̂(x)ᵀ over x ~ p(x|θ_ref) (`ScoreEstimator.fisher_information_at_reference`). An unbiased estimator of θ from n observations
+per observation; n i.i.d. observations carry n·I(θ). `fisher_information` takes it either from
+the exact likelihood (by quadrature over x, `goldmine.evaluate.exact_fisher_information`) or from
+sally's learned score at θ_ref, I(θ_ref) ≈ mean of t̂(x) t̂(x)ᵀ over x ~ p(x|θ_ref)
+(`ScoreEstimator.fisher_information_at_reference`). An unbiased estimator of θ from n observations
 has covariance at least (n·I)⁻¹ (Cramér–Rao), and the MLE reaches it as n grows; the bound's
 ellipses {θ : (θ − θ₀)ᵀ n·I (θ − θ₀) ≤ χ²_d(level)} are the expected confidence regions of an
 ideal analysis.

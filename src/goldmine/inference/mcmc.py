@@ -41,6 +41,7 @@ from .. import checks
 from ..simulators.base import DTYPE, Simulator, draw_prior
 from .convergence import ESS_WARN, RHAT_WARN, ess, problems, split_rhat
 from .model import Model, as_model, box_bounds, distinct
+
 FIRST_WINDOW = 25  # warm-up steps before the first covariance update; windows then double
 ADAPT_RATE = 0.1  # Robbins–Monro step on log s per step, times (acceptance − target)
 # cells per dimension for the normaliser of log_prob: the chains span about 9 sd, widened to 13, so

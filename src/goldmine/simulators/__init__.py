@@ -8,5 +8,5 @@ from .poisson import Poisson
 from .pyro import PyroSimulator
 from .weinberg import Weinberg
 
-__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "draw_prior", "GaltonBoard", "LotkaVolterra", "GaussianMixture", "Poisson", "PyroSimulator",
-           "Weinberg"]
+__all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "LotkaVolterra", "GaussianMixture", "Poisson", "PyroSimulator",
+           "Weinberg", "draw_prior"]
