@@ -58,6 +58,7 @@ from sample_efficiency import write
 
 import goldmine as gm
 from goldmine.estimators.alfi import ALFI
+from goldmine.simulators.base import draw_prior
 
 N_OBS = 100
 PROBLEMS = 100
@@ -75,9 +76,7 @@ TRAJECTORIES = 4  # Weinberg problems drawn over their log-likelihood contours
 def held_out(sim, problems: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """θ* (P, d) from the prior and x_obs (P, n, x_dim), n runs at each θ*."""
     g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        theta = sim.prior.sample((problems,)).to(torch.float64).reshape(problems, sim.theta_dim)
+    theta = draw_prior(sim.prior, problems, seed=seed)
     x = sim.sample(theta.repeat_interleave(n, dim=0), generator=g).x
     return theta, x.reshape(problems, n, sim.x_dim)
 

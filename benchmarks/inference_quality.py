@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import c2st, grid_posterior_samples  # noqa: E402
 from goldmine.inference import Model, coverage, expected_limits  # noqa: E402
-from goldmine.inference.posterior import posterior  # noqa: E402
+from goldmine.inference.mcmc import posterior  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
 from sample_efficiency import SIMULATORS, TRAINING, batch_size, even, make_estimator, write  # noqa: E402
 

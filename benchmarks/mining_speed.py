@@ -114,7 +114,7 @@ def mine_batch(sim: Simulator, n: int, ref: torch.Tensor, generator: torch.Gener
     """n mined rows: θ ~ prior, a run at θ, and its log_r, score and score_ref."""
     theta = draw_theta(sim, n)
     draws = sim.sample(theta, generator=generator)
-    return {"x": draws.x, **augment(sim, theta, draws, ref)}
+    return {"x": draws.x, **augment(sim, draws, theta, ref)}
 
 
 def measure_vectorized(sim: Simulator, batches: tuple[int, ...], sizes: Sizes, seed: int = 0) -> dict:
@@ -156,8 +156,8 @@ def measure_loop(sim: Simulator, sizes: Sizes, seed: int = 0) -> dict:
         theta = draw_theta(sim, 1)
         draws = sim.sample(theta, generator=generator)
         with torch.no_grad():
-            log_r = sim.joint_log_prob(theta, draws) - sim.joint_log_prob(ref, draws)
-        return draws.x, log_r, sim.joint_score(theta, draws), sim.joint_score(ref, draws)
+            log_r = sim.joint_log_prob(draws, theta) - sim.joint_log_prob(draws, ref)
+        return draws.x, log_r, sim.joint_score(draws, theta), sim.joint_score(draws, ref)
 
     one_row()  # warm-up
     rows, start = 0, time.perf_counter()

@@ -38,6 +38,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from goldmine.simulators.base import draw_prior
+
 INSTALL_HINT = "sbi is needed for the peer benchmarks: pip install goldmine[bench]"
 
 
@@ -189,9 +191,7 @@ def prior_pairs(sim, n: int, seed: int) -> tuple[Tensor, Tensor]:
     10⁵ Galton runs.)
     """
     generator = torch.Generator().manual_seed(10_000 + seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(20_000 + seed)
-        theta = sim.prior.sample((n,)).reshape(n, sim.theta_dim)
+    theta = draw_prior(sim.prior, n, seed=20_000 + seed)
     return theta.float(), sim.sample(theta, generator=generator).x.float()
 
 

@@ -84,7 +84,7 @@ def test_grid_posterior_of_weinberg_has_the_exact_mean():
     t, w = (torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(64))
     nodes = torch.cartesian_prod(*[(lo + hi) / 2 + (hi - lo) / 2 * t for lo, hi in zip(low, high)])
     weights = torch.cartesian_prod(w, w).prod(1)
-    log_post = sim.log_prob(nodes.repeat_interleave(20, 0), x.repeat(len(nodes), 1)).reshape(-1, 20).sum(1)
+    log_post = sim.log_prob(x.repeat(len(nodes), 1), nodes.repeat_interleave(20, 0)).reshape(-1, 20).sum(1)
     post = weights * (log_post - log_post.max()).exp()
     mean = (post[:, None] * nodes).sum(0) / post.sum()
     error = draws.std(0) / math.sqrt(len(draws))

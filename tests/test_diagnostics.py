@@ -84,7 +84,7 @@ def test_coverage_without_a_simulator_says_how_to_give_one(galton):
         theta_dim_, x_dim_ = 1, 1
 
         def log_ratio(self, x, theta):
-            return galton.log_prob(theta, x)
+            return galton.log_prob(x, theta)
 
     with pytest.raises(ValueError, match="pass simulator=sim"):
         coverage(Model(Oracle(), prior=galton.prior), [0.3], n_obs=100)

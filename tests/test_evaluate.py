@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from goldmine.evaluate import THRESHOLD, default_theta_grid, fisher_information, log_ratio_error, score_error
+from goldmine.evaluate import THRESHOLD, default_theta_grid, exact_fisher_information, log_ratio_error, score_error
 from goldmine.simulators import BlackBoxSimulator, GaltonBoard, GaussianMixture, Poisson, Weinberg, box_prior
 
 SIMULATORS = [GaltonBoard(), Poisson(), Weinberg(), Weinberg(sigma=0.03)]
@@ -20,11 +20,11 @@ class Oracle:
 
     def log_ratio(self, x, theta):
         ref = self.reference_.expand(len(x), -1)
-        return self.sim.log_prob(theta, x) - self.sim.log_prob(ref, x) + self.offset
+        return self.sim.log_prob(x, theta) - self.sim.log_prob(x, ref) + self.offset
 
     def score(self, x):
         theta = self.reference_.expand(len(x), -1).clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.sim.log_prob(theta, x).sum(), theta)
+        (grad,) = torch.autograd.grad(self.sim.log_prob(x, theta).sum(), theta)
         return grad + self.offset
 
 
@@ -36,7 +36,7 @@ def test_x_grid_integrates_the_likelihood_to_one(sim):
     theta = torch.cat([low[None], high[None], low + (high - low) * torch.rand(8, sim.theta_dim, dtype=torch.float64,
                                                                              generator=torch.Generator().manual_seed(0))])
     g, m = len(theta), len(x)
-    p = sim.log_prob(theta.repeat_interleave(m, 0), x.repeat(g, 1)).exp().reshape(g, m)
+    p = sim.log_prob(x.repeat(g, 1), theta.repeat_interleave(m, 0)).exp().reshape(g, m)
     torch.testing.assert_close((p * w).sum(1), torch.ones(g, dtype=torch.float64), rtol=0, atol=1e-9)
 
 
@@ -102,7 +102,7 @@ def test_score_error_agrees_with_the_closed_form_weinberg_score():
 
     class ClosedForm(Oracle):
         def score(self, x):
-            return self.sim.score(self.reference_.expand(len(x), -1), x)
+            return self.sim.score(x, self.reference_.expand(len(x), -1))
 
     out = score_error(ClosedForm(sim), sim)
     assert out["mse"] < 1e-20 and out["relative"] < 1e-19  # tr I(θ_ref) ≈ 0.29
@@ -117,25 +117,25 @@ def test_trivial_score_has_relative_error_one_and_mse_trace_fisher():
 
     out = score_error(Zero(sim), sim)
     assert out["relative"] == pytest.approx(1.0, rel=1e-12)
-    assert out["mse"] == pytest.approx(float(fisher_information(sim, sim.reference).trace()), rel=1e-10)
+    assert out["mse"] == pytest.approx(float(exact_fisher_information(sim, sim.reference).trace()), rel=1e-10)
 
 
 def test_fisher_information_of_poisson_is_the_rate():
     theta = torch.tensor([[0.2], [1.0], [3.6], [7.0]], dtype=torch.float64)
-    info = fisher_information(Poisson(), theta)
+    info = exact_fisher_information(Poisson(), theta)
     assert info.shape == (4, 1, 1)
     torch.testing.assert_close(info[:, 0, 0], theta[:, 0].exp(), rtol=1e-12, atol=0)
-    assert fisher_information(Poisson(), torch.tensor([2.0])).shape == (1, 1)
+    assert exact_fisher_information(Poisson(), torch.tensor([2.0])).shape == (1, 1)
 
 
 def test_fisher_information_of_weinberg_matches_monte_carlo():
     sim, n = Weinberg(), 200_000
     theta = torch.tensor([46.0, 0.7], dtype=torch.float64)
     x = sim.sample(theta.expand(n, 2), generator=torch.Generator().manual_seed(5)).x
-    t = sim.score(theta.expand(n, 2), x)
+    t = sim.score(x, theta.expand(n, 2))
     outer = (t[:, :, None] * t[:, None, :]).reshape(n, 4)
     mean, se = outer.mean(0), outer.std(0) / math.sqrt(n)
-    info = fisher_information(sim, theta)
+    info = exact_fisher_information(sim, theta)
     assert info.shape == (2, 2) and torch.allclose(info, info.T)
     assert ((info.reshape(4) - mean).abs() < 5 * se).all(), (info, mean, se)
 
@@ -163,7 +163,7 @@ def test_simulators_without_exact_likelihood_are_refused():
     with pytest.raises(NotImplementedError, match="exact likelihood"):
         log_ratio_error(Zero(1, 1), sim)
     with pytest.raises(NotImplementedError, match="exact likelihood"):
-        fisher_information(sim, torch.zeros(1))
+        exact_fisher_information(sim, torch.zeros(1))
     with pytest.raises(NotImplementedError, match="x_grid"):
         score_error(Zero(2, 2), GaussianMixture(2))
 

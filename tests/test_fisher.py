@@ -18,7 +18,7 @@ def test_exact_fisher_information_of_the_poisson_counts():
     info = fisher_information(sim, torch.tensor([2.0]), n_obs=10)
     torch.testing.assert_close(info, torch.full((1, 1), 10 * math.exp(2.0), dtype=torch.float64))
     # the default point is the reference, and a Model of the simulator gives the same
-    exact = evaluate.fisher_information(sim, sim.reference)
+    exact = evaluate.exact_fisher_information(sim, sim.reference)
     torch.testing.assert_close(fisher_information(gm.inference.Model(sim)), exact)
     with pytest.raises(ValueError, match="n_obs"):
         fisher_information(sim, n_obs=0)

@@ -37,18 +37,18 @@ def test_log_prob_normalises_and_matches_slot_probs(sim):
     probs = sim.slot_probs(theta)
     torch.testing.assert_close(probs.sum(1), torch.ones(9, dtype=torch.float64), rtol=0, atol=1e-12)
     slots = torch.arange(32.0)
-    lp = sim.log_prob(theta.repeat_interleave(32, 0), slots.repeat(9)[:, None]).reshape(9, 32)
+    lp = sim.log_prob(slots.repeat(9)[:, None], theta.repeat_interleave(32, 0)).reshape(9, 32)
     torch.testing.assert_close(lp.exp(), probs)
-    assert sim.log_prob(torch.zeros(2, 1), torch.tensor([[2.5], [40.0]])).eq(-math.inf).all()
+    assert sim.log_prob(torch.tensor([[2.5], [40.0]]), torch.zeros(2, 1)).eq(-math.inf).all()
 
 
 def test_joint_score_matches_autograd_and_finite_differences(sim):
     theta = torch.linspace(-0.95, 0.95, 50)[:, None].double()
     draws = sim.sample(theta, generator=gen(2))
-    fast = sim.joint_score(theta, draws)
-    torch.testing.assert_close(fast, Simulator.joint_score(sim, theta, draws), rtol=1e-10, atol=1e-12)
+    fast = sim.joint_score(draws, theta)
+    torch.testing.assert_close(fast, Simulator.joint_score(sim, draws, theta), rtol=1e-10, atol=1e-12)
     h = 1e-5
-    fd = (sim.joint_log_prob(theta + h, draws) - sim.joint_log_prob(theta - h, draws)) / (2 * h)
+    fd = (sim.joint_log_prob(draws, theta + h) - sim.joint_log_prob(draws, theta - h)) / (2 * h)
     torch.testing.assert_close(fast[:, 0], fd, rtol=1e-6, atol=1e-6)
 
 
@@ -56,7 +56,7 @@ def test_joint_log_prob_of_sampled_paths_is_consistent(sim):
     """Summing over all paths is impossible, but p(x, z|θ) ≤ p(x|θ) must hold for every run."""
     theta = torch.full((2000, 1), 0.4, dtype=torch.float64)
     draws = sim.sample(theta, generator=gen(3))
-    assert (sim.joint_log_prob(theta, draws) <= sim.log_prob(theta, draws.x) + 1e-12).all()
+    assert (sim.joint_log_prob(draws, theta) <= sim.log_prob(draws.x, theta) + 1e-12).all()
 
 
 def _per_slot_means(x, values):
@@ -76,7 +76,7 @@ def test_gold_ratio_identity(sim, theta):
     n = 400_000
     at_ref = sim.sample(torch.zeros(n, 1), generator=gen(4))
     th = torch.full((n, 1), theta, dtype=torch.float64)
-    r = (sim.joint_log_prob(th, at_ref) - sim.joint_log_prob(torch.zeros(n, 1), at_ref)).exp()
+    r = (sim.joint_log_prob(at_ref, th) - sim.joint_log_prob(at_ref, torch.zeros(n, 1))).exp()
     mean, se, count = _per_slot_means(at_ref.x, r)
     exact = sim.slot_probs(torch.tensor([[theta]]))[0] / sim.slot_probs(torch.zeros(1, 1))[0]
     ok = count >= 200

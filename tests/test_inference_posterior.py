@@ -1,4 +1,5 @@
-"""Posteriors (goldmine.inference.posterior): MCMC against exact grid posteriors, npe, diagnostics, bad input."""
+"""Posteriors (goldmine.inference.posterior, in inference/mcmc.py): MCMC against exact grid posteriors, npe,
+diagnostics, bad input."""
 
 import math
 
@@ -10,8 +11,10 @@ from goldmine.estimators.baselines import HistogramRatio
 from goldmine.estimators.posterior import PosteriorEstimator
 from goldmine.evaluate import c2st, grid_posterior_samples
 from goldmine.inference.model import Model
-from goldmine.inference.posterior import Posterior, ess, posterior, prior_draws, split_rhat
+from goldmine.inference.convergence import ess, split_rhat
+from goldmine.inference.mcmc import Posterior, posterior
 from goldmine.simulators import box_prior
+from goldmine.simulators.base import draw_prior
 
 WEINBERG, GALTON, POISSON = gm.simulators.Weinberg(), gm.simulators.GaltonBoard(), gm.simulators.Poisson()
 FAST = dict(chains=32, warmup=500, steps=1000, progress=False)
@@ -200,8 +203,8 @@ def test_reproducible_and_leaves_the_global_generator_alone():
     a = posterior(POISSON, x, chains=8, warmup=50, steps=100, seed=3, progress=False)
     b = posterior(POISSON, x, chains=8, warmup=50, steps=100, seed=3, progress=False)
     assert torch.equal(a.draws, b.draws) and torch.equal(torch.get_rng_state(), state)
-    draws = prior_draws(torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), 1.0), 1), 5,
-                        torch.Generator().manual_seed(0))
+    draws = draw_prior(torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), 1.0), 1), 5,
+                       torch.Generator().manual_seed(0))
     assert draws.shape == (5, 2) and torch.equal(torch.get_rng_state(), state)
 
 
@@ -247,7 +250,7 @@ def test_bad_input_is_refused_with_the_fix():
         post.sample(41)
     with pytest.raises(ValueError, match="positive integer"):
         post.sample(0)
-    with pytest.raises(ValueError, match=r"shape \(m, 1\)"):
+    with pytest.raises(ValueError, match=r"theta must have shape \(n, 1\)"):
         post.log_prob(torch.zeros(3, 2))
     with pytest.raises(ValueError, match="NaN"):
         post.log_prob(torch.tensor([[math.nan]]))

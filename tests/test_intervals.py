@@ -26,7 +26,7 @@ class Oracle:
         self.sim, self.theta_dim_, self.x_dim_ = sim, sim.theta_dim, sim.x_dim
 
     def log_ratio(self, x, theta):
-        return self.sim.log_prob(theta, x) - self.sim.log_prob(self.sim.reference.expand(len(x), -1), x)
+        return self.sim.log_prob(x, theta) - self.sim.log_prob(x, self.sim.reference.expand(len(x), -1))
 
 
 def observed(sim, theta, n, seed=0):

@@ -38,7 +38,7 @@ def galton(tmp_path_factory):
 def kl_divergence(est, sim, theta) -> float:
     """KL(p(·|θ) ‖ p̂(·|θ)) by the simulator's quadrature over x, at the rows where p > 0."""
     x, w = sim.x_grid()
-    log_p = sim.log_prob(theta.expand(len(x), -1), x)
+    log_p = sim.log_prob(x, theta.expand(len(x), -1))
     keep = log_p > -torch.inf
     log_q = est.log_prob(x[keep], theta[None]).double()
     return float((w[keep] * log_p[keep].exp() * (log_p[keep] - log_q)).sum())
@@ -246,12 +246,12 @@ def test_bad_input(galton, weinberg, tmp_path):
         est.log_prob(torch.tensor([[float("nan")]]), torch.zeros(1))
     with pytest.raises(ValueError, match="non-integer"):
         est.log_prob(torch.tensor([[3.5]]), torch.zeros(1))
-    with pytest.raises(ValueError, match=r"x has shape \(3, 1\) and theta has shape \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"theta must have shape \(n, 1\) or \(n,\); got \(3, 2\)"):
         est.log_ratio(torch.zeros(3, 1), torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"n=4 draws need one point θ or 4 rows"):
         est.sample(torch.zeros(3, 1), 4)
     cont = LikelihoodEstimator("nle", **{**FAST, "epochs": 1}).fit(weinberg)
-    with pytest.raises(ValueError, match=r"theta has shape \(2, 3\).*\(n, 2\)"):
+    with pytest.raises(ValueError, match=r"theta must have shape \(n, 2\).*got \(2, 3\)"):
         cont.log_prob(torch.zeros(2, 1), torch.zeros(2, 3))
-    with pytest.raises(ValueError, match=r"theta must be one point \(2,\).*got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"theta must have shape \(n, 2\) or \(2,\) for one point; got \(3,\)"):
         cont.sample(torch.zeros(3), 2)

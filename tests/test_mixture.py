@@ -56,7 +56,7 @@ def test_radial_histogram_matches_exact_likelihood(theta):
     for a, b in zip(edges[:-1], edges[1:]):
         rho = torch.tensor((a + b) / 2 + (b - a) / 2 * nodes, dtype=DTYPE)
         x = rows(theta, len(rho)) + torch.stack([rho, torch.zeros_like(rho)], dim=1)
-        density = sim.log_prob(rows(theta, len(rho)), x).exp()
+        density = sim.log_prob(x, rows(theta, len(rho))).exp()
         probs.append(float((torch.tensor((b - a) / 2 * weights) * 2 * math.pi * rho * density).sum()))
     probs = np.array(probs)
     assert abs(probs.sum() - 1) < 1e-10
@@ -72,7 +72,7 @@ def test_likelihood_normalises_on_a_2d_grid():
     h = 0.01
     axis = torch.arange(-8.0, 8.0 + h / 2, h, dtype=DTYPE)  # h = σ_1/10: the trapezoid rule is exact to ~1e-15
     grid = torch.cartesian_prod(axis, axis) + theta
-    density = sim.log_prob(theta.expand(len(grid), 2), grid).exp().reshape(len(axis), len(axis))
+    density = sim.log_prob(grid, theta.expand(len(grid), 2)).exp().reshape(len(axis), len(axis))
     total = torch.trapezoid(torch.trapezoid(density, dx=h, dim=1), dx=h)
     assert abs(float(total) - 1) < 1e-10
 
@@ -91,7 +91,7 @@ def test_likelihood_normalises_by_importance_sampling(dim):
         torch.stack([math.log(0.5) - dim * math.log(s * math.sqrt(2 * math.pi)) - sq / (2 * s**2) for s in (1.3, 0.13)]),
         dim=0,
     )
-    w = torch.exp(sim.log_prob(theta.expand(n, dim), x) - log_q)
+    w = torch.exp(sim.log_prob(x, theta.expand(n, dim)) - log_q)
     assert abs(float(w.mean()) - 1) < 5 * float(w.std()) / math.sqrt(n)
     assert float(w.std()) / math.sqrt(n) < 0.01  # the check is sharp
 
@@ -102,13 +102,13 @@ def test_joint_score_equals_finite_differences_and_autograd(dim):
     n = 400
     theta = 24 * torch.rand(n, dim, generator=gen(4), dtype=DTYPE) - 12  # also outside the prior
     draws = sim.sample(theta, generator=gen(5))
-    score = sim.joint_score(theta, draws)
+    score = sim.joint_score(draws, theta)
     assert score.shape == (n, dim)
-    assert torch.allclose(score, Simulator.joint_score(sim, theta, draws), rtol=1e-12, atol=1e-10)
+    assert torch.allclose(score, Simulator.joint_score(sim, draws, theta), rtol=1e-12, atol=1e-10)
     for j in range(dim):
         step = torch.zeros(dim, dtype=DTYPE)
         step[j] = 1e-5
-        fd = (sim.joint_log_prob(theta + step, draws) - sim.joint_log_prob(theta - step, draws)) / 2e-5
+        fd = (sim.joint_log_prob(draws, theta + step) - sim.joint_log_prob(draws, theta - step)) / 2e-5
         assert torch.allclose(score[:, j], fd, rtol=1e-6, atol=1e-5)
 
 
@@ -122,16 +122,16 @@ def test_gold_identities_hold_exactly_with_the_posterior_over_the_component():
     both = [Draws(x, torch.full((n,), k)) for k in (0, 1)]
 
     def posterior(at):
-        return torch.stack([torch.exp(sim.joint_log_prob(at, d) - sim.log_prob(at, x)) for d in both], dim=1)
+        return torch.stack([torch.exp(sim.joint_log_prob(d, at) - sim.log_prob(x, at)) for d in both], dim=1)
 
     post_ref = posterior(ref)
     assert torch.allclose(post_ref.sum(1), torch.ones(n, dtype=DTYPE), rtol=1e-12)
-    r = torch.stack([torch.exp(sim.joint_log_prob(theta, d) - sim.joint_log_prob(ref, d)) for d in both], dim=1)
-    exact_log_r = sim.log_prob(theta, x) - sim.log_prob(ref, x)
+    r = torch.stack([torch.exp(sim.joint_log_prob(d, theta) - sim.joint_log_prob(d, ref)) for d in both], dim=1)
+    exact_log_r = sim.log_prob(x, theta) - sim.log_prob(x, ref)
     assert torch.allclose(torch.log((post_ref * r).sum(1)), exact_log_r, rtol=1e-10, atol=1e-10)
-    t = torch.stack([sim.joint_score(theta, d) for d in both], dim=1)  # (n, 2, 3)
+    t = torch.stack([sim.joint_score(d, theta) for d in both], dim=1)  # (n, 2, 3)
     th = theta.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(sim.log_prob(th, x).sum(), th)
+    (grad,) = torch.autograd.grad(sim.log_prob(x, th).sum(), th)
     assert torch.allclose((posterior(theta)[:, :, None] * t).sum(1), grad, rtol=1e-10, atol=1e-10)
 
 
@@ -151,15 +151,16 @@ def test_bad_input_raises():
     with pytest.raises(ValueError):
         sim.sample(torch.zeros(3, 3, dtype=DTYPE))
     with pytest.raises(ValueError):
-        sim.sample(torch.zeros(2, dtype=DTYPE))  # a single point needs theta[None]
+        sim.sample(torch.zeros(3, dtype=DTYPE))  # a vector is one point of length theta_dim
+    assert sim.sample(torch.zeros(2, dtype=DTYPE)).x.shape == (1, 2)
     with pytest.raises(ValueError):
         sim.sample(torch.tensor([[math.nan, 0.0]], dtype=DTYPE))
     with pytest.raises(ValueError):
-        sim.log_prob(torch.zeros(1, 2, dtype=DTYPE), torch.zeros(1, 3, dtype=DTYPE))
+        sim.log_prob(torch.zeros(1, 3, dtype=DTYPE), torch.zeros(1, 2, dtype=DTYPE))
     draws = Draws(torch.zeros(2, 2, dtype=DTYPE), None)
     with pytest.raises(ValueError):
-        sim.joint_log_prob(torch.zeros(2, 2, dtype=DTYPE), draws)
+        sim.joint_log_prob(draws, torch.zeros(2, 2, dtype=DTYPE))
     with pytest.raises(ValueError):
-        sim.joint_score(torch.zeros(2, 2, dtype=DTYPE), Draws(draws.x, torch.tensor([0, 2])))
+        sim.joint_score(Draws(draws.x, torch.tensor([0, 2])), torch.zeros(2, 2, dtype=DTYPE))
     # defined everywhere: θ far outside the prior is fine
     assert sim.sample(torch.tensor([[50.0, -50.0]], dtype=DTYPE), generator=gen(9)).x.shape == (1, 2)

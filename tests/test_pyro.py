@@ -79,21 +79,21 @@ def test_galton_gold_matches_builtin(galton_pair):
     gdraws = Draws(draws.x, decisions)
     per_row = uniform_theta(400, 13)
     for theta in [torch.full((400, 1), t, dtype=DTYPE) for t in (-1.0, -0.55, 0.0, 0.3, 0.95)] + [per_row]:
-        lp_pyro, lp_gold = psim.joint_log_prob(theta, draws), gsim.joint_log_prob(theta, gdraws)
+        lp_pyro, lp_gold = psim.joint_log_prob(draws, theta), gsim.joint_log_prob(gdraws, theta)
         assert lp_pyro.shape == (400,)
         torch.testing.assert_close(lp_pyro, lp_gold, rtol=0, atol=1e-10)
-        score_pyro = psim.joint_score(theta, draws)
+        score_pyro = psim.joint_score(draws, theta)
         assert score_pyro.shape == (400, 1)
-        torch.testing.assert_close(score_pyro, gsim.joint_score(theta, gdraws), rtol=0, atol=1e-10)
-        torch.testing.assert_close(score_pyro, Simulator.joint_score(gsim, theta, gdraws), rtol=0, atol=1e-10)
+        torch.testing.assert_close(score_pyro, gsim.joint_score(gdraws, theta), rtol=0, atol=1e-10)
+        torch.testing.assert_close(score_pyro, Simulator.joint_score(gsim, gdraws, theta), rtol=0, atol=1e-10)
 
 
 def test_galton_mining_matches_builtin(galton_pair, tmp_path):
     psim, gsim = galton_pair
     theta = uniform_theta(200, 14)
     draws = psim.sample(theta, generator=gen(11))
-    gold = augment(psim, theta, draws, psim.reference)  # runs under torch.no_grad, as in simulate()
-    exact = augment(gsim, theta, Draws(draws.x, to_galton(draws.z)), gsim.reference)
+    gold = augment(psim, draws, theta, psim.reference)  # runs under torch.no_grad, as in simulate()
+    exact = augment(gsim, Draws(draws.x, to_galton(draws.z)), theta, gsim.reference)
     for key in ("log_r", "score", "score_ref"):
         torch.testing.assert_close(gold[key], exact[key], rtol=0, atol=1e-10)
     data = gm.simulate(psim, 64, tmp_path / "pyro.h5", seed=0, progress=False)
@@ -106,7 +106,7 @@ def test_galton_replays_builtin_draws(galton_pair):
     draws = Draws(gdraws.x, to_pyro(gdraws))
     theta = torch.linspace(-1, 1, 300, dtype=DTYPE)[:, None]
     for method in ("joint_log_prob", "joint_score"):
-        mine, exact = getattr(psim, method)(theta, draws), getattr(gsim, method)(theta, gdraws)
+        mine, exact = getattr(psim, method)(draws, theta), getattr(gsim, method)(gdraws, theta)
         torch.testing.assert_close(mine, exact, rtol=0, atol=1e-10)
 
 
@@ -117,7 +117,7 @@ def test_galton_histogram_matches_exact(galton_pair, theta):
     x = psim.sample(torch.full((n, 1), theta, dtype=DTYPE), generator=gen(3)).x[:, 0]
     counts = torch.bincount(x.long(), minlength=32).numpy()
     slots = torch.arange(32.0)[:, None]
-    expected = n * gsim.log_prob(torch.full((32, 1), theta, dtype=DTYPE), slots).exp().numpy()
+    expected = n * gsim.log_prob(slots, torch.full((32, 1), theta, dtype=DTYPE)).exp().numpy()
     assert counts[expected == 0].sum() == 0
     big = expected >= 5  # pool the sparse tails into one bin so the chi-square approximation holds
     obs = np.append(counts[big], counts[~big].sum())
@@ -150,8 +150,8 @@ def test_normal_model_gold_is_analytic():
     z, x = draws.z["z"], draws.z["x"]
     normal = torch.distributions.Normal
     exact = normal(theta2[:, 0], 1.0).log_prob(z) + normal(z, 0.5).log_prob(x)
-    torch.testing.assert_close(sim.joint_log_prob(theta2, draws), exact, rtol=0, atol=1e-12)
-    score = sim.joint_score(theta, draws)
+    torch.testing.assert_close(sim.joint_log_prob(draws, theta2), exact, rtol=0, atol=1e-12)
+    score = sim.joint_score(draws, theta)
     torch.testing.assert_close(score, z[:, None] - 0.7, rtol=0, atol=1e-12)
     # the joint score has mean zero at the θ that drew the runs
     assert abs(score.mean()) < 5 * score.std() / math.sqrt(n)
@@ -188,7 +188,7 @@ def test_runs_are_the_outer_plate_even_when_an_inner_plate_has_size_n():
     mu, x = draws.z["mu"], draws.z["x"]
     exact = torch.distributions.Normal(other[:, 0], 1.0).log_prob(mu)
     exact = exact + torch.distributions.Normal(mu[:, None], other[:, 1:]).log_prob(x).sum(1)
-    torch.testing.assert_close(sim.joint_log_prob(other, draws), exact, rtol=0, atol=1e-12)
+    torch.testing.assert_close(sim.joint_log_prob(draws, other), exact, rtol=0, atol=1e-12)
 
 
 def test_model_without_plates_uses_the_leading_batch_dimension():
@@ -199,7 +199,7 @@ def test_model_without_plates_uses_the_leading_batch_dimension():
     sim = PyroSimulator(model, box_prior([-1.0, -1.0], [1.0, 1.0]))
     draws = sim.sample(torch.zeros(4, 2), generator=gen(7))
     theta = torch.full((4, 2), 0.5, dtype=DTYPE)
-    torch.testing.assert_close(sim.joint_score(theta, draws), draws.z["z"] - 0.5, rtol=0, atol=1e-12)
+    torch.testing.assert_close(sim.joint_score(draws, theta), draws.z["z"] - 0.5, rtol=0, atol=1e-12)
 
 
 def test_discrete_latents():
@@ -219,9 +219,9 @@ def test_discrete_latents():
     logits = torch.cat([theta, torch.zeros(500, 1, dtype=DTYPE)], dim=1)
     exact = logits.log_softmax(1).gather(1, k[:, None])[:, 0]
     exact = exact + torch.distributions.Normal(mus[k], 1.0).log_prob(draws.x[:, 0])
-    torch.testing.assert_close(sim.joint_log_prob(theta, draws), exact, rtol=0, atol=1e-12)
+    torch.testing.assert_close(sim.joint_log_prob(draws, theta), exact, rtol=0, atol=1e-12)
     score = torch.nn.functional.one_hot(k, 3).to(DTYPE)[:, :2] - logits.softmax(1)[:, :2]
-    torch.testing.assert_close(sim.joint_score(theta, draws), score, rtol=0, atol=1e-12)
+    torch.testing.assert_close(sim.joint_score(draws, theta), score, rtol=0, atol=1e-12)
 
 
 def test_deterministic_site_as_x():
@@ -233,7 +233,7 @@ def test_deterministic_site_as_x():
     sim = PyroSimulator(model, box_prior([-1.0], [1.0]))
     draws = sim.sample(torch.zeros(6, 1), generator=gen(9))
     torch.testing.assert_close(draws.x[:, 0], draws.z["z"] ** 2)
-    torch.testing.assert_close(sim.joint_score(torch.ones(6, 1), draws)[:, 0], draws.z["z"] - 1)
+    torch.testing.assert_close(sim.joint_score(draws, torch.ones(6, 1))[:, 0], draws.z["z"] - 1)
     with pytest.raises(ValueError, match="event_dim=0"):
         PyroSimulator(lambda t: model(t, event_dim=None), box_prior([-1.0], [1.0]))
 
@@ -279,9 +279,9 @@ def test_bad_theta_and_mismatched_draws(galton_pair):
         psim.sample(torch.tensor([[1.5]]))
     draws = psim.sample(torch.zeros(4, 1), generator=gen(10))
     with pytest.raises(ValueError, match="3 rows"):
-        psim.joint_log_prob(torch.zeros(3, 1), Draws(draws.x[:3], draws.z))
+        psim.joint_log_prob(Draws(draws.x[:3], draws.z), torch.zeros(3, 1))
     with pytest.raises(ValueError, match="dict"):
-        psim.joint_log_prob(torch.zeros(4, 1), Draws(draws.x, None))
+        psim.joint_log_prob(Draws(draws.x, None), torch.zeros(4, 1))
 
 
 def test_import_error_names_the_extra(monkeypatch):

@@ -48,7 +48,7 @@ def bin_probs(sim, theta, edges=EDGES):
     probs = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         x, w = gauss_legendre(a, b)
-        probs.append((w * sim.log_prob(theta.expand(len(x), 2), x[:, None]).exp()).sum())
+        probs.append((w * sim.log_prob(x[:, None], theta.expand(len(x), 2)).exp()).sum())
     return torch.stack(probs)
 
 
@@ -98,7 +98,7 @@ def test_sampling_is_reproducible():
 def test_likelihood_normalises(theta):
     sim = Weinberg()
     x, w = composite(-OUTER, OUTER, pieces=24)
-    total = (w * sim.log_prob(point(theta).expand(len(x), 2), x[:, None]).exp()).sum()
+    total = (w * sim.log_prob(x[:, None], point(theta).expand(len(x), 2)).exp()).sum()
     assert abs(float(total) - 1) < 1e-10
 
 
@@ -112,7 +112,7 @@ def test_likelihood_equals_brute_force_integral_over_the_true_angle():
         log_f = math.log(3 / 8) + torch.log(1 + c**2 + a * c)
         log_n = -0.5 * ((x[:, None] - c) / 0.1) ** 2 - math.log(0.1 * math.sqrt(2 * math.pi))
         brute = torch.logsumexp(log_f + log_n + w.log(), dim=1)
-        exact = sim.log_prob(point(theta).expand(len(x), 2), x[:, None])
+        exact = sim.log_prob(x[:, None], point(theta).expand(len(x), 2))
         assert torch.allclose(exact, brute, rtol=1e-10, atol=1e-10)
 
 
@@ -122,16 +122,16 @@ def test_joint_log_prob_integrates_over_z_to_the_likelihood():
     x = torch.tensor([-1.4, -0.5, 0.1, 0.8, 1.3], dtype=DTYPE)
     c, w = composite(-1.0, 1.0, pieces=4)
     theta = point((47.0, 0.7))
-    joint = sim.joint_log_prob(theta, Draws(x.repeat_interleave(len(c))[:, None], c.repeat(len(x))[:, None]))
+    joint = sim.joint_log_prob(Draws(x.repeat_interleave(len(c))[:, None], c.repeat(len(x))[:, None]), theta)
     marginal = torch.logsumexp(joint.reshape(len(x), len(c)) + w.log(), dim=1)
-    assert torch.allclose(marginal, sim.log_prob(theta.expand(len(x), 2), x[:, None]), rtol=1e-10)
+    assert torch.allclose(marginal, sim.log_prob(x[:, None], theta.expand(len(x), 2)), rtol=1e-10)
 
 
 def test_likelihood_in_the_tails_is_finite_very_negative_and_differentiable():
     sim = Weinberg()
     x = torch.tensor([[-100.0], [-10.0], [-3.0], [3.0], [10.0], [100.0]], dtype=DTYPE)
     theta = sim.reference.expand(len(x), 2).clone().requires_grad_(True)
-    log_p = sim.log_prob(theta, x)
+    log_p = sim.log_prob(x, theta)
     assert torch.isfinite(log_p).all()
     assert (log_p[2:4] < -150).all() and (log_p[[0, 1, 4, 5]] < -4000).all()
     (grad,) = torch.autograd.grad(log_p.sum(), theta)
@@ -142,15 +142,15 @@ def test_score_equals_autograd_and_finite_differences_of_log_prob():
     sim = Weinberg()
     x = torch.linspace(-2.5, 2.5, 41, dtype=DTYPE)[:, None]
     theta = torch.tensor([[45.3, 0.8]], dtype=DTYPE).expand(len(x), 2).clone()
-    score = sim.score(theta, x)
+    score = sim.score(x, theta)
     with torch.enable_grad():
         t = theta.clone().requires_grad_(True)
-        (auto,) = torch.autograd.grad(sim.log_prob(t, x).sum(), t)
+        (auto,) = torch.autograd.grad(sim.log_prob(x, t).sum(), t)
     assert torch.allclose(score, auto, rtol=1e-10, atol=1e-12)
     for j, h in enumerate((1e-4, 1e-6)):
         step = torch.zeros(2, dtype=DTYPE)
         step[j] = h
-        fd = (sim.log_prob(theta + step, x) - sim.log_prob(theta - step, x)) / (2 * h)
+        fd = (sim.log_prob(x, theta + step) - sim.log_prob(x, theta - step)) / (2 * h)
         assert torch.allclose(score[:, j], fd, rtol=1e-6, atol=1e-8)
 
 
@@ -160,16 +160,16 @@ def test_joint_score_equals_finite_differences_and_autograd():
     low, high = sim.prior.base_dist.low, sim.prior.base_dist.high
     theta = low + (high - low) * torch.rand(n, 2, generator=gen(4), dtype=DTYPE)
     draws = sim.sample(theta, generator=gen(3))
-    score = sim.joint_score(theta, draws)
+    score = sim.joint_score(draws, theta)
     assert score.shape == (n, 2)
-    assert torch.allclose(score, Simulator.joint_score(sim, theta, draws), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(score, Simulator.joint_score(sim, draws, theta), rtol=1e-12, atol=1e-12)
     for j, h in enumerate((1e-4, 1e-6)):
         step = torch.zeros(2, dtype=DTYPE)
         step[j] = h
         inside = (theta + step <= high).all(1) & (theta - step >= low).all(1)
         th = theta[inside]
         sub = Draws(draws.x[inside], draws.z[inside])
-        fd = (sim.joint_log_prob(th + step, sub) - sim.joint_log_prob(th - step, sub)) / (2 * h)
+        fd = (sim.joint_log_prob(sub, th + step) - sim.joint_log_prob(sub, th - step)) / (2 * h)
         assert torch.allclose(score[inside, j], fd, rtol=1e-6, atol=1e-8)
 
 
@@ -179,7 +179,7 @@ def test_joint_ratio_is_the_ratio_of_true_angle_densities():
     c = torch.linspace(-1, 1, 11, dtype=DTYPE)[:, None]
     theta = point((49.0, 1.1))
     log_r = [
-        sim.joint_log_prob(theta, Draws(c + dx, c)) - sim.joint_log_prob(sim.reference[None], Draws(c + dx, c))
+        sim.joint_log_prob(Draws(c + dx, c), theta) - sim.joint_log_prob(Draws(c + dx, c), sim.reference[None])
         for dx in (-0.3, 0.0, 0.25)
     ]
     a, a_ref = asymmetry(theta)[0], asymmetry(sim.reference[None])[0]
@@ -211,7 +211,7 @@ def test_gold_ratio_identity_in_bins_of_x(theta):
     n = 400_000
     ref = sim.reference[None]
     draws = sim.sample(ref.expand(n, 2), generator=gen(10))
-    r = torch.exp(sim.joint_log_prob(point(theta), draws) - sim.joint_log_prob(ref, draws))
+    r = torch.exp(sim.joint_log_prob(draws, point(theta)) - sim.joint_log_prob(draws, ref))
     mean, err = binned_mean(r[:, None], bin_index(draws.x), len(EDGES) + 1)
     exact = bin_probs(sim, point(theta)) / bin_probs(sim, ref)
     assert (exact - 1).abs().max() > 20 * err.max()  # the test has power: the ratios are far from 1
@@ -228,7 +228,7 @@ def test_gold_score_identity_in_bins_of_x(theta):
     sim = Weinberg()
     n = 400_000
     draws = sim.sample(point(theta).expand(n, 2), generator=gen(11))
-    mean, err = binned_mean(sim.joint_score(point(theta), draws), bin_index(draws.x), len(EDGES) + 1)
+    mean, err = binned_mean(sim.joint_score(draws, point(theta)), bin_index(draws.x), len(EDGES) + 1)
     rows = []
     th = point(theta).requires_grad_(True)
     log_p = bin_probs(sim, th).log()
@@ -244,18 +244,19 @@ def test_bad_input_raises():
     sim = Weinberg()
     with pytest.raises(ValueError):
         sim.sample(torch.zeros(3, 1, dtype=DTYPE))
-    with pytest.raises(ValueError):
-        sim.sample(torch.tensor([42.0, 0.9], dtype=DTYPE))  # a single point needs theta[None]
+    with pytest.raises(ValueError, match=r"\(2,\) for one point"):
+        sim.sample(torch.tensor([42.0, 0.9, 1.0], dtype=DTYPE))  # a vector is one point of length theta_dim
+    assert sim.sample(torch.tensor([42.0, 0.9], dtype=DTYPE)).x.shape == (1, 1)
     with pytest.raises(ValueError):
         sim.sample(torch.tensor([[math.nan, 0.9]], dtype=DTYPE))
     with pytest.raises(ValueError):
         sim.sample(torch.tensor([[39.0, 0.9]], dtype=DTYPE))
     with pytest.raises(ValueError):
-        sim.log_prob(torch.tensor([[45.0, 1.3]], dtype=DTYPE), torch.zeros(1, 1, dtype=DTYPE))
+        sim.log_prob(torch.zeros(1, 1, dtype=DTYPE), torch.tensor([[45.0, 1.3]], dtype=DTYPE))
     with pytest.raises(ValueError):
-        sim.log_prob(sim.reference[None], torch.zeros(1, 2, dtype=DTYPE))
+        sim.log_prob(torch.zeros(1, 2, dtype=DTYPE), sim.reference[None])
     with pytest.raises(ValueError):
-        sim.joint_log_prob(sim.reference[None], Draws(torch.zeros(2, 1, dtype=DTYPE), None))
+        sim.joint_log_prob(Draws(torch.zeros(2, 1, dtype=DTYPE), None), sim.reference[None])
     for sigma in (0.0, -1.0, math.inf):
         with pytest.raises(ValueError):
             Weinberg(sigma=sigma)

@@ -30,10 +30,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import locking
+from . import checks, locking
 from .executor import map_in_order, seeded_generator
 from .mining import augment, reference_of
-from .simulators.base import Simulator
+from .simulators.base import Simulator, draw_prior, seed_from
 from .simulators.describe import describe
 
 FORMAT_VERSION = 1
@@ -47,16 +47,14 @@ BASE_FIELDS = ("theta", "x", "label")
 def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, np.ndarray]:
     """Draws `rows` (even) rows in the layout of this module's docstring, as numpy arrays."""
     pairs = rows // 2
-    with torch.random.fork_rng(devices=[]):  # priors sample from torch's global generator
-        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
-        theta = sim.prior.sample((pairs,)).to(torch.float64).reshape(pairs, sim.theta_dim)
+    theta = draw_prior(sim.prior, pairs, seed=seed_from(generator))
     ref = reference.expand(pairs, -1)
     at_theta = sim.sample(theta, generator=generator)
     at_ref = sim.sample(ref, generator=generator)
     parts = [{"x": at_theta.x}, {"x": at_ref.x}]
     if sim.has_gold:
-        parts[0].update(augment(sim, theta, at_theta, reference))
-        parts[1].update(augment(sim, theta, at_ref, reference))
+        parts[0].update(augment(sim, at_theta, theta, reference))
+        parts[1].update(augment(sim, at_ref, theta, reference))
     out = {
         "theta": theta.repeat_interleave(2, dim=0),
         "label": torch.tensor([0, 1], dtype=torch.int8).repeat(pairs),
@@ -330,8 +328,7 @@ class Dataset:
 
         Rows are independent draws, so a contiguous tail is a random sample of the same law.
         """
-        if not 0 < validation < 1:
-            raise ValueError(f"validation must be a fraction in (0, 1); got {validation}.")
+        checks.fraction(validation, "validation")
         cut = self.start + 2 * round(len(self) * (1 - validation) / 2)
         if cut <= self.start or cut >= self.stop:
             raise ValueError(f"{len(self)} rows are too few to split off a validation fraction of {validation}.")

@@ -89,9 +89,9 @@ def check_gold(sim, data) -> None:
     t = data.tensors(dtype=torch.float64)
     at_ref, at_theta = t["label"] == 1, t["label"] == 0
     theta, x = t["theta"][at_ref], t["x"][at_ref]
-    exact_r = (sim.log_prob(theta, x) - sim.log_prob(torch.zeros_like(theta), x)).exp()
+    exact_r = (sim.log_prob(x, theta) - sim.log_prob(x, torch.zeros_like(theta))).exp()
     diff_r = t["log_r"][at_ref].exp() - exact_r
-    exact_t = log_prob_and_score(sim, t["theta"][at_theta], t["x"][at_theta])[1][:, 0]
+    exact_t = log_prob_and_score(sim, t["x"][at_theta], t["theta"][at_theta])[1][:, 0]
     diff_t = t["score"][at_theta][:, 0] - exact_t
     print("   gold identities (mean difference to the exact value, in standard errors; |z| < 4 expected):")
     for name, d in [("joint ratio r(x,z|θ,θ_ref) at θ_ref", diff_r), ("joint score t(x,z|θ) at θ", diff_t)]:
@@ -106,7 +106,7 @@ def plot_gold_scores(sim, out: Path) -> Path:
     for value in (-0.5, 0.5):
         gold = gm.mine(sim, torch.full((20_000, 1), value), generator=torch.Generator().manual_seed(1))
         slots = torch.arange(32.0)[:, None]
-        log_p, exact = log_prob_and_score(sim, torch.full((32, 1), value), slots)
+        log_p, exact = log_prob_and_score(sim, slots, torch.full((32, 1), value))
         reachable = log_p.isfinite()
         panels.append({"theta": value, "x": gold.x[:, 0], "score": gold.score[:, 0],
                        "slots": torch.arange(32)[reachable], "exact": exact[reachable, 0]})

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Independent, Uniform
 
+from . import checks
 from .simulators.base import DTYPE, Simulator
 
 THRESHOLD = 1e-12
@@ -63,12 +64,12 @@ def log_ratio_error(estimator, sim: Simulator, theta_grid=None) -> dict:
     grid = default_theta_grid(sim) if theta_grid is None else sim.check_theta(theta_grid, "theta_grid").detach()
     x, w = _x_grid(sim)
     m = len(x)
-    log_p_ref = _log_prob(sim, ref.expand(m, -1), x)
+    log_p_ref = _log_prob(sim, x, ref.expand(m, -1))
     per_theta = []
     for theta in grid.split(max(1, PAIRS_PER_CHUNK // m)):
         k = len(theta)
         theta_rep, x_rep = theta.repeat_interleave(m, 0), x.repeat(k, 1)
-        log_p = _log_prob(sim, theta_rep, x_rep).reshape(k, m)
+        log_p = _log_prob(sim, x_rep, theta_rep).reshape(k, m)
         with torch.no_grad():
             out = estimator.log_ratio(x_rep, theta_rep)
         est = _as_rows(out, k * m, (), "log_ratio").reshape(k, m)
@@ -97,7 +98,7 @@ def score_error(estimator, sim: Simulator) -> dict:
     mse = torch.zeros((), dtype=DTYPE)
     trace = torch.zeros((), dtype=DTYPE)
     for xs, ws in zip(x.split(PAIRS_PER_CHUNK), w.split(PAIRS_PER_CHUNK)):
-        log_p, t = log_prob_and_score(sim, ref.expand(len(xs), -1), xs)
+        log_p, t = log_prob_and_score(sim, xs, ref.expand(len(xs), -1))
         est = _as_rows(estimator.score(xs), len(xs), (d,), "score").detach()
         keep = log_p > -math.inf
         p = torch.where(keep, log_p.exp(), torch.zeros_like(log_p))
@@ -106,7 +107,7 @@ def score_error(estimator, sim: Simulator) -> dict:
     return {"mse": float(mse), "relative": float(mse / trace), "reference": ref}
 
 
-def fisher_information(sim: Simulator, theta) -> Tensor:
+def exact_fisher_information(sim: Simulator, theta) -> Tensor:
     """The exact Fisher information I(θ) = E_{x~p(x|θ)}[t tᵀ], t = ∇_θ log p(x|θ), by quadrature.
 
     Arguments:
@@ -118,7 +119,7 @@ def fisher_information(sim: Simulator, theta) -> Tensor:
 
     Example:
         >>> from goldmine.simulators import Poisson
-        >>> round(fisher_information(Poisson(), torch.tensor([2.0])).item(), 12)  # e^θ
+        >>> round(exact_fisher_information(Poisson(), torch.tensor([2.0])).item(), 12)  # e^θ
         7.389056098931
     """
     theta_in = torch.as_tensor(theta)
@@ -130,7 +131,7 @@ def fisher_information(sim: Simulator, theta) -> Tensor:
     out = []
     for th in theta.split(max(1, PAIRS_PER_CHUNK // m)):
         k = len(th)
-        log_p, t = log_prob_and_score(sim, th.repeat_interleave(m, 0), x.repeat(k, 1))
+        log_p, t = log_prob_and_score(sim, x.repeat(k, 1), th.repeat_interleave(m, 0))
         keep = log_p > -math.inf
         t = torch.where(keep[:, None], t, torch.zeros_like(t)).reshape(k, m, d)
         p = torch.where(keep, log_p.exp(), torch.zeros_like(log_p)).reshape(k, m)
@@ -194,20 +195,21 @@ def _x_grid(sim: Simulator) -> tuple[Tensor, Tensor]:
     return sim.check_x(x, "x_grid nodes").detach(), torch.as_tensor(w, dtype=DTYPE).reshape(-1)
 
 
-def _log_prob(sim: Simulator, theta: Tensor, x: Tensor) -> Tensor:
+def _log_prob(sim: Simulator, x: Tensor, theta: Tensor) -> Tensor:
     try:
         with torch.no_grad():
-            return sim.log_prob(theta, x).to(DTYPE)
+            return sim.log_prob(x, theta).to(DTYPE)
     except NotImplementedError as err:
         raise NotImplementedError(f"goldmine.evaluate needs the exact likelihood of {sim.name}: {err}") from None
 
 
-def log_prob_and_score(sim: Simulator, theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """log p(x|θ) (n,) and ∇_θ log p(x|θ) (n, d_θ) by autograd; each row's θ is its own leaf."""
+def log_prob_and_score(sim: Simulator, x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+    """log p(x|θ) (n,) and ∇_θ log p(x|θ) (n, d_θ) for x (n, x_dim) and θ (n, d_θ), by autograd; each
+    row's θ is its own leaf."""
     theta = theta.detach().clone().requires_grad_(True)
     try:
         with torch.enable_grad():
-            log_p = sim.log_prob(theta, x)
+            log_p = sim.log_prob(x, theta)
             # rows where p = 0 give NaN gradients; they only touch their own row, masked later
             (grad,) = torch.autograd.grad(log_p.sum(), theta)
     except NotImplementedError as err:
@@ -326,8 +328,7 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     x = sim.check_x(x_obs, "x_obs").detach()
     if len(x) == 0 or not torch.isfinite(x).all():
         raise ValueError(f"x_obs must hold at least one finite observation; got {x.tolist()}.")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer; got {n!r}.")
+    n = checks.positive_int(n, "n")
     base = sim.prior.base_dist if isinstance(sim.prior, Independent) else sim.prior
     if not isinstance(base, Uniform):
         raise ValueError(f"{sim.name}'s prior is not a uniform box: grid_posterior_samples needs one.")
@@ -335,9 +336,9 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     g = GRID_POSTERIOR_POINTS.get(d) if grid_points is None else grid_points
     if g is None:
         raise ValueError(f"no default grid for d_θ = {d}: pass grid_points (cells per dimension).")
-    if isinstance(g, bool) or not isinstance(g, int) or g < 1 or g**d > GRID_POSTERIOR_MAX_CELLS:
-        raise ValueError(f"grid_points must be a positive integer with grid_points^{d} ≤ "
-                         f"{GRID_POSTERIOR_MAX_CELLS} cells; got {g!r}.")
+    g = checks.positive_int(g, "grid_points")
+    if g**d > GRID_POSTERIOR_MAX_CELLS:
+        raise ValueError(f"grid_points^{d} must be at most {GRID_POSTERIOR_MAX_CELLS} cells; got grid_points={g}.")
     low, high = base.low.to(DTYPE).reshape(-1), base.high.to(DTYPE).reshape(-1)
     width = (high - low) / g
     axes = [lo + (torch.arange(g, dtype=DTYPE) + 0.5) * w for lo, w in zip(low, width)]
@@ -345,7 +346,7 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     log_post = torch.zeros(len(centres), dtype=DTYPE)
     for lo in range(0, len(centres), max(1, PAIRS_PER_CHUNK // len(x))):
         th = centres[lo : lo + max(1, PAIRS_PER_CHUNK // len(x))]
-        log_p = _log_prob(sim, th.repeat_interleave(len(x), 0), x.repeat(len(th), 1))
+        log_p = _log_prob(sim, x.repeat(len(th), 1), th.repeat_interleave(len(x), 0))
         log_post[lo : lo + len(th)] = log_p.reshape(len(th), len(x)).sum(1)
     if not torch.isfinite(log_post.max()):
         raise ValueError("the observations have zero likelihood (or a non-finite one) everywhere on the prior's "
@@ -354,5 +355,5 @@ def grid_posterior_samples(sim: Simulator, x_obs, n: int, grid_points: int | Non
     return centres[cells] + (torch.rand(n, d, dtype=DTYPE, generator=generator) - 0.5) * width
 
 
-__all__ = ["log_ratio_error", "score_error", "fisher_information", "default_theta_grid", "THRESHOLD",
+__all__ = ["log_ratio_error", "score_error", "exact_fisher_information", "default_theta_grid", "THRESHOLD",
            "log_prob_and_score", "c2st", "grid_posterior_samples"]

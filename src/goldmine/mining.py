@@ -48,24 +48,24 @@ def reference_of(sim: Simulator, reference=None) -> Tensor:
 
 
 @torch.no_grad()
-def augment(sim: Simulator, theta: Tensor, draws: Draws, reference: Tensor) -> dict[str, Tensor]:
+def augment(sim: Simulator, draws: Draws, theta: Tensor, reference: Tensor) -> dict[str, Tensor]:
     """The gold of recorded runs, evaluated at θ (one row per run) and at θ_ref.
 
     Arguments:
         sim: a simulator with `joint_log_prob`.
-        theta: (n, d_θ), where log r and t are evaluated (not necessarily where x was drawn).
         draws: the recorded runs, n of them.
+        theta: (n, d_θ), where log r and t are evaluated (not necessarily where x was drawn).
         reference: (d_θ,), θ_ref.
 
     Returns:
         log_r (n,), score (n, d_θ) = t(x, z|θ) and score_ref (n, d_θ) = t(x, z|θ_ref).
     """
     ref = reference.expand_as(theta)
-    log_r = sim.joint_log_prob(theta, draws) - sim.joint_log_prob(ref, draws)
+    log_r = sim.joint_log_prob(draws, theta) - sim.joint_log_prob(draws, ref)
     return {
         "log_r": log_r,
-        "score": sim.joint_score(theta, draws),
-        "score_ref": sim.joint_score(ref, draws),
+        "score": sim.joint_score(draws, theta),
+        "score_ref": sim.joint_score(draws, ref),
     }
 
 
@@ -88,5 +88,5 @@ def mine(sim: Simulator, theta, reference=None, generator: torch.Generator | Non
     theta = sim.check_theta(theta)
     ref = reference_of(sim, reference)
     draws = sim.sample(theta, generator=generator)
-    gold = augment(sim, theta, draws, ref)
+    gold = augment(sim, draws, theta, ref)
     return Gold(theta, draws.x, gold["log_r"], gold["score"])

@@ -13,6 +13,8 @@ import torch
 import zuko
 from torch import Tensor, nn
 
+from . import checks
+
 ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "softplus": nn.Softplus}
 
 
@@ -38,8 +40,7 @@ def check_flow_settings(flow: str, activation: str, **counts) -> None:
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        checks.positive_int(value, name)
 
 
 def conditional_flow(flow: str, features: int, context: int, transforms: int, hidden, bins: int,

@@ -31,6 +31,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import checks
+
 LossFn = Callable[[nn.Module, dict[str, Tensor]], Tensor]
 #: rows per batch when the Trainer evaluates the validation loss of a row source
 EVAL_BATCH = 4096
@@ -128,13 +130,11 @@ class Trainer:
             value = getattr(self, name)
             if name == "patience" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+            checks.positive_int(value, name)
         for name in ("lr", "clip_grad"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}.")
-        if not 0 < self.validation < 1:
-            raise ValueError(f"validation must be a fraction in (0, 1); got {self.validation!r}.")
+        checks.fraction(self.validation, "validation")
 
     def settings(self) -> dict:
         """The settings as plain JSON values (for config.json)."""

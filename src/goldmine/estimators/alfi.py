@@ -60,8 +60,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .. import checks
 from ..nn import ACTIVATIONS, Standardize, mlp
-from ..simulators.base import DTYPE, Simulator
+from ..simulators.base import DTYPE, Simulator, draw_prior, seed_from
 from ..simulators.describe import describe, rebuild
 from .base import Estimator, register, write_folder
 from .registry import Method, register_method
@@ -209,12 +210,6 @@ class Problems:
         return {k: table[k] for k in fields}
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return value
-
-
 def _bounds(sim: Simulator) -> tuple[Tensor, Tensor]:
     """Where proposal draws must stay: the prior's bounds (±inf where it has none, or everywhere when
     the simulator runs outside its prior)."""
@@ -235,9 +230,7 @@ def _bounds(sim: Simulator) -> tuple[Tensor, Tensor]:
 
 def _prior_draws(sim: Simulator, n: int, generator: torch.Generator) -> Tensor:
     """n draws of the prior, (n, theta_dim), reproducible from `generator` (priors use the global RNG)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=generator)))
-        return sim.prior.sample((n,)).to(DTYPE).reshape(n, sim.theta_dim)
+    return draw_prior(sim.prior, n, seed=seed_from(generator))
 
 
 @register
@@ -290,10 +283,9 @@ class ALFI(Estimator):
                  **training):
         for name, value in (("steps", steps), ("thetas", thetas), ("runs", runs), ("n_obs", n_obs),
                             ("problems", problems), ("hidden", hidden), ("features", features), ("state", state)):
-            _positive_int(name, value)
+            checks.positive_int(value, name)
         for name, value in (("sigma", sigma), ("bound", bound)):
-            if not (isinstance(value, (int, float)) and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive number; got {value!r}.")
+            checks.positive_float(value, name)
         if not (isinstance(beta, (int, float)) and math.isfinite(beta)):
             raise ValueError(f"beta must be a finite number; got {beta!r}.")
         if init not in ("prior", "mean"):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from .. import checks
 from ..data import Dataset
 from ..training import Trainer
 
@@ -78,28 +79,17 @@ class Estimator:
         return self.network_
 
     def _check_x(self, x) -> Tensor:
-        x = torch.as_tensor(x, dtype=torch.float32)
-        if x.ndim == 1 and self.x_dim_ == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self.x_dim_:
-            raise ValueError(f"x must have shape (n, {self.x_dim_}) (the data's x_dim); got {tuple(x.shape)}.")
-        if not torch.isfinite(x).all():
-            raise ValueError("x holds NaN or infinite values.")
-        return x
+        return checks.rows(x, self.x_dim_, "x", dtype=torch.float32, hint=" (the data's x_dim)")
 
     def _check_x_theta(self, x, theta) -> tuple[Tensor, Tensor]:
         """x (n, x_dim) and θ (n, theta_dim), a single θ (theta_dim,) or (1, theta_dim) broadcast to n."""
         x = self._check_x(x)
-        theta = torch.as_tensor(theta, dtype=torch.float32)
-        if theta.ndim == 1:
-            theta = theta[None] if theta.shape[0] == self.theta_dim_ and self.theta_dim_ > 1 else theta[:, None]
-        if theta.ndim != 2 or theta.shape[1] != self.theta_dim_ or theta.shape[0] not in (1, len(x)):
+        theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
+        if theta.shape[0] not in (1, len(x)):
             raise ValueError(
                 f"x has shape {tuple(x.shape)} and theta has shape {tuple(theta.shape)}: theta must be "
                 f"(n, {self.theta_dim_}) with the same n as x, or a single point (1, {self.theta_dim_})."
             )
-        if not torch.isfinite(theta).all():
-            raise ValueError("theta holds NaN or infinite values.")
         return x, theta.expand(len(x), -1)
 
     # -- saving ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import os
 import torch
 from torch import Tensor
 
+from .. import checks
 from ..data import Dataset
 from .base import register, write_folder
 from .registry import Method, register_method
@@ -68,10 +69,9 @@ class HistogramRatio:
     capabilities = frozenset({"likelihood", "ratio"})
 
     def __init__(self, theta_bins: int = 20, x_bins: int | None = None, low=None, high=None):
-        if isinstance(theta_bins, bool) or not isinstance(theta_bins, int) or theta_bins < 1:
-            raise ValueError(f"theta_bins must be a positive integer; got {theta_bins!r}.")
-        if x_bins is not None and (isinstance(x_bins, bool) or not isinstance(x_bins, int) or x_bins < 1):
-            raise ValueError(f"x_bins must be a positive integer or None (automatic); got {x_bins!r}.")
+        checks.positive_int(theta_bins, "theta_bins")
+        if x_bins is not None:
+            checks.positive_int(x_bins, "x_bins")
         if (low is None) != (high is None):
             raise ValueError("give both low and high (the θ box), or neither to take it from the data.")
         self.theta_bins, self.x_bins, self.low, self.high = theta_bins, x_bins, low, high

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import losses
+from .. import checks, losses
 from ..data import Dataset
 from ..nn import ConditionalFlow, check_flow_settings, flow_hidden, with_theta_gradient
 from .base import Estimator, register
@@ -300,18 +300,9 @@ class LikelihoodEstimator(Estimator):
         """x ~ p̂(x|θ): n draws at one point θ (theta_dim,) or (1, theta_dim), or one draw per row of
         θ (m, theta_dim) → (n, x_dim) or (m, x_dim). Discrete x are integers drawn from P̂(x|θ)."""
         net = self._check_fitted()
-        theta = given = torch.as_tensor(theta, dtype=torch.float32)
-        if theta.ndim < 2:
-            single = theta.ndim == 0 or self.theta_dim_ == 1 or theta.shape[0] != self.theta_dim_
-            theta = theta.reshape(-1, 1) if single else theta[None]
-        if theta.ndim != 2 or theta.shape[1] != self.theta_dim_:
-            raise ValueError(f"theta must be one point ({self.theta_dim_},) or rows (m, {self.theta_dim_}); "
-                             f"got shape {tuple(given.shape)}.")
-        if not torch.isfinite(theta).all():
-            raise ValueError("theta holds NaN or infinite values.")
+        theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
         if n is not None:
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"n must be a positive integer; got {n!r}.")
+            n = checks.positive_int(n, "n")
             if len(theta) not in (1, n):
                 raise ValueError(f"n={n} draws need one point θ or {n} rows of θ; got theta of shape "
                                  f"{tuple(theta.shape)}.")

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .. import losses
+from .. import checks, losses
 from ..data import Dataset
 from ..nn import ConditionalFlow, check_flow_settings, flow_hidden
 from ..simulators.base import box_bounds, box_prior
@@ -187,8 +187,7 @@ class PosteriorEstimator(Estimator):
         """
         net = self._check_fitted()
         x = self._check_one_x(x)
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer; got {n!r}.")
+        n = checks.positive_int(n, "n")
         kept, drawn, accepted, size = [], 0, 0, n
         for _ in range(MAX_ROUNDS):
             theta = net.sample(x.expand(size, -1), generator)

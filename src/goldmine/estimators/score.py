@@ -96,7 +96,7 @@ class ScoreEstimator(Estimator):
         x, theta = self._check_x_theta(x, theta)
         return (self.score(x) * (theta - self.reference_.float())).sum(-1)
 
-    def fisher_information(self, x) -> Tensor:
+    def fisher_information_at_reference(self, x) -> Tensor:
         """I(θ_ref) ≈ mean of t̂ t̂ᵀ over x ~ p(x|θ_ref): (n, x_dim) → (theta_dim, theta_dim)."""
         t = self.score(x).double()
         return t.T @ t / len(t)

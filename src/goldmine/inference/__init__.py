@@ -8,7 +8,8 @@ from .fisher import CramerRao, cramer_rao, fisher_information
 from .intervals import Region, confidence_region, expected_limits
 from .mle import MLE, mle, test_statistic
 from .model import Model, as_model
-from .posterior import Posterior, ess, posterior, split_rhat
+from .convergence import ess, split_rhat
+from .mcmc import Posterior, posterior
 
 __all__ = ["ABCResult", "Calibration", "CramerRao", "DirectPosterior", "MLE", "Model", "Posterior", "Region",
            "as_model", "confidence_region", "coverage", "cramer_rao", "ess", "expected_coverage", "expected_limits",

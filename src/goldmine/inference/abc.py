@@ -47,7 +47,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..simulators.base import DTYPE, Simulator
+from .. import checks
+from ..simulators.base import DTYPE, Simulator, draw_prior, seed_from
 
 #: simulator runs per call of simulator.sample (θ proposals × observations)
 ROWS_PER_CALL = 1 << 16
@@ -85,8 +86,7 @@ class ABCResult:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n draws (n, d) by resampling the samples with replacement according to their weights."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer; got {n!r}.")
+        n = checks.positive_int(n, "n")
         return self.samples[torch.multinomial(self.weights, n, replacement=True, generator=generator)]
 
 
@@ -123,9 +123,9 @@ def rejection_abc(simulator: Simulator, x_obs, distance: Distance | None = None,
         (torch.Size([100, 1]), 10000)
     """
     run = _Runner(simulator, x_obs, distance, prior, seed, batch)
-    n_samples = _positive_int(n_samples, "n_samples")
+    n_samples = checks.positive_int(n_samples, "n_samples")
     if epsilon is None:
-        quantile = _fraction(quantile, "quantile")
+        quantile = checks.fraction(quantile, "quantile")
         total = math.ceil(n_samples / quantile)
         if budget is not None and total * run.n > budget:
             raise ValueError(f"budget={budget} simulator runs is less than the {total} proposals × {run.n} "
@@ -141,10 +141,8 @@ def rejection_abc(simulator: Simulator, x_obs, distance: Distance | None = None,
         bar.close()
         eps, accepted = float(d.max()), n_samples
     else:
-        eps = float(epsilon)
-        if not (math.isfinite(eps) and eps > 0):
-            raise ValueError(f"epsilon must be a positive finite tolerance; got {epsilon!r}.")
-        limit = 10_000 * n_samples if budget is None else _positive_int(budget, "budget") // run.n
+        eps = checks.positive_float(epsilon, "epsilon")
+        limit = 10_000 * n_samples if budget is None else checks.positive_int(budget, "budget") // run.n
         if limit < 1:
             raise ValueError(f"budget={budget} simulator runs cannot simulate one set of {run.n} observations.")
         bar = tqdm(total=n_samples, desc="rejection abc", unit="acc", disable=not progress, dynamic_ncols=True)
@@ -191,13 +189,13 @@ def smc_abc(simulator: Simulator, x_obs, distance: Distance | None = None, n_par
         An `ABCResult` of the last complete generation; `history` holds every generation.
     """
     run = _Runner(simulator, x_obs, distance, prior, seed, batch)
-    n_particles = _positive_int(n_particles, "n_particles")
-    quantile = _fraction(quantile, "quantile")
-    min_acceptance = _fraction(min_acceptance, "min_acceptance")
+    n_particles = checks.positive_int(n_particles, "n_particles")
+    quantile = checks.fraction(quantile, "quantile")
+    min_acceptance = checks.fraction(min_acceptance, "min_acceptance")
     if generations is None and budget is None:
         raise ValueError("give generations, budget or both: otherwise smc_abc would never stop.")
-    generations = math.inf if generations is None else _positive_int(generations, "generations")
-    budget = math.inf if budget is None else _positive_int(budget, "budget")
+    generations = math.inf if generations is None else checks.positive_int(generations, "generations")
+    budget = math.inf if budget is None else checks.positive_int(budget, "budget")
     affordable = budget if math.isinf(budget) else budget // run.n  # proposals
     first = math.ceil(n_particles / quantile)
     if first > affordable:
@@ -277,14 +275,11 @@ class _Runner:
         if distance is not None and not callable(distance):
             raise TypeError("distance must be a function (x_sets (k, n, x_dim), x_obs (n, x_dim)) -> (k,).")
         self.distance = distance
-        self.chunk = max(PILOT_SETS, ROWS_PER_CALL // self.n) if batch is None else _positive_int(batch, "batch")
+        self.chunk = max(PILOT_SETS, ROWS_PER_CALL // self.n) if batch is None else checks.positive_int(batch, "batch")
         self.generator = torch.Generator().manual_seed(seed)
 
     def prior_sample(self, k: int) -> Tensor:
-        # torch distributions draw from the global RNG: fork it and seed it from our generator
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(torch.randint(0, 2**62, (), generator=self.generator)))
-            return self.prior.sample((k,)).to(DTYPE).reshape(k, -1)
+        return draw_prior(self.prior, k, seed=seed_from(self.generator))
 
     def simulate(self, theta: Tensor) -> Tensor:
         """One batched simulator call: θ (k, d) → toy sets (k, n, x_dim)."""
@@ -381,18 +376,6 @@ def _check_x_obs(sim: Simulator, x_obs) -> Tensor:
         bad = (~torch.isfinite(x)).any(1).nonzero()[:, 0][:5].tolist()
         raise ValueError(f"x_obs holds NaN or infinite values (rows {bad}): drop or fix those observations.")
     return x
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    return value
-
-
-def _fraction(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number strictly between 0 and 1; got {value!r}.")
-    return float(value)
 
 
 __all__ = ["ABCResult", "default_distance", "rejection_abc", "smc_abc"]

@@ -35,8 +35,9 @@ from scipy import stats
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..simulators.base import DTYPE, Simulator
-from .posterior import posterior, prior_draws
+from .. import checks
+from ..simulators.base import DTYPE, Simulator, draw_prior
+from .mcmc import posterior
 
 #: the default credibility levels: a coverage curve from 5% to 95% in steps of 5%, and 99%
 LEVELS = tuple(round(0.05 * k, 2) for k in range(1, 20)) + (0.99,)
@@ -85,8 +86,7 @@ class Calibration:
         Returns:
             counts (bins, theta_dim) and the counts a calibrated posterior expects (bins,).
         """
-        if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= self.samples + 1:
-            raise ValueError(f"bins must be an integer from 1 to samples + 1 = {self.samples + 1}; got {bins!r}.")
+        bins = checks.int_between(bins, "bins", 1, self.samples + 1, f"samples + 1 = {self.samples + 1}")
         groups = np.array_split(np.arange(self.samples + 1), bins)
         edges = torch.tensor([g[0] for g in groups[1:]], dtype=torch.long)
         which = torch.bucketize(self.ranks, edges, right=True)  # (problems, d) → bin index
@@ -139,9 +139,8 @@ def expected_coverage(make_posterior, simulator: Simulator, prior=None, n_obs: i
     if getattr(prior, "event_shape", None) != (simulator.theta_dim,):
         raise ValueError(f"prior must be a torch distribution over θ of shape ({simulator.theta_dim},) like "
                          f"{simulator.name}'s; got {prior!r}.")
-    for value, name in ((n_obs, "n_obs"), (problems, "problems"), (samples, "samples")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    n_obs, problems, samples = (checks.positive_int(v, name) for v, name in
+                                ((n_obs, "n_obs"), (problems, "problems"), (samples, "samples")))
     levels = torch.as_tensor(levels, dtype=DTYPE).reshape(-1)
     if len(levels) == 0 or not ((levels > 0) & (levels < 1)).all():
         raise ValueError(f"levels must be credibility levels strictly between 0 and 1; got {levels.tolist()}.")
@@ -157,7 +156,7 @@ def expected_coverage(make_posterior, simulator: Simulator, prior=None, n_obs: i
                         "put them in your make_posterior function instead.")
 
     generator = torch.Generator().manual_seed(seed)
-    theta = prior_draws(prior, problems, generator)
+    theta = draw_prior(prior, problems, generator)
     x = simulator.sample(theta.repeat_interleave(n_obs, 0), generator=generator).x
     x = x.reshape(problems, n_obs, simulator.x_dim)
     credibility = torch.empty(problems, dtype=DTYPE)

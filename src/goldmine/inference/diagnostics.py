@@ -21,9 +21,10 @@ import math
 
 from scipy.stats import chi2
 
+from .. import checks
 from ..executor import seeded_generator
 from ..simulators.base import Simulator
-from .intervals import METHODS, _check_choice, _check_count, _check_level
+from .intervals import METHODS
 from .toys import draw_toys, toy_quantile, toy_setup, toy_statistic
 
 
@@ -65,12 +66,11 @@ def coverage(
         >>> abs(out["coverage"] - 0.68) < 4 * out["stderr"]
         True
     """
-    _check_level(level)
-    _check_choice(method, METHODS, "method")
-    _check_count(toys, "toys")
-    _check_count(n_obs, "n_obs")
-    calibration_toys = toys if calibration_toys is None else calibration_toys
-    _check_count(calibration_toys, "calibration_toys")
+    level = checks.level(level)
+    method = checks.choice(method, METHODS, "method")
+    toys = checks.positive_int(toys, "toys")
+    n_obs = checks.positive_int(n_obs, "n_obs")
+    calibration_toys = toys if calibration_toys is None else checks.positive_int(calibration_toys, "calibration_toys")
     model, theta, grid, sim = toy_setup(model, theta_true, "theta_true", prior, simulator, grid, "coverage")
 
     x = draw_toys(sim, theta[0], int(toys), int(n_obs), seeded_generator(seed, 0))

@@ -2,9 +2,10 @@
 
     I(θ) = E_{x~p(x|θ)} [t(x|θ) t(x|θ)ᵀ],    t(x|θ) = ∇_θ log p(x|θ),
 
-per observation; n i.i.d. observations carry n·I(θ). It comes either from the exact likelihood (by
-quadrature over x, `goldmine.evaluate.fisher_information`) or from sally's learned score at θ_ref,
-I(θ_ref) ≈ mean of t̂(x) t̂(x)ᵀ over x ~ p(x|θ_ref). An unbiased estimator of θ from n observations
+per observation; n i.i.d. observations carry n·I(θ). `fisher_information` takes it either from
+the exact likelihood (by quadrature over x, `goldmine.evaluate.exact_fisher_information`) or from
+sally's learned score at θ_ref, I(θ_ref) ≈ mean of t̂(x) t̂(x)ᵀ over x ~ p(x|θ_ref)
+(`ScoreEstimator.fisher_information_at_reference`). An unbiased estimator of θ from n observations
 has covariance at least (n·I)⁻¹ (Cramér–Rao), and the MLE reaches it as n grows; the bound's
 ellipses {θ : (θ − θ₀)ᵀ n·I (θ − θ₀) ≤ χ²_d(level)} are the expected confidence regions of an
 ideal analysis.
@@ -23,7 +24,7 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
-from .. import evaluate
+from .. import checks, evaluate
 from ..data import Dataset
 from ..simulators.base import DTYPE, Simulator
 from .model import Model
@@ -52,15 +53,15 @@ def fisher_information(source, theta=None, x=None, n_obs: int = 1) -> Tensor:
         >>> fisher_information(gm.simulators.Poisson(), torch.tensor([2.0]), n_obs=10)  # 10·e²
         tensor([[73.8906]], dtype=torch.float64)
     """
-    n_obs = _n_obs(n_obs)
+    n_obs = checks.positive_int(n_obs, "n_obs")
     if isinstance(source, Model):
         source = source.source
     if isinstance(source, Simulator):
         if x is not None:
             raise ValueError("x is only used with a score estimator: the exact Fisher information integrates over x.")
         theta = source.reference if theta is None else torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
-        return n_obs * evaluate.fisher_information(source, theta)
-    if not callable(getattr(source, "fisher_information", None)) or not hasattr(source, "reference_"):
+        return n_obs * evaluate.exact_fisher_information(source, theta)
+    if not callable(getattr(source, "fisher_information_at_reference", None)) or not hasattr(source, "reference_"):
         raise TypeError(f"{type(source).__name__} cannot give a Fisher information: pass a simulator with an exact "
                         "likelihood or a fitted ScoreEstimator (sally).")
     reference = source.reference_.to(DTYPE).reshape(-1)
@@ -76,7 +77,7 @@ def fisher_information(source, theta=None, x=None, n_obs: int = 1) -> Tensor:
         x = x.tensors(["x"], label=1)["x"]
     if len(x) < 2:
         raise ValueError("x must hold at least two runs drawn at θ_ref to average t̂ t̂ᵀ over.")
-    return n_obs * source.fisher_information(x).to(DTYPE)
+    return n_obs * source.fisher_information_at_reference(x).to(DTYPE)
 
 
 @dataclass
@@ -100,7 +101,7 @@ class CramerRao:
 
     def interval(self, level: float = 0.95) -> Tensor:
         """Each component's central interval of the Gaussian bound, (d, 2)."""
-        half = math.sqrt(chi2.ppf(_level(level), 1)) * self.std
+        half = math.sqrt(chi2.ppf(checks.level(level), 1)) * self.std
         return torch.stack([self.center - half, self.center + half], -1)
 
     def ellipse(self, level: float = ONE_SIGMA, points: int = 200, dims: tuple[int, int] = (0, 1)) -> Tensor:
@@ -111,7 +112,7 @@ class CramerRao:
             raise ValueError(f"dims must name two different components of θ (0..{len(self.center) - 1}); got {dims}.")
         cov = self.covariance[dims][:, dims]
         angle = torch.linspace(0, 2 * math.pi, points, dtype=DTYPE)
-        circle = torch.stack([angle.cos(), angle.sin()], -1) * math.sqrt(chi2.ppf(_level(level), 2))
+        circle = torch.stack([angle.cos(), angle.sin()], -1) * math.sqrt(chi2.ppf(checks.level(level), 2))
         return self.center[dims] + circle @ torch.linalg.cholesky(cov).T
 
 
@@ -131,7 +132,7 @@ def cramer_rao(fisher, n_obs: int = 1, center=None) -> CramerRao:
         >>> bound.std
         tensor([0.2500, 0.5000], dtype=torch.float64)
     """
-    n_obs = _n_obs(n_obs)
+    n_obs = checks.positive_int(n_obs, "n_obs")
     info = torch.as_tensor(fisher, dtype=DTYPE)
     info = info.reshape(1, 1) if info.numel() == 1 else info
     if info.ndim != 2 or info.shape[0] != info.shape[1] or not torch.isfinite(info).all():
@@ -148,18 +149,6 @@ def cramer_rao(fisher, n_obs: int = 1, center=None) -> CramerRao:
         raise ValueError(f"center must have shape ({len(total)},); got {tuple(center.shape)}.")
     covariance = torch.linalg.inv(total)
     return CramerRao(total, 0.5 * (covariance + covariance.T), center, n_obs)
-
-
-def _n_obs(n_obs) -> int:
-    if isinstance(n_obs, bool) or not isinstance(n_obs, int) or n_obs < 1:
-        raise ValueError(f"n_obs must be a positive integer; got {n_obs!r}.")
-    return n_obs
-
-
-def _level(level) -> float:
-    if not 0 < level < 1:
-        raise ValueError(f"level must be a probability strictly between 0 and 1; got {level!r}.")
-    return float(level)
 
 
 __all__ = ["ONE_SIGMA", "CramerRao", "cramer_rao", "fisher_information"]

@@ -36,6 +36,7 @@ from scipy.optimize import brentq
 from scipy.stats import chi2
 from torch import Tensor
 
+from .. import checks
 from ..executor import seeded_generator
 from ..simulators.base import DTYPE, Simulator
 from .grid import Mesh, cell_volume, make_grid, nearest
@@ -176,10 +177,10 @@ def confidence_region(
         >>> region.contains(torch.tensor([[0.3], [-0.9]])).tolist()
         [True, False]
     """
-    _check_level(level)
-    _check_choice(method, METHODS, "method")
-    _check_count(toys, "toys")
-    _check_count(workers, "workers")
+    checks.level(level)
+    checks.choice(method, METHODS, "method")
+    checks.positive_int(toys, "toys")
+    checks.positive_int(workers, "workers")
     model = as_model(model, prior, simulator)
     x = model.check_x_obs(x_obs)
     grid = make_grid(model, grid)
@@ -221,10 +222,10 @@ def expected_limits(
         >>> round(region.size, 2)
         0.21
     """
-    _check_level(level)
-    _check_choice(method, EXPECTATIONS, "method")
-    _check_count(toys, "toys")
-    _check_count(n_obs, "n_obs")
+    checks.level(level)
+    checks.choice(method, EXPECTATIONS, "method")
+    checks.positive_int(toys, "toys")
+    checks.positive_int(n_obs, "n_obs")
     model, theta, grid, sim = toy_setup(model, theta, "theta", prior, simulator, grid, "expected_limits")
     if method == "asimov":
         x, weights = asimov_data(sim, theta[0], n_obs, seed)
@@ -288,21 +289,3 @@ def _segments(region: Region) -> list[tuple[float, float]]:
         segments.append((low, high))
         i = j + 1
     return segments
-
-
-# -- validation ---------------------------------------------------------------------------------
-
-
-def _check_level(level) -> None:
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
-        raise ValueError(f"level must be a probability in (0, 1), e.g. 0.95 for a 95% region; got {level!r}.")
-
-
-def _check_choice(value, known: tuple[str, ...], what: str) -> None:
-    if value not in known:
-        raise ValueError(f"unknown {what} {value!r}: choose one of {', '.join(map(repr, known))}.")
-
-
-def _check_count(value, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer; got {value!r}.")

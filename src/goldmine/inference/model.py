@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from .. import checks
 from ..simulators.base import DTYPE, Simulator, box_bounds
 from .surrogate import ExactLikelihood, likelihood_terms
 
@@ -103,14 +104,8 @@ class Model:
         return check_x_obs(x_obs, self.x_dim)
 
     def check_theta(self, theta, what: str = "theta") -> Tensor:
-        """θ as (m, theta_dim) float64, inside the prior's support."""
-        theta = torch.as_tensor(theta, dtype=DTYPE)
-        if theta.ndim < 2:
-            theta = theta.reshape(-1, self.theta_dim) if theta.numel() % self.theta_dim == 0 else theta
-        if theta.ndim != 2 or theta.shape[1] != self.theta_dim:
-            raise ValueError(f"{what} must have shape (m, {self.theta_dim}); got {tuple(theta.shape)}.")
-        if not torch.isfinite(theta).all():
-            raise ValueError(f"{what} holds NaN or infinite values.")
+        """θ as (m, theta_dim) float64, inside the prior's support (shapes as in `goldmine.checks.rows`)."""
+        theta = checks.rows(theta, self.theta_dim, what)
         outside = ~self.inside(theta)
         if outside.any():
             row = int(outside.nonzero()[0, 0])
@@ -178,25 +173,15 @@ class Model:
 
 
 def check_x_obs(x_obs, x_dim: int) -> Tensor:
-    """Observations as (n, x_dim) float64; a 1-D array is n scalar observations when x_dim = 1,
-    else one observation.
+    """Observations as (n, x_dim) float64, shaped by `goldmine.checks.rows` (a 1-D array is n scalar
+    observations when x_dim = 1, else one observation).
 
     Raises:
         ValueError: another shape, no rows, or NaN / infinite values.
     """
-    x = torch.as_tensor(x_obs, dtype=DTYPE)
-    if x.ndim == 1:
-        x = x[:, None] if x_dim == 1 else x[None]
-    if x.ndim != 2 or x.shape[1] != x_dim:
-        raise ValueError(
-            f"x_obs must have shape (n, {x_dim}) (n observations of the simulator's x); got "
-            f"{tuple(torch.as_tensor(x_obs).shape)}."
-        )
+    x = checks.rows(x_obs, x_dim, "x_obs", hint=" (n observations of the simulator's x)")
     if len(x) == 0:
         raise ValueError(f"x_obs is empty: pass at least one observation, shape (n, {x_dim}).")
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x)).any(1).nonzero()[:, 0][:5].tolist()
-        raise ValueError(f"x_obs holds NaN or infinite values (rows {bad}): drop or fix those observations.")
     return x
 
 

@@ -106,7 +106,7 @@ class ExactLikelihood:
 
     def log_likelihood_terms(self, x: Tensor, theta: Tensor) -> Tensor:
         """log p(x|θ): x (n, x_dim), θ (n, theta_dim) → (n,)."""
-        return self.simulator.log_prob(theta, x)
+        return self.simulator.log_prob(x, theta)
 
 
 __all__ = ["CAPABILITIES", "ExactLikelihood", "capabilities", "likelihood_terms"]

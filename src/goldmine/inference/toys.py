@@ -173,7 +173,7 @@ def asimov_data(sim: Simulator, theta: Tensor, n_obs: int, seed: int = 0) -> tup
     """
     try:
         x, w = sim.x_grid()
-        weights = w * sim.log_prob(theta.expand(len(x), -1), x).exp()
+        weights = w * sim.log_prob(x, theta.expand(len(x), -1)).exp()
     except NotImplementedError:
         runs = sim.sample(theta.expand(ASIMOV_RUNS, -1), generator=seeded_generator(seed, 0)).x.to(DTYPE)
         runs = runs[torch.isfinite(runs).all(1)]

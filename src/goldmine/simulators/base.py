@@ -12,6 +12,7 @@ Everything runs in float64: joint log-ratios of long latent paths lose precision
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Uniform
+
+from ..checks import positive_int, rows
 
 DTYPE = torch.float64
 
@@ -64,8 +67,57 @@ def box_bounds(prior: Distribution) -> tuple[Tensor | None, Tensor | None]:
     return low, high
 
 
+def seed_from(generator: torch.Generator | None) -> int:
+    """One seed in [0, 2⁶²) drawn from `generator` (from torch's global generator when None)."""
+    return int(torch.randint(0, 2**62, (), generator=generator))
+
+
+def draw_prior(prior: Distribution, n: int, generator: torch.Generator | None = None, *,
+               seed: int | None = None) -> Tensor:
+    """n draws of a prior, (n, theta_dim) float64, that leave torch's global generator as it was.
+
+    torch distributions draw from the global generator, so a draw is made reproducible in one of
+    two ways (give exactly one):
+
+    - `seed`: the draws of ``prior.sample((n,))`` after ``torch.manual_seed(seed)``, made on a fork
+      of the global generator. Data sets, ABC and ALFI draw θ this way with ``seed=seed_from(g)``
+      of their own generator g, which fixes their θ for every prior.
+    - `generator`: draws that use its randomness alone: a uniform box prior by
+      low + (high − low)·U(0, 1) from it directly, any other prior as with ``seed=seed_from(generator)``.
+
+    Example:
+        >>> prior = box_prior([-1.0], [1.0])
+        >>> draw_prior(prior, 3, seed=0).shape
+        torch.Size([3, 1])
+        >>> torch.equal(draw_prior(prior, 3, seed=0), draw_prior(prior, 3, seed=0))
+        True
+    """
+    if (generator is None) == (seed is None):
+        raise ValueError("draw_prior takes exactly one source of randomness: generator= or seed=.")
+    n = positive_int(n, "n")
+    if generator is not None:
+        low, high = box_bounds(prior)
+        base = prior.base_dist if isinstance(prior, Independent) else prior
+        if isinstance(base, Uniform):
+            return low + (high - low) * torch.rand(n, len(low), dtype=DTYPE, generator=generator)
+        seed = seed_from(generator)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return prior.sample((n,)).to(DTYPE).reshape(n, -1)
+
+
+#: the order of arguments of every density of the protocol: the density's variable first, the condition second
+ARGUMENT_ORDER = {"log_prob": ("x", "theta"), "score": ("x", "theta"), "joint_log_prob": ("draws", "theta"),
+                  "joint_score": ("draws", "theta")}
+
+
 class Simulator:
     """Base class of every simulator: subclasses set the attributes and implement the methods.
+
+    Densities take the variable whose density they are first and the condition second:
+    ``log_prob(x, theta)`` is log p(x|θ), ``joint_log_prob(draws, theta)`` is log p(x, z|θ),
+    ``joint_score(draws, theta)`` and ``score(x, theta)`` their gradients in θ. A subclass whose
+    method takes θ first (by the name ``theta``) is refused when it is defined.
 
     Attributes:
         name: a short name, stored in data files to tell simulators apart.
@@ -88,6 +140,21 @@ class Simulator:
     defined_outside_prior: bool = False
     block_size: int = 16384
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for method, (first, second) in ARGUMENT_ORDER.items():
+            fn = cls.__dict__.get(method)
+            if not callable(fn):
+                continue
+            names = [p.name for p in inspect.signature(fn).parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:3]
+            if names[:1] == ["theta"] or (len(names) == 2 and names[1] in ("x", "draws")):
+                raise TypeError(
+                    f"{cls.__name__}.{method}({', '.join(names)}) takes its arguments in the wrong order: "
+                    f"goldmine's simulators take {method}({first}, {second}), the density's variable first "
+                    "and the condition second. Swap the two arguments."
+                )
+
     def config(self) -> dict:
         """The constructor's arguments as plain JSON values (they identify a simulator in files)."""
         return {}
@@ -97,26 +164,12 @@ class Simulator:
     def check_theta(self, theta, what: str = "theta") -> Tensor:
         """Returns θ as a float64 tensor (n, theta_dim), or raises a ValueError naming the fix.
 
-        For one-dimensional θ a vector (n,) is read as n rows. Gradients are kept.
+        A vector is read by the rule of `goldmine.checks.rows`: (n,) is n rows when theta_dim = 1,
+        (theta_dim,) is one point otherwise. Gradients are kept.
         """
-        theta = torch.as_tensor(theta)
-        if not theta.is_floating_point():
-            theta = theta.to(DTYPE)
-        theta = theta.to(DTYPE)
-        if theta.ndim == 1 and self.theta_dim == 1:
-            theta = theta[:, None]
-        if theta.ndim != 2 or theta.shape[1] != self.theta_dim:
-            raise ValueError(
-                f"{what} must have shape (n, {self.theta_dim}) for {self.name} "
-                f"(theta_dim={self.theta_dim}); got {tuple(theta.shape)}. "
-                + ("Use theta[None] for a single point." if theta.ndim == 1 else "")
-            )
+        theta = rows(theta, self.theta_dim, what, hint=f" for {self.name} (theta_dim={self.theta_dim})")
         if theta.shape[0] == 0:
             raise ValueError(f"{what} is empty: give at least one row of shape ({self.theta_dim},).")
-        finite = torch.isfinite(theta).all(dim=1)
-        if not bool(finite.all()):
-            row = int((~finite).nonzero()[0])
-            raise ValueError(f"{what} holds NaN or infinite values (first in row {row}: {theta[row].tolist()}).")
         if not self.defined_outside_prior:
             inside = self.prior.support.check(theta.detach())
             if inside.ndim > 1:
@@ -131,16 +184,11 @@ class Simulator:
         return theta
 
     def check_x(self, x, what: str = "x") -> Tensor:
-        """Returns x as a float64 tensor (n, x_dim), or raises a ValueError naming the fix."""
-        x = torch.as_tensor(x).to(DTYPE)
-        if x.ndim == 1 and self.x_dim == 1:
-            x = x[:, None]
-        if x.ndim != 2 or x.shape[1] != self.x_dim:
-            raise ValueError(
-                f"{what} must have shape (n, {self.x_dim}) for {self.name} (x_dim={self.x_dim}); "
-                f"got {tuple(x.shape)}."
-            )
-        return x
+        """Returns x as a float64 tensor (n, x_dim), or raises a ValueError naming the fix.
+
+        Shapes as in `check_theta`; NaN and infinite values pass (a density is then NaN or zero there).
+        """
+        return rows(x, self.x_dim, what, finite=False, hint=f" for {self.name} (x_dim={self.x_dim})")
 
     def require_gold(self) -> None:
         """Raises NotImplementedError, naming what still works, when no gold can be mined."""
@@ -151,23 +199,24 @@ class Simulator:
         """Runs the simulator once per row of θ: (n, theta_dim) → Draws with x (n, x_dim)."""
         raise NotImplementedError
 
-    def joint_log_prob(self, theta: Tensor, draws: Draws) -> Tensor:
-        """log p(x, z|θ) of recorded runs replayed at θ: (n, theta_dim) → (n,), differentiable in θ."""
+    def joint_log_prob(self, draws: Draws, theta: Tensor) -> Tensor:
+        """log p(x, z|θ) of n recorded runs replayed at θ (n, theta_dim) → (n,), differentiable in θ."""
         raise NotImplementedError(
             f"{self.name} is a black box: it has no joint_log_prob, so no gold can be mined from it."
         )
 
-    def joint_score(self, theta: Tensor, draws: Draws) -> Tensor:
-        """t(x, z|θ) = ∇_θ log p(x, z|θ): (n, theta_dim). By autograd through `joint_log_prob`;
-        built-ins may override it with a hand-written fast path (tested against this one)."""
+    def joint_score(self, draws: Draws, theta: Tensor) -> Tensor:
+        """t(x, z|θ) = ∇_θ log p(x, z|θ) of n recorded runs at θ (n, theta_dim) → (n, theta_dim). By
+        autograd through `joint_log_prob`; built-ins may override it with a hand-written fast path
+        (tested against this one)."""
         theta = self.check_theta(theta).detach().requires_grad_(True)
         with torch.enable_grad():
-            log_p = self.joint_log_prob(theta, draws)
+            log_p = self.joint_log_prob(draws, theta)
             (grad,) = torch.autograd.grad(log_p.sum(), theta)
         return grad
 
-    def log_prob(self, theta: Tensor, x: Tensor) -> Tensor:
-        """Exact log p(x|θ): (n, theta_dim), (n, x_dim) → (n,), where it is tractable."""
+    def log_prob(self, x: Tensor, theta: Tensor) -> Tensor:
+        """Exact log p(x|θ): x (n, x_dim), θ (n, theta_dim) → (n,), where it is tractable."""
         raise NotImplementedError(f"{self.name} has no tractable likelihood p(x|θ).")
 
     def x_grid(self) -> tuple[Tensor, Tensor]:
@@ -265,8 +314,7 @@ class BlackBoxSimulator(Simulator):
 
     def sample(self, theta, generator=None) -> Draws:
         theta = self.check_theta(theta)
-        seed = int(torch.randint(0, 2**62, (), generator=generator))
-        x = self._call(theta, seed)
+        x = self._call(theta, seed_from(generator))
         if x.shape[1] != self.x_dim:
             raise ValueError(
                 f"the simulator function returned x of dimension {x.shape[1]}, but {self.x_dim} when probed "
@@ -283,11 +331,11 @@ class BlackBoxSimulator(Simulator):
             "To mine gold, implement joint_log_prob (see the README) or write it as a Pyro model."
         )
 
-    def joint_log_prob(self, theta, draws):
+    def joint_log_prob(self, draws, theta):
         self.require_gold()
 
-    def joint_score(self, theta, draws):
+    def joint_score(self, draws, theta):
         self.require_gold()
 
 
-__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "DTYPE"]
+__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE"]

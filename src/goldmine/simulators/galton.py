@@ -139,13 +139,13 @@ class GaltonBoard(Simulator):
             parts.append(rows(theta[i : i + CHUNK], zi) if table is None else self._lookup(table, zi))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def joint_log_prob(self, theta, draws: Draws) -> Tensor:
+    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
         theta = self.check_theta(theta)
         shared = self._shared_theta(theta)
         table = None if shared is None else self._tables(shared)[0]
         return self._replay(self._log_prob_rows, table, theta, draws.z)
 
-    def joint_score(self, theta, draws: Draws) -> Tensor:
+    def joint_score(self, draws: Draws, theta) -> Tensor:
         """Hand-written t(x, z|θ) = Σ_l ±s_l σ'(a_l) ∂a_l/∂θ / P(d_l): no autograd graph."""
         theta = self.check_theta(theta).detach()
         shared = self._shared_theta(theta)
@@ -170,9 +170,9 @@ class GaltonBoard(Simulator):
                 prob = go_right + shifted
         return prob
 
-    def log_prob(self, theta, x) -> Tensor:
-        theta = self.check_theta(theta)
+    def log_prob(self, x, theta) -> Tensor:
         x = self.check_x(x)
+        theta = self.check_theta(theta)
         probs = self.slot_probs(theta)
         k = x[:, 0]
         valid = (k == k.round()) & (k >= 0) & (k < SLOTS)

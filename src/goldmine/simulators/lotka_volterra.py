@@ -42,6 +42,7 @@ import math
 import torch
 from torch import Tensor
 
+from .. import checks
 from .base import DTYPE, Draws, Simulator, box_prior
 
 INITIAL = (50.0, 100.0)  # (predators X, prey Y)
@@ -124,9 +125,7 @@ class LotkaVolterra(Simulator):
     block_size = 1000  # rows per seed: z takes 9·max_events bytes per row
 
     def __init__(self, max_events: int = 20_000):
-        if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
-            raise ValueError(f"max_events must be a positive integer; got {max_events!r}.")
-        self.max_events = max_events
+        self.max_events = checks.positive_int(max_events, "max_events")
         self.prior = box_prior([-5.0] * 4, [2.0] * 4)
         self.reference = torch.tensor([0.01, 0.5, 1.0, 0.01], dtype=DTYPE).log()
 
@@ -289,8 +288,8 @@ class LotkaVolterra(Simulator):
         self._check_z(draws.z)
         return self._observe(draws.z)
 
-    def joint_log_prob(self, theta, draws: Draws) -> Tensor:
-        """log p(z|θ) by replaying the recorded events (module docstring): (n, 4) → (n,)."""
+    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
+        """log p(z|θ) by replaying the recorded events (module docstring): n runs, θ (n, 4) → (n,)."""
         theta = self.check_theta(theta)
         self._check_z(draws.z, theta.shape[0])
         # populations are integers below 100 + n_events: their logs come from a table, as a log
@@ -314,7 +313,7 @@ class LotkaVolterra(Simulator):
 
         return self._map_chunks(draws.z, replay)
 
-    def joint_score(self, theta, draws: Draws) -> Tensor:
+    def joint_score(self, draws: Draws, theta) -> Tensor:
         """Hand-written t_j = n_j − exp(θ_j)·H_j with H_j = ∫ h_j(s(t)) dt: no autograd graph."""
         theta = self.check_theta(theta).detach()
         self._check_z(draws.z, theta.shape[0])

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from .. import checks
 from .base import DTYPE, Draws, Simulator, box_prior
 
 SCALES = (1.0, 0.1)  # σ_k of the two components, each with weight 1/2
@@ -36,7 +37,7 @@ class GaussianMixture(Simulator):
     Example:
         >>> sim = GaussianMixture(dim=3)
         >>> draws = sim.sample(torch.zeros(4, 3), generator=torch.Generator().manual_seed(0))
-        >>> draws.x.shape, draws.z.shape, sim.log_prob(torch.zeros(4, 3), draws.x).shape
+        >>> draws.x.shape, draws.z.shape, sim.log_prob(draws.x, torch.zeros(4, 3)).shape
         (torch.Size([4, 3]), torch.Size([4]), torch.Size([4]))
     """
 
@@ -44,9 +45,7 @@ class GaussianMixture(Simulator):
     defined_outside_prior = True
 
     def __init__(self, dim: int = 2):
-        if isinstance(dim, bool) or not isinstance(dim, int) or not 2 <= dim <= 5:
-            raise ValueError(f"dim must be an integer from 2 to 5; got {dim!r}.")
-        self.dim = dim
+        self.dim = dim = checks.int_between(dim, "dim", 2, 5)
         self.theta_dim = self.x_dim = dim
         self.prior = box_prior([-10.0] * dim, [10.0] * dim)
         self.reference = torch.zeros(dim, dtype=DTYPE)
@@ -62,7 +61,7 @@ class GaussianMixture(Simulator):
         eps = torch.randn(n, self.dim, generator=generator, dtype=DTYPE)
         return Draws(theta + self._scales[k][:, None] * eps, k)
 
-    def _component_log_probs(self, theta: Tensor, x: Tensor) -> Tensor:
+    def _component_log_probs(self, x: Tensor, theta: Tensor) -> Tensor:
         """log ½ + log N(x; θ, σ_k² I) for both components: (n, 2)."""
         sq = ((x - theta) ** 2).sum(dim=1, keepdim=True)  # (n, 1)
         s = self._scales
@@ -76,17 +75,17 @@ class GaussianMixture(Simulator):
             raise ValueError(f"draws.z must hold {n} component indices in {{0, 1}}; got {draws.z!r}.")
         return k
 
-    def joint_log_prob(self, theta, draws: Draws) -> Tensor:
-        theta, x = self.check_theta(theta), self.check_x(draws.x, "draws.x")
+    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
+        x, theta = self.check_x(draws.x, "draws.x"), self.check_theta(theta)
         k = self._component(draws, x.shape[0])
-        return self._component_log_probs(theta, x).gather(1, k[:, None])[:, 0]
+        return self._component_log_probs(x, theta).gather(1, k[:, None])[:, 0]
 
-    def joint_score(self, theta, draws: Draws) -> Tensor:
+    def joint_score(self, draws: Draws, theta) -> Tensor:
         """t(x, z|θ) = (x − θ)/σ_z²: (n, dim)."""
-        theta, x = self.check_theta(theta).detach(), self.check_x(draws.x, "draws.x")
+        x, theta = self.check_x(draws.x, "draws.x"), self.check_theta(theta).detach()
         k = self._component(draws, x.shape[0])
         return (x - theta) / self._scales[k][:, None] ** 2
 
-    def log_prob(self, theta, x) -> Tensor:
-        theta, x = self.check_theta(theta), self.check_x(x)
-        return torch.logsumexp(self._component_log_probs(theta, x), dim=1)
+    def log_prob(self, x, theta) -> Tensor:
+        x, theta = self.check_x(x), self.check_theta(theta)
+        return torch.logsumexp(self._component_log_probs(x, theta), dim=1)

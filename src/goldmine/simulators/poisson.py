@@ -45,9 +45,9 @@ class Poisson(Simulator):
         theta = self.check_theta(theta).detach()
         return Draws(torch.poisson(theta.exp(), generator=generator), None)
 
-    def log_prob(self, theta, x) -> Tensor:
-        """x·θ − e^θ − log x!: (n, 1), (n, 1) → (n,); −inf where x is not a count."""
-        theta, x = self.check_theta(theta), self.check_x(x)
+    def log_prob(self, x, theta) -> Tensor:
+        """x·θ − e^θ − log x!: x (n, 1), θ (n, 1) → (n,); −inf where x is not a count."""
+        x, theta = self.check_x(x), self.check_theta(theta)
         count = (x >= 0) & (x == x.round())
         k = torch.where(count, x, torch.zeros_like(x))
         out = k * theta - theta.exp() - torch.lgamma(k + 1.0)
@@ -60,11 +60,11 @@ class Poisson(Simulator):
         k = math.ceil(rate + 12.0 * math.sqrt(rate))
         return torch.arange(k + 1, dtype=DTYPE)[:, None], torch.ones(k + 1, dtype=DTYPE)
 
-    def joint_log_prob(self, theta, draws: Draws) -> Tensor:
+    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
         """Equal to `log_prob`: there is no latent state."""
-        return self.log_prob(theta, draws.x)
+        return self.log_prob(draws.x, theta)
 
-    def joint_score(self, theta, draws: Draws) -> Tensor:
+    def joint_score(self, draws: Draws, theta) -> Tensor:
         """t(x|θ) = x − e^θ: (n, 1)."""
         theta, x = self.check_theta(theta).detach(), self.check_x(draws.x, "draws.x")
         return x - theta.exp()

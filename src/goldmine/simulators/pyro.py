@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from .base import DTYPE, Draws, Simulator
+from .base import DTYPE, Draws, Simulator, seed_from
 
 
 def _import_pyro():
@@ -73,7 +73,7 @@ class PyroSimulator(Simulator):
         >>> draws = sim.sample(torch.zeros(5, 1), generator=torch.Generator().manual_seed(0))
         >>> draws.x.shape, sorted(draws.z)
         (torch.Size([5, 1]), ['x', 'z'])
-        >>> torch.allclose(sim.joint_score(torch.ones(5, 1), draws), draws.z["z"][:, None] - 1)
+        >>> torch.allclose(sim.joint_score(draws, torch.ones(5, 1)), draws.z["z"][:, None] - 1)
         True
     """
 
@@ -97,7 +97,7 @@ class PyroSimulator(Simulator):
         # two runs, so that sites shared by all runs are caught here and not at mining time
         probe = self.sample(self.reference.expand(2, -1), torch.Generator().manual_seed(0))
         self.x_dim = probe.x.shape[1]
-        self.joint_log_prob(self.reference.expand(2, -1), probe)
+        self.joint_log_prob(probe, self.reference.expand(2, -1))
 
     def config(self) -> dict:
         return {
@@ -113,7 +113,7 @@ class PyroSimulator(Simulator):
         pyro = _import_pyro()
         theta = self.check_theta(theta).detach()
         n = theta.shape[0]
-        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        seed = seed_from(generator)
         # Pyro draws from torch's global generator: seed it for this call only
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)
@@ -134,8 +134,8 @@ class PyroSimulator(Simulator):
         x = torch.cat([z[s].reshape(n, -1).to(DTYPE) for s in self.observed], dim=1)
         return Draws(x, z)
 
-    def joint_log_prob(self, theta, draws: Draws) -> Tensor:
-        """log p(x, z|θ) of recorded runs replayed at θ: (n, theta_dim) → (n,), differentiable."""
+    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
+        """log p(x, z|θ) of n recorded runs replayed at θ (n, theta_dim) → (n,), differentiable."""
         pyro = _import_pyro()
         theta = self.check_theta(theta)
         n = theta.shape[0]

@@ -38,6 +38,7 @@ import math
 import torch
 from torch import Tensor
 
+from .. import checks
 from .base import DTYPE, Draws, Simulator, box_prior
 
 _LOG_3_8 = math.log(3.0 / 8.0)
@@ -107,7 +108,7 @@ class Weinberg(Simulator):
     Example:
         >>> sim = Weinberg()
         >>> draws = sim.sample(sim.reference.expand(3, 2), generator=torch.Generator().manual_seed(0))
-        >>> draws.x.shape, draws.z.shape, sim.joint_score(sim.reference[None], Draws(draws.x[:1], draws.z[:1])).shape
+        >>> draws.x.shape, draws.z.shape, sim.joint_score(Draws(draws.x[:1], draws.z[:1]), sim.reference[None]).shape
         (torch.Size([3, 1]), torch.Size([3, 1]), torch.Size([1, 2]))
     """
 
@@ -116,9 +117,7 @@ class Weinberg(Simulator):
     x_dim = 1
 
     def __init__(self, sigma: float = 0.1):
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a positive finite number (the detector resolution); got {sigma!r}.")
-        self.sigma = float(sigma)
+        self.sigma = checks.positive_float(sigma, "sigma")
         self.prior = box_prior([40.0, 0.5], [50.0, 1.2])
         self.reference = torch.tensor([42.0, 0.9], dtype=DTYPE)
 
@@ -144,8 +143,8 @@ class Weinberg(Simulator):
             raise ValueError(f"draws.z must have shape ({x.shape[0]}, 1) like draws.x; got {tuple(draws.z.shape)}.")
         return x, c
 
-    def joint_log_prob(self, theta, draws: Draws) -> Tensor:
-        """log f(c|θ) + log N(x; c, σ²): (n, 2) → (n,). Only the first term depends on θ."""
+    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
+        """log f(c|θ) + log N(x; c, σ²): n runs, θ (n, 2) → (n,). Only the first term depends on θ."""
         theta = self.check_theta(theta)
         x, c = self._angle(draws)
         a, _ = asymmetry(theta)
@@ -155,30 +154,30 @@ class Weinberg(Simulator):
         log_smear = -0.5 * ((x - c) / self.sigma) ** 2 - math.log(self.sigma) - _LOG_SQRT_2PI
         return log_f + log_smear
 
-    def joint_score(self, theta, draws: Draws) -> Tensor:
+    def joint_score(self, draws: Draws, theta) -> Tensor:
         """t(x, z|θ) = c/(1 + c² + A·c)·∇_θA: (n, 2), no autograd graph."""
         theta = self.check_theta(theta).detach()
         _, c = self._angle(draws)
         a, grad_a = asymmetry(theta)
         return (c / (1.0 + c**2 + a * c))[:, None] * grad_a
 
-    def _smeared(self, theta: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _smeared(self, x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """log M₀, E_T[c], E_T[1 + c² + A·c] and ∇_θA for validated θ and x: (n,) ×3, (n, 2)."""
         a, grad_a = asymmetry(theta)
         log_m0, mean, var = truncated_moments(x[:, 0], self.sigma)
         bracket = var + (mean + a / 2.0) ** 2 + (1.0 - a**2 / 4.0)
         return log_m0, mean, bracket, grad_a
 
-    def log_prob(self, theta, x) -> Tensor:
-        """Exact log p(x|θ): (n, 2), (n, 1) → (n,), differentiable in θ."""
-        theta, x = self.check_theta(theta), self.check_x(x)
-        log_m0, _, bracket, _ = self._smeared(theta, x)
+    def log_prob(self, x, theta) -> Tensor:
+        """Exact log p(x|θ): x (n, 1), θ (n, 2) → (n,), differentiable in θ."""
+        x, theta = self.check_x(x), self.check_theta(theta)
+        log_m0, _, bracket, _ = self._smeared(x, theta)
         return _LOG_3_8 + log_m0 + torch.log(bracket)
 
-    def score(self, theta, x) -> Tensor:
-        """Exact ∇_θ log p(x|θ) = E_T[c]/E_T[1 + c² + A·c]·∇_θA: (n, 2), (n, 1) → (n, 2)."""
-        theta, x = self.check_theta(theta).detach(), self.check_x(x)
-        _, mean, bracket, grad_a = self._smeared(theta, x)
+    def score(self, x, theta) -> Tensor:
+        """Exact ∇_θ log p(x|θ) = E_T[c]/E_T[1 + c² + A·c]·∇_θA: x (n, 1), θ (n, 2) → (n, 2)."""
+        x, theta = self.check_x(x), self.check_theta(theta).detach()
+        _, mean, bracket, grad_a = self._smeared(x, theta)
         return (mean / bracket)[:, None] * grad_a
 
     def x_grid(self) -> tuple[Tensor, Tensor]:

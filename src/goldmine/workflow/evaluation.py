@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..evaluate import c2st, grid_posterior_samples, log_ratio_error, score_error
 from ..inference.surrogate import capabilities
-from ..simulators.base import DTYPE, Simulator
+from ..simulators.base import DTYPE, Simulator, draw_prior
 from .simulators import has_exact
 
 
@@ -43,9 +43,7 @@ def evaluate_model(estimator, sim: Simulator, seed: int = 0, observations: int =
             raise NotImplementedError(f"{sim.name} has no exact likelihood, so there is no exact posterior to "
                                       f"compare {getattr(estimator, 'method', 'the posterior')} with.")
         generator = torch.Generator().manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            theta = sim.prior.sample((observations,)).to(DTYPE).reshape(observations, sim.theta_dim)
+        theta = draw_prior(sim.prior, observations, seed=seed)
         x = sim.sample(theta, generator=generator).x
         scores = [c2st(estimator.sample(x[i : i + 1], draws, generator=generator),
                        grid_posterior_samples(sim, x[i : i + 1], draws, generator=generator), seed=seed)

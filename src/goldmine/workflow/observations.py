@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import checks
 from ..simulators.base import DTYPE, Simulator
 
 
@@ -49,8 +50,7 @@ def load_observed(path) -> np.ndarray:
 
 def generate_observed(sim: Simulator, theta, n_obs: int, seed: int = 0) -> Tensor:
     """n_obs runs of the simulator at one θ (theta_dim,), from a generator seeded by `seed`: (n_obs, x_dim)."""
-    if isinstance(n_obs, bool) or not isinstance(n_obs, int) or n_obs < 1:
-        raise ValueError(f"n_obs must be a positive integer (the number of observations); got {n_obs!r}.")
+    n_obs = checks.positive_int(n_obs, "n_obs")
     given = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
     if given.numel() != sim.theta_dim:
         raise ValueError(f"the true θ of {sim.name} has {sim.theta_dim} component(s); got {given.tolist()}.")

@@ -1,5 +1,8 @@
 """Bayesian posteriors from any surrogate: MCMC on prior × likelihood, or the direct draws of npe.
 
+`goldmine.inference.posterior(model, x_obs)` is the entry point; the chains' diagnostics (split
+R-hat, ESS) live in `goldmine.inference.convergence`.
+
 For i.i.d. observations x_1..x_n and a prior π(θ), every likelihood-type model gives
 
     log p(θ|x_1..x_n) = log π(θ) + ℓ(θ) + const,    ℓ(θ) = Σ_i log r̂(x_i|θ)  (or log p(x_i|θ), exact)
@@ -20,19 +23,10 @@ A surrogate that learned the posterior directly (npe, the "posterior" capability
 `goldmine.inference.surrogate`) is handed to `goldmine.inference.direct`: sampled as it is, for one
 observation, nothing to converge.
 
-Diagnostics, both rank-normalised (Vehtari et al. 2021): the split R-hat is the larger of the
-bulk R-hat (of the normal scores of the pooled ranks) and the tail R-hat (the same for |θ − median|);
-the bulk ESS applies Geyer's initial monotone sequence to the chains' mean autocorrelation of the
-normal scores, with the between-chain variance included.
-
 References:
     Roberts, Gelman, Gilks, "Weak convergence and optimal scaling of random walk Metropolis
     algorithms", Ann. Appl. Probab. 7 (1997) 110
     Haario, Saksman, Tamminen, "An adaptive Metropolis algorithm", Bernoulli 7 (2001) 223
-    Vehtari, Gelman, Simpson, Carpenter, Bürkner, "Rank-normalization, folding, and localization: an
-    improved R-hat for assessing convergence of MCMC", Bayesian Analysis 16 (2021) 667,
-    https://arxiv.org/abs/1903.08008
-    Geyer, "Practical Markov chain Monte Carlo", Statistical Science 7 (1992) 473
 """
 
 from __future__ import annotations
@@ -42,20 +36,16 @@ import warnings
 
 import numpy as np
 import torch
-from scipy import special, stats
 from torch import Tensor
-from torch.distributions import Independent, Uniform
 from tqdm.auto import tqdm
 
-from ..simulators.base import DTYPE
+from .. import checks
+from ..simulators.base import DTYPE, draw_prior
+from .convergence import ESS_WARN, RHAT_WARN, ess, problems, split_rhat
 from .direct import DirectPosterior, direct_posterior, summary_rows
 from .model import Model, as_model, box_bounds, distinct
 from .surrogate import capabilities
 
-# Vehtari et al. (2021) ask for R-hat ≤ 1.01 from 4 long chains; R-hat − 1 of converged chains is
-# about chains/(2·ESS), so many short chains at the ESS floor below (32 at 400) reach 1.04 by chance
-RHAT_WARN = 1.05
-ESS_WARN = 400  # below it, R-hat and the tail quantiles are unreliable (Vehtari et al. 2021)
 FIRST_WINDOW = 25  # warm-up steps before the first covariance update; windows then double
 ADAPT_RATE = 0.1  # Robbins–Monro step on log s per step, times (acceptance − target)
 # cells per dimension for the normaliser of log_prob: the chains span about 9 sd, widened to 13, so
@@ -64,7 +54,7 @@ NORMALISE_CELLS = {1: 1000, 2: 150}
 NORMALISE_MARGIN = 0.25  # the grid spans the chains' range widened by this fraction on each side
 CANDIDATES = 1000  # prior draws that the chains' starting points are picked from
 
-__all__ = ["Posterior", "ess", "posterior", "prior_draws", "split_rhat"]
+__all__ = ["Posterior", "posterior"]
 
 
 class Posterior:
@@ -106,7 +96,7 @@ class Posterior:
         Raises:
             ValueError: n is not a positive integer, or exceeds the number of kept draws.
         """
-        _check_count(n, "n")
+        n = checks.positive_int(n, "n")
         samples = self.samples
         if n > len(samples):
             raise ValueError(f"the chains hold {len(samples)} draws, fewer than n={n}: ask for fewer, or run "
@@ -133,7 +123,7 @@ class Posterior:
         head = (f"Posterior (MCMC: {chains} chains × {n} draws, acceptance {self.acceptance:.2f}) "
                 f"given {len(self.x_obs)} observation{'s' * (len(self.x_obs) != 1)}")
         lines = [head, *summary_rows(self.samples, self.rhat, self.ess)]
-        worry = _diagnostic_problems(self.rhat, self.ess)
+        worry = problems(self.rhat, self.ess)
         lines.append("diagnostics: " + ("; ".join(worry) if worry else
                                         f"R-hat ≤ {RHAT_WARN} and ESS ≥ {ESS_WARN} in every dimension"))
         return "\n".join(lines)
@@ -141,15 +131,7 @@ class Posterior:
     # -- densities ---------------------------------------------------------------------------
 
     def _check_points(self, theta) -> Tensor:
-        d = self.model.theta_dim
-        theta = torch.as_tensor(theta, dtype=DTYPE)
-        if theta.ndim == 1:
-            theta = theta[None] if d > 1 and theta.shape[0] == d else theta[:, None]
-        if theta.ndim != 2 or theta.shape[1] != d:
-            raise ValueError(f"theta must have shape (m, {d}); got {tuple(theta.shape)}.")
-        if not torch.isfinite(theta).all():
-            raise ValueError("theta holds NaN or infinite values.")
-        return theta
+        return checks.rows(theta, self.model.theta_dim, "theta")
 
     def _unnormalised(self, theta: Tensor) -> Tensor:
         return _log_density(self.model, theta, self._x, self._weights)
@@ -212,8 +194,9 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
         return direct_posterior(model, x_obs, prior, seed)
     model = _with_prior(model, prior)
     x = model.check_x_obs(x_obs)
-    for value, name in ((chains, "chains"), (warmup, "warmup"), (steps, "steps"), (thin, "thin")):
-        _check_count(value, name, allow_zero=name == "warmup")
+    chains, steps, thin = (checks.positive_int(v, name) for v, name in ((chains, "chains"), (steps, "steps"),
+                                                                          (thin, "thin")))
+    warmup = checks.non_negative_int(warmup, "warmup")
     if steps // thin < 4:
         raise ValueError(f"steps // thin = {steps // thin}: keep at least 4 draws per chain (split R-hat needs "
                          "them, and a good estimate many more): raise steps or lower thin.")
@@ -224,7 +207,7 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
     start = _starting_points(model, chains, init, *xw, generator)
     draws, acceptance = _metropolis(model, xw, start, warmup, steps, thin, generator, progress)
     rhat, ess_ = split_rhat(draws), ess(draws)
-    worry = _diagnostic_problems(rhat, ess_)
+    worry = problems(rhat, ess_)
     if worry:
         warnings.warn("the MCMC chains may not represent the posterior: " + "; ".join(worry) + ". Run longer "
                       "(warmup, steps), use more chains, or look for several modes (plot the chains).",
@@ -337,109 +320,13 @@ def _starting_points(model: Model, chains: int, init, x: Tensor, weights: Tensor
             raise ValueError(f"init has {len(start)} starting points; give one per chain: ({chains}, "
                              f"{model.theta_dim}).")
         return start.clone()
-    candidates = prior_draws(model.prior, max(CANDIDATES, chains), generator)
+    candidates = draw_prior(model.prior, max(CANDIDATES, chains), generator)
     log_w = _log_density(model, candidates, x, weights)
     gumbel = -torch.empty_like(log_w).exponential_(generator=generator).log()
     keys = torch.where(torch.isneginf(log_w), gumbel - 1e300, log_w + gumbel)  # impossible ones last
     return candidates[keys.topk(chains).indices]
 
 
-def prior_draws(prior, n: int, generator: torch.Generator) -> Tensor:
-    """n draws of a prior (n, theta_dim) float64 that use only `generator`'s randomness."""
-    base = prior.base_dist if isinstance(prior, Independent) else prior
-    if isinstance(base, Uniform):
-        low, high = box_bounds(prior)
-        return low + (high - low) * torch.rand(n, len(low), dtype=DTYPE, generator=generator)
-    # torch distributions draw from the global generator: seed a forked copy of it from ours
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (), generator=generator)))
-        return prior.sample((n,)).to(DTYPE).reshape(n, -1)
-
-
-# -- diagnostics ------------------------------------------------------------------------------
-
-
-def split_rhat(draws) -> Tensor:
-    """Rank-normalised split R-hat per dimension: draws (chains, n, d) → (d,), the larger of bulk and tail.
-
-    Each chain is cut in two halves; the pooled draws are replaced by the normal scores of their
-    ranks (bulk), and of the ranks of |θ − median| (tail, which catches chains that agree in location
-    but not in scale). R-hat = √(V̂⁺/W) with W the mean within-chain variance and V̂⁺ = (n−1)/n·W +
-    the variance of the chain means. Near 1 when the chains agree. (Vehtari et al. 2021, arXiv:1903.08008.)
-    """
-    x = _split(draws)
-    bulk = _rhat(_normal_scores(x))
-    tail = _rhat(_normal_scores(np.abs(x - np.median(x.reshape(-1, x.shape[-1]), axis=0))))
-    return torch.as_tensor(np.maximum(bulk, tail), dtype=DTYPE)
-
-
-def ess(draws, rank_normalise: bool = True) -> Tensor:
-    """The effective sample size per dimension: draws (chains, n, d) → (d,).
-
-    On split chains, with the autocorrelation ρ_t = 1 − (W − mean autocovariance_t)/V̂⁺ summed by
-    Geyer's initial monotone sequence: ESS = chains·n / (−1 + 2 Σ_k (ρ_2k + ρ_2k+1)), the pairs
-    summed while positive and made non-increasing. `rank_normalise` gives the bulk ESS (of the
-    normal scores of the ranks, robust to heavy tails), else the classic ESS of the raw values,
-    which sets the Monte-Carlo error of the mean.
-    """
-    x = _split(draws)
-    if rank_normalise:
-        x = _normal_scores(x)
-    return torch.as_tensor([_ess_one(x[..., j]) for j in range(x.shape[-1])], dtype=DTYPE)
-
-
-def _split(draws) -> np.ndarray:
-    x = np.asarray(torch.as_tensor(draws, dtype=DTYPE))
-    if x.ndim == 2:
-        x = x[..., None]
-    if x.ndim != 3 or x.shape[1] < 4:
-        raise ValueError(f"draws must have shape (chains, n, d) with n ≥ 4; got {x.shape}.")
-    half = x.shape[1] // 2
-    return np.concatenate([x[:, :half], x[:, -half:]], axis=0)
-
-
-def _normal_scores(x: np.ndarray) -> np.ndarray:
-    """Φ⁻¹((rank − 3/8)/(S + 1/4)) of the pooled draws, per dimension (average ranks for ties)."""
-    m, n, d = x.shape
-    ranks = stats.rankdata(x.reshape(m * n, d), axis=0)
-    return special.ndtri((ranks - 0.375) / (m * n + 0.25)).reshape(m, n, d)
-
-
-def _rhat(x: np.ndarray) -> np.ndarray:
-    n = x.shape[1]
-    within = x.var(axis=1, ddof=1).mean(axis=0)
-    between = x.mean(axis=1).var(axis=0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt(((n - 1) / n * within + between) / within)
-
-
-def _ess_one(x: np.ndarray) -> float:
-    """ESS of one dimension of split chains (m, n)."""
-    m, n = x.shape
-    centred = x - x.mean(axis=1, keepdims=True)
-    spectrum = np.fft.rfft(centred, n=2 * n, axis=1)
-    autocov = np.fft.irfft(spectrum * spectrum.conj(), n=2 * n, axis=1)[:, :n] / n  # (m, n), lag 0..n−1
-    within = autocov[:, 0].mean() * n / (n - 1)
-    var_plus = within * (n - 1) / n + (x.mean(axis=1).var(ddof=1) if m > 1 else 0.0)
-    if not var_plus > 0:
-        return float("nan")
-    rho = 1.0 - (within - autocov.mean(axis=0)) / var_plus
-    pairs = rho[: 2 * (n // 2)].reshape(-1, 2).sum(axis=1)
-    negative = np.flatnonzero(pairs <= 0)
-    pairs = pairs[: negative[0] if len(negative) else len(pairs)]
-    tau = -1.0 + 2.0 * np.minimum.accumulate(pairs).sum()
-    # an antithetic chain can give τ < 1; the floor caps the ESS at S·log10(S) draws
-    tau = max(tau, 1.0 / math.log10(m * n))
-    return m * n / tau
-
-
-def _diagnostic_problems(rhat: Tensor, ess_: Tensor) -> list[str]:
-    worry = []
-    if not (rhat <= RHAT_WARN).all():
-        worry.append("R-hat " + ", ".join(f"{v:.3f}" for v in rhat.tolist()) + f" (want ≤ {RHAT_WARN})")
-    if not (ess_ >= ESS_WARN).all():
-        worry.append("ESS " + ", ".join(f"{v:.0f}" for v in ess_.tolist()) + f" (want ≥ {ESS_WARN})")
-    return worry
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -449,8 +336,3 @@ def _with_prior(model, prior) -> Model:
     if isinstance(model, Model) and prior is not None:
         return Model(model, prior=prior, simulator=model.simulator)
     return as_model(model, prior)
-
-
-def _check_count(value, name: str, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer; got {value!r}.")

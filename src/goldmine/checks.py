@@ -1,0 +1,124 @@
+"""Validation of arguments at the public boundary: one check per kind of argument.
+
+Every check takes the value first and the argument's name second, returns the value in its
+canonical type, and raises a ValueError that names the argument, what it must be and what it got.
+
+Shapes follow one rule. Points of a d-dimensional quantity (θ, x) are rows of a matrix (n, d);
+a 1-D array is read as n points of a scalar when d = 1 and as one point when d > 1 (its length
+must then be d); a scalar is one point when d = 1.
+
+Example:
+    >>> rows(torch.tensor([0.1, 0.2, 0.3]), 1, "theta").shape   # three scalar points
+    torch.Size([3, 1])
+    >>> rows(torch.tensor([42.0, 0.9]), 2, "theta").shape      # one point of dimension 2
+    torch.Size([1, 2])
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+from torch import Tensor
+
+DTYPE = torch.float64
+
+__all__ = ["positive_int", "non_negative_int", "int_between", "fraction", "level", "positive_float",
+           "non_negative_float", "choice", "rows"]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    if isinstance(value, Tensor):  # a 0-d tensor, e.g. a quantile computed in torch
+        return value.ndim == 0 and value.dtype != torch.bool and not value.is_complex()
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def positive_int(value, name: str) -> int:
+    """An integer ≥ 1 (Python or numpy; a bool is not one)."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def non_negative_int(value, name: str) -> int:
+    """An integer ≥ 0 (Python or numpy; a bool is not one)."""
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer; got {value!r}.")
+    return int(value)
+
+
+def int_between(value, name: str, low: int, high: int, high_text: str | None = None) -> int:
+    """An integer in [low, high]; `high_text` names the upper bound in the message (e.g. "samples + 1 = 101")."""
+    if not _is_int(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high_text or high}; got {value!r}.")
+    return int(value)
+
+
+def fraction(value, name: str) -> float:
+    """A real number strictly between 0 and 1."""
+    if not _is_real(value) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a fraction strictly between 0 and 1; got {value!r}.")
+    return float(value)
+
+
+def level(value, name: str = "level") -> float:
+    """A confidence or credibility level: a probability strictly between 0 and 1."""
+    if not _is_real(value) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a probability in (0, 1), e.g. 0.95 for a 95% region; got {value!r}.")
+    return float(value)
+
+
+def positive_float(value, name: str) -> float:
+    """A finite real number > 0."""
+    if not _is_real(value) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite positive number; got {value!r}.")
+    return float(value)
+
+
+def non_negative_float(value, name: str) -> float:
+    """A finite real number ≥ 0."""
+    if not _is_real(value) or not 0 <= value < math.inf:
+        raise ValueError(f"{name} must be a finite number ≥ 0; got {value!r}.")
+    return float(value)
+
+
+def choice(value, known, name: str):
+    """One of the `known` values."""
+    if value not in known:
+        raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(map(repr, known))}.")
+    return value
+
+
+def rows(value, dim: int, name: str, dtype: torch.dtype = DTYPE, finite: bool = True, hint: str = "") -> Tensor:
+    """Points of a `dim`-dimensional quantity as a matrix (n, dim) of `dtype` (the module's shape rule).
+
+    Arguments:
+        value: (n, dim); or (n,) when dim = 1; or one point (dim,) when dim > 1; or a scalar when dim = 1.
+        dim: the dimension of one point.
+        name: the argument's name, for the message.
+        dtype: the returned dtype. Gradients are kept.
+        finite: also reject NaN and infinite values.
+        hint: appended to the shape message, e.g. " for galton (theta_dim=1)".
+
+    Returns:
+        (n, dim), n ≥ 0.
+    """
+    given = torch.as_tensor(value)
+    out = given.to(dtype)
+    if out.ndim == 0 and dim == 1:
+        out = out.reshape(1, 1)
+    elif out.ndim == 1:
+        out = out[:, None] if dim == 1 else out[None]
+    if out.ndim != 2 or out.shape[1] != dim:
+        one = "(n,)" if dim == 1 else f"({dim},) for one point"
+        raise ValueError(f"{name} must have shape (n, {dim}){hint} or {one}; got {tuple(given.shape)}.")
+    if finite and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        row = int((~torch.isfinite(out.detach())).any(1).nonzero()[0, 0])
+        raise ValueError(f"{name} holds NaN or infinite values (first in row {row}: {out[row].tolist()}): "
+                         "drop or fix them.")
+    return out
