@@ -135,7 +135,9 @@ def test_non_finite_rows_raise_before_training_with_the_count_and_the_field():
                                     ("x", "y"), finite=("y",))
 
 
-def test_non_finite_rows_of_a_streamed_dataset_are_counted_too(data, tmp_path):
+def test_a_dataset_skips_rows_with_non_finite_gold_in_memory_and_streamed(data, tmp_path):
+    """A Dataset's reads skip the rows whose non-finite value lies in a field they read (as for x), so the
+    Trainer sees finite rows only, whether it holds them in memory or streams them."""
     import shutil
 
     import h5py
@@ -145,11 +147,11 @@ def test_non_finite_rows_of_a_streamed_dataset_are_counted_too(data, tmp_path):
     with h5py.File(path, "r+") as f:
         f["score"][[10, 3990]] = np.nan
     bad = gm.Dataset(path)
+    assert len(bad.tensors(["x", "score"])["score"]) == len(bad) - 2
     for in_memory_rows in (10**9, 0):
-        with pytest.raises(TrainingError, match=r"2 of 4,000 rows .*score in 2 rows.*bad.h5") as err:
-            Trainer(progress=False, in_memory_rows=in_memory_rows).fit(mean_model(), regression_loss, bad,
-                                                                       ("x", "score"))
-        assert err.value.rows == 2
+        history = Trainer(epochs=2, progress=False, in_memory_rows=in_memory_rows).fit(
+            mean_model(), regression_loss, bad, ("x", "score"))
+        assert np.isfinite(history["train_loss"]).all() and np.isfinite(history["val_loss"]).all()
 
 
 def test_batch_iterables_train_and_validate_with_their_own_loss():
