@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .. import losses
+from .. import checks, losses
 from ..data import Dataset
 from ..nn import Standardize, mlp, with_theta_gradient
 from .base import Estimator, register
@@ -247,6 +247,17 @@ class RatioEstimator(Estimator):
     def log_likelihood_terms(self, x, theta) -> Tensor:
         """log p̂(x|θ) up to a constant in θ: log r̂(x|θ, θ_ref), (n,) (`goldmine.inference.surrogate`)."""
         return self.log_ratio(x, theta)
+
+    def log_likelihood_table(self, x, theta) -> Tensor:
+        """log r̂(x_i|θ_j, θ_ref) for every pair: x (n, x_dim), θ (m, theta_dim) → (m, n), with the
+        reference term g(x_i, θ_ref) evaluated once per x_i rather than once per pair."""
+        net = self._check_fitted()
+        x = self._check_x(x)
+        theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
+        m, n = len(theta), len(x)
+        with torch.no_grad():
+            pairs = net._g(x.repeat(m, 1), theta.repeat_interleave(n, 0)).reshape(m, n)
+            return pairs - net._g(x, net.reference.expand(n, -1))
 
     def log_ratio_evidence(self, x, theta) -> Tensor:
         """nre only: log r̂(x, θ) ≈ log p(x|θ)/p(x), so that log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""

@@ -129,16 +129,34 @@ class Model:
     def per_event(self, theta, x_obs) -> Tensor:
         """The likelihood terms log p̂(x_i|θ_j) + c(x_i) (log r̂, or the exact log p) for every pair:
         θ (m, d), x (n, x_dim) → (m, n)."""
-        theta, x = self.check_theta(theta), self.check_x_obs(x_obs)
+        return self.terms(self.check_theta(theta), self.check_x_obs(x_obs))
+
+    def terms(self, theta: Tensor, x: Tensor) -> Tensor:
+        """`per_event` for inputs already checked: θ (m, d), x (n, x_dim) float64 → (m, n).
+
+        The pairs go to the surrogate in blocks of about CHUNK: a few observations with blocks of θ
+        (as many as fit), many observations (toys) in blocks of x with every θ, so that a surrogate
+        with `log_likelihood_table` (`goldmine.inference.surrogate`) evaluates what depends on x
+        alone, such as a ratio network's reference term, once per observation.
+        """
         m, n = len(theta), len(x)
         out = torch.empty(m, n, dtype=DTYPE)
-        step = max(1, CHUNK // n)
-        for start in range(0, m, step):
-            t = theta[start:start + step]
-            rows_t = t.repeat_interleave(n, 0)
-            rows_x = x.repeat(len(t), 1)
-            with torch.no_grad():
-                out[start:start + step] = self._terms(rows_x, rows_t).to(DTYPE).reshape(len(t), n)
+        table = getattr(self.surrogate, "log_likelihood_table", None)
+        if n <= CHUNK // 64:  # blocks of θ with every x
+            t_step, x_step = max(1, CHUNK // n), n
+        else:  # blocks of x with every θ
+            x_step = max(1, CHUNK // m)
+            t_step = min(m, max(1, CHUNK // x_step))
+        with torch.no_grad():
+            for xs in range(0, n, x_step):
+                xb = x[xs:xs + x_step]
+                for ts in range(0, m, t_step):
+                    t = theta[ts:ts + t_step]
+                    if callable(table):
+                        block = table(xb, t)
+                    else:
+                        block = self._terms(xb.repeat(len(t), 1), t.repeat_interleave(len(xb), 0))
+                    out[ts:ts + t_step, xs:xs + x_step] = block.to(DTYPE).reshape(len(t), len(xb))
         return out
 
     def log_likelihood(self, theta, x_obs, weights=None) -> Tensor:

@@ -27,13 +27,15 @@ from tqdm.auto import tqdm
 from ..executor import map_in_order, seeded_generator
 from ..simulators.base import DTYPE, Simulator
 from .grid import Mesh, cell_volume, make_grid
-from .model import CHUNK, Model, as_model
+from .model import Model, as_model
 
 __all__ = ["ASIMOV_RUNS", "asimov_data", "draw_toys", "neyman_thresholds", "toy_log_likelihood", "toy_quantile",
            "toy_setup", "toy_simulator", "toy_sizes", "toy_statistic"]
 
 #: simulated runs standing in for the Asimov data set when the simulator has no exact x grid
 ASIMOV_RUNS = 100_000
+#: likelihood terms (θ points × toy observations) held at once when continuous x is summed per toy
+TERMS_PER_PASS = 1 << 23
 
 
 def draw_toys(sim: Simulator, theta: Tensor, toys: int, n: int, generator: torch.Generator) -> Tensor:
@@ -48,12 +50,14 @@ def draw_toys(sim: Simulator, theta: Tensor, toys: int, n: int, generator: torch
 
 
 def toy_log_likelihood(model: Model, x: Tensor, theta: Tensor) -> Tensor:
-    """ℓ of every toy at every θ: x (toys, n, x_dim), θ (m, d) → (toys, m).
+    """ℓ of every toy at every θ: x (toys, n, x_dim), θ (m, d) → (toys, m), both already checked.
 
-    Discrete x repeats: then each distinct value is evaluated once on all θ, and a toy's ℓ is its
-    counts of the distinct values times their log-likelihoods.
+    The terms of all toys on all θ go to the surrogate in large batches (`Model.terms`). Discrete x
+    repeats: then each distinct value is evaluated once on all θ, and a toy's ℓ is its counts of the
+    distinct values times their log-likelihoods.
     """
     toys, n, x_dim = x.shape
+    m = len(theta)
     flat = x.reshape(toys * n, x_dim)
     if x_dim == 1:
         unique, inverse = torch.unique(flat[:, 0], return_inverse=True)
@@ -61,7 +65,7 @@ def toy_log_likelihood(model: Model, x: Tensor, theta: Tensor) -> Tensor:
     else:
         unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
     if len(unique) <= len(flat) // 2:
-        per_event = model.per_event(theta, unique).nan_to_num(nan=-math.inf).T  # (k, m)
+        per_event = model.terms(theta, unique).nan_to_num(nan=-math.inf).T  # (k, m)
         counts = torch.zeros(toys, len(unique), dtype=DTYPE)
         rows = torch.arange(toys).repeat_interleave(n)
         counts.index_put_((rows, inverse), torch.ones((), dtype=DTYPE), accumulate=True)
@@ -70,12 +74,12 @@ def toy_log_likelihood(model: Model, x: Tensor, theta: Tensor) -> Tensor:
         # 0·(−inf) is undefined: an impossible x sends ℓ to −inf only for the toys that hold it
         impossible = (counts > 0).to(DTYPE) @ (~finite).to(DTYPE)
         return out.masked_fill(impossible > 0, -math.inf)
-    out = torch.empty(toys, len(theta), dtype=DTYPE)
-    step = max(1, CHUNK // (n * len(theta)))  # toys per pass
+    out = torch.empty(toys, m, dtype=DTYPE)
+    step = max(1, TERMS_PER_PASS // (n * m))  # toys per pass
     for s in range(0, toys, step):
-        part = x[s:s + step]
-        per_event = model.per_event(theta, part.reshape(-1, x_dim)).nan_to_num(nan=-math.inf)
-        out[s:s + step] = per_event.reshape(len(theta), len(part), n).sum(-1).T
+        part = flat[s * n:(s + step) * n]
+        per_event = model.terms(theta, part).nan_to_num(nan=-math.inf)  # (m, toys in the pass · n)
+        out[s:s + step] = per_event.reshape(m, -1, n).sum(-1).T
     return out
 
 
