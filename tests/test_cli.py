@@ -186,6 +186,15 @@ def test_infer_at_a_true_theta(session):
     assert low < 0.3 < high  # this seed's 95% interval covers the truth
     assert (work / "model" / "inference.png").stat().st_size > 0
     assert "exact" in out and "95% wilks" in out
+    # each Wilks region is checked by toys at its θ̂, and the true θ is said to be inside or not
+    assert "checking each Wilks region by 200 toy data sets" in out
+    for name, entry in result["results"].items():
+        c = entry["calibration"]
+        assert c["toys"] == 200 and 0 <= c["coverage"] <= 1 and entry["mle_on_edge"] in (True, False)
+        assert f"{name}: coverage at θ̂ {c['coverage']:.3f} ± {c['stderr']:.3f} by 200 toys" in out
+        where = "inside" if entry["true_theta_inside"] else "outside"
+        assert f"{name}: the true θ is {where} the region" in out
+    assert exact["true_theta_inside"] and abs(exact["calibration"]["coverage"] - 0.95) < 3 * (0.95 * 0.05 / 200) ** 0.5
 
 
 @pytest.mark.slow
@@ -195,9 +204,11 @@ def test_infer_from_a_file(session, capsys):
     np.savetxt(work / "obs.csv", x, delimiter=",", header="slot", comments="")
     out = work / "from_csv.json"
     assert main(["infer", str(work / "model"), "--observed", str(work / "obs.csv"), "-o", str(out), "--no-exact",
-                 "--quiet"]) == 0
+                 "--no-check", "--quiet"]) == 0
     result = json.loads(out.read_text())
     assert result["observed"] == {"file": str(work / "obs.csv"), "n_obs": 40} and set(result["results"]) == {"alices"}
+    assert "calibration" not in result["results"]["alices"] and "true_theta_inside" not in result["results"]["alices"]
+    assert "checking" not in capsys.readouterr().out
     np.save(work / "wide.npy", np.zeros((5, 2)))
     assert main(["infer", str(work / "model"), "--observed", str(work / "wide.npy"), "--quiet"]) == 2
     assert "x_obs must have shape (n, 1)" in capsys.readouterr().err

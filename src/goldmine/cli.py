@@ -37,6 +37,9 @@ from .training import TrainingError
 from .estimators.registry import get_method, methods
 from .inference.surrogate import capabilities
 
+#: toy data sets at θ̂ with which goldmine infer checks the coverage of a Wilks region
+CHECK_TOYS = 200
+
 #: library errors that mean a mistake in the arguments: one line on stderr and exit code 2
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, NotImplementedError, OSError)
 
@@ -187,6 +190,9 @@ def build_parser() -> Parser:
     p.add_argument("--workers", type=positive_int, default=1, help="processes for the toys (default 1)")
     p.add_argument("--grid", type=positive_int, metavar="POINTS", help="θ grid points per axis")
     p.add_argument("--no-exact", action="store_true", help="skip the exact likelihood even when there is one")
+    p.add_argument("--check-toys", type=positive_int, default=CHECK_TOYS, metavar="N",
+                   help=f"toy data sets at θ̂ that check a Wilks region's coverage (default {CHECK_TOYS})")
+    p.add_argument("--no-check", action="store_true", help="skip the check of a Wilks region's coverage by toys")
     p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/inference.json (plot beside it)")
 
     p = command("run", cmd_run, "carry out a whole study described by a TOML file; a rerun skips the stages "
@@ -378,8 +384,13 @@ def cmd_infer(args) -> int:
     if "summary" in capabilities(estimator) and data is not None:
         need_file(data, "training data", "give the data set the model was trained on with --data")
     name = record.get("method") or getattr(estimator, "method", type(estimator).__name__)
+    check = None if args.no_check or args.method != "wilks" else args.check_toys
     settings = {"level": args.level, "method": args.method, "toys": args.toys, "seed": args.seed,
-                "workers": args.workers, "grid_points": args.grid, "progress": not args.quiet}
+                "workers": args.workers, "grid_points": args.grid, "progress": not args.quiet, "check": check,
+                "true_theta": args.true_theta}
+    if check:
+        print(f"checking each Wilks region by {check} toy data sets drawn at its θ̂ with {sim.name} "
+              "(--no-check skips this)", flush=True)
     results = {name: workflow.infer(workflow.inference_source(estimator, sim, data), sim, x, **settings)}
     if not args.no_exact and workflow.has_exact(sim):
         results["exact"] = workflow.infer(sim, sim, x, **settings)
@@ -389,6 +400,9 @@ def cmd_infer(args) -> int:
     print(f"{len(x)} observation{'s' if len(x) != 1 else ''} " + (f"from {args.observed}" if args.observed else
                                         f"simulated at θ = {args.true_theta} (seed {args.seed})"))
     print(table([(k, workflow.region_text(r)) for k, r in results.items()]))
+    for name, result in results.items():
+        for note in workflow.region_notes(result):
+            print(f"  {name}: {note}")
     print(f"written   {out}" + (f" and {plot}" if plot else ""))
     return 0
 

@@ -14,6 +14,12 @@ asymptotically) or the region of median size over toy data sets.
 
 Toys and the Asimov data set are made in `toys.py`, θ grids in `grid.py`.
 
+A Wilks region can be checked against the simulator (`check=` toys): toy data sets of the same size
+drawn at θ̂ measure how often q(θ̂) ≤ χ²_d, the coverage of the threshold where the data put θ. A
+surrogate whose likelihood ratios are too steep (or too few observations for the asymptotics, or θ̂
+on the prior's edge) shows as a coverage below the level, and the region warns. The check measures
+the coverage at θ̂ only, which is where the truth lies when the region is to be trusted.
+
 References:
     Wilks, "The large-sample distribution of the likelihood ratio for testing composite hypotheses",
     Ann. Math. Statist. 9 (1938) 60.
@@ -28,6 +34,7 @@ References:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,10 +52,18 @@ from .model import Model, as_model
 from .toys import (asimov_data, draw_toys, neyman_thresholds, toy_log_likelihood, toy_setup, toy_simulator,
                    toy_sizes)
 
-__all__ = ["Region", "confidence_region", "expected_limits"]
+__all__ = ["CalibrationWarning", "Region", "confidence_region", "expected_limits"]
 
 METHODS = ("wilks", "neyman")
 EXPECTATIONS = ("asimov", "toys")
+#: a region under-covers when its measured coverage is this many binomial standard errors below the level
+UNDER_COVERAGE = 2.0
+#: and conservative when it is this many above (said, not warned)
+OVER_COVERAGE = 3.0
+
+
+class CalibrationWarning(RuntimeWarning):
+    """A confidence region's threshold covers less often than its level claims (measured by toys)."""
 
 
 @dataclass
@@ -61,6 +76,8 @@ class Region:
             quantile (wilks) or the per-point toy quantile (neyman). inside: q ≤ threshold (g,).
         mle: the fit of the observations. segments: in 1-D, the connected pieces [(low, high), ...]
             with endpoints refined between grid points. toys: toy data sets per grid point (neyman).
+        calibration: the check of a Wilks region by toys at θ̂ (`confidence_region(check=...)`):
+            {"toys", "coverage", "stderr", "level", "theta", "under_covers"}, or None when unchecked.
     """
 
     method: str
@@ -72,6 +89,7 @@ class Region:
     mle: MLE = field(repr=False)
     segments: list[tuple[float, float]] | None = None
     toys: int = 0
+    calibration: dict | None = None
     # what contains() needs to evaluate q off the grid
     model: Model | None = field(default=None, repr=False, compare=False)
     x_obs: Tensor | None = field(default=None, repr=False, compare=False)
@@ -80,8 +98,26 @@ class Region:
     def __repr__(self) -> str:
         where = f"interval={tuple(round(v, 4) for v in self.interval)}" if self.segments else f"size={self.size:.4g}"
         fit = [round(v, 4) for v in self.mle.theta.tolist()]
+        flags = ", θ̂ on the prior's edge" if self.mle.on_edge else ""
+        if self.calibration is not None:
+            flags += f", coverage at θ̂ {self.calibration['coverage']:.3f} ± {self.calibration['stderr']:.3f}"
         return (f"Region({self.method}, level={self.level}, {where}, θ̂={fit}, "
-                f"{int(self.inside.sum())}/{len(self.grid)} grid points inside)")
+                f"{int(self.inside.sum())}/{len(self.grid)} grid points inside{flags})")
+
+    def summary(self, true_theta=None) -> str:
+        """The region in a few lines of text: θ̂, the interval or size, and what speaks against trusting
+        it (θ̂ on the prior's edge, a measured under-coverage); with `true_theta` (theta_dim,) whether
+        it lies inside."""
+        theta = ", ".join(f"{v:.4g}" for v in self.mle.theta.tolist())
+        where = (f"[{self.interval[0]:.4g}, {self.interval[1]:.4g}]" if self.segments is not None
+                 else f"size {self.size:.4g}")
+        lines = [f"θ̂ = ({theta}), {self.level:.0%} {self.method} region {where}"]
+        lines += [f"  {note}" for note in trust_notes(self.mle.edge_axes, self.calibration)]
+        if true_theta is not None:
+            truth = torch.as_tensor(true_theta, dtype=DTYPE).reshape(1, -1)
+            lines.append(f"  the true θ = {truth[0].tolist()} is {'inside' if self.contains(truth)[0] else 'outside'}"
+                         " the region")
+        return "\n".join(lines)
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -142,6 +178,7 @@ def confidence_region(
     workers: int = 1,
     cluster=None,
     progress: bool = True,
+    check: int | None = None,
 ) -> Region:
     """The confidence region for θ from i.i.d. observations.
 
@@ -160,6 +197,10 @@ def confidence_region(
         workers: local processes (spawned) that draw the toys of grid points in parallel.
         cluster: a Dask scheduler address or a `dask.distributed.Client`; then `workers` is ignored.
         progress: show a progress bar over grid points (neyman).
+        check: wilks only: that many toy data sets (a few hundred, e.g. 200) of len(x_obs) runs
+            drawn at θ̂ with the simulator measure the coverage of the χ² threshold there
+            (`Region.calibration`); None skips the check. A coverage more than 2 standard errors
+            below the level warns (`CalibrationWarning`, a RuntimeWarning).
 
     Returns:
         A `Region`.
@@ -181,11 +222,66 @@ def confidence_region(
     checks.choice(method, METHODS, "method")
     checks.positive_int(toys, "toys")
     checks.positive_int(workers, "workers")
+    if check is not None:
+        checks.positive_int(check, "check")
+        if method != "wilks":
+            raise ValueError("check measures the coverage of the Wilks threshold; a Neyman region is calibrated by "
+                             "its own toys: pass check=None with method='neyman'.")
     model = as_model(model, prior, simulator)
     x = model.check_x_obs(x_obs)
     grid = make_grid(model, grid)
     sim = toy_simulator(model, simulator, "method='neyman'") if method == "neyman" else None
-    return _region(model, x, None, level, method, grid, sim, int(toys), int(seed), int(workers), cluster, progress)
+    checker = toy_simulator(model, simulator, "check") if check is not None else None
+    region = _region(model, x, None, level, method, grid, sim, int(toys), int(seed), int(workers), cluster, progress)
+    if checker is not None:
+        region.calibration = _calibrate(region, checker, int(check), int(seed))
+    return region
+
+
+def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0) -> dict:
+    """The coverage of a Wilks region's χ² threshold at its θ̂, from `toys` data sets of the same size
+    drawn there with the simulator; warns (`CalibrationWarning`) when it is more than `UNDER_COVERAGE`
+    binomial standard errors of the level below the level.
+
+    Returns:
+        {"toys", "coverage", "stderr", "level", "theta" (θ̂), "under_covers"}.
+    """
+    from .diagnostics import coverage  # diagnostics builds on this module
+
+    measured = coverage(region.model, region.mle.theta, region.mle.n_obs, region.level, "wilks", toys=toys,
+                        seed=seed, simulator=simulator, grid=region.grid)
+    level = region.level
+    under = measured["coverage"] < level - UNDER_COVERAGE * math.sqrt(level * (1 - level) / toys)
+    out = {"toys": toys, "coverage": measured["coverage"], "stderr": measured["stderr"], "level": level,
+           "theta": region.mle.theta.tolist(), "under_covers": bool(under)}
+    if under:
+        warnings.warn(trust_notes((), out)[0] + ".", CalibrationWarning, stacklevel=3)
+    return out
+
+
+def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neyman'") -> list[str]:
+    """One line per reason to doubt a region: θ̂ on the prior's edge in `edge_axes`, a measured coverage
+    (`calibration`, as in `Region.calibration`) below the level; the measured coverage also when it is
+    fine. `neyman` is how the advice names the Neyman construction."""
+    notes = []
+    if edge_axes:
+        axes = ", ".join(f"θ_{a}" for a in edge_axes)
+        notes.append(f"θ̂ lies on the edge of the prior's box (in {axes}): the likelihood still rises there, so θ̂ "
+                     f"is the bound and Wilks' χ² does not hold; widen the prior, or use {neyman}")
+    if calibration is not None:
+        c = calibration
+        measured = (f"coverage at θ̂ {c['coverage']:.3f} ± {c['stderr']:.3f} by {c['toys']} toys from the simulator")
+        margin = OVER_COVERAGE * math.sqrt(c["level"] * (1 - c["level"]) / c["toys"])
+        if c["under_covers"]:
+            notes.insert(0, f"{measured}, below the nominal {c['level']:.3g}: the region is too small to be trusted; "
+                            f"use {neyman} (thresholds calibrated by toys), train the surrogate longer, or use an "
+                            "ensemble of surrogates")
+        elif c["coverage"] > c["level"] + margin:
+            notes.append(f"{measured}, above the nominal {c['level']:.3g}: the region is conservative (larger than "
+                         "it needs to be)")
+        else:
+            notes.append(f"{measured}: consistent with the nominal {c['level']:.3g}")
+    return notes
 
 
 def expected_limits(

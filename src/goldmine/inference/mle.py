@@ -7,6 +7,10 @@ Surrogate likelihoods can have several local optima, so the maximum is found in 
 even grid over the box first, then a bounded derivative-free refinement (Powell) from the best few
 grid points that are not neighbours of each other and come within `CONTENDER` of the best. q is clipped at 0 from below: a grid point that
 beats the refined optimum means the refinement stopped early, not that q is negative.
+
+An MLE on the edge of the prior's box (within `EDGE` of its width) is flagged: the likelihood still
+rises towards the edge, so θ̂ is the bound, not a stationary point, and Wilks' χ² threshold does not
+hold there (Chernoff, "On the distribution of the likelihood ratio", Ann. Math. Statist. 25 (1954) 573).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from .model import Model, as_model
 
 #: grid points whose ℓ is within this of the best are refined too (another optimum may hide there)
 CONTENDER = 2.0
+#: θ̂ within this fraction of the box's width from a bound is on the prior's edge
+EDGE = 1e-3
 
 
 @dataclass
@@ -33,6 +39,8 @@ class MLE:
         theta: θ̂ (theta_dim,). log_likelihood: ℓ(θ̂), up to the model's constant in θ.
         grid, grid_log_likelihood: the first-stage grid (g, theta_dim) and ℓ on it (g,).
         n_obs: the number of observations.
+        edge_axes: the dimensions of θ in which θ̂ lies on the prior's box (within `EDGE` of its
+            width); empty when θ̂ is inside, or the prior has no box.
     """
 
     theta: Tensor
@@ -40,6 +48,12 @@ class MLE:
     grid: Tensor = field(repr=False)
     grid_log_likelihood: Tensor = field(repr=False)
     n_obs: int = 0
+    edge_axes: tuple[int, ...] = ()
+
+    @property
+    def on_edge(self) -> bool:
+        """Whether θ̂ lies on the edge of the prior's box in any dimension."""
+        return bool(self.edge_axes)
 
     def q(self, log_likelihood: Tensor) -> Tensor:
         """−2 log λ = −2 (ℓ − ℓ(θ̂)) from values ℓ, clipped at 0."""
@@ -82,7 +96,16 @@ def mle(model, x_obs, prior=None, grid=None, starts: int = 3, weights=None) -> M
             theta, value = _refine(model, x, weights, start, spacing)
             if value > best_value:
                 best_theta, best_value = theta, value
-    return MLE(best_theta.clone(), best_value, grid, values, n_obs=len(x))
+    return MLE(best_theta.clone(), best_value, grid, values, n_obs=len(x), edge_axes=edge_axes(model, best_theta))
+
+
+def edge_axes(model: Model, theta: Tensor) -> tuple[int, ...]:
+    """The dimensions in which θ (theta_dim,) lies within `EDGE` of the width of the prior's box from a bound."""
+    if model.low is None:
+        return ()
+    width = model.high - model.low
+    near = ((theta - model.low) <= EDGE * width) | ((model.high - theta) <= EDGE * width)
+    return tuple(int(a) for a in torch.nonzero(near & (width > 0)).reshape(-1))
 
 
 def test_statistic(model, theta, x_obs, prior=None, fit: MLE | None = None, weights=None) -> Tensor:

@@ -11,6 +11,11 @@ log r̂(x|θ, θ_ref) (c = −log p(x|θ_ref)), a likelihood estimator log p̂(x
 simulator's exact likelihood enters through the adapter `ExactLikelihood`. The surrogate also has
 `theta_dim_` and `x_dim_` once fitted, and may name what its terms are in `kind` ("ratio",
 "likelihood", "exact"). An object with only `log_ratio(x, theta)` is taken as a ratio surrogate.
+A surrogate that can share work between the pairs of many x and many θ may also offer
+
+    log_likelihood_table(x, theta) → (m, n):   the same terms for every pair of x (n, x_dim) and θ (m, theta_dim)
+
+(a ratio network evaluates its reference term once per x there); `Model` then uses it.
 
 What else a surrogate can do it declares in `capabilities`, a set of these names:
 

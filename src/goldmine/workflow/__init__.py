@@ -17,7 +17,7 @@ from .estimates import infer, inference_source
 from .evaluation import evaluate_model
 from .files import jsonable, write_json
 from .observations import generate_observed, load_observed
-from .report import metric_text, one_line, plot_inference, region_text
+from .report import metric_text, one_line, plot_inference, region_notes, region_text
 from .simulators import BUILTIN_SIMULATORS, check_call, describe_prior, has_exact, import_object, make_simulator, \
     simulator_from_data
 from .training import TRAINING_OPTIONS, canonical_options, estimator_class, make_estimator, method_options, \
@@ -26,5 +26,5 @@ from .training import TRAINING_OPTIONS, canonical_options, estimator_class, make
 __all__ = ["BUILTIN_SIMULATORS", "TRAINING_OPTIONS", "canonical_options", "check_call", "describe_prior",
            "estimator_class", "evaluate_model", "generate_observed", "has_exact", "import_object", "infer",
            "inference_source", "jsonable", "load_observed", "make_estimator", "make_simulator", "method_options",
-           "metric_text", "model_simulator", "one_line", "plot_inference", "read_trained_on", "region_text",
-           "simulator_from_data", "train", "write_json"]
+           "metric_text", "model_simulator", "one_line", "plot_inference", "read_trained_on", "region_notes",
+           "region_text", "simulator_from_data", "train", "write_json"]

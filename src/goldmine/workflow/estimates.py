@@ -3,9 +3,12 @@ summary, as plain JSON values."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ..inference import Model, confidence_region
+from ..inference.intervals import CalibrationWarning
 from ..inference.surrogate import capabilities
 from ..simulators.base import DTYPE, Simulator
 
@@ -23,7 +26,8 @@ def inference_source(estimator, sim: Simulator, data=None):
 
 
 def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wilks", toys: int | None = None,
-          seed: int = 0, workers: int = 1, grid_points: int | None = None, progress: bool = True) -> dict:
+          seed: int = 0, workers: int = 1, grid_points: int | None = None, progress: bool = True,
+          check: int | None = None, true_theta=None) -> dict:
     """The MLE and the confidence region from i.i.d. observations, as plain JSON values.
 
     Arguments:
@@ -33,10 +37,14 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
         level, method: the confidence level and wilks (asymptotic χ²) or neyman (toys).
         grid_points: θ grid points per axis (Model.grid's default otherwise).
         progress: a progress bar over the Neyman toys.
+        check: wilks: toys at θ̂ that measure the coverage of the χ² threshold (`confidence_region`'s
+            check; its warning is left to the caller, which has it in "calibration").
+        true_theta: the θ the observations were simulated at, if known: whether it is inside.
 
     Returns:
-        dict with kind, n_obs, level, method, mle (θ̂), log_likelihood, size (length, area, ...),
-        interval (1-D θ), grid, q, threshold, inside. For npe (a posterior of one observation) the
+        dict with kind, n_obs, level, method, mle (θ̂), mle_on_edge and edge_axes (θ̂ on the prior's
+        box), log_likelihood, size (length, area, ...), interval (1-D θ), calibration (with check),
+        true_theta_inside (with true_theta), grid, q, threshold, inside. For npe (a posterior of one observation) the
         posterior mean, standard deviation and central credible interval per dimension instead.
     """
     if "posterior" in capabilities(source):
@@ -44,19 +52,27 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
     model = Model(source, prior=sim, simulator=sim)
     x = model.check_x_obs(x_obs)
     grid = None if grid_points is None else model.grid(grid_points)
-    region = confidence_region(model, x, level=level, method=method, grid=grid, seed=seed, workers=workers,
-                               progress=progress, **({} if toys is None else {"toys": toys}))
+    check = check if method == "wilks" else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        region = confidence_region(model, x, level=level, method=method, grid=grid, seed=seed, workers=workers,
+                                   progress=progress, check=check, **({} if toys is None else {"toys": toys}))
     fit, region_grid = region.mle, region.grid
     q, inside = region.q, region.inside
     threshold = torch.as_tensor(region.threshold, dtype=DTYPE).expand(len(q))
     interval = [float(v) for v in region.interval] if model.theta_dim == 1 else None
     size, segments = float(region.size), region.segments
     out = {"kind": model.kind, "n_obs": len(x), "level": level, "method": method,
-           "mle": fit.theta.tolist(), "log_likelihood": fit.log_likelihood, "size": size}
+           "mle": fit.theta.tolist(), "mle_on_edge": fit.on_edge, "edge_axes": list(fit.edge_axes),
+           "log_likelihood": fit.log_likelihood, "size": size}
     if interval is not None:
         out["interval"] = interval
     if segments:  # a 1-D region in several pieces shows here
         out["segments"] = [[float(a), float(b)] for a, b in segments]
+    if region.calibration is not None:
+        out["calibration"] = region.calibration
+    if true_theta is not None:
+        out["true_theta_inside"] = bool(region.contains(torch.as_tensor(true_theta, dtype=DTYPE))[0])
     out.update(grid=region_grid.tolist(), q=q.tolist(), threshold=threshold.tolist(), inside=inside.tolist())
     return out
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inference.intervals import trust_notes
+
 
 def metric_text(result: dict) -> str:
     if "skipped" in result:
@@ -29,7 +31,19 @@ def region_text(result: dict) -> str:
         region = f"[{result['interval'][0]:.3g}, {result['interval'][1]:.3g}]"
     else:
         region = f"size {result['size']:.3g}"
-    return f"θ̂ = {theta}, {result['level']:.0%} {result['method']} {region}"
+    edge = " (θ̂ on the prior's edge)" if result.get("mle_on_edge") else ""
+    return f"θ̂ = {theta}{edge}, {result['level']:.0%} {result['method']} {region}"
+
+
+def region_notes(result: dict) -> list[str]:
+    """The lines that say how far a region of `infer` can be trusted: θ̂ on the prior's edge, the
+    coverage measured by the calibration check, and whether the true θ (when known) lies inside."""
+    if not result or "skipped" in result or result.get("kind") == "posterior":
+        return []
+    notes = trust_notes(result.get("edge_axes", ()), result.get("calibration"), neyman="--method neyman")
+    if "true_theta_inside" in result:
+        notes.append(f"the true θ is {'inside' if result['true_theta_inside'] else 'outside'} the region")
+    return notes
 
 
 def one_line(err: BaseException) -> str:
