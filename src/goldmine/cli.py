@@ -388,11 +388,12 @@ def cmd_infer(args) -> int:
     settings = {"level": args.level, "method": args.method, "toys": args.toys, "seed": args.seed,
                 "workers": args.workers, "grid_points": args.grid, "progress": not args.quiet, "check": check,
                 "true_theta": args.true_theta}
-    if check:
+    exact = not args.no_exact and workflow.has_exact(sim)
+    if check and (exact or "posterior" not in capabilities(estimator)):
         print(f"checking each Wilks region by {check} toy data sets drawn at its θ̂ with {sim.name} "
               "(--no-check skips this)", flush=True)
     results = {name: workflow.infer(workflow.inference_source(estimator, sim, data), sim, x, **settings)}
-    if not args.no_exact and workflow.has_exact(sim):
+    if exact:
         results["exact"] = workflow.infer(sim, sim, x, **settings)
     out = Path(args.output) if args.output else folder / "inference.json"
     workflow.write_json(out, {"model": str(folder), "simulator": repr(sim), "observed": observed, "results": results})

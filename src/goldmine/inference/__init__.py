@@ -5,12 +5,12 @@ from .calibration import Calibration, expected_coverage
 from .diagnostics import coverage
 from .direct import DirectPosterior
 from .fisher import CramerRao, cramer_rao, fisher_information
-from .intervals import Region, confidence_region, expected_limits
+from .intervals import CalibrationWarning, Region, confidence_region, expected_limits
 from .mle import MLE, mle, test_statistic
 from .model import Model, as_model
 from .convergence import ess, split_rhat
 from .mcmc import Posterior, posterior
 
-__all__ = ["ABCResult", "Calibration", "CramerRao", "DirectPosterior", "MLE", "Model", "Posterior", "Region",
-           "as_model", "confidence_region", "coverage", "cramer_rao", "ess", "expected_coverage", "expected_limits",
+__all__ = ["ABCResult", "Calibration", "CalibrationWarning", "CramerRao", "DirectPosterior", "MLE", "Model", "Posterior",
+           "Region", "as_model", "confidence_region", "coverage", "cramer_rao", "ess", "expected_coverage", "expected_limits",
            "fisher_information", "mle", "posterior", "rejection_abc", "smc_abc", "split_rhat", "test_statistic"]

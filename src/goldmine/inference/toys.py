@@ -1,9 +1,12 @@
 """Toy data sets: n i.i.d. runs drawn at a hypothesis θ, for Neyman thresholds, expected limits and
 coverage, and the Asimov data set.
 
-Toys are cheap because they share work: every toy's ℓ is evaluated on the θ grid at once, each
-distinct x once (discrete x repeats), and the toy's maximum ℓ(θ̂) is the grid maximum refined by a
-quadratic through its neighbours (exact for a parabolic ℓ, so its error is third order in the step).
+Toys share work: the toys of a batch of grid points are evaluated on the whole θ grid together, in
+large blocks of (run, θ) pairs (`Model.terms`, where a ratio network evaluates its reference term
+once per run), each distinct x once when x is discrete, and the toy's maximum ℓ(θ̂) is the grid
+maximum refined by a quadratic through its neighbours (exact for a parabolic ℓ, so its error is
+third order in the step). With continuous x the pairs are all distinct: a Neyman region on g grid
+points costs g² · toys · n evaluations of the surrogate, and that is what bounds its time.
 
 The Asimov data set at θ is the exact x grid, or a large simulated sample, weighted to a total of
 n_obs: θ̂ = θ there, and its q is the median of q over toys asymptotically.
