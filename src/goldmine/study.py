@@ -49,7 +49,8 @@ from .workflow.files import jsonable, write_json
 from .workflow.observations import generate_observed, load_observed
 from .workflow.report import metric_text, one_line, plot_inference, region_text
 from .workflow.simulators import describe_prior, has_exact, make_simulator
-from .workflow.training import canonical_options, estimator_class, method_options, read_trained_on, train
+from .workflow.training import canonical_options, estimator_class, make_estimator, method_options, read_trained_on, \
+    train
 
 
 def fingerprint(obj) -> str:
@@ -217,6 +218,10 @@ def _study_methods(table: dict, sim: Simulator, where: str) -> dict[str, dict]:
             merged.update(canonical_options(method, table.get(method, {})))
         except ValueError as err:
             raise ValueError(f"{where}: [train.{method}] {err}") from None
+        try:
+            make_estimator(method, merged)  # checks the values too (seed = 1.5), before anything runs
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{where}: [train] {method}: {err}") from None
         methods[method] = merged
     return methods
 
