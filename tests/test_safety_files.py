@@ -94,6 +94,23 @@ def test_train_refuses_a_model_that_holds_other_files(data, tmp_path, capsys):
     assert snapshot(model) == before
 
 
+def test_a_swap_that_fails_puts_the_previous_model_back(data, tmp_path, monkeypatch, capsys):
+    model = tmp_path / "model"
+    assert train(data, model) == 0
+    before = snapshot(model)
+    rename = os.rename
+
+    def failing(src, dst):
+        if str(src).endswith(".partial"):
+            raise OSError("disk full")
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing)
+    assert train(data, model, "--option", "theta_bins=3") == 2
+    assert "disk full" in one_line(capsys.readouterr().err)
+    assert snapshot(model) == before and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_train_into_an_empty_folder_keeps_that_folder(data, tmp_path):
     model = tmp_path / "model"
     model.mkdir()
@@ -174,7 +191,7 @@ def test_a_study_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     line = one_line(capsys.readouterr().err)
     assert f"{tmp_path} is not empty and is not a goldmine study" in line and "goldmine run -o" in line
     assert snapshot(tmp_path) == before
-    with pytest.raises(FileExistsError, match="not a goldmine study"):  # nor a model folder
+    with pytest.raises(FileExistsError, match="is a goldmine model, not a study"):  # nor a model folder
         model = tmp_path / "model"
         model.mkdir()
         folders.mark(model, "model")
@@ -188,7 +205,7 @@ def test_claim(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert folders.marked(folders.claim(empty, "study"), "study")
-    with pytest.raises(FileExistsError, match="not a goldmine model"):
+    with pytest.raises(FileExistsError, match="is a goldmine study, not a model"):
         folders.claim(fresh, "model")  # a study's folder is no model
     (tmp_path / "forged").mkdir()
     (tmp_path / "forged" / folders.MARKER).write_text(json.dumps({"kind": "study"}))  # not goldmine's

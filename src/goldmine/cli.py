@@ -162,7 +162,8 @@ def build_parser() -> Parser:
     p.add_argument("method", metavar="METHOD", help="carl, alices, sally, scandal, npe, histogram, ... "
                    "(goldmine list methods)")
     p.add_argument("data", metavar="DATA.h5", help="a data set written by goldmine simulate")
-    p.add_argument("-o", "--output", required=True, metavar="FOLDER", help="the model folder to write")
+    p.add_argument("-o", "--output", required=True, metavar="FOLDER", help="the model folder to write: a new or "
+                   "empty folder, or a model goldmine wrote (replaced once the new one is saved)")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=float, help="learning rate")
@@ -205,7 +206,8 @@ def build_parser() -> Parser:
     p = command("run", cmd_run, "carry out a whole study described by a TOML file; a rerun skips the stages "
                 "already finished and resumes an interrupted one", parents=[common])
     p.add_argument("study", metavar="STUDY.toml", help="the study (see examples/study.toml)")
-    p.add_argument("-o", "--output", metavar="FOLDER", help="default: the study's output, or STUDY-output/")
+    p.add_argument("-o", "--output", metavar="FOLDER", help="default: the study's output, or STUDY-output/; a new "
+                   "or empty folder, or one a study wrote")
 
     p = command("benchmark", cmd_benchmark, "run a script from the repository's benchmarks/ folder")
     p.add_argument("name", nargs="?", metavar="NAME", help="the script (without .py); none lists them")

@@ -75,6 +75,9 @@ def writable(path) -> Path:
 def _refuse(folder: Path, kind: str, fix: str) -> FileExistsError:
     if not folder.is_dir():
         return FileExistsError(f"{folder} is a file, not a folder: {fix}.")
+    other = marker(folder).get("kind")
+    if other:
+        return FileExistsError(f"{folder} is a goldmine {other}, not a {kind}: {fix}.")
     return FileExistsError(f"{folder} is not empty and is not a goldmine {kind} (it has no {MARKER} marker "
                            f"that goldmine writes): goldmine writes only into folders it created; {fix}.")
 
@@ -157,7 +160,11 @@ def replacing(folder, kind: str, known, last: str | None = None):
         else:
             old = folder.with_name(f".{folder.name}.{secrets.token_hex(4)}.old")
             os.rename(folder, old)
-            os.rename(partial, folder)
+            try:
+                os.rename(partial, folder)
+            except BaseException:
+                os.rename(old, folder)  # the previous model back in its place
+                raise
             _remove_owned(old, kind, known)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # created in this call: goldmine's own
@@ -166,18 +173,18 @@ def replacing(folder, kind: str, known, last: str | None = None):
 
 
 def _remove_owned(old: Path, kind: str, known) -> None:
-    """Removes the `known` files and the marker of a replaced folder, then the folder if nothing else is left."""
-    if marked(old, kind):
-        for name in known:
-            path = old / name
-            if path.is_file() and not path.is_symlink():
-                path.unlink()
-        (old / MARKER).unlink()
+    """Removes the `known` files and the marker of a replaced folder, then the folder if nothing else is left;
+    warns (and leaves it) when that fails."""
     try:
+        if marked(old, kind):
+            for name in known:
+                path = old / name
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
+            (old / MARKER).unlink()
         old.rmdir()
-    except OSError:
-        warnings.warn(f"{old} (the replaced {kind}) holds files goldmine did not write, so it was left in place.",
-                      stacklevel=3)
+    except OSError as err:
+        warnings.warn(f"{old} (a replaced {kind}) was left in place: {err}.", stacklevel=3)
 
 
 def _remove_abandoned(folder: Path, kind: str, known, mine: Path) -> None:
