@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
@@ -135,6 +136,8 @@ class Trainer:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}.")
         checks.fraction(self.validation, "validation")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):  # true or 1.5 is no seed
+            raise ValueError(f"seed must be an integer, e.g. 0; got {self.seed!r}.")
 
     def settings(self) -> dict:
         """The settings as plain JSON values (for config.json)."""
