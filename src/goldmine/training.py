@@ -17,6 +17,7 @@ cosine learning-rate schedule, early stopping that restores the best weights, gr
 a progress bar, and a history of the losses. Training never silently keeps weights it cannot
 trust: non-finite values in the rows, or a loss that becomes non-finite, raise a `TrainingError`
 that says how many rows or which step, and what to do. A fixed seed gives the same result.
+Where the Trainer sits among the layers, and the estimators' side of fitting: docs/architecture.md.
 """
 
 from __future__ import annotations

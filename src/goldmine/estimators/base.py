@@ -6,7 +6,8 @@ A saved estimator is a folder:
     weights.safetensors   the network's weights and buffers (standardisation statistics included)
     history.json          the Trainer's history of losses
 
-`goldmine.load(folder)` rebuilds the estimator from these alone.
+`goldmine.load(folder)` rebuilds the estimator from these alone. docs/architecture.md describes the
+format and how to add an estimator family.
 """
 
 from __future__ import annotations
