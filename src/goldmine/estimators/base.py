@@ -7,7 +7,8 @@ A saved estimator is a folder:
     history.json          the Trainer's history of losses
     .goldmine             the marker that says goldmine wrote the folder (`goldmine.folders`)
 
-`goldmine.load(folder)` rebuilds the estimator from these alone.
+`goldmine.load(folder)` rebuilds the estimator from these alone. docs/architecture.md describes the
+format and how to add an estimator family.
 """
 
 from __future__ import annotations
