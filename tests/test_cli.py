@@ -92,7 +92,8 @@ def session(tmp_path_factory):
         "run": ["run", "study.toml", "--quiet"],
         "benchmark": ["benchmark", "echo_args", "--quick", "-n", "3"],
         "missing_file": ["train", "carl", "nothing.h5", "-o", "model2"],
-    }, env={"GOLDMINE_BENCHMARKS": str(work / "bench")})
+    }, env={"GOLDMINE_BENCHMARKS": str(work / "bench"), "PYTHONPATH": os.pathsep.join(  # mysims: PYTHONPATH=.
+        [str(work), *filter(None, [os.environ.get("PYTHONPATH")])])})
     runs |= parallel(work, {"evaluate": ["evaluate", "model", "--quiet"],
                             "infer": ["infer", "model", "--true-theta", "0.3", "--n-obs", "50", "--quiet"]})
     return work, runs
@@ -134,6 +135,7 @@ def test_simulate_with_an_import_path_and_options(session, monkeypatch, capsys):
     # the same command again reuses the finished file
     before = (work / "data" / "data.h5").stat().st_ino
     monkeypatch.chdir(work)
+    monkeypatch.syspath_prepend(work)  # as PYTHONPATH=. would
     assert main(["simulate", "mysims:board", "--sim-option", "block_size=100", "-n", "600", "-o", "data/data.h5",
                  "--quiet"]) == 0
     assert "reused" in capsys.readouterr().out
@@ -257,7 +259,7 @@ def test_a_mistake_in_a_process(session):
     (["train", "histogram", "{data}", "-o", "m", "--epochs", "3"], "its options are theta_bins, x_bins"),
     (["train", "carl", "{data}", "-o", "m", "--epochs", "x"], "--epochs: must be a positive integer"),
     (["train", "carl", "{data}", "-o", "m", "--option", "bogus=1"], "(goldmine list carl)"),
-    (["train", "carl", "{data}", "-o", "{work}/data"], "not a saved goldmine model: choose another output"),
+    (["train", "carl", "{data}", "-o", "{work}/data"], "is not a goldmine model (it has no .goldmine marker"),
     (["simulate", "nosuch", "-n", "10", "-o", "x.h5"], "package.module:Class"),
     (["simulate", "galton", "-n", "11", "-o", "x.h5"], "positive even number"),
     (["simulate", "nomodule:Sim", "-n", "10", "-o", "x.h5"], "add that folder to PYTHONPATH"),

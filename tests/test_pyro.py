@@ -37,7 +37,7 @@ def normal_model(theta):
 
 
 def galton_model(theta):
-    """The Galton board of DESIGN.md, written as a user would write it in Pyro."""
+    """The Galton board of goldmine.simulators.galton, written as a user would write it in Pyro."""
     n = theta.shape[0]
     with pyro.plate("runs", n):
         p = torch.full((n,), 15.0, dtype=theta.dtype)

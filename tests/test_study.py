@@ -3,6 +3,7 @@ redo only what depends on them, resumption after a kill, and the workflow's piec
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import torch
 
 import goldmine as gm
 from goldmine import workflow
+from goldmine.folders import MARKER
 from goldmine.study import load_study, run
 
 GALTON = """\
@@ -96,7 +98,7 @@ def test_options_merge_and_gold(tmp_path, monkeypatch):
     assert s.methods["scandal"] == {"epochs": 2, "hidden": [16, 16]}
     assert s.output == tmp_path / "study-output" and s.name == "study"
     write(tmp_path, BLACK_BOX, "blackbox.py")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)  # as PYTHONPATH=. would
     text = GALTON.replace('simulator = "galton"', '[simulator]\nname = "blackbox:noisy"\noptions = {scale = 0.5}')
     with pytest.raises(ValueError, match="sally needs gold, but noisy is a black box"):
         load_study(write(tmp_path, text))
@@ -175,7 +177,7 @@ def board(block_size=16384):
 
 def test_resumes_an_interrupted_simulation(tmp_path, monkeypatch):
     write(tmp_path, BOARDS, "boards.py")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)  # as PYTHONPATH=. would
     text = GALTON.replace('"carl", "histogram", "sally"', '"histogram"').split("[inference]")[0]
     text = text.replace('simulator = "galton"', '[simulator]\nname = "boards:board"\noptions = {block_size = 100}')
     path = write(tmp_path, text.replace("n = 600", "n = 600\nchunk = 200"))
@@ -183,6 +185,7 @@ def test_resumes_an_interrupted_simulation(tmp_path, monkeypatch):
     # cut the finished data set back to its first chunk, as a kill during the second one leaves it
     out = tmp_path / "cut"
     out.mkdir()
+    shutil.copy(tmp_path / "whole" / MARKER, out / MARKER)  # a study's output folder, as goldmine marks it
     partial = out / "data.h5"
     partial.write_bytes((tmp_path / "whole" / "data.h5").read_bytes())
     with h5py.File(partial, "r+") as f:
@@ -274,7 +277,7 @@ def test_make_simulator(tmp_path, monkeypatch):
     assert workflow.make_simulator("GaltonBoard").name == "galton"
     assert workflow.make_simulator("goldmine.simulators:GaussianMixture", {"dim": 3}).theta_dim == 3
     write(tmp_path, BLACK_BOX + "\nINSTANCE = noisy()\nNUMBER = 3\n", "instances.py")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(tmp_path)  # as PYTHONPATH=. would
     assert workflow.make_simulator("instances:INSTANCE").name == "noisy"
     with pytest.raises(ValueError, match="takes no options"):
         workflow.make_simulator("instances:INSTANCE", {"scale": 2})

@@ -1,4 +1,8 @@
-"""goldmine: simulation-based inference that mines gold from simulators."""
+"""goldmine: simulation-based inference that mines gold from simulators.
+
+The package's layers, a data set's rows, the protocols between the parts and how to add a simulator or
+a method are described in docs/architecture.md.
+"""
 
 from . import evaluate, inference, simulators
 from .data import Dataset, simulate

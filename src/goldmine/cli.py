@@ -13,6 +13,9 @@ package.module:Class or package.module:factory, with constructor arguments from 
 Long steps show progress bars (--quiet hides them) and every command ends with a plain summary.
 A mistake in the arguments (a bad option, a missing file, a method that does not fit the data)
 ends with exit code 2 and one line on stderr that names the fix; --debug shows the traceback.
+A reader that stops early (goldmine list | head -1) ends it quietly with exit code 141, as SIGPIPE
+ends a C program. A simulator of your own is imported as Python imports it, from Python's path:
+`python -m goldmine ...` or PYTHONPATH=. finds one in the working folder.
 The work itself is done by goldmine.study, which `goldmine run` strings together from a TOML file.
 """
 
@@ -22,6 +25,7 @@ import argparse
 import inspect
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
@@ -33,6 +37,7 @@ import torch
 
 from . import __version__, simulators, study, workflow
 from .estimators import load
+from .folders import marked
 from .training import TrainingError
 from .estimators.registry import get_method, methods
 from .inference.surrogate import capabilities
@@ -52,6 +57,14 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- argument types ------------------------------------------------------------------------------
+
+
+def integer(text: str) -> int:
+    """A whole number: 1.5 or true is refused, not rounded."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, e.g. 0; got {text!r}") from None
 
 
 def positive_int(text: str) -> int:
@@ -143,7 +156,7 @@ def build_parser() -> Parser:
     p.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="the data set to write")
     p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
                    help="a constructor argument of the simulator (repeatable), or a JSON object of them")
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same data (default 0)")
+    p.add_argument("--seed", type=integer, default=0, help="the same seed gives the same data (default 0)")
     p.add_argument("--workers", type=positive_int, default=1, help="local processes (default 1)")
     p.add_argument("--chunk", type=positive_int, metavar="ROWS", help="rows per task and write")
     p.add_argument("--cluster", metavar="ADDRESS", help="a Dask scheduler, tcp://host:port")
@@ -152,7 +165,8 @@ def build_parser() -> Parser:
     p.add_argument("method", metavar="METHOD", help="carl, alices, sally, scandal, npe, histogram, ... "
                    "(goldmine list methods)")
     p.add_argument("data", metavar="DATA.h5", help="a data set written by goldmine simulate")
-    p.add_argument("-o", "--output", required=True, metavar="FOLDER", help="the model folder to write")
+    p.add_argument("-o", "--output", required=True, metavar="FOLDER", help="the model folder to write: a new or "
+                   "empty folder, or a model goldmine wrote (replaced once the new one is saved)")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--lr", type=float, help="learning rate")
@@ -160,7 +174,7 @@ def build_parser() -> Parser:
     p.add_argument("--hidden", type=numbers(int), metavar="W,W,...", help="hidden layer widths, e.g. 64,64")
     p.add_argument("--patience", type=positive_int, help="early stopping after this many epochs without progress")
     p.add_argument("--validation", type=float, help="fraction of rows held out for validation")
-    p.add_argument("--seed", type=int, help="seed of the initialisation and the shuffling")
+    p.add_argument("--seed", type=integer, help="seed of the initialisation and the shuffling")
     p.add_argument("--option", action="append", type=key_value, metavar="KEY=VALUE",
                    help="any other option of the method (repeatable; goldmine list METHOD shows them)")
 
@@ -169,7 +183,7 @@ def build_parser() -> Parser:
     p.add_argument("model", metavar="MODEL", help="a folder written by goldmine train")
     simulator_arguments(p)
     p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/evaluation.json")
-    p.add_argument("--seed", type=int, default=0, help="seeds the observations of npe's C2ST (default 0)")
+    p.add_argument("--seed", type=integer, default=0, help="seeds the observations of npe's C2ST (default 0)")
 
     p = command("infer", cmd_infer, "the maximum-likelihood estimate and a confidence interval or region from "
                 "observations", parents=[common])
@@ -179,7 +193,7 @@ def build_parser() -> Parser:
     given.add_argument("--true-theta", type=numbers(float), metavar="θ", help="simulate the observations at this "
                        "θ instead, e.g. 0.3 or 45,0.8")
     p.add_argument("--n-obs", type=positive_int, default=100, help="observations at --true-theta (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the observations and the toys (default 0)")
+    p.add_argument("--seed", type=integer, default=0, help="seeds the observations and the toys (default 0)")
     simulator_arguments(p)
     p.add_argument("--data", metavar="DATA.h5", help="sally/sallino: the data to fill the summary histograms "
                    "(default: the data the model was trained on)")
@@ -198,7 +212,8 @@ def build_parser() -> Parser:
     p = command("run", cmd_run, "carry out a whole study described by a TOML file; a rerun skips the stages "
                 "already finished and resumes an interrupted one", parents=[common])
     p.add_argument("study", metavar="STUDY.toml", help="the study (see examples/study.toml)")
-    p.add_argument("-o", "--output", metavar="FOLDER", help="default: the study's output, or STUDY-output/")
+    p.add_argument("-o", "--output", metavar="FOLDER", help="default: the study's output, or STUDY-output/; a new "
+                   "or empty folder, or one a study wrote")
 
     p = command("benchmark", cmd_benchmark, "run a script from the repository's benchmarks/ folder")
     p.add_argument("name", nargs="?", metavar="NAME", help="the script (without .py); none lists them")
@@ -261,8 +276,8 @@ def cmd_list(args) -> int:
                          " ".join(params) or "-"))
         print("Simulators: goldmine simulate NAME -n N -o data.h5 [--sim-option KEY=VALUE]")
         print(table(rows))
-        print("  your own: package.module:Class or package.module:factory (a goldmine Simulator; the working "
-              "folder is importable)")
+        print("  your own: package.module:Class or package.module:factory (a goldmine Simulator on Python's path; "
+              "PYTHONPATH=. or python -m goldmine for the working folder)")
     if what in (None, "methods"):
         if what is None:
             print()
@@ -336,10 +351,12 @@ def cmd_train(args) -> int:
     for flag in ("epochs", "batch_size", "lr", "alpha", "hidden", "patience", "validation", "seed"):
         if getattr(args, flag) is not None:
             options[flag] = getattr(args, flag)
-    replaced = (Path(args.output) / "config.json").is_file()
+    replaced = marked(args.output, "model")
     estimator, record = workflow.train(args.method, args.data, args.output, options, progress=not args.quiet)
     print(f"model     {args.output}  ({type(estimator).__name__} {args.method})"
           + ("  (replaced the model that was there)" if replaced else ""))
+    if record.get("note"):
+        print(f"  note: {record['note']}")
     epochs = f", {record['epochs']} epochs" if record["epochs"] else ""
     if record.get("stop_reason") not in (None, "epochs"):
         epochs += f" ({record['stop_reason']})"
@@ -445,6 +462,19 @@ def cmd_benchmark(args) -> int:
 # -- entry point ---------------------------------------------------------------------------------
 
 
+def stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll reports an error on its write end)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line `argv` (sys.argv[1:] by default) and returns the exit code."""
     try:
@@ -454,7 +484,15 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a reader that has gone (| head -1) shows here rather than at exit
+        return code
+    except BrokenPipeError:
+        if not stdout_closed():  # a pipe of a worker, say: an error like any other
+            print(f"goldmine: error: a pipe broke ({workflow.one_line(sys.exc_info()[1])})", file=sys.stderr)
+            return 2
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit is quiet too
+        return 128 + 13  # as if killed by SIGPIPE, as a C program (yes | head -1) would be
     except KeyboardInterrupt:
         print("goldmine: interrupted.", file=sys.stderr)
         return 130

@@ -3,7 +3,8 @@
 Row layout. Rows come in pairs that share one θ_i ~ prior: row 2i is drawn at θ_i
 (label 0), row 2i+1 at θ_ref (label 1). Every row stores θ_i, x, its label and, when the simulator
 has gold, log_r = log r(x, z|θ_i, θ_ref), score = t(x, z|θ_i) and score_ref = t(x, z|θ_ref).
-Every method reads the rows it needs from the same file, so a budget means the same for all.
+Every method reads the rows it needs from the same file, so a budget means the same for all; the
+table of which method reads which rows and fields is in docs/architecture.md.
 
 Reproducibility. Rows are drawn in blocks of `sim.block_size` rows; block b is drawn from a
 generator seeded by (seed, b) alone. A chunk, the unit of work and of writing, is a run of whole

@@ -2,7 +2,8 @@
 
 A study file names a simulator, a simulation budget, the methods to train and, optionally, the
 observations to infer θ from (a file, or runs at a true θ). `run(path)` carries it out into one
-output folder:
+output folder, which it creates or which is empty or a study's output already (goldmine's marker
+`.goldmine` says so; any other folder is refused, so a study never overwrites a file it did not write):
 
     data.h5                       the training data (goldmine.simulate; a partial file resumes)
     models/<method>/              each trained estimator: config.json, weights.safetensors,
@@ -40,6 +41,7 @@ import torch
 
 from .data import Dataset, simulate
 from .estimators import load, registry
+from .folders import claim
 from .simulators.base import DTYPE, Simulator
 from .workflow.estimates import infer, inference_source
 from .workflow.evaluation import evaluate_model
@@ -47,7 +49,8 @@ from .workflow.files import jsonable, write_json
 from .workflow.observations import generate_observed, load_observed
 from .workflow.report import metric_text, one_line, plot_inference, region_text
 from .workflow.simulators import describe_prior, has_exact, make_simulator
-from .workflow.training import canonical_options, estimator_class, method_options, read_trained_on, train
+from .workflow.training import canonical_options, estimator_class, make_estimator, method_options, read_trained_on, \
+    train
 
 
 def fingerprint(obj) -> str:
@@ -215,6 +218,10 @@ def _study_methods(table: dict, sim: Simulator, where: str) -> dict[str, dict]:
             merged.update(canonical_options(method, table.get(method, {})))
         except ValueError as err:
             raise ValueError(f"{where}: [train.{method}] {err}") from None
+        try:
+            make_estimator(method, merged)  # checks the values too (seed = 1.5), before anything runs
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{where}: [train] {method}: {err}") from None
         methods[method] = merged
     return methods
 
@@ -305,8 +312,9 @@ def run(study, output=None, progress: bool = True, echo=print) -> dict:
         study = load_study(study, output)
     elif output is not None:
         study = dataclasses.replace(study, output=Path(output).resolve())
-    out, sim = study.output, study.sim
-    out.mkdir(parents=True, exist_ok=True)
+    sim = study.sim
+    out = claim(study.output, "study", "choose another output folder (goldmine run -o, or output = ... in the "
+                "study file)")
     copy = out / "study.toml"
     if not copy.is_file() or copy.read_bytes() != study.path.read_bytes():
         shutil.copyfile(study.path, copy)

@@ -17,12 +17,14 @@ cosine learning-rate schedule, early stopping that restores the best weights, gr
 a progress bar, and a history of the losses. Training never silently keeps weights it cannot
 trust: non-finite values in the rows, or a loss that becomes non-finite, raise a `TrainingError`
 that says how many rows or which step, and what to do. A fixed seed gives the same result.
+Where the Trainer sits among the layers, and the estimators' side of fitting: docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
@@ -102,8 +104,8 @@ class Trainer:
             restore the weights of the best epoch. None (the default) runs the whole cosine schedule
             and keeps its final, annealed weights: with noisy labels (joint ratios and scores) the
             validation loss is dominated by label noise and its minimum often falls on an early epoch
-            of a still-improving network (on 3000 Galton runs the best-epoch weights had 1.3–6× the
-            error of the final ones, for carl, alices and rascal alike).
+            of a still-improving network, whose weights then err more than the final ones
+            (benchmarks/README.md, "Measurements behind the defaults").
         clip_grad: the maximal gradient norm per step.
         seed: seeds the initialisation (when the estimator builds its network) and the shuffling of
             `fit` (a batch iterable of `fit_batches` shuffles, or not, by itself).
@@ -135,6 +137,8 @@ class Trainer:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}.")
         checks.fraction(self.validation, "validation")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):  # true or 1.5 is no seed
+            raise ValueError(f"seed must be an integer, e.g. 0; got {self.seed!r}.")
 
     def settings(self) -> dict:
         """The settings as plain JSON values (for config.json)."""

@@ -26,15 +26,16 @@ Defaults follow the paper's Weinberg experiment (its code, artix41/ALFI-pytorch,
 configs/weinberg.yaml): T = 15 steps, K = 8 draws, M = 64 runs per draw, n = 500 observations per
 problem, 1000 problems, meta-batches of 16 problems, 130 epochs, learning rate 2·10⁻⁴, hidden
 layers of 50 units, encodings of 60, a GRU state of 40, |Δψ| < 0.2, β = 3, μ_0 drawn from the
-prior. Deviations, measured on Poisson (n = 100, 2000 problems, 6 epochs, μ_0 the prior mean):
+prior. Deviations, each chosen by a comparison on Poisson (benchmarks/README.md, "Measurements
+behind the defaults"):
 
 - σ_0 = 1 (the prior's spread in standardised units) instead of the paper's 0.1: from σ_0 = 0.1
-  meta-training stalled in our Poisson runs (the machine widened σ at every step and barely moved μ;
-  the tests' small machine did not move at all in 12 epochs), from σ_0 = 1 it learns at once;
+  meta-training stalled (the machine widened σ at every step and barely moved μ), from σ_0 = 1 it
+  learns at once;
 - x is standardised by its quantiles, x_j → Φ⁻¹(F̂_j(x_j)) with F̂_j the empirical CDF of the
   meta-training observations (`standardize="quantile"`), instead of by mean and standard deviation
-  (`"affine"`, the paper's): the mean squared error of μ_T fell from 2.6× to 1.2× the exact MLE's,
-  because Poisson counts at low rates are squeezed into a sliver of the affine scale;
+  (`"affine"`, the paper's): μ_T comes much closer to the exact MLE, because Poisson counts at low
+  rates are squeezed into a sliver of the affine scale;
 - the last layer of the update starts at zero (an untrained machine stays put); smooth SiLU
   activations instead of ReLU; a smooth bound b·tanh instead of clipping; AdamW with the Trainer's
   cosine schedule instead of constant-rate Adam; w_t on the grid t/T (the paper's code spaces it

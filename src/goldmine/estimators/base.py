@@ -5,8 +5,10 @@ A saved estimator is a folder:
     config.json           format version, class, constructor arguments, fitted dimensions, θ_ref
     weights.safetensors   the network's weights and buffers (standardisation statistics included)
     history.json          the Trainer's history of losses
+    .goldmine             the marker that says goldmine wrote the folder (`goldmine.folders`)
 
-`goldmine.load(folder)` rebuilds the estimator from these alone.
+`goldmine.load(folder)` rebuilds the estimator from these alone. docs/architecture.md describes the
+format and how to add an estimator family.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 
 from .. import checks
 from ..data import Dataset
+from ..folders import claim
 from ..training import Trainer
 
 FORMAT = 1
@@ -119,11 +122,15 @@ class Estimator:
 
 
 def write_folder(path: str | Path, config: dict, tensors: dict[str, Tensor], history: dict) -> Path:
-    """Writes a saved estimator's folder: config.json (with the format), weights.safetensors, history.json."""
+    """Writes a saved estimator's folder: config.json (with the format), weights.safetensors, history.json.
+
+    Raises:
+        FileExistsError: `path` is a file, or a folder that is neither empty nor a saved estimator.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    claim(path, "model", "save into a new or empty folder, or one an estimator was saved to")
     (path / "config.json").write_text(json.dumps({"goldmine_format": FORMAT, **config}, indent=2))
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "weights.safetensors"))
     (path / "history.json").write_text(json.dumps(history, indent=1, default=float))

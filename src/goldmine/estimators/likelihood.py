@@ -28,9 +28,9 @@ kernel-density rate in d = d_x + d_θ dimensions, so the smoothing bias vanishes
 Discrete x get no noise: dequantisation already spreads each x over [k, k + 1]. scandal trains
 without it by default: its score term already tells the flow how the density moves with θ. (The
 score term stays consistent under x noise, E[t|x + hε, θ] being the score of the smoothed density, but
-on Weinberg the default bandwidth cut scandal's log-ratio error only 1.2–1.4× and raised its KL
-1.2–2.4×.) Noise on θ as well, also tried, helped nle on Weinberg a little more but raised its error
-on the Galton board 1.7–2.5×. See `noise` for what the default measured.
+for scandal the default bandwidth gained little in the ratio and cost more in the density.) Noise on θ
+as well helped nle a little more on Weinberg but hurt it on the Galton board. The comparisons behind
+these defaults are in benchmarks/README.md, "Measurements behind the defaults".
 
 Discrete x (every training x an integer, e.g. the Galton slot) is dequantised: the flow is fitted
 to v = x + u, u ~ U(0, 1)^d drawn afresh for every batch, and E_u[−log p̂(x + u|θ)] bounds
@@ -143,20 +143,17 @@ class LikelihoodEstimator(Estimator):
         alpha: the weight α of the score term (scandal).
         flow: nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for d_x = 1, as
             sbi's default NLE is). The splines learn the density's shape; the affine flow cannot, but its
-            errors are nearly the same at θ and θ_ref and cancel in log p̂(x|θ) − log p̂(x|θ_ref). For
-            nle on Weinberg (3 seeds; 316 / 10³ / 3162 runs) nsf has KL 0.083 / 0.044 / 0.024 nats to
-            the exact density and log-ratio error 0.086 / 0.045 / 0.022, maf KL 0.19 / 0.18 / 0.18 and
-            error 0.032 / 0.023 / 0.019. So with few runs, maf gives the better likelihood surface in θ
-            (limits, posteriors) and nsf the better density (sampling x); at 10⁴ runs nsf wins both (log-ratio
-            error 0.0084 against 0.019 in benchmarks/results/weinberg).
+            errors are nearly the same at θ and θ_ref and cancel in log p̂(x|θ) − log p̂(x|θ_ref). So
+            with few runs maf can give the better likelihood surface in θ (limits, posteriors) and nsf
+            the better density (sampling x), while with many runs nsf is better at both (nle on
+            Weinberg: benchmarks/README.md).
         noise: the bandwidth h of the Gaussian noise on continuous x in training, in units of the spread
             of x at θ_ref (module docstring). None (the default): 0.2·(n/1000)^(−1/(4 + d)) for nle, 0 for
-            scandal; 0 turns it off. No effect on discrete x. For nle on Weinberg (3 seeds; 316 / 10³ /
-            3162 runs) it lowered the log-ratio error from 0.139 / 0.058 / 0.034 to 0.086 / 0.045 / 0.022,
-            at a KL of 0.083 / 0.044 / 0.024 nats against 0.088 / 0.042 / 0.021 without.
-        transforms: the number of flow transformations; by default 1 for one-dimensional x (on 1000
-            Weinberg runs one spline transform had half the log-ratio error of three, 0.072–0.076
-            against 0.133–0.167) and 3 otherwise, where the autoregressive layers need to mix dimensions.
+            scandal; 0 turns it off. No effect on discrete x. For nle on Weinberg it lowers the log-ratio
+            error at small budgets and leaves the density's KL nearly as it was (benchmarks/README.md).
+        transforms: the number of flow transformations; by default 1 for one-dimensional x (one spline
+            transform had about half the log-ratio error of three on Weinberg: benchmarks/README.md) and
+            3 otherwise, where the autoregressive layers need to mix dimensions.
         hidden: the widths of the hidden layers of each transformation's network (`hidden_features`,
             its former name, is still accepted).
         bins: the number of spline bins (nsf).

@@ -114,8 +114,8 @@ def _repaired(b) -> Tensor:
     x drawn at θ_ref does not depend on θ, so (x_ref, θ') is a valid sample of the reference class for
     every θ' of the prior, and a batch shuffled afresh every epoch pairs each x_ref with new θ's. The
     mined log r and t belong to their own row's θ, so the methods that read them cannot do this.
-    (Weinberg, 3 seeds, 10² / 10³ / 3162 runs: mean error 0.64 / 0.035 / 0.020 with fixed pairs,
-    0.11 / 0.024 / 0.016 re-paired; Galton 10² and 3162: 0.69 / 0.090 against 0.19 / 0.029.)
+    Re-pairing lowers carl's error most where the runs are few (benchmarks/README.md, "Measurements
+    behind the defaults").
     """
     theta, at_ref = b["theta"], b["label"][:, None] == 1
     return torch.where(at_ref, theta.roll(1, dims=0), theta)
@@ -124,8 +124,8 @@ def _repaired(b) -> Tensor:
 def _with_score(e, net, b, theta=None) -> tuple[Tensor, Tensor]:
     """log r̂ on every row, and ∇_θ log r̂ on the rows drawn at θ (zeros on those drawn at θ_ref).
 
-    The score term counts only the rows drawn at θ, so only they go through the double backward (10⁵
-    runs: cascal, rascal and alices took 1.33–1.40× carl's time per epoch, up to 1.9× before).
+    The score term counts only the rows drawn at θ, so only they go through the double backward, which
+    keeps an epoch of the gold methods close to carl's (benchmarks/README.md, gold_epoch_time_vs_carl).
     """
     x, theta = b["x"], b["theta"] if theta is None else theta
     at_theta, at_ref = (b["label"] == 0).nonzero()[:, 0], (b["label"] != 0).nonzero()[:, 0]
@@ -285,7 +285,7 @@ register_method(ratio_method("rolr", losses.rolr, "regression on the joint ratio
 register_method(ratio_method("alice", losses.alice, "cross-entropy against soft labels 1/(1+r(x,z))", ALICE))
 register_method(ratio_method("cascal", losses.cascal, "carl + α·score term", MINING, repaired=True))
 # rolr's squared ratios reach e^(2·clip): the score term needs a larger weight to count beside them
-# (Galton, 10⁴ runs, 3 seeds: mean error 0.033 at α = 1, 0.0098 at α = 10; Weinberg unchanged)
+# (α = 10 against 1: benchmarks/README.md, "Measurements behind the defaults")
 register_method(ratio_method("rascal", losses.rascal, "rolr + α·score term", MINING, defaults={"alpha": 10.0}))
 register_method(ratio_method("alices", losses.alices, "alice + α·score term", ALICE))
 register_method(ratio_method("nre", losses.nre, "amortized ratio p(x|θ)/p(x), joint vs shuffled pairs",

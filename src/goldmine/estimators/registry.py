@@ -5,8 +5,9 @@ fields and rows it reads, its loss (a named, documented function of `goldmine.lo
 default options, a one-line description and its reference. Whether it needs gold follows from the
 fields it reads. Everything else is generated from this table: `goldmine list`, the methods the
 command line and study files accept and their options, the "works without gold" messages of
-black-box simulators and data sets, and the README's method table (`markdown_table()`;
-tests/test_registry.py fails when the README and this table disagree, and prints the table to paste).
+black-box simulators and data sets, the README's method table (`markdown_table()`;
+tests/test_registry.py fails when the README and this table disagree, and prints the table to paste)
+and docs/architecture.md's table of the rows and fields each method reads (`rows_table()`).
 
 The family modules (ratio, score, likelihood, posterior, baselines, alfi) register their methods
 when `goldmine.estimators` is imported. A method of your own registers the same way; a new ratio
@@ -213,5 +214,20 @@ def markdown_table() -> str:
     return "\n".join(rows)
 
 
+def rows_table() -> str:
+    """docs/architecture.md's table of what each method reads from a data set: its rows, its fields
+    (● read, · not), whether its loss differentiates the surrogate in θ and re-pairs the rows drawn at θ_ref."""
+    rows_read = {None: "both", 0: "0 (at θ)", 1: "1 (at θ_ref)"}
+    head = ["method", "family", "rows (label)", *FIELDS, "∇_θ in loss", "re-paired"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in methods().items():
+        cells = [name, m.family, rows_read[m.label] if m.from_data else "— (the simulator)",
+                 *("●" if f in m.fields else "·" for f in FIELDS),
+                 "yes" if m.theta_gradient else "", "yes" if m.repaired else ""]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 __all__ = ["FIELDS", "GOLD_FIELDS", "Method", "family_method", "get_method", "goldless", "goldless_text",
-           "loss_name", "markdown_table", "methods", "register_method", "registered", "unregister_method"]
+           "loss_name", "markdown_table", "methods", "register_method", "registered", "rows_table",
+           "unregister_method"]

@@ -12,13 +12,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import checks
 from ..simulators.base import DTYPE, Simulator
 from .model import box_bounds, check_x_obs
 
 DRAWS = 10_000  # direct draws kept for the summary of a direct posterior
 
 
-class DirectPosterior:
+class KeptDraws:
+    """What every posterior holds: its kept draws `draws` (chains, draws, theta_dim), one chain for direct draws."""
+
+    draws: Tensor
+
+    @property
+    def samples(self) -> Tensor:
+        """All kept draws, the chains one after another: (chains·draws, theta_dim)."""
+        return self.draws.reshape(-1, self.draws.shape[-1])
+
+
+class DirectPosterior(KeptDraws):
     """Draws of q(θ|x_obs) from an estimator that learned the posterior directly.
 
     Attributes:
@@ -41,27 +53,14 @@ class DirectPosterior:
         _, n, d = self.draws.shape
         return f"Posterior({self.kind}, theta_dim={d}, {n} direct draws, 1 observation)"
 
-    @property
-    def samples(self) -> Tensor:
-        """The kept draws: (draws, theta_dim)."""
-        return self.draws.reshape(-1, self.draws.shape[-1])
-
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n fresh draws of the estimator → (n, theta_dim) float64."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer; got {n!r}.")
-        return self.estimator.sample(self.x_obs, int(n), generator=generator).to(DTYPE)
+        n = checks.positive_int(n, "n")
+        return self.estimator.sample(self.x_obs, n, generator=generator).to(DTYPE)
 
     def log_prob(self, theta) -> Tensor:
         """log q(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64, −inf outside the prior's box."""
-        d = self.draws.shape[-1]
-        theta = torch.as_tensor(theta, dtype=DTYPE)
-        if theta.ndim == 1:
-            theta = theta[None] if d > 1 and theta.shape[0] == d else theta[:, None]
-        if theta.ndim != 2 or theta.shape[1] != d:
-            raise ValueError(f"theta must have shape (m, {d}); got {tuple(theta.shape)}.")
-        if not torch.isfinite(theta).all():
-            raise ValueError("theta holds NaN or infinite values.")
+        theta = checks.rows(theta, self.draws.shape[-1], "theta")
         return self.estimator.log_prob(theta, self.x_obs).to(DTYPE)
 
     def summary(self) -> str:
@@ -118,4 +117,4 @@ def summary_rows(samples: Tensor, rhat: Tensor | None = None, ess: Tensor | None
     return lines
 
 
-__all__ = ["DirectPosterior", "direct_posterior", "summary_rows"]
+__all__ = ["DirectPosterior", "KeptDraws", "direct_posterior", "summary_rows"]

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from .. import checks
 from ..simulators.base import DTYPE, draw_prior
 from .convergence import ESS_WARN, RHAT_WARN, ess, problems, split_rhat
-from .direct import DirectPosterior, direct_posterior, summary_rows
+from .direct import DirectPosterior, KeptDraws, direct_posterior, summary_rows
 from .model import Model, as_model, box_bounds, distinct
 from .surrogate import capabilities
 
@@ -57,7 +57,7 @@ CANDIDATES = 1000  # prior draws that the chains' starting points are picked fro
 __all__ = ["Posterior", "posterior"]
 
 
-class Posterior:
+class Posterior(KeptDraws):
     """Draws of p(θ|x_obs) and its density from MCMC chains on prior × likelihood.
 
     Attributes:
@@ -81,11 +81,6 @@ class Posterior:
     def __repr__(self) -> str:
         chains, n, d = self.draws.shape
         return f"Posterior({self.kind}, theta_dim={d}, {chains}×{n} draws, {len(self.x_obs)} observations)"
-
-    @property
-    def samples(self) -> Tensor:
-        """All kept draws, the chains one after another: (chains·draws, theta_dim)."""
-        return self.draws.reshape(-1, self.draws.shape[-1])
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n draws of the posterior → (n, theta_dim) float64.

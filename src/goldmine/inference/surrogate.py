@@ -27,10 +27,11 @@ What else a surrogate can do it declares in `capabilities`, a set of these names
                  (n, theta_dim), log_prob(theta, x) → (n,), prior_ (the prior it was trained under)
                  and acceptance_; `goldmine.inference.posterior` samples it, `Model` refuses it
     summary      a summary learned at θ_ref (sally): score(x) → t̂(x) (n, theta_dim),
-                 fisher_information(x), and likelihood_surrogate(data) → a likelihood surrogate
+                 fisher_information_at_reference(x), and likelihood_surrogate(data) → a likelihood surrogate
                  (histograms of the summary filled from the training data)
 
-Code that uses surrogates asks `capabilities(obj)`, never the estimator's class.
+Code that uses surrogates asks `capabilities(obj)`, never the estimator's class. Which estimator
+declares which capability is tabulated in docs/architecture.md.
 """
 
 from __future__ import annotations

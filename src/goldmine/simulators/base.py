@@ -8,6 +8,7 @@ gets the joint likelihood ratio and the joint score ("gold"):
     r(x, z|θ, θ_ref) = p(x, z|θ) / p(x, z|θ_ref),    t(x, z|θ) = ∇_θ log p(x, z|θ).
 
 Everything runs in float64: joint log-ratios of long latent paths lose precision in float32.
+The protocol's methods and how to add a built-in simulator: docs/architecture.md.
 """
 
 from __future__ import annotations

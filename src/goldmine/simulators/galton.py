@@ -39,7 +39,7 @@ assert 0 < START - REACH and START + REACH < SLOTS - 1
 
 
 class GaltonBoard(Simulator):
-    """The Galton board of DESIGN.md: θ ∈ [−1, 1] (prior uniform), θ_ref = 0, x = final slot.
+    """The Galton board of the module docstring: θ ∈ [−1, 1] (prior uniform), θ_ref = 0, x = final slot.
 
     Example:
         >>> sim = GaltonBoard()

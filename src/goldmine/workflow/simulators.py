@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-import sys
 
 from .. import simulators
 from ..simulators.base import Simulator, box_bounds
@@ -23,7 +22,7 @@ def make_simulator(spec: str, options: dict | None = None) -> Simulator:
     Arguments:
         spec: a built-in name (galton, weinberg, poisson, mixture, lotka_volterra; case and - / _
             do not matter) or `package.module:Name`, where Name is a Simulator class, a function
-            returning a Simulator, or a Simulator instance. The working folder is importable.
+            returning a Simulator, or a Simulator instance (see `simulator_target`).
         options: keyword arguments of the class or function.
 
     Example:
@@ -31,18 +30,7 @@ def make_simulator(spec: str, options: dict | None = None) -> Simulator:
         Weinberg(sigma=0.2)
     """
     options = dict(options or {})
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"a simulator is a built-in name or an import path package.module:Name; got {spec!r}.")
-    if ":" in spec:
-        target = import_object(spec)
-    else:
-        key = spec.strip().lower().replace("-", "_")
-        by_class = {cls.lower(): cls for cls in BUILTIN_SIMULATORS.values()}
-        name = BUILTIN_SIMULATORS.get(key) or by_class.get(key)
-        if name is None:
-            raise ValueError(f"unknown simulator {spec!r}: the built-ins are {', '.join(BUILTIN_SIMULATORS)}; a "
-                             "simulator of your own is named by its import path, package.module:Class.")
-        target = getattr(simulators, name)
+    target = simulator_target(spec)
     if isinstance(target, Simulator):
         if options:
             raise ValueError(f"{spec} is a simulator instance, so it takes no options; got {sorted(options)}.")
@@ -58,20 +46,44 @@ def make_simulator(spec: str, options: dict | None = None) -> Simulator:
     return sim
 
 
+def simulator_target(spec: str):
+    """The class, function or instance that `spec` names: a built-in simulator class by its name, or the
+    object of an import path `package.module:Name` (see `import_object`)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"a simulator is a built-in name or an import path package.module:Name; got {spec!r}.")
+    if ":" in spec:
+        return import_object(spec)
+    key = spec.strip().lower().replace("-", "_")
+    by_class = {cls.lower(): cls for cls in BUILTIN_SIMULATORS.values()}
+    name = BUILTIN_SIMULATORS.get(key) or by_class.get(key)
+    if name is None:
+        raise ValueError(f"unknown simulator {spec!r}: the built-ins are {', '.join(BUILTIN_SIMULATORS)}; a "
+                         "simulator of your own is named by its import path, package.module:Class.")
+    return getattr(simulators, name)
+
+
 def import_object(path: str):
-    """The object named by `package.module:Name` (Name may be dotted); the working folder is importable."""
+    """The object named by `package.module:Name` (Name may be dotted), imported as Python imports it.
+
+    The module is looked up on Python's path (sys.path) unchanged: goldmine adds no folder to it. A
+    module in the working folder is found with `PYTHONPATH=.`, or under `python -m goldmine`, which
+    puts the working folder first on the path as `python -m` always does.
+    """
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ValueError(f"{path!r} is not an import path: write package.module:Name.")
-    cwd = os.getcwd()
-    if cwd not in sys.path:  # `python -m` would find a module in the working folder; the console script would not
-        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
-            raise ValueError(f"cannot import {module_name!r} (from {path!r}): no such module. Check the spelling, "
-                             "and run goldmine in the folder that holds it or add that folder to PYTHONPATH.") from None
+            top = module_name.partition(".")[0]
+            if os.path.isfile(f"{top}.py") or os.path.isdir(top):
+                raise ValueError(f"cannot import {module_name!r} (from {path!r}): the working folder holds {top}, "
+                                 "but goldmine imports only from Python's path, as Python does: run `python -m "
+                                 "goldmine ...` or set PYTHONPATH=. to import from the working folder.") from None
+            raise ValueError(f"cannot import {module_name!r} (from {path!r}): no such module on Python's path. "
+                             "Check the spelling, and add that folder to PYTHONPATH (or run `python -m goldmine "
+                             "...` in the folder that holds it).") from None
         raise
     obj = module
     for part in attr.split("."):

@@ -2,8 +2,9 @@
 
 The methods, their estimator classes and their own defaults come from the registry
 (`goldmine.estimators.registry`); the options of a method are its estimator's constructor
-arguments and, for neural methods, the Trainer's settings. A training writes into a hidden folder
-renamed into place once the model is saved, so a killed training never looks finished.
+arguments and, for neural methods, the Trainer's settings. A training writes into a fresh hidden
+folder swapped into place once the model is saved, so a killed training never looks finished, and
+it replaces only a folder that goldmine wrote (`goldmine.folders`).
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
 from ..data import Dataset
 from ..estimators.registry import get_method
+from ..folders import replacing
 from ..simulators.base import Simulator, box_bounds
 from ..training import Trainer
 from .files import write_json
-from .simulators import make_simulator, simulator_from_data
+from ..simulators.describe import rebuild
+from .simulators import make_simulator, simulator_from_data, simulator_target
 
+
+#: the files goldmine writes into a model folder (the estimator's, train's, evaluate's and infer's defaults):
+#: the only ones a model folder may hold for `train` to replace it
+MODEL_FILES = ("config.json", "weights.safetensors", "history.json", "trained_on.json", "evaluation.json",
+               "inference.json", "inference.png")
 
 #: the Trainer's settings (epochs, batch_size, lr, ...) and their defaults: options of every neural method
 TRAINING_OPTIONS = {f.name: f.default for f in dataclasses.fields(Trainer) if f.name != "history"}
@@ -98,17 +104,21 @@ def train(method: str, data, out, options: dict | None = None, progress: bool = 
           record: dict | None = None) -> tuple[object, dict]:
     """Trains `method` on a data set and saves it to the folder `out`, which appears only when complete.
 
-    The estimator is saved to a hidden sibling folder first and renamed to `out` at the end, so a
-    killed training leaves no folder that looks finished. An existing model in `out` is replaced.
-    Besides the estimator's files, `trained_on.json` records the data set, its simulator, the
-    options and the training time (and `record`).
+    `out` (resolved first, so `inner/..` is the folder it names) must be new, empty, or a model that
+    goldmine saved (it carries goldmine's marker, `goldmine.folders`) holding only the files goldmine
+    writes there (`MODEL_FILES`); anything else is refused before training, as is a place that cannot
+    be written. The estimator is saved to a fresh hidden sibling folder and swapped in at the end, so a
+    killed or failed training leaves `out` as it was; a previous model is removed only then. Besides the
+    estimator's files, `trained_on.json` records the data set, its simulator, the options and the
+    training time (and `record`).
 
     Returns:
         The fitted estimator and the contents of trained_on.json.
+
+    Raises:
+        FileExistsError: `out` is a file, or a folder that holds anything goldmine did not write.
+        NotADirectoryError, PermissionError: `out` cannot be written.
     """
-    out = Path(out)
-    if out.exists() and not (out / "config.json").is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out} exists and is not a saved goldmine model: choose another output folder.")
     spec = get_method(method)
     options = dict(options or {})
     if spec.neural:
@@ -117,39 +127,38 @@ def train(method: str, data, out, options: dict | None = None, progress: bool = 
     if not data.complete:
         raise ValueError(f"{data.path} is incomplete ({len(data)} of {data.meta['n']} rows): finish it first; the "
                          "same simulate call (or goldmine simulate command) resumes it.")
-    prior_box = None
+    prior_box, note = None, None
     if "prior" in method_options(method):  # npe: restricted to the box of the simulator's prior
         try:
             low, high = box_bounds(simulator_from_data(data.meta, data.path).prior)
             prior_box = None if low is None else [low.tolist(), high.tolist()]
-        except ValueError:  # a simulator that cannot be rebuilt: npe takes the box of the data's θ
-            pass
+        except ValueError:  # a simulator that is not built in (goldmine imports no module a file names)
+            note = (f"the prior of {method} is the box of the data's θ: the data's simulator "
+                    f"{data.meta.get('simulator_class') or data.simulator} is not built into goldmine, and goldmine "
+                    "imports no module that a file names.")
     estimator = make_estimator(method, options, prior_box)
-    start = time.perf_counter()
-    estimator.fit(data)
-    seconds = time.perf_counter() - start
-    history = getattr(estimator, "history_", None) or {}
-    trained_on = {
-        "method": method,
-        "options": {k: v for k, v in canonical_options(method, options).items() if k != "progress"},
-        "data": str(data.path.resolve()),
-        "rows": len(data),
-        "simulator": data.simulator,
-        "simulator_class": data.meta.get("simulator_class"),
-        "simulator_config": data.meta.get("simulator_config"),
-        "seconds": seconds,
-        "epochs": len(history.get("train_loss", [])) or None,
-        "best_val_loss": history.get("best_val_loss"),
-        "stop_reason": history.get("stop_reason"),
-        **(record or {}),
-    }
-    partial = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    estimator.save(partial)
-    write_json(partial / "trained_on.json", trained_on)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(partial, out)
+    with replacing(out, "model", MODEL_FILES, last="config.json") as partial:
+        start = time.perf_counter()
+        estimator.fit(data)
+        seconds = time.perf_counter() - start
+        history = getattr(estimator, "history_", None) or {}
+        trained_on = {
+            "method": method,
+            "options": {k: v for k, v in canonical_options(method, options).items() if k != "progress"},
+            "data": str(data.path.resolve()),
+            "rows": len(data),
+            "simulator": data.simulator,
+            "simulator_class": data.meta.get("simulator_class"),
+            "simulator_config": data.meta.get("simulator_config"),
+            "seconds": seconds,
+            "epochs": len(history.get("train_loss", [])) or None,
+            "best_val_loss": history.get("best_val_loss"),
+            "stop_reason": history.get("stop_reason"),
+            **({"note": note} if note else {}),
+            **(record or {}),
+        }
+        estimator.save(partial)
+        write_json(partial / "trained_on.json", trained_on)
     return estimator, trained_on
 
 
@@ -160,12 +169,23 @@ def read_trained_on(folder) -> dict:
 
 
 def model_simulator(folder, spec: str | None = None, options: dict | None = None) -> Simulator:
-    """The simulator named by `spec`, else the one recorded with the model (trained_on.json)."""
+    """The simulator named by `spec`, else the one recorded with the model (trained_on.json).
+
+    A class named by `spec` without `options` that is the recorded simulator's class (by its name, so a
+    class recorded from a script as __main__.Sim is found as mysims:Sim) is built with the recorded
+    configuration, the one the training data came from; with `options`, or a function or another class,
+    it is built from `options` alone. Nothing that the record names is imported.
+    """
+    record = read_trained_on(folder)
     if spec is not None:
+        target = simulator_target(spec)
+        qualified = record.get("simulator_class") or ""
+        name = getattr(target, "__qualname__", None) if isinstance(target, type) else None
+        if not options and name and (qualified == name or qualified.endswith("." + name)):
+            return rebuild(record, simulator=target, where=str(folder))
         return make_simulator(spec, options)
     if options:
         raise ValueError("--sim-option needs --simulator: name the simulator the options are for.")
-    record = read_trained_on(folder)
     if not record.get("simulator_class"):
         raise ValueError(f"{folder} does not record the simulator its data came from (it was not trained by "
                          "goldmine train): name it with --simulator (a built-in name or package.module:Class).")
