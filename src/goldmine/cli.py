@@ -5,6 +5,7 @@
     goldmine train METHOD data.h5 -o model/ [--epochs --batch-size --lr --alpha --hidden --seed --option KEY=VALUE]
     goldmine evaluate model/ [--simulator SIMULATOR] [-o evaluation.json]
     goldmine infer model/ (--observed obs.npy | --true-theta θ [--n-obs N]) [--level 0.95] [--method wilks|neyman]
+                  [--no-check]
     goldmine run study.toml [-o OUTPUT]
     goldmine benchmark [NAME [ARGS ...]]
 
