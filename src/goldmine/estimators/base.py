@@ -45,7 +45,12 @@ class Estimator:
     kind: str = "estimator"
     capabilities: frozenset[str] = frozenset()
 
+    #: the family's own defaults of Trainer settings (the flows and sally train with lr 1e-3 and batches
+    #: of at least 128 rows, as their benchmarks did; the ratio family uses the Trainer's own defaults)
+    TRAINING_DEFAULTS: dict = {}
+
     def __init__(self, **training):
+        training = {**self.TRAINING_DEFAULTS, **training}
         self.training = training
         self.trainer = Trainer(**training)  # validates the settings now, not at fit time
         self.history_: dict = {}

@@ -57,6 +57,9 @@ class ScoreEstimator(Estimator):
     kind = "score"
     capabilities = frozenset({"summary"})
 
+    #: lr 1e-3 and batches of at least 128 rows, as the flows (not measured for sally)
+    TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
+
     def __init__(self, method: str = "sally", hidden=(128, 128, 128), activation: str = "silu", **training):
         family_method("score", method, "ScoreEstimator")
         super().__init__(**training)

@@ -66,6 +66,7 @@ def method_options(method: str) -> dict:
     own.update((k, v) for k, v in spec.defaults.items() if k in own)  # e.g. rascal's weight of the score term
     if spec.neural:
         own.update(TRAINING_OPTIONS)
+        own.update(cls.TRAINING_DEFAULTS)  # e.g. the flows' lr
     return own
 
 
