@@ -94,9 +94,9 @@ class Trainer:
     Arguments:
         epochs: the maximum number of passes over the training rows.
         batch_size: rows per optimisation step.
-        lr: the initial learning rate of AdamW; it decays on a cosine to lr·lr_final.
-        lr_final: the final learning rate as a fraction of lr.
-        weight_decay: AdamW's decoupled weight decay.
+        lr: the initial learning rate of AdamW (> 0); it decays on a cosine to lr·lr_final.
+        lr_final: the final learning rate as a fraction of lr, in [0, 1].
+        weight_decay: AdamW's decoupled weight decay (≥ 0).
         validation: the fraction of rows held out for validation (and early stopping) by `fit`.
         patience: early stopping: stop after this many epochs without a better validation loss and
             restore the weights of the best epoch. None (the default) runs the whole cosine schedule
@@ -104,12 +104,16 @@ class Trainer:
             validation loss is dominated by label noise and its minimum often falls on an early epoch
             of a still-improving network (on 3000 Galton runs the best-epoch weights had 1.3–6× the
             error of the final ones, for carl, alices and rascal alike).
-        clip_grad: the maximal gradient norm per step.
-        seed: seeds the initialisation (when the estimator builds its network) and the shuffling of
+        clip_grad: the maximal gradient norm per step (> 0; inf: no clipping).
+        seed: an integer from 0 to 2**32 − 1; seeds the initialisation (when the estimator builds its network) and the shuffling of
             `fit` (a batch iterable of `fit_batches` shuffles, or not, by itself).
         in_memory_rows: data sets up to this many rows are read once into memory; larger ones are
-            streamed from the file in chunks every epoch.
+            streamed from the file in chunks every epoch (0: always streamed).
         progress: show a progress bar.
+
+    Raises:
+        ValueError: a setting of the wrong type or out of its range, naming it (when the Trainer, and so
+            the estimator, is built).
     """
 
     epochs: int = 50
@@ -126,15 +130,19 @@ class Trainer:
     history: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if name == "patience" and value is None:
-                continue
-            checks.positive_int(value, name)
-        for name in ("lr", "clip_grad"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}.")
+        """Checks every setting now, so that a bad one fails when the estimator is built, not at fit time."""
+        checks.positive_int(self.epochs, "epochs")
+        checks.positive_int(self.batch_size, "batch_size")
+        checks.positive_float(self.lr, "lr")
+        checks.real_between(self.lr_final, "lr_final", 0, 1)
+        checks.non_negative_float(self.weight_decay, "weight_decay")
         checks.fraction(self.validation, "validation")
+        if self.patience is not None:
+            checks.positive_int(self.patience, "patience")
+        checks.positive_float(self.clip_grad, "clip_grad", infinite=True)
+        checks.seed(self.seed, "seed")
+        checks.non_negative_int(self.in_memory_rows, "in_memory_rows")
+        checks.flag(self.progress, "progress")
 
     def settings(self) -> dict:
         """The settings as plain JSON values (for config.json)."""

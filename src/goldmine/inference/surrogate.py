@@ -26,17 +26,30 @@ What else a surrogate can do it declares in `capabilities`, a set of these names
                  (histograms of the summary filled from the training data)
 
 Code that uses surrogates asks `capabilities(obj)`, never the estimator's class.
+
+A fitted surrogate may also record the range of the x it was trained on, `x_low_` and `x_high_`
+((x_dim,) each; every goldmine estimator does). Beyond that range a surrogate extrapolates: its
+likelihood there was never learned from data, yet gives a confident-looking answer where the exact
+likelihood would say the observation is impossible. Inference (`Model.check_x_obs`, the direct
+posterior, ALFI) warns with a RuntimeWarning, `warn_outside_training`, when observations lie
+outside the range widened by `RANGE_MARGIN` of its width on each side. It warns rather than
+refuses: a finite training set does not reach the edges of the support, so a rare observation just
+beyond it is no mistake, and the user is the one to judge whether the answer can be trusted.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
+import torch
 from torch import Tensor
 
 from ..simulators.base import Simulator
 
 CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary")
+#: how far observations may lie beyond the training range without a warning, as a fraction of its width
+RANGE_MARGIN = 0.1
 
 
 def capabilities(obj) -> frozenset[str]:
@@ -109,4 +122,38 @@ class ExactLikelihood:
         return self.simulator.log_prob(x, theta)
 
 
-__all__ = ["CAPABILITIES", "ExactLikelihood", "capabilities", "likelihood_terms"]
+def outside_training(surrogate, x: Tensor) -> Tensor | None:
+    """Which rows of x (n, x_dim) lie outside the surrogate's training range widened by `RANGE_MARGIN` of its
+    width on each side (of |x_low_|, at least 1, where the range has no width): (n,) bool; None when the
+    surrogate records no range."""
+    low, high = getattr(surrogate, "x_low_", None), getattr(surrogate, "x_high_", None)
+    if low is None or high is None:
+        return None
+    low, high = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
+    width = high - low
+    margin = RANGE_MARGIN * torch.where(width > 0, width, low.abs().clamp(min=1.0))
+    x = torch.as_tensor(x, dtype=torch.float64).reshape(len(x), -1)
+    return ((x < low - margin) | (x > high + margin)).any(1)
+
+
+def warn_outside_training(surrogate, x: Tensor, stacklevel: int = 2) -> int:
+    """Warns (RuntimeWarning) when observations x (n, x_dim) lie outside the range of x the surrogate was
+    trained on (`outside_training`), naming how many and the range; returns how many."""
+    outside = outside_training(surrogate, x)
+    count = 0 if outside is None else int(outside.sum())
+    if count:
+        name = getattr(surrogate, "method", None) or type(surrogate).__name__
+        low, high = surrogate.x_low_.tolist(), surrogate.x_high_.tolist()
+        span = (f"[{low[0]:.6g}, {high[0]:.6g}]" if len(low) == 1 else
+                ", ".join(f"x_{j + 1} in [{a:.6g}, {b:.6g}]" for j, (a, b) in enumerate(zip(low, high))))
+        example = torch.as_tensor(x)[outside][0].tolist()
+        warnings.warn(
+            f"{count} of {len(x)} observations lie outside the range of x that {name} was trained on ({span}; "
+            f"e.g. {example}): its likelihood there is an extrapolation, not learned from data, so the result may "
+            "look confident and be wrong. Check the observations against the simulator, or train on data that "
+            "covers them.", RuntimeWarning, stacklevel=stacklevel + 1)
+    return count
+
+
+__all__ = ["CAPABILITIES", "RANGE_MARGIN", "ExactLikelihood", "capabilities", "likelihood_terms", "outside_training",
+           "warn_outside_training"]
