@@ -461,7 +461,7 @@ class ALFI(Estimator):
         if init not in ("prior", "mean"):
             raise ValueError(f"init must be 'prior' or 'mean'; got {init!r}.")
         x, single = self._check_observations(x_obs)
-        warn_outside_training(self, x.reshape(-1, self.x_dim_), stacklevel=3)
+        warn_outside_training(self, x.reshape(-1, self.x_dim_))
         generator = torch.Generator().manual_seed(seed)
         net.eval()
         parts = []

@@ -123,8 +123,8 @@ class ExactLikelihood:
 
 
 def outside_training(surrogate, x: Tensor) -> Tensor | None:
-    """Which rows of x (n, x_dim) lie outside the surrogate's training range widened by `RANGE_MARGIN` of its
-    width on each side (of |x_low_|, at least 1, where the range has no width): (n,) bool; None when the
+    """Where x (n, x_dim) lies outside the surrogate's training range widened by `RANGE_MARGIN` of its width on
+    each side (of |x_low_|, at least 1, where the range has no width): (n, x_dim) bool; None when the
     surrogate records no range."""
     low, high = getattr(surrogate, "x_low_", None), getattr(surrogate, "x_high_", None)
     if low is None or high is None:
@@ -132,26 +132,28 @@ def outside_training(surrogate, x: Tensor) -> Tensor | None:
     low, high = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
     width = high - low
     margin = RANGE_MARGIN * torch.where(width > 0, width, low.abs().clamp(min=1.0))
-    x = torch.as_tensor(x, dtype=torch.float64).reshape(len(x), -1)
-    return ((x < low - margin) | (x > high + margin)).any(1)
+    x = torch.as_tensor(x).detach().to(torch.float64).reshape(len(x), -1)
+    return (x < low - margin) | (x > high + margin)
 
 
 def warn_outside_training(surrogate, x: Tensor, stacklevel: int = 2) -> int:
     """Warns (RuntimeWarning) when observations x (n, x_dim) lie outside the range of x the surrogate was
-    trained on (`outside_training`), naming how many and the range; returns how many."""
+    trained on (`outside_training`), naming how many, the range and an example; returns how many."""
     outside = outside_training(surrogate, x)
-    count = 0 if outside is None else int(outside.sum())
-    if count:
-        name = getattr(surrogate, "method", None) or type(surrogate).__name__
-        low, high = surrogate.x_low_.tolist(), surrogate.x_high_.tolist()
-        span = (f"[{low[0]:.6g}, {high[0]:.6g}]" if len(low) == 1 else
-                ", ".join(f"x_{j + 1} in [{a:.6g}, {b:.6g}]" for j, (a, b) in enumerate(zip(low, high))))
-        example = torch.as_tensor(x)[outside][0].tolist()
-        warnings.warn(
-            f"{count} of {len(x)} observations lie outside the range of x that {name} was trained on ({span}; "
-            f"e.g. {example}): its likelihood there is an extrapolation, not learned from data, so the result may "
-            "look confident and be wrong. Check the observations against the simulator, or train on data that "
-            "covers them.", RuntimeWarning, stacklevel=stacklevel + 1)
+    count = 0 if outside is None else int(outside.any(1).sum())
+    if not count:
+        return 0
+    name = getattr(surrogate, "method", None) or type(surrogate).__name__
+    low, high = surrogate.x_low_.tolist(), surrogate.x_high_.tolist()
+    x = torch.as_tensor(x).detach().to(torch.float64).reshape(len(x), -1)
+    label = (lambda j: "x") if len(low) == 1 else (lambda j: f"x_{j + 1}")
+    where = ", ".join(f"{label(j)} in [{low[j]:.4g}, {high[j]:.4g}] (e.g. {float(x[outside[:, j], j][0]):.4g})"
+                      for j in range(len(low)) if outside[:, j].any())
+    warnings.warn(
+        f"{count} of {len(x)} observations lie outside the range of x that {name} was trained on, by more than "
+        f"{RANGE_MARGIN:.0%} of its width: {where}. Its likelihood there is an extrapolation, not learned from "
+        "data, so the result may look confident and be wrong: check the observations against the simulator, or "
+        "train on data that covers them.", RuntimeWarning, stacklevel=stacklevel + 1)
     return count
 
 
