@@ -61,9 +61,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import checks
+from ..inference.surrogate import warn_outside_training
 from ..nn import Standardize, check_activation, mlp
 from ..simulators.base import DTYPE, Simulator, draw_prior, seed_from
-from ..inference.surrogate import warn_outside_training
 from ..simulators.describe import describe, rebuild
 from .base import Estimator, range_record, register, write_folder
 from .registry import Method, register_method

@@ -212,7 +212,7 @@ class RatioEstimator(Estimator):
         checks.positive_float(clip, "clip")
         super().__init__(**training)
         self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, widths, activation, clip
-        self.params = {"method": method, "alpha": alpha, "hidden": list(hidden), "activation": activation, "clip": clip}
+        self.params = {"method": method, "alpha": alpha, "hidden": list(widths), "activation": activation, "clip": clip}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,

@@ -67,7 +67,7 @@ class ScoreEstimator(Estimator):
         check_activation(activation)
         super().__init__(**training)
         self.method, self.hidden, self.activation = method, widths, activation
-        self.params = {"method": method, "hidden": list(hidden), "activation": activation}
+        self.params = {"method": method, "hidden": list(widths), "activation": activation}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return ScoreNetwork(theta_dim, x_dim, self.hidden, self.activation)

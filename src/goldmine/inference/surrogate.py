@@ -151,9 +151,9 @@ def warn_outside_training(surrogate, x: Tensor, stacklevel: int = 2) -> int:
                       for j in range(len(low)) if outside[:, j].any())
     warnings.warn(
         f"{count} of {len(x)} observations lie outside the range of x that {name} was trained on, by more than "
-        f"{RANGE_MARGIN:.0%} of its width: {where}. Its likelihood there is an extrapolation, not learned from "
-        "data, so the result may look confident and be wrong: check the observations against the simulator, or "
-        "train on data that covers them.", RuntimeWarning, stacklevel=stacklevel + 1)
+        f"{RANGE_MARGIN:.0%} of its width: {where}. There it extrapolates what it never learned from data, so its "
+        "answer may look confident and be wrong: check the observations against the simulator, or train on data "
+        "that covers them.", RuntimeWarning, stacklevel=stacklevel + 1)
     return count
 
 
