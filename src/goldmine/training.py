@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
@@ -118,12 +117,12 @@ class Trainer:
             training rows, `default_batch_size`: max(min_batch_size, min(128, R // 64), R // 90), so
             that small data sets get enough optimisation steps (about 750 at 10³ runs) and large ones
             about 90 steps per epoch.
-        lr: the initial learning rate of AdamW; it decays on a cosine to lr·lr_final. None (the
+        lr: the initial learning rate of AdamW (> 0); it decays on a cosine to lr·lr_final. None (the
             default): 2e-3.
         min_batch_size: the smallest batch that `batch_size=None` chooses; 64, and 128 for the flows
             (nle, scandal, npe) and sally, whose families set it.
-        lr_final: the final learning rate as a fraction of lr.
-        weight_decay: AdamW's decoupled weight decay.
+        lr_final: the final learning rate as a fraction of lr, in [0, 1].
+        weight_decay: AdamW's decoupled weight decay (≥ 0).
         validation: the fraction of rows held out for validation (and early stopping) by `fit`.
         patience: early stopping: stop after this many epochs without a better validation loss and
             restore the weights of the best epoch. None (the default) runs the whole cosine schedule
@@ -131,12 +130,17 @@ class Trainer:
             validation loss is dominated by label noise and its minimum often falls on an early epoch
             of a still-improving network, whose weights then err more than the final ones
             (benchmarks/README.md, "Measurements behind the defaults").
-        clip_grad: the maximal gradient norm per step.
-        seed: seeds the initialisation (when the estimator builds its network) and the shuffling of
+        clip_grad: the maximal gradient norm per step (> 0; inf: no clipping).
+        seed: an integer from 0 to 2**32 − 1; seeds the initialisation (when the estimator builds its
+            network) and the shuffling of
             `fit` (a batch iterable of `fit_batches` shuffles, or not, by itself).
         in_memory_rows: data sets up to this many rows are read once into memory; larger ones are
-            streamed from the file in chunks every epoch.
+            streamed from the file in chunks every epoch (0: always streamed).
         progress: show a progress bar.
+
+    Raises:
+        ValueError: a setting of the wrong type or out of its range, naming it (when the Trainer, and so
+            the estimator, is built).
     """
 
     epochs: int = 50
@@ -154,19 +158,22 @@ class Trainer:
     history: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "patience", "min_batch_size"):
-            value = getattr(self, name)
-            if name in ("patience", "batch_size") and value is None:
-                continue
-            checks.positive_int(value, name)
-        for name in ("lr", "clip_grad"):
-            if name == "lr" and self.lr is None:
-                continue
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}.")
+        """Checks every setting now, so that a bad one fails when the estimator is built, not at fit time."""
+        checks.positive_int(self.epochs, "epochs")
+        if self.batch_size is not None:
+            checks.positive_int(self.batch_size, "batch_size")
+        checks.positive_int(self.min_batch_size, "min_batch_size")
+        if self.lr is not None:
+            checks.positive_float(self.lr, "lr")
+        checks.real_between(self.lr_final, "lr_final", 0, 1)
+        checks.non_negative_float(self.weight_decay, "weight_decay")
         checks.fraction(self.validation, "validation")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):  # true or 1.5 is no seed
-            raise ValueError(f"seed must be an integer, e.g. 0; got {self.seed!r}.")
+        if self.patience is not None:
+            checks.positive_int(self.patience, "patience")
+        checks.positive_float(self.clip_grad, "clip_grad", infinite=True)
+        checks.seed(self.seed, "seed")
+        checks.non_negative_int(self.in_memory_rows, "in_memory_rows")
+        checks.flag(self.progress, "progress")
 
     def settings(self) -> dict:
         """The settings as plain JSON values (for config.json)."""

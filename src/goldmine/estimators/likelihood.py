@@ -160,6 +160,9 @@ class LikelihoodEstimator(Estimator):
         activation: a smooth activation (silu, tanh, elu, gelu, softplus), so that the score is smooth.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
 
+    Raises:
+        ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
+
     Example:
         >>> import goldmine as gm, tempfile, os
         >>> data = gm.simulate(gm.simulators.GaltonBoard(), 2000, os.path.join(tempfile.mkdtemp(), "g.h5"),
@@ -181,8 +184,7 @@ class LikelihoodEstimator(Estimator):
                  hidden=(64, 64), bins: int = 8, activation: str = "silu", noise: float | None = None,
                  **training):
         family_method("likelihood", method, "LikelihoodEstimator")
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
+        checks.non_negative_float(alpha, "alpha")
         if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float))
                                   or not 0 <= noise < float("inf")):
             raise ValueError(f"noise must be None (the default bandwidth) or a finite number ≥ 0; got {noise!r}.")

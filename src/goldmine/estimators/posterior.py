@@ -93,6 +93,9 @@ class PosteriorEstimator(Estimator):
         activation: the activation of the flow's networks (silu, tanh, elu, gelu, softplus).
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
 
+    Raises:
+        ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
+
     Attributes:
         acceptance_: the fraction of the flow's draws inside the box in the last call of `sample`.
 

@@ -38,9 +38,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .. import losses
+from .. import checks, losses
 from ..data import Dataset
-from ..nn import Standardize, mlp, with_theta_gradient
+from ..nn import Standardize, check_activation, mlp, with_theta_gradient
 from .base import Estimator, register
 from .registry import FIELDS, Method, family_method, register_method
 
@@ -179,13 +179,16 @@ class RatioEstimator(Estimator):
     Arguments:
         method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
             registered later (`goldmine list methods`).
-        alpha: the weight α of the score term (cascal, rascal, alices); by default the method's own
+        alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
             than its score term, and 1 otherwise).
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
-        clip: the clipping of log-ratios in rolr and rascal.
+        clip: the clipping of log-ratios in rolr and rascal, a finite number > 0.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
+
+    Raises:
+        ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
 
     Example:
         >>> import goldmine as gm, tempfile, os
@@ -203,11 +206,13 @@ class RatioEstimator(Estimator):
                  clip: float = 10.0, **training):
         spec = family_method("ratio", method, "RatioEstimator")
         alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
+        checks.non_negative_float(alpha, "alpha")
+        widths = checks.widths(hidden, "hidden")
+        check_activation(activation)
+        checks.positive_float(clip, "clip")
         super().__init__(**training)
-        self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, tuple(hidden), activation, clip
-        self.params = {"method": method, "alpha": alpha, "hidden": list(hidden), "activation": activation, "clip": clip}
+        self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, widths, activation, clip
+        self.params = {"method": method, "alpha": alpha, "hidden": list(widths), "activation": activation, "clip": clip}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,
