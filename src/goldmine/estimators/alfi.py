@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +65,7 @@ from ..checks import warn_outside_training
 from ..nn import Standardize, check_activation, mlp
 from ..simulators.base import DTYPE, Simulator, draw_prior, seed_from
 from ..simulators.describe import describe, rebuild
-from .base import Estimator, range_record, register, write_folder
+from .base import Estimator, register
 from .registry import Method, register_method
 
 #: the paper's meta-training settings, where they differ from the Trainer's defaults
@@ -509,18 +508,9 @@ class ALFI(Estimator):
 
     # -- saving --------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """Writes config.json (with the simulator's name, class and config), weights.safetensors
-        (with the standardisation and the prior's bounds) and history.json into the folder `path`."""
-        network = self._check_fitted()
-        config = {
-            "class": type(self).__name__,
-            "params": self.params,
-            "training": self.training,
-            "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist(),
-                       "simulator": self.simulator_info_, **range_record(self)},
-        }
-        return write_folder(path, config, network.state_dict(), self.history_)
+    def _fitted_record(self) -> dict:
+        """The estimator's record plus the simulator's (name, class and config), which `infer` rebuilds."""
+        return {**super()._fitted_record(), "simulator": self.simulator_info_}
 
     @classmethod
     def _restore(cls, config: dict, state: dict[str, Tensor]) -> ALFI:

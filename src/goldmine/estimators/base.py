@@ -131,14 +131,14 @@ class Estimator:
     def save(self, path: str | Path) -> Path:
         """Writes config.json, weights.safetensors and history.json into the folder `path`."""
         network = self._check_fitted()
-        config = {
-            "class": type(self).__name__,
-            "params": self.params,
-            "training": self.training,
-            "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist(),
-                       **range_record(self)},
-        }
+        config = {"class": type(self).__name__, "params": self.params, "training": self.training,
+                  "fitted": self._fitted_record()}
         return write_folder(path, config, network.state_dict(), self.history_)
+
+    def _fitted_record(self) -> dict:
+        """What fit learned besides the weights, for config.json: dimensions, θ_ref, the range of x."""
+        return {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist(),
+                **range_record(self)}
 
 
 def write_folder(path: str | Path, config: dict, tensors: dict[str, Tensor], history: dict) -> Path:
