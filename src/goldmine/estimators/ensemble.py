@@ -111,11 +111,12 @@ class Ensemble(Estimator):
     """
 
     def __init__(self, estimator: Estimator, members: int = 5, bootstrap: bool = True):
-        if not isinstance(estimator, Estimator) or isinstance(estimator, Ensemble) or not hasattr(estimator, "params"):
+        declared = getattr(estimator, "capabilities", None)
+        if declared is None or not hasattr(estimator, "params") or not hasattr(estimator, "training"):
             raise TypeError(f"estimator must be an unfitted goldmine estimator such as gm.RatioEstimator('alices'); "
                             f"got {type(estimator).__name__}.")
-        can = frozenset(estimator.capabilities) & SHARED
-        if "likelihood" not in can:
+        can = frozenset(declared) & SHARED
+        if "likelihood" not in can or "ensemble" in declared:
             raise TypeError(f"an ensemble averages likelihood surrogates; {type(estimator).__name__} is none "
                             "(use a RatioEstimator or a LikelihoodEstimator).")
         checks.positive_int(members, "members")
