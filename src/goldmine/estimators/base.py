@@ -72,6 +72,17 @@ class Estimator:
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         raise NotImplementedError
 
+    def _resolve_method(self, data: Dataset | str, gold: str, goldless: str) -> Dataset:
+        """The data set, opened; a `method` left None becomes `gold` when the data have gold (the joint
+        ratio and score of a simulator with a joint likelihood), else `goldless`, recorded in `params` so
+        that a saved estimator names the method it was trained with."""
+        if not isinstance(data, Dataset):
+            data = Dataset(data)
+        if self.method is None:
+            self.method = gold if data.has_gold else goldless
+            self.params["method"] = self.method
+        return data
+
     def _setup(self, data: Dataset | str, fields: tuple[str, ...], method: str) -> Dataset:
         """Opens and checks the data set, and builds a freshly seeded network for it."""
         if not isinstance(data, Dataset):

@@ -178,7 +178,8 @@ class RatioEstimator(Estimator):
 
     Arguments:
         method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
-            registered later (`goldmine list methods`).
+            registered later (`goldmine list methods`). None (the default): alices when the data have
+            gold (a simulator with a joint likelihood), else carl, decided by `fit`.
         alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
             than its score term, and 1 otherwise).
@@ -202,11 +203,13 @@ class RatioEstimator(Estimator):
     kind = "ratio"
     capabilities = frozenset({"likelihood", "ratio", "score"})
 
-    def __init__(self, method: str = "alices", alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
+    def __init__(self, method: str | None = None, alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
                  clip: float = 10.0, **training):
-        spec = family_method("ratio", method, "RatioEstimator")
-        alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
-        checks.non_negative_float(alpha, "alpha")
+        if method is not None:
+            spec = family_method("ratio", method, "RatioEstimator")
+            alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
+        if alpha is not None:
+            checks.non_negative_float(alpha, "alpha")
         widths = checks.widths(hidden, "hidden")
         check_activation(activation)
         checks.positive_float(clip, "clip")
@@ -220,7 +223,10 @@ class RatioEstimator(Estimator):
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
+        data = self._resolve_method(data, "alices", "carl")
         spec = family_method("ratio", self.method, "RatioEstimator")
+        if self.alpha is None:  # the method was chosen now: its own weight of the score term
+            self.alpha = self.params["alpha"] = spec.defaults.get("alpha", 1.0)
         taken = ratio_inputs(spec.loss)
         data = self._setup(data, spec.fields, self.method)
         network = self.network_

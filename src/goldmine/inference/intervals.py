@@ -39,6 +39,7 @@ from torch import Tensor
 from .. import checks
 from ..executor import seeded_generator
 from ..simulators.base import DTYPE, Simulator
+from .ensemble_check import member_spread
 from .grid import Mesh, cell_volume, make_grid, nearest
 from .mle import MLE, mle
 from .model import Model, as_model
@@ -61,6 +62,8 @@ class Region:
             quantile (wilks) or the per-point toy quantile (neyman). inside: q ≤ threshold (g,).
         mle: the fit of the observations. segments: in 1-D, the connected pieces [(low, high), ...]
             with endpoints refined between grid points. toys: toy data sets per grid point (neyman).
+        members: for an ensemble surrogate, its members' regions and their spread
+            (`goldmine.inference.ensemble_check.MemberSpread`; `members.union` is the conservative region).
     """
 
     method: str
@@ -76,6 +79,8 @@ class Region:
     model: Model | None = field(default=None, repr=False, compare=False)
     x_obs: Tensor | None = field(default=None, repr=False, compare=False)
     weights: Tensor | None = field(default=None, repr=False, compare=False)
+    # an ensemble surrogate's members' regions (inference.ensemble_check.MemberSpread), else None
+    members: object = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         where = f"interval={tuple(round(v, 4) for v in self.interval)}" if self.segments else f"size={self.size:.4g}"
@@ -256,6 +261,7 @@ def _region(model: Model, x: Tensor, weights, level, method, grid, sim, toys, se
                     model=model, x_obs=x, weights=weights)
     if model.theta_dim == 1:
         region.segments = _segments(region)
+    region.members = member_spread(model, grid, x, weights, threshold)
     return region
 
 

@@ -24,6 +24,9 @@ What else a surrogate can do it declares in `capabilities`, a set of these names
     summary      a summary learned at θ_ref (sally): score(x) → t̂(x) (n, theta_dim),
                  fisher_information_at_reference(x), and likelihood_surrogate(data) → a likelihood surrogate
                  (histograms of the summary filled from the training data)
+    ensemble     the mean of k members (`goldmine.estimators.ensemble`): members_ (the fitted members,
+                 surrogates themselves) and member_terms(x, theta) → (k, n); `log_ratio_std(x, theta)`
+                 their spread of log r̂. `goldmine.inference.ensemble_check` compares their regions
 
 Code that uses surrogates asks `capabilities(obj)`, never the estimator's class. Which estimator
 declares which capability is tabulated in docs/architecture.md.
@@ -48,7 +51,7 @@ from torch import Tensor
 from ..checks import RANGE_MARGIN, outside_training, warn_outside_training  # re-exported: inference's view
 from ..simulators.base import Simulator
 
-CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary")
+CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary", "ensemble")
 
 
 def capabilities(obj) -> frozenset[str]:
