@@ -49,7 +49,7 @@ from goldmine.evaluate import c2st, grid_posterior_samples  # noqa: E402
 from goldmine.inference import Model, coverage, expected_limits  # noqa: E402
 from goldmine.inference.mcmc import posterior  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
-from sample_efficiency import SIMULATORS, TRAINING, batch_size, even, make_estimator, write  # noqa: E402
+from sample_efficiency import SIMULATORS, even, make_estimator, write  # noqa: E402
 
 METHODS = ("exact", "carl", "rascal", "alices", "sally", "scandal", "nle", "npe", "histogram", "sbi_nre")
 GOLD = ("rascal", "alices", "sally", "scandal")
@@ -66,12 +66,10 @@ def fit(method: str, sim, data, seed: int, budget: int):
     if method == "exact":
         return sim
     if method == "sally":
-        score = gm.ScoreEstimator("sally" if sim.theta_dim == 1 else "sallino", seed=seed, progress=False,
-                                  epochs=TRAINING["epochs"], batch_size=batch_size(budget)).fit(data)
+        score = gm.ScoreEstimator("sally" if sim.theta_dim == 1 else "sallino", seed=seed, progress=False).fit(data)
         return gm.estimators.SummaryHistogram(score).fit(data)
     if method == "npe":
-        return gm.PosteriorEstimator("npe", prior=sim.prior, seed=seed, progress=False, epochs=TRAINING["epochs"],
-                                     batch_size=batch_size(budget)).fit(data)
+        return gm.PosteriorEstimator("npe", prior=sim.prior, seed=seed, progress=False).fit(data)
     return make_estimator(method, sim, seed, budget).fit(data)
 
 

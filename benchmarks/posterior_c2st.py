@@ -63,15 +63,10 @@ EXACT_SEED = 1_000  # exact draws of observation i use seed EXACT_SEED + i
 SAMPLE_SEED = 7  # the methods' posterior draws
 DRAWS = 1_000
 FLOOR_SEEDS = 5
-TRAINING = dict(epochs=50)
 
 
 def even(n: float) -> int:
     return max(2, 2 * round(n / 2))
-
-
-def batch_size(budget: int) -> int:
-    return max(128, budget // 100)
 
 
 def key(e: dict) -> tuple:
@@ -114,8 +109,7 @@ def fit_and_sample(method: str, sim, data, x_obs: torch.Tensor, seed: int, budge
     box = sim.prior.base_dist
     low, high = box.low.tolist(), box.high.tolist()
     if method == "npe":
-        est = gm.PosteriorEstimator("npe", prior=(low, high), seed=seed, progress=False,
-                                    batch_size=batch_size(budget), **TRAINING)
+        est = gm.PosteriorEstimator("npe", prior=(low, high), seed=seed, progress=False)  # default settings
         start = time.perf_counter()
         est.fit(data)
         seconds = time.perf_counter() - start
@@ -316,7 +310,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(1)  # comparable timings; a thread pool on a shared machine mostly waits
     config = dict(simulator="weinberg", budgets=sorted({even(b) for b in args.budgets}), seeds=args.seeds,
                   methods=list(args.methods), theta_obs=[list(t) for t in THETA_OBS], draws=DRAWS,
-                  training=dict(TRAINING, batch_size="max(128, N // 100)"))
+                  training="goldmine's defaults (PosteriorEstimator with only prior and seed set)")
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"posterior C2ST: weinberg, budgets {config['budgets']}, {config['seeds']} seed(s), methods "
           f"{' '.join(config['methods'])}; torch threads {torch.get_num_threads()}")

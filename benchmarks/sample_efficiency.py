@@ -80,7 +80,7 @@ GOLD = ("rolr", "alice", "cascal", "rascal", "alices", "scandal")  # the methods
 POSTERIORS = ("npe", "sbi_npe")  # judged by C2ST against the exact posterior: posterior_c2st.py, Weinberg only
 METHODS = NEURAL + FLOWS + (AFFINE_NLE, "histogram", "sbi_nre", "sbi_nle")
 BUDGETS = (100, 316, 1_000, 3_162, 10_000, 31_623, 100_000)
-TRAINING = dict(hidden=(128, 128, 128), epochs=50, batch_size=128, lr=2e-3)  # α: each method's default
+TRAINING = "goldmine's defaults: fit(data) with only the seed set (batch size and lr from the Trainer's rule)"
 QUICK = dict(simulators=("galton",), budgets=(1_000, 10_000), seeds=1, methods=("carl", "alices", "histogram", "sbi_nre"))
 TARGET_BUDGETS, TARGET_FACTOR = (1_000, 10_000), 10.0
 SPEED_BUDGET, SPEED_FACTOR = 100_000, 2.0
@@ -123,20 +123,14 @@ class SbiLikelihood(SbiRatio):
         return self.fitted_(x, theta) - self.fitted_(x, self.reference_.expand(len(x), -1))
 
 
-def batch_size(budget: int) -> int:
-    """128 rows per step up to 12,800 runs, then about 100 steps per epoch, so large budgets train in minutes."""
-    return max(TRAINING["batch_size"], budget // 100)
-
-
 def make_estimator(method: str, sim, seed: int, budget: int):
+    """Every goldmine estimator with its default settings (a user's fit(data)); only the seed is set."""
     if method in NEURAL:
-        return gm.RatioEstimator(method, seed=seed, progress=False, **{**TRAINING, "batch_size": batch_size(budget)})
+        return gm.RatioEstimator(method, seed=seed, progress=False)
     if method in FLOWS:
-        return gm.LikelihoodEstimator(method, seed=seed, progress=False, epochs=TRAINING["epochs"],
-                                      batch_size=batch_size(budget))
+        return gm.LikelihoodEstimator(method, seed=seed, progress=False)
     if method == AFFINE_NLE:
-        return gm.LikelihoodEstimator("nle", flow="maf", seed=seed, progress=False, epochs=TRAINING["epochs"],
-                                      batch_size=batch_size(budget))
+        return gm.LikelihoodEstimator("nle", flow="maf", seed=seed, progress=False)
     if method == "histogram":
         return gm.HistogramRatio()
     if method == "sbi_nre":
@@ -497,7 +491,7 @@ def main(argv=None) -> dict:
         parser.error("--seeds must be at least 1")
     torch.set_num_threads(1)  # comparable timings; a thread pool on a shared machine mostly waits
     config = dict(simulators=list(args.simulators), budgets=sorted({even(b) for b in args.budgets}),
-                  seeds=args.seeds, methods=[m for m in args.methods if m not in POSTERIORS], training=dict(TRAINING, hidden=list(TRAINING["hidden"])))
+                  seeds=args.seeds, methods=[m for m in args.methods if m not in POSTERIORS], training=TRAINING)
     if args.quick:
         config.update(simulators=list(QUICK["simulators"]), budgets=list(QUICK["budgets"]), seeds=QUICK["seeds"],
                       methods=list(QUICK["methods"]))

@@ -38,6 +38,33 @@ def test_fractions_levels_and_floats():
         checks.choice("x", ("wilks", "neyman"), "method")
 
 
+def test_widths_seeds_flags_and_bounded_numbers():
+    assert checks.widths([64, np.int64(32)], "hidden") == (64, 32) and checks.widths((), "hidden") == ()
+    for bad in (0, 64, [0], [-5], [64.0], [True], "64", None):
+        with pytest.raises(ValueError, match=r"hidden must be a list of positive layer widths, e.g. \[64, 64\]"):
+            checks.widths(bad, "hidden")
+    assert checks.seed(0) == 0 and checks.seed(2**32 - 1) == 2**32 - 1
+    for bad in (-1, 2**32, 1.0, True):
+        with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 4294967295"):
+            checks.seed(bad)
+    assert checks.flag(np.bool_(True), "progress") is True
+    for bad in (0, 1, "yes", None):
+        with pytest.raises(ValueError, match="progress must be true or false"):
+            checks.flag(bad, "progress")
+    assert checks.positive_float(math.inf, "clip_grad", infinite=True) == math.inf
+    with pytest.raises(ValueError, match=r"clip_grad must be a positive number \(inf: no bound\); got nan"):
+        checks.positive_float(math.nan, "clip_grad", infinite=True)
+    assert checks.real_between(0, "lr_final", 0, 1) == 0.0 and checks.finite(-2, "beta") == -2.0
+    for bad in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="lr_final must be a number from 0 to 1"):
+            checks.real_between(bad, "lr_final", 0, 1)
+    with pytest.raises(ValueError, match="beta must be a finite number"):
+        checks.finite(math.inf, "beta")
+    assert checks.int_at_least(2, "grid", 2) == 2
+    with pytest.raises(ValueError, match="grid must be an integer ≥ 2; got 1"):
+        checks.int_at_least(1, "grid", 2)
+
+
 def test_the_shape_rule():
     # a vector is n scalar points when the dimension is 1, one point otherwise; a scalar one point of dimension 1
     assert checks.rows(torch.tensor([1.0, 2.0, 3.0]), 1, "x").shape == (3, 1)

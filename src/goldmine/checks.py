@@ -18,14 +18,59 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
+import numpy as np
 import torch
 from torch import Tensor
 
 DTYPE = torch.float64
 
-__all__ = ["positive_int", "non_negative_int", "int_between", "fraction", "level", "positive_float",
-           "non_negative_float", "choice", "rows"]
+#: the margin, as a fraction of the training range's width, beyond which x counts as outside it
+RANGE_MARGIN = 0.1
+
+
+def outside_training(surrogate, x: torch.Tensor) -> torch.Tensor | None:
+    """Where x (n, x_dim) lies outside the surrogate's training range widened by `RANGE_MARGIN` of its width on
+    each side (of |x_low_|, at least 1, where the range has no width): (n, x_dim) bool; None when the
+    surrogate records no range."""
+    low, high = getattr(surrogate, "x_low_", None), getattr(surrogate, "x_high_", None)
+    if low is None or high is None:
+        return None
+    low, high = torch.as_tensor(low, dtype=torch.float64), torch.as_tensor(high, dtype=torch.float64)
+    width = high - low
+    margin = RANGE_MARGIN * torch.where(width > 0, width, low.abs().clamp(min=1.0))
+    x = torch.as_tensor(x).detach().to(torch.float64).reshape(len(x), -1)
+    return (x < low - margin) | (x > high + margin)
+
+
+def warn_outside_training(surrogate, x: torch.Tensor, stacklevel: int = 2) -> int:
+    """Warns (RuntimeWarning) when observations x (n, x_dim) lie outside the range of x the surrogate was
+    trained on (`outside_training`), naming how many, the range and an example; returns how many."""
+    outside = outside_training(surrogate, x)
+    count = 0 if outside is None else int(outside.any(1).sum())
+    if not count:
+        return 0
+    name = getattr(surrogate, "method", None) or type(surrogate).__name__
+    low, high = surrogate.x_low_.tolist(), surrogate.x_high_.tolist()
+    x = torch.as_tensor(x).detach().to(torch.float64).reshape(len(x), -1)
+    label = (lambda j: "x") if len(low) == 1 else (lambda j: f"x_{j + 1}")
+    where = ", ".join(f"{label(j)} in [{low[j]:.4g}, {high[j]:.4g}] (e.g. {float(x[outside[:, j], j][0]):.4g})"
+                      for j in range(len(low)) if outside[:, j].any())
+    warnings.warn(
+        f"{count} of {len(x)} observations lie outside the range of x that {name} was trained on, by more than "
+        f"{RANGE_MARGIN:.0%} of its width: {where}. There it extrapolates what it never learned from data, so its "
+        "answer may look confident and be wrong: check the observations against the simulator, or train on data "
+        "that covers them.", RuntimeWarning, stacklevel=stacklevel + 1)
+    return count
+
+
+__all__ = ["RANGE_MARGIN", "outside_training", "warn_outside_training", "positive_int", "non_negative_int", "int_between", "int_at_least", "seed", "fraction", "level",
+           "positive_float", "non_negative_float", "real_between", "finite", "flag", "choice", "widths", "rows"]
+
+#: the largest seed goldmine takes: every generator it seeds (numpy's, torch's, and derived seeds such
+#: as the Trainer's seed·100003 + epoch) accepts the seeds from 0 to SEED_MAX
+SEED_MAX = 2**32 - 1
 
 
 def _is_int(value) -> bool:
@@ -59,6 +104,20 @@ def int_between(value, name: str, low: int, high: int, high_text: str | None = N
     return int(value)
 
 
+def int_at_least(value, name: str, low: int) -> int:
+    """An integer ≥ low."""
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{name} must be an integer ≥ {low}; got {value!r}.")
+    return int(value)
+
+
+def seed(value, name: str = "seed") -> int:
+    """A seed: an integer from 0 to SEED_MAX = 2**32 − 1."""
+    if not _is_int(value) or not 0 <= value <= SEED_MAX:
+        raise ValueError(f"{name} must be an integer from 0 to {SEED_MAX} (2**32 − 1); got {value!r}.")
+    return int(value)
+
+
 def fraction(value, name: str) -> float:
     """A real number strictly between 0 and 1."""
     if not _is_real(value) or not 0 < value < 1:
@@ -73,10 +132,11 @@ def level(value, name: str = "level") -> float:
     return float(value)
 
 
-def positive_float(value, name: str) -> float:
-    """A finite real number > 0."""
-    if not _is_real(value) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a finite positive number; got {value!r}.")
+def positive_float(value, name: str, *, infinite: bool = False) -> float:
+    """A finite real number > 0; with `infinite`, +inf too (e.g. a bound that inf turns off)."""
+    if not _is_real(value) or not (0 < value < math.inf or (infinite and value == math.inf)):
+        what = "a positive number (inf: no bound)" if infinite else "a finite positive number"
+        raise ValueError(f"{name} must be {what}; got {value!r}.")
     return float(value)
 
 
@@ -85,6 +145,35 @@ def non_negative_float(value, name: str) -> float:
     if not _is_real(value) or not 0 <= value < math.inf:
         raise ValueError(f"{name} must be a finite number ≥ 0; got {value!r}.")
     return float(value)
+
+
+def real_between(value, name: str, low: float, high: float) -> float:
+    """A real number in the closed interval [low, high]."""
+    if not _is_real(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low} to {high}; got {value!r}.")
+    return float(value)
+
+
+def finite(value, name: str) -> float:
+    """A finite real number."""
+    if not _is_real(value) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
+    return float(value)
+
+
+def flag(value, name: str) -> bool:
+    """True or False (a Python or numpy bool; not 0, 1 or a string)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false; got {value!r}.")
+    return bool(value)
+
+
+def widths(value, name: str) -> tuple[int, ...]:
+    """The widths of hidden layers: a list or tuple of positive integers, e.g. [64, 64] (empty: no hidden layer)."""
+    items = value.tolist() if isinstance(value, np.ndarray) and value.ndim == 1 else value
+    if not isinstance(items, (list, tuple)) or not all(_is_int(w) and w >= 1 for w in items):
+        raise ValueError(f"{name} must be a list of positive layer widths, e.g. [64, 64]; got {value!r}.")
+    return tuple(int(w) for w in items)
 
 
 def choice(value, known, name: str):

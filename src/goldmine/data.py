@@ -90,16 +90,33 @@ def _meta(sim: Simulator, n: int, seed: int, reference: Tensor) -> dict:
 
 
 def _open(path: Path, mode: str = "r") -> h5py.File:
+    """Opens a goldmine data set; a folder, a device, a file locked by a writer and a corrupt file each get
+    their own one-line error naming the file."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a data set: give the HDF5 file that goldmine.simulate "
+                                "wrote.")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a regular file (a device or a pipe): give the HDF5 file that "
+                         "goldmine.simulate wrote.")
     try:
         f = h5py.File(path, mode)
     except FileNotFoundError:
         raise FileNotFoundError(f"no data set at {path}: create it with goldmine.simulate(sim, n, path=...).") from None
+    except PermissionError:
+        raise PermissionError(f"cannot {'read' if mode == 'r' else 'write'} {path}: permission denied.") from None
     except OSError as err:
         holder = locking.holder(path)
         if holder is not None:  # HDF5 refuses to open a file that another process is writing
             raise locking.Busy(f"{path} is being written by {holder}: wait for it to finish.") from None
+        if "unable to lock file" in str(err):  # HDF5's own lock, taken by a writer that is not goldmine.simulate
+            raise locking.Busy(f"{path} is locked by another process that has it open for writing: wait for it to "
+                               "close the file.") from None
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path} is empty (0 bytes), not a data set: delete it and run goldmine.simulate "
+                             "again.") from None
+        reason = " ".join(str(err).split())
         raise ValueError(
-            f"{path} is not a readable HDF5 file ({err}). It is corrupt or truncated; delete it "
+            f"{path} is not a readable HDF5 file ({reason}). It is corrupt or truncated; delete it "
             "and run goldmine.simulate again."
         ) from None
     if "goldmine" not in f.attrs:
@@ -108,14 +125,74 @@ def _open(path: Path, mode: str = "r") -> h5py.File:
     return f
 
 
+#: the header of a data set: each key and the check of its value
+HEADER = {
+    "simulator": lambda v: isinstance(v, str),
+    "theta_dim": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "x_dim": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "n": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "reference": lambda v: isinstance(v, list) and all(isinstance(u, (int, float)) for u in v),
+    "gold": lambda v: isinstance(v, bool),
+}
+
+
 def _read_meta(f: h5py.File) -> dict:
-    meta = json.loads(f.attrs["goldmine"])
+    """The header of an open data set, checked: a ValueError naming the file and the key otherwise."""
+    name = f.filename
+    try:
+        meta = json.loads(f.attrs["goldmine"])
+    except (TypeError, ValueError):  # not text, or not JSON
+        raise ValueError(f"{name} has a corrupt header (its 'goldmine' attribute is not JSON): simulate it "
+                         "again.") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{name} has a corrupt header (a JSON {type(meta).__name__}, not an object): simulate it "
+                         "again.")
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(
-            f"{f.filename} has data-set format {meta.get('format')}, this goldmine reads format "
+            f"{name} has data-set format {meta.get('format')}, this goldmine reads format "
             f"{FORMAT_VERSION}: simulate it again with this version."
         )
+    for key, valid in HEADER.items():
+        if key not in meta:
+            raise ValueError(f"{name} has a corrupt header: it lacks {key!r}. Simulate it again.")
+        if not valid(meta[key]):
+            raise ValueError(f"{name} has a corrupt header: {key} = {meta[key]!r}. Simulate it again.")
+    if len(meta["reference"]) != meta["theta_dim"]:
+        raise ValueError(f"{name} has a corrupt header: reference {meta['reference']} does not have theta_dim = "
+                         f"{meta['theta_dim']} components. Simulate it again.")
     return meta
+
+
+def _rows_done(f: h5py.File) -> int:
+    """The rows written so far (the attribute rows_done), checked."""
+    value = f.attrs.get("rows_done")
+    if value is None or not np.issubdtype(np.asarray(value).dtype, np.integer) or int(value) < 0:
+        raise ValueError(f"{f.filename} has a corrupt header: rows_done = {value!r} (the rows written) is "
+                         "missing or not a count. Simulate it again.")
+    return int(value)
+
+
+def _check_fields(f: h5py.File, meta: dict, rows: int) -> tuple[str, ...]:
+    """The stored fields, checked against the header: present (theta, x, label), with the header's widths and
+    at least `rows` rows."""
+    theta_dim, x_dim = meta["theta_dim"], meta["x_dim"]
+    shapes = {"theta": (theta_dim,), "x": (x_dim,), "label": (), "log_r": (), "score": (theta_dim,),
+              "score_ref": (theta_dim,)}
+    for key in BASE_FIELDS:
+        if key not in f:
+            raise ValueError(f"{f.filename} is corrupt: it lacks the field {key!r}. Simulate it again.")
+    fields = tuple(k for k in (*BASE_FIELDS, *GOLD_FIELDS) if k in f)
+    for key in fields:
+        item = f[key]
+        if not isinstance(item, h5py.Dataset):
+            raise ValueError(f"{f.filename} is corrupt: {key!r} is a group, not an array. Simulate it again.")
+        if item.shape[1:] != shapes[key]:
+            raise ValueError(f"{f.filename} is corrupt: field {key!r} has rows of shape {item.shape[1:]}, but its "
+                             f"header says {shapes[key]} (theta_dim = {theta_dim}, x_dim = {x_dim}). Simulate it "
+                             "again.")
+        if item.shape[0] < rows:
+            raise ValueError(f"{f.filename} is truncated: field {key!r} holds fewer rows than its header says.")
+    return fields
 
 
 def _create(path: Path, meta: dict, first: dict[str, np.ndarray]) -> h5py.File:
@@ -143,7 +220,7 @@ def _append(f: h5py.File, chunk: dict[str, np.ndarray]) -> None:
     for key in ("x", *GOLD_FIELDS):  # a row is invalid where x or its gold is NaN or infinite
         if key in chunk:
             bad |= ~np.isfinite(chunk[key].reshape(rows, -1)).all(axis=1)
-    f.attrs["invalid_rows"] = int(f.attrs["invalid_rows"]) + int(bad.sum())
+    f.attrs["invalid_rows"] = int(f.attrs.get("invalid_rows", 0)) + int(bad.sum())
     f.attrs["rows_done"] = done + rows
     f.flush()
 
@@ -153,7 +230,7 @@ def _check_resumable(path: Path, meta: dict) -> tuple[int, bool]:
     it was another call's."""
     with _open(path) as f:
         old = _read_meta(f)
-        done = int(f.attrs["rows_done"])
+        done = _rows_done(f)
         complete = bool(f.attrs.get("complete", False))
     differ = [k for k in meta if old.get(k) != meta[k]]
     if differ:
@@ -280,13 +357,10 @@ class Dataset:
         self.path = Path(path)
         with _open(self.path) as f:
             self.meta = _read_meta(f)
-            rows = int(f.attrs["rows_done"])
+            rows = _rows_done(f)
             self.complete = bool(f.attrs.get("complete", False))
-            self.invalid_rows = int(f.attrs["invalid_rows"])
-            self.fields = tuple(k for k in (*BASE_FIELDS, *GOLD_FIELDS) if k in f)
-            for key in self.fields:
-                if f[key].shape[0] < rows:
-                    raise ValueError(f"{self.path} is truncated: field {key!r} holds fewer rows than its header says.")
+            self.invalid_rows = int(f.attrs.get("invalid_rows", 0))
+            self.fields = _check_fields(f, self.meta, rows)
         stop = rows if stop is None else min(stop, rows)
         if not 0 <= start <= stop:
             raise ValueError(f"row range [{start}, {stop}) is not inside the {rows} rows of {self.path}.")
@@ -395,6 +469,19 @@ class Dataset:
                 for b in range(0, emit, batch_size):
                     yield {k: v[b : b + batch_size] for k, v in buffer.items()}
                 buffer = {k: v[emit:] for k, v in buffer.items()}
+
+    def x_range(self) -> tuple[Tensor, Tensor] | None:
+        """The per-dimension minimum and maximum of the finite x in the rows: two (x_dim,) float64 tensors, or
+        None when no row has a finite x. Estimators record it at fit (inference warns beyond it)."""
+        low = high = None
+        for batch in self.batches(65536, ["x"], shuffle=False, dtype=torch.float64):
+            x = batch["x"]
+            if len(x) == 0:
+                continue
+            lo, hi = x.amin(0), x.amax(0)
+            low = lo if low is None else torch.minimum(low, lo)
+            high = hi if high is None else torch.maximum(high, hi)
+        return None if low is None else (low, high)
 
     def summary(self) -> str:
         """A few lines on the data set: rows, fields, θ range and, with gold, the label ranges."""

@@ -24,13 +24,12 @@ from goldmine.inference import Model, confidence_region
 from goldmine.plots import gold_scores_per_slot, llr_curves
 
 THETA_TRUE, N_OBS, LEVEL = 0.3, 100, 0.95
-TRAINING = {"epochs": 50, "hidden": (128, 128, 128), "lr": 2e-3, "batch_size": 128, "seed": 0}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000, help="simulator runs to train on")
-    parser.add_argument("--epochs", type=int, default=TRAINING["epochs"])
+    parser.add_argument("--epochs", type=int, default=50, help="the Trainer's default; fewer for a quick look")
     parser.add_argument("--out", default="demo-output")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # small networks: a second thread only waits on a shared machine
@@ -49,7 +48,7 @@ def main(argv=None) -> dict:
     print("\n2. train carl (no gold), rascal and alices (joint ratio + joint score)")
     models = {}
     for method in ("carl", "rascal", "alices"):
-        est = gm.RatioEstimator(method, **{**TRAINING, "epochs": args.epochs}).fit(data)
+        est = gm.RatioEstimator(method, epochs=args.epochs, seed=0).fit(data)  # the default settings
         est.save(out / method)
         models[method] = est
 

@@ -20,8 +20,7 @@ ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU,
 
 def mlp(in_dim: int, out_dim: int, hidden: Iterable[int] = (128, 128, 128), activation: str = "silu") -> nn.Sequential:
     """A fully connected network in_dim → hidden… → out_dim with the named activation between layers."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
+    check_activation(activation)
     layers, width = [], in_dim
     for h in hidden:
         layers += [nn.Linear(width, h), ACTIVATIONS[activation]()]
@@ -33,12 +32,17 @@ def mlp(in_dim: int, out_dim: int, hidden: Iterable[int] = (128, 128, 128), acti
 FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
 
 
+def check_activation(activation: str) -> None:
+    """Raises a ValueError for an activation that is not one of `ACTIVATIONS`."""
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
+
+
 def check_flow_settings(flow: str, activation: str, **counts) -> None:
     """Raises a ValueError for an unknown flow or activation, or a count (transforms, bins) that is not ≥ 1."""
-    if flow not in FLOWS:
+    if not isinstance(flow, str) or flow not in FLOWS:
         raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}.")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
+    check_activation(activation)
     for name, value in counts.items():
         checks.positive_int(value, name)
 
@@ -57,12 +61,12 @@ def flow_hidden(hidden, training: dict, default: tuple[int, ...]) -> tuple[int, 
     """The hidden widths of a flow estimator: `hidden`, or `hidden_features` (its former name, still in
     saved models and scripts) popped from the estimator's other keyword arguments `training`."""
     if "hidden_features" not in training:
-        return tuple(hidden)
+        return checks.widths(hidden, "hidden")
     old = training.pop("hidden_features")
-    if tuple(hidden) != tuple(default):
+    if checks.widths(hidden, "hidden") != tuple(default):
         raise ValueError("hidden and hidden_features are the same setting (hidden_features is its former name): "
                          "give hidden only.")
-    return tuple(old)
+    return checks.widths(old, "hidden_features")
 
 
 class ConditionalFlow(nn.Module):

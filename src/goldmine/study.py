@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import checks
 from .data import Dataset, simulate
 from .estimators import load, registry
 from .folders import claim
@@ -49,8 +50,8 @@ from .workflow.files import jsonable, write_json
 from .workflow.observations import generate_observed, load_observed
 from .workflow.report import metric_text, one_line, plot_inference, region_text
 from .workflow.simulators import describe_prior, has_exact, make_simulator
-from .workflow.training import canonical_options, estimator_class, make_estimator, method_options, read_trained_on, \
-    train
+from .workflow.training import (canonical_options, estimator_class, make_estimator, method_options, read_trained_on,
+                                train)
 
 
 def fingerprint(obj) -> str:
@@ -118,6 +119,48 @@ def _check_table(table: dict, section: str, where: str, extra: set = frozenset()
             raise ValueError(f"{where}: {title} {key} must be {names}; got {value!r}.")
 
 
+def _even_rows(value, name: str) -> int:
+    value = checks.positive_int(value, name)
+    if value % 2:
+        raise ValueError(f"{name} must be an even number of simulator runs (half at θ ~ prior, half at θ_ref), e.g. "
+                         f"20000; got {value}.")
+    return value
+
+
+def _one_of(value, name: str, known: tuple[str, ...]) -> str:
+    if value not in known:
+        names = " or ".join(f'"{k}"' for k in known)
+        raise ValueError(f"{name} must be {names}; got {value!r}.")
+    return value
+
+
+# the checks of each table's values (the types are SCHEMA's): what the stages will require of them
+DATA_VALUES = {"n": _even_rows, "seed": checks.seed, "workers": checks.positive_int, "chunk": checks.positive_int}
+INFERENCE_VALUES = {"n_obs": checks.positive_int, "seed": checks.seed, "level": checks.level,
+                    "method": lambda v, name: _one_of(v, name, ("wilks", "neyman")),
+                    "toys": checks.positive_int, "workers": checks.positive_int,
+                    "grid": lambda v, name: checks.int_at_least(v, name, 2)}
+
+
+def _check_values(table: dict, section: str, where: str, values: dict) -> None:
+    """Raises a ValueError naming the file, the table and the key of the first value its check refuses."""
+    for key, check in values.items():
+        if key in table:
+            try:
+                check(table[key], key)
+            except ValueError as err:
+                raise ValueError(f"{where}: [{section}] {err}") from None
+
+
+def _check_options(method: str, options: dict, where: str) -> None:
+    """Builds (without fitting) the estimator of `method` with `options`, so that a value it refuses fails now,
+    before any stage runs; the error names the file and the table (`where`)."""
+    try:
+        make_estimator(method, options)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{where} {err}") from None
+
+
 def load_study(path, output=None) -> Study:
     """Reads and validates a study file (TOML); relative paths in it are relative to its folder.
 
@@ -152,12 +195,14 @@ def load_study(path, output=None) -> Study:
 
     data = raw["data"]
     _check_table(data, "data", where)
+    _check_values(data, "data", where, DATA_VALUES)
     data = {"n": data["n"], "seed": data.get("seed", 0), "workers": data.get("workers", 1), "chunk": data.get("chunk")}
 
     methods = _study_methods(raw["train"], sim, where)
 
     evaluate = raw.get("evaluate", {})
     _check_table(evaluate, "evaluate", where)
+    _check_values(evaluate, "evaluate", where, {"seed": checks.seed})
     evaluate = {"enabled": evaluate.get("enabled", True), "seed": evaluate.get("seed", 0)}
 
     inference = None
@@ -214,30 +259,25 @@ def _study_methods(table: dict, sim: Simulator, where: str) -> dict[str, dict]:
         accepted = method_options(method)
         # shared settings apply to the methods that have them (epochs is nothing to a histogram)
         merged = canonical_options(method, {k: v for k, v in shared.items() if k in accepted})
+        _check_options(method, merged, f"{where}: [train]")
         try:
             merged.update(canonical_options(method, table.get(method, {})))
         except ValueError as err:
             raise ValueError(f"{where}: [train.{method}] {err}") from None
-        try:
-            make_estimator(method, merged)  # checks the values too (seed = 1.5), before anything runs
-        except (ValueError, TypeError) as err:
-            raise type(err)(f"{where}: [train] {method}: {err}") from None
+        _check_options(method, merged, f"{where}: [train.{method}]")
         methods[method] = merged
     return methods
 
 
 def _study_inference(table: dict, sim: Simulator, where: str, home: Path) -> dict:
     _check_table(table, "inference", where)
+    _check_values(table, "inference", where, INFERENCE_VALUES)
     if ("observed" in table) == ("true_theta" in table):
         raise ValueError(f"{where}: [inference] needs either observed = a file of observations, or true_theta = "
                          "the θ to simulate them at (with n_obs and seed); not both, not neither.")
     out = {"level": float(table.get("level", 0.95)), "method": table.get("method", "wilks"),
            "toys": table.get("toys"), "workers": table.get("workers", 1), "grid": table.get("grid"),
            "exact": table.get("exact", True), "seed": table.get("seed", 0)}
-    if not 0 < out["level"] < 1:
-        raise ValueError(f"{where}: [inference] level must be between 0 and 1, e.g. 0.95; got {out['level']}.")
-    if out["method"] not in ("wilks", "neyman"):
-        raise ValueError(f"{where}: [inference] method must be \"wilks\" or \"neyman\"; got {out['method']!r}.")
     if "observed" in table:
         observed = home / table["observed"]
         if not observed.is_file():

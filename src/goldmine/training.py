@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
@@ -84,6 +83,25 @@ class StreamingRowSource(RowSource, Protocol):
         """One pass over the rows (of `label`) in batches of at most `batch_size`, shuffled from `seed`."""
 
 
+#: the initial learning rate when the Trainer's lr is None
+DEFAULT_LR = 2e-3
+
+
+def default_batch_size(rows: int, smallest: int = 64) -> int:
+    """The batch size for `rows` training rows: max(smallest, min(128, rows // 64), rows // 90).
+
+    Below about 8,000 rows the smallest batch gives enough optimisation steps for the 50 epochs of
+    the schedule (750 at 10³ runs, where a batch of 256 gave 200 and left the gold methods far from
+    their optimum); from about 11,500 rows on, about 90 steps per epoch keep large data sets fast. The
+    measurements behind the rule are in benchmarks/README.md ("Measurements behind the defaults").
+
+    Example:
+        >>> default_batch_size(900), default_batch_size(9000), default_batch_size(90_000)
+        (64, 128, 1000)
+    """
+    return max(smallest, min(128, rows // 64), rows // 90)
+
+
 @dataclass
 class Trainer:
     """Training settings and the training loop.
@@ -95,10 +113,16 @@ class Trainer:
 
     Arguments:
         epochs: the maximum number of passes over the training rows.
-        batch_size: rows per optimisation step.
-        lr: the initial learning rate of AdamW; it decays on a cosine to lr·lr_final.
-        lr_final: the final learning rate as a fraction of lr.
-        weight_decay: AdamW's decoupled weight decay.
+        batch_size: rows per optimisation step. None (the default) chooses it from the number R of
+            training rows, `default_batch_size`: max(min_batch_size, min(128, R // 64), R // 90), so
+            that small data sets get enough optimisation steps (about 750 at 10³ runs) and large ones
+            about 90 steps per epoch.
+        lr: the initial learning rate of AdamW (> 0); it decays on a cosine to lr·lr_final. None (the
+            default): 2e-3.
+        min_batch_size: the smallest batch that `batch_size=None` chooses; 64, and 128 for the flows
+            (nle, scandal, npe) and sally, whose families set it.
+        lr_final: the final learning rate as a fraction of lr, in [0, 1].
+        weight_decay: AdamW's decoupled weight decay (≥ 0).
         validation: the fraction of rows held out for validation (and early stopping) by `fit`.
         patience: early stopping: stop after this many epochs without a better validation loss and
             restore the weights of the best epoch. None (the default) runs the whole cosine schedule
@@ -106,17 +130,23 @@ class Trainer:
             validation loss is dominated by label noise and its minimum often falls on an early epoch
             of a still-improving network, whose weights then err more than the final ones
             (benchmarks/README.md, "Measurements behind the defaults").
-        clip_grad: the maximal gradient norm per step.
-        seed: seeds the initialisation (when the estimator builds its network) and the shuffling of
+        clip_grad: the maximal gradient norm per step (> 0; inf: no clipping).
+        seed: an integer from 0 to 2**32 − 1; seeds the initialisation (when the estimator builds its
+            network) and the shuffling of
             `fit` (a batch iterable of `fit_batches` shuffles, or not, by itself).
         in_memory_rows: data sets up to this many rows are read once into memory; larger ones are
-            streamed from the file in chunks every epoch.
+            streamed from the file in chunks every epoch (0: always streamed).
         progress: show a progress bar.
+
+    Raises:
+        ValueError: a setting of the wrong type or out of its range, naming it (when the Trainer, and so
+            the estimator, is built).
     """
 
     epochs: int = 50
-    batch_size: int = 256
-    lr: float = 1e-3
+    batch_size: int | None = None
+    lr: float | None = None
+    min_batch_size: int = 64
     lr_final: float = 0.01
     weight_decay: float = 1e-4
     validation: float = 0.1
@@ -128,17 +158,22 @@ class Trainer:
     history: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if name == "patience" and value is None:
-                continue
-            checks.positive_int(value, name)
-        for name in ("lr", "clip_grad"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive; got {getattr(self, name)!r}.")
+        """Checks every setting now, so that a bad one fails when the estimator is built, not at fit time."""
+        checks.positive_int(self.epochs, "epochs")
+        if self.batch_size is not None:
+            checks.positive_int(self.batch_size, "batch_size")
+        checks.positive_int(self.min_batch_size, "min_batch_size")
+        if self.lr is not None:
+            checks.positive_float(self.lr, "lr")
+        checks.real_between(self.lr_final, "lr_final", 0, 1)
+        checks.non_negative_float(self.weight_decay, "weight_decay")
         checks.fraction(self.validation, "validation")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):  # true or 1.5 is no seed
-            raise ValueError(f"seed must be an integer, e.g. 0; got {self.seed!r}.")
+        if self.patience is not None:
+            checks.positive_int(self.patience, "patience")
+        checks.positive_float(self.clip_grad, "clip_grad", infinite=True)
+        checks.seed(self.seed, "seed")
+        checks.non_negative_int(self.in_memory_rows, "in_memory_rows")
+        checks.flag(self.progress, "progress")
 
     def settings(self) -> dict:
         """The settings as plain JSON values (for config.json)."""
@@ -184,13 +219,16 @@ class Trainer:
         if train_rows.count == 0 or val_rows.count == 0:
             raise ValueError(f"{where} has no rows{'' if label is None else f' of label {label}'} to train on.")
         _check_finite(train_rows, val_rows, where, desc)
-        return self._loop(
+        batch = self.batch_size or default_batch_size(train_rows.count, self.min_batch_size)
+        history = self._loop(
             network, loss, val_loss or loss,
-            train=lambda epoch: train_rows.batches(self.batch_size, seed=self.seed * 100_003 + epoch),
+            train=lambda epoch: train_rows.batches(batch, seed=self.seed * 100_003 + epoch),
             val=lambda: val_rows.batches(EVAL_BATCH, seed=None),
-            steps_per_epoch=max(1, math.ceil(train_rows.count / self.batch_size)),
+            steps_per_epoch=max(1, math.ceil(train_rows.count / batch)),
             desc=desc,
         )
+        history["batch_size"] = batch
+        return history
 
     def fit_batches(self, network: nn.Module, loss: LossFn, train: Iterable, validation: Iterable,
                     desc: str = "train", *, val_loss: LossFn | None = None) -> dict:
@@ -235,8 +273,9 @@ class Trainer:
               val: Callable[[], Iterable], steps_per_epoch: int, desc: str) -> dict:
         """The epochs: `train(epoch)` gives the epoch's training batches, `val()` the validation batches."""
         steps = self.epochs * steps_per_epoch
-        optimizer = torch.optim.AdamW(network.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=self.lr * self.lr_final)
+        lr = DEFAULT_LR if self.lr is None else self.lr
+        optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr * self.lr_final)
 
         history = {"train_loss": [], "val_loss": [], "lr": [], "seconds": [], "best_epoch": None, "stop_reason": "epochs"}
         self.history = history
@@ -254,7 +293,7 @@ class Trainer:
                         history["stop_reason"] = f"non-finite loss ({value.item()}) at {where}"
                         raise TrainingError(
                             f"{desc}: the training loss became {value.item()} at {where}, "
-                            f"so training stopped and kept no weights. Lower the learning rate (lr={self.lr}) or check "
+                            f"so training stopped and kept no weights. Lower the learning rate (lr={lr}) or check "
                             "the data for extreme values.", history=history)
                     optimizer.zero_grad()
                     value.backward()
@@ -269,7 +308,7 @@ class Trainer:
                     history["stop_reason"] = f"non-finite validation loss ({val_value}) at epoch {epoch + 1}"
                     raise TrainingError(
                         f"{desc}: the validation loss became {val_value} at epoch {epoch + 1}, so training stopped "
-                        f"and kept no weights. Lower the learning rate (lr={self.lr}) or check the validation data "
+                        f"and kept no weights. Lower the learning rate (lr={lr}) or check the validation data "
                         "for extreme values.", history=history)
                 history["train_loss"].append(total / max(count, 1))
                 history["val_loss"].append(val_value)

@@ -3,11 +3,12 @@
 from . import registry
 from .alfi import ALFI
 from .base import Estimator, load
+from .ensemble import Ensemble
 from .baselines import HistogramRatio
 from .likelihood import LikelihoodEstimator
 from .posterior import PosteriorEstimator
 from .ratio import RatioEstimator
 from .score import ScoreEstimator, SummaryHistogram
 
-__all__ = ["ALFI", "Estimator", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram",
+__all__ = ["ALFI", "Ensemble", "Estimator", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "load", "RatioEstimator", "ScoreEstimator", "SummaryHistogram",
            "registry"]

@@ -56,16 +56,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from .. import checks
-from ..nn import ACTIVATIONS, Standardize, mlp
+from ..checks import warn_outside_training
+from ..nn import Standardize, check_activation, mlp
 from ..simulators.base import DTYPE, Simulator, draw_prior, seed_from
 from ..simulators.describe import describe, rebuild
-from .base import Estimator, register, write_folder
+from .base import Estimator, register
 from .registry import Method, register_method
 
 #: the paper's meta-training settings, where they differ from the Trainer's defaults
@@ -260,7 +260,8 @@ class ALFI(Estimator):
             epochs=130, batch_size=16, lr=2e-4.
 
     Attributes (after fit):
-        theta_dim_, x_dim_, reference_, simulator_ (the simulator fitted on; not saved),
+        theta_dim_, x_dim_, reference_, x_low_ and x_high_ (the range of the meta-training observations;
+        `infer` warns beyond it), simulator_ (the simulator fitted on; not saved),
         simulator_info_ (its name, class and config, saved), history_ (the Trainer's history, with
         `simulator_calls` of meta-training).
 
@@ -287,15 +288,17 @@ class ALFI(Estimator):
             checks.positive_int(value, name)
         for name, value in (("sigma", sigma), ("bound", bound)):
             checks.positive_float(value, name)
-        if not (isinstance(beta, (int, float)) and math.isfinite(beta)):
-            raise ValueError(f"beta must be a finite number; got {beta!r}.")
+        checks.finite(beta, "beta")
         if init not in ("prior", "mean"):
             raise ValueError(f"init must be 'prior' (a prior draw) or 'mean' (the prior's mean); got {init!r}.")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
+        check_activation(activation)
         if standardize not in ("affine", "quantile"):
             raise ValueError(f"standardize must be 'affine' or 'quantile'; got {standardize!r}.")
         super().__init__(**{**PAPER_TRAINING, **training})
+        validation = self.trainer.validation
+        if not 0 < round(problems * (1 - validation)) < problems:
+            raise ValueError(f"problems={problems} are too few to hold out a validation fraction of {validation}: "
+                             "give more problems, or another validation fraction.")
         self.steps, self.thetas, self.runs, self.n_obs, self.problems = steps, thetas, runs, n_obs, problems
         self.sigma, self.init, self.bound, self.beta = float(sigma), init, float(bound), float(beta)
         self.hidden, self.features, self.state, self.activation = hidden, features, state, activation
@@ -391,7 +394,10 @@ class ALFI(Estimator):
         net = self.network_ = self._build(sim.theta_dim, sim.x_dim)
         net.theta_norm.fit([theta_star])
         rows = x_obs.reshape(-1, sim.x_dim)
-        net.x_norm.fit([rows[torch.isfinite(rows).all(1)]])
+        rows = rows[torch.isfinite(rows).all(1)]
+        net.x_norm.fit([rows])
+        if len(rows):
+            self.x_low_, self.x_high_ = rows.amin(0).to(DTYPE), rows.amax(0).to(DTYPE)
         net.low.copy_(_bounds(sim)[0])
         net.high.copy_(_bounds(sim)[1])
         self.simulator_, self.simulator_info_ = sim, describe(sim)
@@ -455,6 +461,7 @@ class ALFI(Estimator):
         if init not in ("prior", "mean"):
             raise ValueError(f"init must be 'prior' or 'mean'; got {init!r}.")
         x, single = self._check_observations(x_obs)
+        warn_outside_training(self, x.reshape(-1, self.x_dim_))
         generator = torch.Generator().manual_seed(seed)
         net.eval()
         parts = []
@@ -501,18 +508,9 @@ class ALFI(Estimator):
 
     # -- saving --------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> Path:
-        """Writes config.json (with the simulator's name, class and config), weights.safetensors
-        (with the standardisation and the prior's bounds) and history.json into the folder `path`."""
-        network = self._check_fitted()
-        config = {
-            "class": type(self).__name__,
-            "params": self.params,
-            "training": self.training,
-            "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist(),
-                       "simulator": self.simulator_info_},
-        }
-        return write_folder(path, config, network.state_dict(), self.history_)
+    def _fitted_record(self) -> dict:
+        """The estimator's record plus the simulator's (name, class and config), which `infer` rebuilds."""
+        return {**super()._fitted_record(), "simulator": self.simulator_info_}
 
     @classmethod
     def _restore(cls, config: dict, state: dict[str, Tensor]) -> ALFI:

@@ -2,7 +2,8 @@
 
 A saved estimator is a folder:
 
-    config.json           format version, class, constructor arguments, fitted dimensions, θ_ref
+    config.json           format version, class, constructor arguments, fitted dimensions, θ_ref and
+                          the range of the training x
     weights.safetensors   the network's weights and buffers (standardisation statistics included)
     history.json          the Trainer's history of losses
     .goldmine             the marker that says goldmine wrote the folder (`goldmine.folders`)
@@ -13,6 +14,7 @@ format and how to add an estimator family.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from .. import checks
 from ..data import Dataset
 from ..folders import claim
 from ..training import Trainer
+
+#: the Trainer's settings, which every neural estimator takes as keyword arguments
+TRAINING_SETTINGS = tuple(f.name for f in dataclasses.fields(Trainer) if f.name != "history")
 
 FORMAT = 1
 REGISTRY: dict[str, type["Estimator"]] = {}
@@ -44,8 +49,20 @@ class Estimator:
     network_: nn.Module | None = None
     kind: str = "estimator"
     capabilities: frozenset[str] = frozenset()
+    #: the per-dimension range of the x it was fitted on, (x_dim,) each (None before fit, or for old saves)
+    x_low_: Tensor | None = None
+    x_high_: Tensor | None = None
+
+    #: the family's own defaults of Trainer settings (the flows and sally train with lr 1e-3 and batches
+    #: of at least 128 rows, as their benchmarks did; the ratio family uses the Trainer's own defaults)
+    TRAINING_DEFAULTS: dict = {}
 
     def __init__(self, **training):
+        unknown = [k for k in training if k not in TRAINING_SETTINGS]
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no option {', '.join(map(repr, unknown))}; its training "
+                            f"settings are {', '.join(TRAINING_SETTINGS)}.")
+        training = {**self.TRAINING_DEFAULTS, **training}
         self.training = training
         self.trainer = Trainer(**training)  # validates the settings now, not at fit time
         self.history_: dict = {}
@@ -55,6 +72,17 @@ class Estimator:
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         raise NotImplementedError
 
+    def _resolve_method(self, data: Dataset | str, gold: str, goldless: str) -> Dataset:
+        """The data set, opened; a `method` left None becomes `gold` when the data have gold (the joint
+        ratio and score of a simulator with a joint likelihood), else `goldless`, recorded in `params` so
+        that a saved estimator names the method it was trained with."""
+        if not isinstance(data, Dataset):
+            data = Dataset(data)
+        if self.method is None:
+            self.method = gold if data.has_gold else goldless
+            self.params["method"] = self.method
+        return data
+
     def _setup(self, data: Dataset | str, fields: tuple[str, ...], method: str) -> Dataset:
         """Opens and checks the data set, and builds a freshly seeded network for it."""
         if not isinstance(data, Dataset):
@@ -62,6 +90,7 @@ class Estimator:
         data.require(*fields, method=method)
         self.theta_dim_, self.x_dim_ = data.theta_dim, data.x_dim
         self.reference_ = data.reference.clone()
+        self.x_low_, self.x_high_ = data.x_range() or (None, None)
         torch.manual_seed(self.trainer.seed)
         self.network_ = self._build(self.theta_dim_, self.x_dim_)
         return data
@@ -104,6 +133,7 @@ class Estimator:
         fitted = config["fitted"]
         est.theta_dim_, est.x_dim_ = fitted["theta_dim"], fitted["x_dim"]
         est.reference_ = torch.tensor(fitted["reference"], dtype=torch.float64)
+        restore_range(est, fitted)
         est.network_ = est._build(est.theta_dim_, est.x_dim_)
         est.network_.load_state_dict(state)
         est.network_.eval()
@@ -112,13 +142,14 @@ class Estimator:
     def save(self, path: str | Path) -> Path:
         """Writes config.json, weights.safetensors and history.json into the folder `path`."""
         network = self._check_fitted()
-        config = {
-            "class": type(self).__name__,
-            "params": self.params,
-            "training": self.training,
-            "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist()},
-        }
+        config = {"class": type(self).__name__, "params": self.params, "training": self.training,
+                  "fitted": self._fitted_record()}
         return write_folder(path, config, network.state_dict(), self.history_)
+
+    def _fitted_record(self) -> dict:
+        """What fit learned besides the weights, for config.json: dimensions, θ_ref, the range of x."""
+        return {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist(),
+                **range_record(self)}
 
 
 def write_folder(path: str | Path, config: dict, tensors: dict[str, Tensor], history: dict) -> Path:
@@ -142,35 +173,124 @@ def load(path: str | Path) -> Estimator:
 
     Raises:
         FileNotFoundError: the folder or one of its files is missing.
-        ValueError: a file is corrupt, or was written by an incompatible version of goldmine.
+        NotADirectoryError, IsADirectoryError: `path` is a file, or one of its files a folder.
+        PermissionError: a file cannot be read.
+        ValueError: a file is corrupt, lacks a key or holds a value of the wrong type, or was written by an
+            incompatible version of goldmine. Every message names the file.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file, not a model folder: give the folder that est.save(folder) or "
+                                 "goldmine train -o wrote.")
     for name in ("config.json", "weights.safetensors"):
-        if not (path / name).is_file():
-            raise FileNotFoundError(f"{path / name} is missing: {path} is not a saved goldmine estimator (est.save(folder)).")
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path / 'config.json'} is corrupt ({err}); save the estimator again.") from None
-    if config.get("goldmine_format") != FORMAT:
-        raise ValueError(
-            f"{path} was saved in estimator format {config.get('goldmine_format')!r}; this goldmine reads format "
-            f"{FORMAT}. Load it with the goldmine version that saved it, or train and save it again."
-        )
-    cls = REGISTRY.get(config.get("class"))
-    if cls is None:
-        raise ValueError(f"{path} holds an unknown estimator class {config.get('class')!r}; known: {', '.join(REGISTRY)}.")
+        _need_file(path, name)
+    config_file = path / "config.json"
+    config = _read_json(config_file)
+    _check_config(config, config_file)
+    cls = REGISTRY[config["class"]]
     try:
         state = load_file(str(path / "weights.safetensors"))
+    except PermissionError:
+        raise PermissionError(f"cannot read {path / 'weights.safetensors'}: permission denied.") from None
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{path / 'weights.safetensors'} is corrupt ({err}); save the estimator again.") from None
     try:
         est = cls._restore(config, state)
-    except (RuntimeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path / 'weights.safetensors'} does not fit {path / 'config.json'} ({err}).") from None
+    except (ValueError, TypeError) as err:  # a setting or a fitted value the estimator refuses
+        raise ValueError(f"{config_file}: {err}") from None
+    except KeyError as err:
+        raise ValueError(f"{path} is incomplete: {err} is missing from config.json or weights.safetensors; save the "
+                         "estimator again.") from None
+    except (RuntimeError, IndexError) as err:
+        raise ValueError(f"{path / 'weights.safetensors'} does not fit {config_file} ({err}).") from None
     history = path / "history.json"
-    est.history_ = json.loads(history.read_text()) if history.is_file() else {}
+    est.history_ = _read_json(history) if history.exists() else {}
+    if not isinstance(est.history_, dict):
+        raise ValueError(f"{history} holds a JSON {type(est.history_).__name__}, not the training history (an "
+                         "object): delete it to load the model without its history.")
     return est
+
+
+#: the keys of config.json and the JSON type of each value
+CONFIG_KEYS = {"class": str, "params": dict, "training": dict, "fitted": dict}
+
+
+def _need_file(folder: Path, name: str) -> None:
+    file = folder / name
+    if not file.exists():
+        raise FileNotFoundError(f"{file} is missing: {folder} is not a saved goldmine estimator (est.save(folder)).")
+    if file.is_dir():
+        raise IsADirectoryError(f"{file} is a folder, not a file: {folder} is not a saved goldmine estimator.")
+    if not file.is_file():
+        raise ValueError(f"{file} is not a regular file (a device or a pipe): {folder} is not a saved goldmine "
+                         "estimator.")
+
+
+def _read_json(file: Path):
+    """The JSON value of a file of a model folder; one-line errors that name the file."""
+    try:
+        text = file.read_text()
+    except PermissionError:
+        raise PermissionError(f"cannot read {file}: permission denied.") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{file} is a folder, not a file: {file.parent} is not a saved goldmine "
+                                "estimator.") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{file} is corrupt (not text); save the estimator again.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file} is corrupt ({err}); save the estimator again.") from None
+
+
+def _check_config(config, file: Path) -> None:
+    """Raises a ValueError naming `file` when config.json is not an object with the keys and types of a saved
+    estimator, of this format and a known class."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{file} holds a JSON {type(config).__name__}, not a saved estimator's settings (an "
+                         "object): it is corrupt; save the estimator again.")
+    if config.get("goldmine_format") != FORMAT:
+        raise ValueError(
+            f"{file.parent} was saved in estimator format {config.get('goldmine_format')!r}; this goldmine reads "
+            f"format {FORMAT}. Load it with the goldmine version that saved it, or train and save it again."
+        )
+    for key, kind in CONFIG_KEYS.items():
+        if key not in config:
+            raise ValueError(f"{file} lacks the key {key!r}: it is incomplete; save the estimator again.")
+        if not isinstance(config[key], kind):
+            raise ValueError(f"{file}: {key} must be a JSON {'string' if kind is str else 'object'}; got "
+                             f"{config[key]!r}.")
+    if config["class"] not in REGISTRY:
+        raise ValueError(f"{file} holds an unknown estimator class {config['class']!r}; known: {', '.join(REGISTRY)}.")
+    fitted = config["fitted"]
+    for key in ("theta_dim", "x_dim"):
+        if key not in fitted:
+            raise ValueError(f"{file} lacks fitted {key}: it is incomplete; save the estimator again.")
+        try:
+            checks.positive_int(fitted[key], f"fitted {key}")
+        except ValueError as err:
+            raise ValueError(f"{file}: {err}") from None
+
+
+def range_record(est) -> dict:
+    """The range of the x an estimator was fitted on, for config.json's "fitted": {x_low, x_high} or {}."""
+    if getattr(est, "x_low_", None) is None:
+        return {}
+    return {"x_low": est.x_low_.tolist(), "x_high": est.x_high_.tolist()}
+
+
+def restore_range(est, fitted: dict) -> None:
+    """Sets x_low_ and x_high_ from config.json's "fitted" (None for a model saved before goldmine recorded them)."""
+    if fitted.get("x_low") is None:
+        est.x_low_ = est.x_high_ = None
+        return
+    low = torch.tensor(fitted["x_low"], dtype=torch.float64).reshape(-1)
+    high = torch.tensor(fitted["x_high"], dtype=torch.float64).reshape(-1)
+    if low.shape != (est.x_dim_,) or high.shape != (est.x_dim_,):
+        raise ValueError(f"fitted x_low and x_high must hold x_dim = {est.x_dim_} numbers each; got "
+                         f"{fitted['x_low']!r} and {fitted['x_high']!r}.")
+    est.x_low_, est.x_high_ = low, high
+

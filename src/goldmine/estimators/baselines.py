@@ -27,7 +27,7 @@ from torch import Tensor
 
 from .. import checks
 from ..data import Dataset
-from .base import register, write_folder
+from .base import range_record, register, restore_range, write_folder
 from .registry import Method, register_method
 
 DTYPE = torch.float64
@@ -54,7 +54,8 @@ class HistogramRatio:
     Attributes (after fit):
         theta_dim_, x_dim_, reference_ (θ_ref, (d_θ,)), theta_low_ and theta_high_ (d_θ,),
         x_edges_ (B + 1,) inner edges of x (bins: (−∞, e_0), [e_0, e_1), ..., [e_B, ∞)),
-        discrete_ (bool), counts_ (theta_bins^d_θ, B + 2), ref_counts_ (B + 2,).
+        discrete_ (bool), counts_ (theta_bins^d_θ, B + 2), ref_counts_ (B + 2,), x_low_ and x_high_ (1,),
+        the range of the finite x it counted.
 
     Example:
         >>> import goldmine as gm, tempfile, os
@@ -74,6 +75,8 @@ class HistogramRatio:
             checks.positive_int(x_bins, "x_bins")
         if (low is None) != (high is None):
             raise ValueError("give both low and high (the θ box), or neither to take it from the data.")
+        if low is not None:
+            _check_box(low, high)
         self.theta_bins, self.x_bins, self.low, self.high = theta_bins, x_bins, low, high
 
     def config(self) -> dict:
@@ -107,6 +110,8 @@ class HistogramRatio:
         discrete, edges = _x_edges(scan, self.x_bins, per_bin)
 
         self.theta_dim_, self.x_dim_ = d, 1
+        self.x_low_ = torch.tensor([scan["x_min"]], dtype=DTYPE)
+        self.x_high_ = torch.tensor([scan["x_max"]], dtype=DTYPE)
         self.reference_ = data.reference.to(DTYPE).clone()
         self.theta_low_, self.theta_high_ = low, high
         self.discrete_, self.x_edges_ = discrete, edges
@@ -189,7 +194,8 @@ class HistogramRatio:
         if not hasattr(self, "counts_"):
             raise RuntimeError("this HistogramRatio is not fitted yet: call fit(dataset) first.")
         config = {"class": "HistogramRatio", "params": self.config(), "training": {},
-                  "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "discrete": self.discrete_}}
+                  "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "discrete": self.discrete_,
+                             **range_record(self)}}
         return write_folder(path, config, {k: getattr(self, k) for k in self.STATE}, {})
 
     @classmethod
@@ -197,6 +203,7 @@ class HistogramRatio:
         est = cls(**config["params"])
         est.theta_dim_, est.x_dim_ = config["fitted"]["theta_dim"], config["fitted"]["x_dim"]
         est.discrete_ = config["fitted"]["discrete"]
+        restore_range(est, config["fitted"])
         for key in cls.STATE:
             setattr(est, key, state[key])
         return est
@@ -219,6 +226,19 @@ class HistogramRatio:
         if not (torch.isfinite(x).all() and torch.isfinite(theta).all()):
             raise ValueError("x or theta holds NaN or infinite values.")
         return x, theta.expand(len(x), d)
+
+
+def _check_box(low, high) -> None:
+    """Raises a ValueError unless low and high are finite numbers (one per θ dimension) with low < high."""
+    try:
+        lo = torch.as_tensor(low, dtype=DTYPE).reshape(-1)
+        hi = torch.as_tensor(high, dtype=DTYPE).reshape(-1)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"low and high must be numbers, one per θ dimension; got low={low!r}, high={high!r}.") from None
+    if lo.shape != hi.shape or len(lo) == 0 or not (torch.isfinite(lo).all() and torch.isfinite(hi).all()) \
+            or not bool((lo < hi).all()):
+        raise ValueError(f"low and high must hold as many finite numbers each (one per θ dimension) with low < high; "
+                         f"got low={lo.tolist()}, high={hi.tolist()}.")
 
 
 def theta_bin_index(theta: Tensor, low: Tensor, high: Tensor, bins: int) -> Tensor:

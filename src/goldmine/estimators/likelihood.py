@@ -139,7 +139,8 @@ class LikelihoodEstimator(Estimator):
     A surrogate for inference (`goldmine.inference.surrogate`): its likelihood terms are log p̂(x|θ).
 
     Arguments:
-        method: nle (maximum likelihood) or scandal (plus the score term).
+        method: nle (maximum likelihood) or scandal (plus the score term). None (the default): scandal
+            when the data have gold (a simulator with a joint likelihood), else nle, decided by `fit`.
         alpha: the weight α of the score term (scandal).
         flow: nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for d_x = 1, as
             sbi's default NLE is). The splines learn the density's shape; the affine flow cannot, but its
@@ -160,6 +161,9 @@ class LikelihoodEstimator(Estimator):
         activation: a smooth activation (silu, tanh, elu, gelu, softplus), so that the score is smooth.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
 
+    Raises:
+        ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
+
     Example:
         >>> import goldmine as gm, tempfile, os
         >>> data = gm.simulate(gm.simulators.GaltonBoard(), 2000, os.path.join(tempfile.mkdtemp(), "g.h5"),
@@ -174,12 +178,15 @@ class LikelihoodEstimator(Estimator):
     kind = "likelihood"
     capabilities = frozenset({"likelihood", "ratio", "score"})
 
-    def __init__(self, method: str = "scandal", alpha: float = 1.0, flow: str = "nsf", transforms: int | None = None,
+    #: lr 1e-3 and batches of at least 128 rows, the settings of the flows' benchmarks
+    TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
+
+    def __init__(self, method: str | None = None, alpha: float = 1.0, flow: str = "nsf", transforms: int | None = None,
                  hidden=(64, 64), bins: int = 8, activation: str = "silu", noise: float | None = None,
                  **training):
-        family_method("likelihood", method, "LikelihoodEstimator")
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
+        if method is not None:
+            family_method("likelihood", method, "LikelihoodEstimator")
+        checks.non_negative_float(alpha, "alpha")
         if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float))
                                   or not 0 <= noise < float("inf")):
             raise ValueError(f"noise must be None (the default bandwidth) or a finite number ≥ 0; got {noise!r}.")
@@ -208,6 +215,7 @@ class LikelihoodEstimator(Estimator):
         Raises:
             NotImplementedError: the data's x are integers and x_dim > 1 (the mass quadrature is 1-D).
         """
+        data = self._resolve_method(data, "scandal", "nle")
         spec = family_method("likelihood", self.method, "LikelihoodEstimator")
         fields = spec.fields
         data = self._setup(data, fields, self.method)

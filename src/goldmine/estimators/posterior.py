@@ -93,6 +93,9 @@ class PosteriorEstimator(Estimator):
         activation: the activation of the flow's networks (silu, tanh, elu, gelu, softplus).
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
 
+    Raises:
+        ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
+
     Attributes:
         acceptance_: the fraction of the flow's draws inside the box in the last call of `sample`.
 
@@ -109,6 +112,9 @@ class PosteriorEstimator(Estimator):
 
     kind = "posterior"
     capabilities = frozenset({"posterior"})
+
+    #: lr 1e-3 and batches of at least 128 rows, the settings of the flows' benchmarks
+    TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
 
     def __init__(self, method: str = "npe", prior=None, flow: str = "nsf", transforms: int = 3,
                  hidden=(64, 64), bins: int = 8, activation: str = "silu", **training):

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from .. import checks, losses
 from ..data import Dataset
-from ..nn import Standardize, mlp, with_theta_gradient
+from ..nn import Standardize, check_activation, mlp, with_theta_gradient
 from .base import Estimator, register
 from .registry import FIELDS, Method, family_method, register_method
 
@@ -178,14 +178,18 @@ class RatioEstimator(Estimator):
 
     Arguments:
         method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
-            registered later (`goldmine list methods`).
-        alpha: the weight α of the score term (cascal, rascal, alices); by default the method's own
+            registered later (`goldmine list methods`). None (the default): alices when the data have
+            gold (a simulator with a joint likelihood), else carl, decided by `fit`.
+        alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
             than its score term, and 1 otherwise).
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
-        clip: the clipping of log-ratios in rolr and rascal.
+        clip: the clipping of log-ratios in rolr and rascal, a finite number > 0.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
+
+    Raises:
+        ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
 
     Example:
         >>> import goldmine as gm, tempfile, os
@@ -199,15 +203,19 @@ class RatioEstimator(Estimator):
     kind = "ratio"
     capabilities = frozenset({"likelihood", "ratio", "score"})
 
-    def __init__(self, method: str = "alices", alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
+    def __init__(self, method: str | None = None, alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
                  clip: float = 10.0, **training):
-        spec = family_method("ratio", method, "RatioEstimator")
-        alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be non-negative; got {alpha!r}.")
+        if method is not None:
+            spec = family_method("ratio", method, "RatioEstimator")
+            alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
+        if alpha is not None:
+            checks.non_negative_float(alpha, "alpha")
+        widths = checks.widths(hidden, "hidden")
+        check_activation(activation)
+        checks.positive_float(clip, "clip")
         super().__init__(**training)
-        self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, tuple(hidden), activation, clip
-        self.params = {"method": method, "alpha": alpha, "hidden": list(hidden), "activation": activation, "clip": clip}
+        self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, widths, activation, clip
+        self.params = {"method": method, "alpha": alpha, "hidden": list(widths), "activation": activation, "clip": clip}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,
@@ -215,7 +223,10 @@ class RatioEstimator(Estimator):
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
+        data = self._resolve_method(data, "alices", "carl")
         spec = family_method("ratio", self.method, "RatioEstimator")
+        if self.alpha is None:  # the method was chosen now: its own weight of the score term
+            self.alpha = self.params["alpha"] = spec.defaults.get("alpha", 1.0)
         taken = ratio_inputs(spec.loss)
         data = self._setup(data, spec.fields, self.method)
         network = self.network_

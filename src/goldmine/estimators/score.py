@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .. import losses
+from .. import checks, losses
 from ..data import Dataset
-from ..nn import Standardize, mlp
+from ..nn import Standardize, check_activation, mlp
 from .base import Estimator, register
 from .baselines import theta_bin_index
 from .registry import Method, family_method, register_method
@@ -50,18 +50,27 @@ class ScoreEstimator(Estimator):
 
     Arguments:
         method: sally (inference on t̂(x)) or sallino (on h = t̂(x)·(θ − θ_ref)).
-        hidden, activation: the network.
+        hidden, activation: the network: the widths of its hidden layers and a smooth activation (silu,
+            tanh, elu, gelu, softplus).
         **training: settings of the `goldmine.training.Trainer`.
+
+    Raises:
+        ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
     """
 
     kind = "score"
     capabilities = frozenset({"summary"})
 
+    #: lr 1e-3 and batches of at least 128 rows, as the flows (not measured for sally)
+    TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
+
     def __init__(self, method: str = "sally", hidden=(128, 128, 128), activation: str = "silu", **training):
         family_method("score", method, "ScoreEstimator")
+        widths = checks.widths(hidden, "hidden")
+        check_activation(activation)
         super().__init__(**training)
-        self.method, self.hidden, self.activation = method, tuple(hidden), activation
-        self.params = {"method": method, "hidden": list(hidden), "activation": activation}
+        self.method, self.hidden, self.activation = method, widths, activation
+        self.params = {"method": method, "hidden": list(widths), "activation": activation}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return ScoreNetwork(theta_dim, x_dim, self.hidden, self.activation)
@@ -128,6 +137,8 @@ class SummaryHistogram:
 
     def __init__(self, estimator: ScoreEstimator, theta_bins: int = 10, x_bins: int = 30):
         estimator._check_fitted()
+        checks.positive_int(theta_bins, "theta_bins")
+        checks.positive_int(x_bins, "x_bins")
         if estimator.method == "sally" and estimator.theta_dim_ != 1:
             raise ValueError("a histogram of sally's full score needs one-dimensional θ; use method='sallino'.")
         self.estimator, self.theta_bins, self.x_bins = estimator, theta_bins, x_bins
@@ -139,6 +150,8 @@ class SummaryHistogram:
         theta, at_ref = rows["theta"], rows["label"] == 1
         self.reference_ = self.estimator.reference_.double()
         self.theta_dim_, self.x_dim_ = self.estimator.theta_dim_, self.estimator.x_dim_
+        # the range of x behind the histograms: the rows filling them (the network saw the rows at θ_ref only)
+        self.x_low_, self.x_high_ = rows["x"].amin(0), rows["x"].amax(0)
         self.low_, self.high_ = theta.min(0).values, theta.max(0).values
         bins = self._theta_bin(theta)
         centres = self._centres()

@@ -15,6 +15,7 @@ from torch import Tensor
 from .. import checks
 from ..simulators.base import DTYPE, Simulator
 from .model import box_bounds, check_x_obs
+from .surrogate import warn_outside_training
 
 DRAWS = 10_000  # direct draws kept for the summary of a direct posterior
 
@@ -88,6 +89,7 @@ def direct_posterior(estimator, x_obs, prior=None, seed: int = 0) -> DirectPoste
         raise ValueError(f"{getattr(estimator, 'method', 'this estimator')} learns q(θ|x) for one observation, but "
                          f"x_obs has {len(x)} rows: pass one row (1, x_dim), or use a ratio or likelihood estimator "
                          "(posterior by MCMC) for i.i.d. data.")
+    warn_outside_training(estimator, x, stacklevel=3)
     if prior is not None:
         low, high = box_bounds(prior.prior if isinstance(prior, Simulator) else prior)
         box = estimator.prior_.base_dist

@@ -46,6 +46,7 @@ from torch import Tensor
 from .. import checks
 from ..executor import seeded_generator
 from ..simulators.base import DTYPE, Simulator
+from .ensemble_check import member_spread
 from .grid import Mesh, cell_volume, make_grid, nearest
 from .mle import MLE, mle
 from .model import Model, as_model
@@ -78,6 +79,8 @@ class Region:
             with endpoints refined between grid points. toys: toy data sets per grid point (neyman).
         calibration: the check of a Wilks region by toys at θ̂ (`confidence_region(check=...)`):
             {"toys", "coverage", "stderr", "level", "theta", "under_covers"}, or None when unchecked.
+        members: for an ensemble surrogate, its members' regions and their spread
+            (`goldmine.inference.ensemble_check.MemberSpread`; `members.union` is the conservative region).
     """
 
     method: str
@@ -94,6 +97,8 @@ class Region:
     model: Model | None = field(default=None, repr=False, compare=False)
     x_obs: Tensor | None = field(default=None, repr=False, compare=False)
     weights: Tensor | None = field(default=None, repr=False, compare=False)
+    # an ensemble surrogate's members' regions (inference.ensemble_check.MemberSpread), else None
+    members: object = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         where = f"interval={tuple(round(v, 4) for v in self.interval)}" if self.segments else f"size={self.size:.4g}"
@@ -352,6 +357,7 @@ def _region(model: Model, x: Tensor, weights, level, method, grid, sim, toys, se
                     model=model, x_obs=x, weights=weights)
     if model.theta_dim == 1:
         region.segments = _segments(region)
+    region.members = member_spread(model, grid, x, weights, threshold)
     return region
 
 

@@ -82,7 +82,7 @@ def mle(model, x_obs, prior=None, grid=None, starts: int = 3, weights=None) -> M
         2.0
     """
     model = as_model(model, prior)
-    x = model.check_x_obs(x_obs)
+    x = model.check_x_obs(x_obs, warn=weights is None)  # weighted x: an Asimov grid, not observations
     grid = model.grid() if grid is None else model.check_theta(grid, "grid")
     values = model.log_likelihood(grid, x, weights)
     if not torch.isfinite(values).any():

@@ -28,7 +28,7 @@ from torch.distributions import Distribution
 
 from .. import checks
 from ..simulators.base import DTYPE, Simulator, box_bounds
-from .surrogate import ExactLikelihood, likelihood_terms
+from .surrogate import ExactLikelihood, likelihood_terms, warn_outside_training
 
 #: rows evaluated in one call of the surrogate (θ points × observations)
 CHUNK = 1 << 18
@@ -92,6 +92,7 @@ class Model:
             )
         self.prior = prior
         self.low, self.high = box_bounds(prior)
+        self._warned: set = set()  # the observations warned about (outside the training range)
 
     def __repr__(self) -> str:
         name = getattr(self.source, "name", None) or getattr(self.source, "method", type(self.source).__name__)
@@ -99,9 +100,19 @@ class Model:
 
     # -- validation at the boundary ---------------------------------------------------------
 
-    def check_x_obs(self, x_obs) -> Tensor:
-        """Observations as (n, x_dim) float64 (see `check_x_obs`)."""
-        return check_x_obs(x_obs, self.x_dim)
+    def check_x_obs(self, x_obs, warn: bool = True) -> Tensor:
+        """Observations as (n, x_dim) float64 (see `check_x_obs`).
+
+        With `warn`, a RuntimeWarning when some lie outside the range of x the surrogate was trained on
+        (`goldmine.inference.surrogate.warn_outside_training`), once per Model and set of observations.
+        """
+        x = check_x_obs(x_obs, self.x_dim)
+        if warn:
+            key = (tuple(x.shape), hash(x.detach().numpy().tobytes()))
+            if key not in self._warned:
+                self._warned.add(key)
+                warn_outside_training(self.surrogate, x, stacklevel=3)
+        return x
 
     def check_theta(self, theta, what: str = "theta") -> Tensor:
         """θ as (m, theta_dim) float64, inside the prior's support (shapes as in `goldmine.checks.rows`)."""
@@ -129,7 +140,7 @@ class Model:
     def per_event(self, theta, x_obs) -> Tensor:
         """The likelihood terms log p̂(x_i|θ_j) + c(x_i) (log r̂, or the exact log p) for every pair:
         θ (m, d), x (n, x_dim) → (m, n)."""
-        return self.terms(self.check_theta(theta), self.check_x_obs(x_obs))
+        return self.terms(self.check_theta(theta), self.check_x_obs(x_obs, warn=False))
 
     def terms(self, theta: Tensor, x: Tensor) -> Tensor:
         """`per_event` for inputs already checked: θ (m, d), x (n, x_dim) float64 → (m, n).
@@ -167,7 +178,7 @@ class Model:
                 Asimov data set: the x grid weighted by n_obs · p(x|θ_0).
         """
         if weights is None:  # discrete observations repeat: each distinct x once, weighted by its count
-            x_obs, weights = distinct(self.check_x_obs(x_obs))
+            x_obs, weights = distinct(self.check_x_obs(x_obs, warn=False))
         per_event = self.per_event(theta, x_obs)
         if weights is None:
             return per_event.sum(1)
@@ -186,6 +197,7 @@ class Model:
             raise ValueError("the prior has no bounded box, so there is no default θ grid: pass theta_grid (g, d).")
         if points is None:
             points = {1: 101, 2: 41, 3: 15}.get(self.theta_dim, 7)
+        checks.int_at_least(points, "grid points per axis", 2)
         axes = [torch.linspace(float(lo), float(hi), points, dtype=DTYPE) for lo, hi in zip(self.low, self.high)]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, self.theta_dim)
 

@@ -29,20 +29,34 @@ What else a surrogate can do it declares in `capabilities`, a set of these names
     summary      a summary learned at θ_ref (sally): score(x) → t̂(x) (n, theta_dim),
                  fisher_information_at_reference(x), and likelihood_surrogate(data) → a likelihood surrogate
                  (histograms of the summary filled from the training data)
+    ensemble     the mean of k members (`goldmine.estimators.ensemble`): members_ (the fitted members,
+                 surrogates themselves) and member_terms(x, theta) → (k, n); `log_ratio_std(x, theta)`
+                 their spread of log r̂. `goldmine.inference.ensemble_check` compares their regions
 
 Code that uses surrogates asks `capabilities(obj)`, never the estimator's class. Which estimator
 declares which capability is tabulated in docs/architecture.md.
+
+A fitted surrogate may also record the range of the x it was trained on, `x_low_` and `x_high_`
+((x_dim,) each; every goldmine estimator does). Beyond that range a surrogate extrapolates: its
+likelihood there was never learned from data, yet gives a confident-looking answer where the exact
+likelihood would say the observation is impossible. Inference (`Model.check_x_obs`, the direct
+posterior, ALFI) warns with a RuntimeWarning, `warn_outside_training`, when observations lie
+outside the range widened by `RANGE_MARGIN` of its width on each side. It warns rather than
+refuses: a finite training set does not reach the edges of the support, so a rare observation just
+beyond it is no mistake, and the user is the one to judge whether the answer can be trusted.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import Tensor
 
+from ..checks import RANGE_MARGIN, outside_training, warn_outside_training  # re-exported: inference's view
 from ..simulators.base import Simulator
 
-CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary")
+CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary", "ensemble")
 
 
 def capabilities(obj) -> frozenset[str]:
@@ -115,4 +129,5 @@ class ExactLikelihood:
         return self.simulator.log_prob(x, theta)
 
 
-__all__ = ["CAPABILITIES", "ExactLikelihood", "capabilities", "likelihood_terms"]
+__all__ = ["CAPABILITIES", "RANGE_MARGIN", "ExactLikelihood", "capabilities", "likelihood_terms", "outside_training",
+           "warn_outside_training"]

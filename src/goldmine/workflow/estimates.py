@@ -7,9 +7,10 @@ import warnings
 
 import torch
 
+from .. import checks
 from ..inference import Model, confidence_region
 from ..inference.intervals import CalibrationWarning
-from ..inference.surrogate import capabilities
+from ..inference.surrogate import capabilities, warn_outside_training
 from ..simulators.base import DTYPE, Simulator
 
 
@@ -51,7 +52,7 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
         return _posterior_summary(source, sim, x_obs, level, seed)
     model = Model(source, prior=sim, simulator=sim)
     x = model.check_x_obs(x_obs)
-    grid = None if grid_points is None else model.grid(grid_points)
+    grid = None if grid_points is None else model.grid(checks.int_at_least(grid_points, "grid", 2))
     check = check if method == "wilks" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CalibrationWarning)
@@ -80,6 +81,7 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
 def _posterior_summary(estimator, sim: Simulator, x_obs, level: float, seed: int,
                        draws: int = 4000) -> dict:
     x = sim.check_x(x_obs, "x_obs")
+    warn_outside_training(estimator, x)
     if len(x) != 1:
         return {"kind": "posterior", "n_obs": len(x),
                 "skipped": f"{getattr(estimator, 'method', 'the estimator')} learns the posterior q(θ|x) of one observation, not a likelihood of {len(x)}: "

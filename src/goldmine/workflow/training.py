@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..data import Dataset
+from ..estimators.ensemble import ENSEMBLE_FAMILIES, ensembled
 from ..estimators.registry import get_method
 from ..folders import replacing
 from ..simulators.base import Simulator, box_bounds
@@ -64,8 +65,11 @@ def method_options(method: str) -> dict:
             own[name] = list(p.default) if isinstance(p.default, tuple) else p.default
     spec = get_method(method)
     own.update((k, v) for k, v in spec.defaults.items() if k in own)  # e.g. rascal's weight of the score term
+    if spec.family in ENSEMBLE_FAMILIES:  # k members on bootstrap resamples (goldmine.estimators.ensemble)
+        own["ensemble"] = 1
     if spec.neural:
         own.update(TRAINING_OPTIONS)
+        own.update(cls.TRAINING_DEFAULTS)  # e.g. the flows' lr
     return own
 
 
@@ -97,7 +101,9 @@ def make_estimator(method: str, options: dict | None = None, prior_box=None):
     takes = inspect.signature(cls.__init__).parameters
     if "prior" in takes and options.get("prior") is None and prior_box is not None:
         options["prior"] = prior_box
-    return cls(method=method, **options) if "method" in takes else cls(**options)
+    members = options.pop("ensemble", 1)
+    estimator = cls(method=method, **options) if "method" in takes else cls(**options)
+    return ensembled(estimator, members)
 
 
 def train(method: str, data, out, options: dict | None = None, progress: bool = True,
