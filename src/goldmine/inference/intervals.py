@@ -205,7 +205,8 @@ def confidence_region(
         check: wilks only: that many toy data sets (a few hundred, e.g. 200) of len(x_obs) runs
             drawn at θ̂ with the simulator measure the coverage of the χ² threshold there
             (`Region.calibration`); None skips the check. A coverage more than 2 standard errors
-            below the level warns (`CalibrationWarning`, a RuntimeWarning).
+            below the level warns (`CalibrationWarning`, a RuntimeWarning). It costs check·n runs
+            and, for continuous x, check·n·g likelihood terms (each toy's ℓ on the grid).
 
     Returns:
         A `Region`.
