@@ -15,7 +15,7 @@ from torch import Tensor
 from .. import checks
 from ..simulators.base import DTYPE, Simulator
 from .model import box_bounds, check_x_obs
-from .surrogate import warn_outside_training
+from ..checks import warn_outside_training
 
 DRAWS = 10_000  # direct draws kept for the summary of a direct posterior
 

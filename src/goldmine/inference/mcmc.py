@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -43,7 +42,7 @@ from .. import checks
 from ..simulators.base import DTYPE, draw_prior
 from .convergence import ESS_WARN, RHAT_WARN, ess, problems, split_rhat
 from .direct import DirectPosterior, KeptDraws, direct_posterior, summary_rows
-from .model import Model, as_model, box_bounds, distinct
+from .model import Model, as_model, distinct
 from .surrogate import capabilities
 
 FIRST_WINDOW = 25  # warm-up steps before the first covariance update; windows then double

@@ -28,7 +28,8 @@ from torch.distributions import Distribution
 
 from .. import checks
 from ..simulators.base import DTYPE, Simulator, box_bounds
-from .surrogate import ExactLikelihood, likelihood_terms, warn_outside_training
+from ..checks import warn_outside_training
+from .surrogate import ExactLikelihood, likelihood_terms
 
 #: rows evaluated in one call of the surrogate (θ points × observations)
 CHUNK = 1 << 18
@@ -104,7 +105,7 @@ class Model:
         """Observations as (n, x_dim) float64 (see `check_x_obs`).
 
         With `warn`, a RuntimeWarning when some lie outside the range of x the surrogate was trained on
-        (`goldmine.inference.surrogate.warn_outside_training`), once per Model and set of observations.
+        (`goldmine.checks.warn_outside_training`), once per Model and set of observations.
         """
         x = check_x_obs(x_obs, self.x_dim)
         if warn:

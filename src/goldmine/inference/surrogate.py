@@ -40,8 +40,8 @@ A fitted surrogate may also record the range of the x it was trained on, `x_low_
 ((x_dim,) each; every goldmine estimator does). Beyond that range a surrogate extrapolates: its
 likelihood there was never learned from data, yet gives a confident-looking answer where the exact
 likelihood would say the observation is impossible. Inference (`Model.check_x_obs`, the direct
-posterior, ALFI) warns with a RuntimeWarning, `warn_outside_training`, when observations lie
-outside the range widened by `RANGE_MARGIN` of its width on each side. It warns rather than
+posterior, ALFI) warns with a RuntimeWarning, `goldmine.checks.warn_outside_training`, when observations lie
+outside the range widened by `checks.RANGE_MARGIN` of its width on each side. It warns rather than
 refuses: a finite training set does not reach the edges of the support, so a rare observation just
 beyond it is no mistake, and the user is the one to judge whether the answer can be trusted.
 """
@@ -50,10 +50,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import Tensor
 
-from ..checks import RANGE_MARGIN, outside_training, warn_outside_training  # re-exported: inference's view
 from ..simulators.base import Simulator
 
 CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary", "ensemble")
@@ -129,5 +127,4 @@ class ExactLikelihood:
         return self.simulator.log_prob(x, theta)
 
 
-__all__ = ["CAPABILITIES", "RANGE_MARGIN", "ExactLikelihood", "capabilities", "likelihood_terms", "outside_training",
-           "warn_outside_training"]
+__all__ = ["CAPABILITIES", "ExactLikelihood", "capabilities", "likelihood_terms"]

@@ -10,7 +10,8 @@ import torch
 from .. import checks
 from ..inference import Model, confidence_region
 from ..inference.intervals import CalibrationWarning
-from ..inference.surrogate import capabilities, warn_outside_training
+from ..checks import warn_outside_training
+from ..inference.surrogate import capabilities
 from ..simulators.base import DTYPE, Simulator
 
 
