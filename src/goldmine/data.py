@@ -491,13 +491,16 @@ class Dataset:
                     yield {k: v[b : b + batch_size] for k, v in buffer.items()}
                 buffer = {k: v[emit:] for k, v in buffer.items()}
 
+    def values_per_row(self, fields=None) -> int:
+        """The numbers one row holds in `fields` (every field by default): x_dim for x, theta_dim for θ, ..."""
+        shapes = {"theta": (self.theta_dim,), "x": self.x_shape, "score": (self.theta_dim,),
+                  "score_ref": (self.theta_dim,)}
+        return sum(int(np.prod(shapes.get(k, ()))) for k in (self.fields if fields is None else fields))
+
     def scan_rows(self, fields=("x",)) -> int:
         """Rows per chunk for reading `fields`: 65536, or fewer when a row holds many values (images), so
         that a chunk holds at most 2²² values."""
-        shapes = {"theta": (self.theta_dim,), "x": self.x_shape, "score": (self.theta_dim,),
-                  "score_ref": (self.theta_dim,)}
-        values = sum(int(np.prod(shapes.get(k, ()))) for k in (self.fields if fields is None else fields))
-        return max(1, min(65536, 2**22 // max(values, 1)))
+        return max(1, min(65536, 2**22 // max(self.values_per_row(fields), 1)))
 
     def x_range(self) -> tuple[Tensor, Tensor] | None:
         """The per-dimension minimum and maximum of the finite x in the rows: two (x_dim,) float64 tensors, or

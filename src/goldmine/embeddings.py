@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checks
-from .nn import ACTIVATIONS, check_activation, mlp
+from .nn import ACTIVATIONS, Standardize, check_activation, mlp
 
 #: the name under which config.json records an embedding network of the user's own
 USER = "module"
@@ -153,6 +153,26 @@ def build_embedding(spec, x_shape: tuple[int, ...]) -> tuple[nn.Module, tuple[in
         net, shared = _builtin(spec, x_shape)
         what = f"the {spec['name']} embedding"
     return net, shared, _probe(net, x_shape, what)
+
+
+def x_input(spec, x_dim: int, x_shape: tuple[int, ...] | None) -> tuple[nn.Module, nn.Module | None, int]:
+    """What a network reads x through: (x_norm, embedding, features).
+
+    Without an embedding (spec None): a per-element standardisation of flat x, no embedding and x_dim
+    features, as networks read x before embeddings existed (same weights, same names). With one: the
+    standardisation the embedding asks for, the embedding network and its number of features. A network
+    then reads s = x_norm(x) or s = embedding(x_norm(x)) (`features`).
+    """
+    if spec is None:
+        return Standardize(x_dim), None, x_dim
+    net, shared, out = build_embedding(spec, x_shape or (x_dim,))
+    return Standardize(x_shape or (x_dim,), shared), net, out
+
+
+def features(x_norm: nn.Module, embedding: nn.Module | None, x: Tensor) -> Tensor:
+    """s = x_norm(x), or embedding(x_norm(x)): x (n, *x_shape) → (n, features)."""
+    s = x_norm(x)
+    return s if embedding is None else embedding(s)
 
 
 def _probe(net: nn.Module, x_shape: tuple[int, ...], what: str) -> int:
