@@ -13,7 +13,7 @@ same loss. A ratio network then reads g(e(x̃), θ); a score network t̂(e(x̃))
 The built-ins (the settings each takes, and their defaults, are in `BUILTINS`):
 
     mlp      any x, flattened: a fully connected network
-    cnn      images (C, H, W) or (H, W): convolution stages, each halving the image by average pooling,
+    cnn      images (C, H, W) or (H, W): convolution stages of stride 2, each halving the image, then
              pooled to at most 4 × 4 and mapped to `out` features
     deepset  sets of k events (k, d) or (k,): φ per event, mean (or sum) over the set, then ρ; the
              summary does not change when the events are permuted (Zaheer et al., arXiv:1703.06114)
@@ -229,23 +229,22 @@ class MLPEmbedding(nn.Module):
 class ConvEmbedding(nn.Module):
     """Convolution stages over images (n, C, H, W) (dims=2) or series (n, C, T) (dims=1) → (n, out).
 
-    Each stage is a convolution with `kernel` (same padding) and the activation, then an average pooling
-    that halves every axis still longer than 1; the last map is pooled to at most 4 (2-D) or 8 (1-D)
-    positions per axis, flattened and mapped linearly to `out` features. An x without a channel axis
-    ((H, W) or (T,)) is read as one channel.
+    Each stage is a convolution with `kernel` (padding kernel // 2) of stride 2 while every axis is still
+    longer than 1, so that it halves the image, and the activation; the last map is average-pooled to at
+    most 4 (2-D) or 8 (1-D) positions per axis, flattened and mapped linearly to `out` features. (A strided
+    convolution costs a quarter of a full one followed by pooling, and with kernel ≥ 3 still reads every
+    pixel.) An x without a channel axis ((H, W) or (T,)) is read as one channel.
     """
 
     def __init__(self, shape, channels, kernel: int, out: int, activation: str, dims: int):
         super().__init__()
         self.dims, self.shape = dims, tuple(shape)
         conv = nn.Conv2d if dims == 2 else nn.Conv1d
-        pool = nn.AvgPool2d if dims == 2 else nn.AvgPool1d
         layers, width, size = [], shape[0], list(shape[1:])
         for c in channels:
-            layers += [conv(width, c, kernel, padding=kernel // 2), ACTIVATIONS[activation]()]
-            if min(size) >= 2:
-                layers.append(pool(2))
-                size = [s // 2 for s in size]
+            stride = 2 if min(size) >= 2 else 1
+            layers += [conv(width, c, kernel, stride=stride, padding=kernel // 2), ACTIVATIONS[activation]()]
+            size = [(s + 2 * (kernel // 2) - kernel) // stride + 1 for s in size]
             width = c
         last = [min(s, 4 if dims == 2 else 8) for s in size]
         layers += [(nn.AdaptiveAvgPool2d if dims == 2 else nn.AdaptiveAvgPool1d)(tuple(last)), nn.Flatten(),
