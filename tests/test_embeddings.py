@@ -246,6 +246,8 @@ def test_npe_and_sally_read_images_through_an_embedding_and_round_trip(images, t
     x = images.tensors(["x"])["x"][:1]
     npe = gm.PosteriorEstimator(embedding=CNN, epochs=1, hidden=(16,), transforms=1, progress=False).fit(images)
     assert npe.sample(x, 5, generator=torch.Generator().manual_seed(0)).shape == (5, 1)
+    post = gm.inference.posterior(npe, x[0])  # one image (1, 16, 16), through inference
+    assert post.samples.shape[1] == 1 and torch.isfinite(post.log_prob(post.samples[:3])).all()
     npe.save(tmp_path / "npe")
     theta = torch.tensor([[0.7], [1.1], [1.9]])
     torch.testing.assert_close(gm.load(tmp_path / "npe").network_(theta, x.expand(3, -1, -1, -1)),
@@ -253,3 +255,24 @@ def test_npe_and_sally_read_images_through_an_embedding_and_round_trip(images, t
     sally = gm.ScoreEstimator(embedding=CNN, **FAST).fit(images)
     sally.save(tmp_path / "sally")
     assert torch.equal(gm.load(tmp_path / "sally").score(x), sally.score(x))
+
+
+class ExactEvents(Events):
+    """Events with its exact likelihood: x has no latent variables, so log p(x|θ) = log p(x, z|θ)."""
+
+    name = "exact-events"
+
+    def log_prob(self, x, theta):
+        return self.joint_log_prob(Draws(x, None), theta)
+
+
+def test_the_exact_likelihood_of_a_simulator_of_shaped_x_goes_through_model():
+    sim = ExactEvents()
+    x = sim.sample(torch.full((30, 1), 0.4), generator=torch.Generator().manual_seed(0)).x
+    theta = torch.tensor([[-0.5], [0.0], [0.4], [0.9]])
+    model = gm.inference.Model(sim)
+    expected = torch.stack([sim.log_prob(x, t.expand(30, 1)).sum() for t in theta])
+    torch.testing.assert_close(model.log_likelihood(theta, x), expected)
+    # the MLE of a Gaussian mean from 30·8 events of two features ±θ: the mean of x_1 − x_2 over 2
+    mean = (x[..., 0] - x[..., 1]).mean() / 2
+    assert abs(gm.inference.mle(model, x).theta.item() - mean.item()) < 1e-3
