@@ -238,7 +238,8 @@ class RatioEstimator(Estimator):
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,
-                            family_method("ratio", self.method, "RatioEstimator").anchored, self.embedding, self.x_shape_)
+                            family_method("ratio", self.method, "RatioEstimator").anchored, self.embedding,
+                            self.x_shape_)
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
