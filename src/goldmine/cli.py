@@ -6,6 +6,7 @@
     goldmine evaluate model/ [--simulator SIMULATOR] [-o evaluation.json]
     goldmine infer model/ (--observed obs.npy | --true-theta θ [--n-obs N]) [--level 0.95] [--method wilks|neyman]
                   [--no-check]
+    goldmine check SIMULATOR [--runs N] [--bins B] [--seed S] [--data DATA.h5]
     goldmine run study.toml [-o OUTPUT]
     goldmine benchmark [NAME [ARGS ...]]
 
@@ -209,6 +210,17 @@ def build_parser() -> Parser:
                    help=f"toy data sets at θ̂ that check a Wilks region's coverage (default {CHECK_TOYS})")
     p.add_argument("--no-check", action="store_true", help="skip the check of a Wilks region's coverage by toys")
     p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/inference.json (plot beside it)")
+
+    p = command("check", cmd_check, "test a simulator's gold (joint ratio and joint score) against the identities "
+                "it must satisfy, in standard errors per θ bin; exit code 1 when one fails", parents=[common])
+    p.add_argument("simulator", metavar="SIMULATOR", help="a built-in name (goldmine list simulators) or "
+                   "package.module:Class of your own")
+    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="a constructor argument of the simulator (repeatable), or a JSON object of them")
+    p.add_argument("--runs", type=positive_int, default=20_000, help="simulator runs, half at θ_ref (default 20000)")
+    p.add_argument("--bins", type=positive_int, default=4, help="quantile bins per component of θ (default 4)")
+    p.add_argument("--seed", type=integer, default=0, help="seeds the runs (default 0)")
+    p.add_argument("--data", metavar="DATA.h5", help="test the rows of this data set instead of fresh runs")
 
     p = command("run", cmd_run, "carry out a whole study described by a TOML file; a rerun skips the stages "
                 "already finished and resumes an interrupted one", parents=[common])
@@ -424,6 +436,22 @@ def cmd_infer(args) -> int:
             print(f"  {name}: {note}")
     print(f"written   {out}" + (f" and {plot}" if plot else ""))
     return 0
+
+
+def cmd_check(args) -> int:
+    from .data import Dataset
+    from .gold_check import check_gold
+
+    sim = workflow.make_simulator(args.simulator, merged(args.sim_option))
+    data = None
+    if args.data is not None:
+        data = Dataset(need_file(args.data, "data set", "simulate one with goldmine simulate SIMULATOR -n N -o FILE.h5"))
+    if not args.quiet:
+        source = f"the rows of {args.data}" if data is not None else f"{args.runs:,} fresh runs"
+        print(f"checking the gold of {sim!r} on {source} ...", flush=True)
+    report = check_gold(sim, args.runs + args.runs % 2, data=data, bins=args.bins, seed=args.seed, verbose=False)
+    print(report.table())
+    return 0 if report.passed else 1
 
 
 def cmd_run(args) -> int:
