@@ -60,3 +60,14 @@ def test_bad_arguments_are_refused():
     black = gm.simulators.BlackBoxSimulator(lambda t: t, gm.simulators.box_prior([0.0], [1.0]))
     with pytest.raises(NotImplementedError, match="black-box"):
         gm.check_gold(black)
+
+
+def test_goldmine_check_prints_the_table_and_exits_1_on_a_failure(capsys):
+    from goldmine.cli import main
+
+    assert main(["check", "newcomer_sims:HandScored", "--runs", "4000", "--bins", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "gold of smeared" in out and "identities tested hold" in out and "mu ∈" in out
+    assert main(["check", "newcomer_sims:WrongScale", "--runs", "4000", "--bins", "2", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "hand-written joint_score = autograd of joint_log_prob" in out
