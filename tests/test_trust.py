@@ -164,5 +164,5 @@ def test_an_mle_in_a_corner_of_a_two_dimensional_box_names_both_axes():
 def test_summary_says_whether_the_true_theta_is_inside():
     sim = GaltonBoard()
     region = confidence_region(sim, observed(sim, [0.3], 100))
-    assert "the true θ = [0.3] is inside the region" in region.summary(true_theta=[0.3])
-    assert "the true θ = [-0.9] is outside the region" in region.summary(true_theta=[-0.9])
+    assert "the true θ = 0.3 is inside the region" in region.summary(true_theta=[0.3])
+    assert "the true θ = -0.9 is outside the region" in region.summary(true_theta=[-0.9])

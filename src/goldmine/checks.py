@@ -217,14 +217,17 @@ SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
 def theta_names(source, dim: int) -> tuple[str, ...]:
-    """The names of θ's components: `source.theta_names` (a simulator's, or a fitted surrogate's
-    `theta_names_`) when it names all `dim` of them, else θ for one dimension and θ₀, θ₁, … for more.
+    """The names of θ's components: `source` itself (a list or tuple), `source.theta_names` (a simulator's,
+    a Model's) or `source.theta_names_` (a fitted surrogate's) when it names all `dim` of them, else θ for one dimension and θ₀, θ₁, … for more.
 
     Example:
         >>> theta_names(None, 2)
         ('θ₀', 'θ₁')
     """
-    names = getattr(source, "theta_names", None) or getattr(source, "theta_names_", None)
+    if isinstance(source, (list, tuple)):
+        names = source
+    else:
+        names = getattr(source, "theta_names", None) or getattr(source, "theta_names_", None)
     if names is not None and not isinstance(names, str) and len(names) == dim and all(isinstance(n, str) for n in names):
         return tuple(names)
     return ("θ",) if dim == 1 else tuple(f"θ{str(j).translate(SUBSCRIPTS)}" for j in range(dim))

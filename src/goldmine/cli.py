@@ -375,7 +375,14 @@ def cmd_train(args) -> int:
         epochs += f" ({record['stop_reason']})"
     print(f"  trained on {args.data}: {record['rows']:,} rows of {record['simulator']}, {record['seconds']:.1f} s"
           f"{epochs}")
-    if record.get("best_val_loss") is not None:
+    if record.get("kept_val_loss") is not None:  # the loss of the weights saved, not of some other epoch
+        kept = "the best epoch's weights (early stopping)" if record.get("kept") == "best" else \
+            "the final epoch's weights"
+        best = record.get("best_val_loss")
+        other = f"; the best epoch's was {best:.4g}" if record.get("kept") != "best" and best is not None \
+            and best < record["kept_val_loss"] else ""
+        print(f"  validation loss {record['kept_val_loss']:.4g} of the model saved, {kept}{other}")
+    elif record.get("best_val_loss") is not None:
         print(f"  best validation loss {record['best_val_loss']:.4g}")
     print(f"next: goldmine evaluate {args.output}   or   goldmine infer {args.output} --true-theta θ")
     return 0

@@ -539,7 +539,8 @@ def _collect(study: Study, out: Path, stages: Stages, observed) -> dict:
         folder = out / "models" / method
         trained = read_trained_on(folder)
         entry = {"model": str(folder), "options": options,
-                 "train": {k: trained.get(k) for k in ("seconds", "epochs", "best_val_loss", "stop_reason")}}
+                 "train": {k: trained.get(k) for k in ("seconds", "epochs", "best_val_loss", "kept",
+                                                                       "kept_val_loss", "stop_reason")}}
         if (folder / "evaluation.json").is_file() and study.evaluate["enabled"]:
             entry["evaluation"] = _slim(_read(folder / "evaluation.json"))
         if study.inference is not None:

@@ -101,7 +101,8 @@ class Region:
     members: object = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
-        where = f"interval={tuple(round(v, 4) for v in self.interval)}" if self.segments else f"size={self.size:.4g}"
+        where = f"interval={tuple(round(v, 4) for v in self.interval)}" if self.segments else \
+            f"{size_kind(self.grid.shape[1])}={self.size:.4g}"
         fit = [round(v, 4) for v in self.mle.theta.tolist()]
         flags = ", θ̂ on the prior's edge" if self.mle.on_edge else ""
         if self.calibration is not None:
@@ -113,15 +114,17 @@ class Region:
         """The region in a few lines of text: θ̂, the interval or size, and what speaks against trusting
         it (θ̂ on the prior's edge, a measured under-coverage); with `true_theta` (theta_dim,) whether
         it lies inside."""
-        theta = ", ".join(f"{v:.4g}" for v in self.mle.theta.tolist())
+        names = self.theta_names
+        theta = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, self.mle.theta.tolist()))
         where = (f"[{self.interval[0]:.4g}, {self.interval[1]:.4g}]" if self.segments is not None
-                 else f"size {self.size:.4g}")
+                 else size_text(self.size, names))
         lines = [f"θ̂ = ({theta}), {self.level:.0%} {self.method} region {where}"]
         lines += [f"  {note}" for note in trust_notes(self.mle.edge_axes, self.calibration)]
         if true_theta is not None:
             truth = torch.as_tensor(true_theta, dtype=DTYPE).reshape(1, -1)
-            lines.append(f"  the true θ = {truth[0].tolist()} is {'inside' if self.contains(truth)[0] else 'outside'}"
-                         " the region")
+            given = f" = {truth[0, 0]:.4g}" if names == ("θ",) else \
+                " (" + ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, truth[0].tolist())) + ")"
+            lines.append(f"  the true θ{given} is {'inside' if self.contains(truth)[0] else 'outside'} the region")
         return "\n".join(lines)
 
     @property
@@ -135,8 +138,14 @@ class Region:
         return (self.segments[0][0], self.segments[-1][1])
 
     @property
+    def theta_names(self) -> tuple[str, ...]:
+        """The names of θ's components (the model's, else θ or θ₀, θ₁, …)."""
+        return checks.theta_names(self.model, self.grid.shape[1])
+
+    @property
     def size(self) -> float:
-        """The length (1-D, from the refined segments) or the volume (grid cell × points inside)."""
+        """The region's extent in the units of θ: its length in 1-D (from the refined segments), its area
+        in 2-D (in units of θ₀ × θ₁) and its volume beyond (grid cell × points inside): `size_text` words it."""
         if self.segments is not None:
             return float(sum(high - low for low, high in self.segments))
         return float(self.inside.sum()) * cell_volume(self.grid)
@@ -165,6 +174,16 @@ class Region:
             values = np.interp(theta[:, 0].numpy(), self.grid[order, 0].numpy(), self.threshold[order].numpy())
             return torch.as_tensor(values, dtype=DTYPE)
         return self.threshold[nearest(self.grid, theta)]
+
+
+def size_kind(dim: int) -> str:
+    """What a region's size is in `dim` dimensions: a length, an area or a volume."""
+    return {1: "length", 2: "area"}.get(dim, "volume")
+
+
+def size_text(size: float, names) -> str:
+    """A region's size with what it is and its units, e.g. "area 0.0152 (in units of E × G_f)"."""
+    return f"{size_kind(len(names))} {size:.4g} (in units of {' × '.join(names)})"
 
 
 # -- the public functions -----------------------------------------------------------------------

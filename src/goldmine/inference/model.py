@@ -52,6 +52,7 @@ class Model:
         source: the surrogate or simulator given; surrogate: what the terms come from (the simulator
             through `ExactLikelihood`). theta_dim, x_dim.
         low, high: the prior's box (theta_dim,), or None for a prior without bounded support.
+        theta_names: the names of θ's components (the simulator's `theta_names`, else θ or θ₀, θ₁, …).
 
     Raises:
         TypeError: `source` gives no likelihood (e.g. npe, whose posterior is used directly).
@@ -93,6 +94,9 @@ class Model:
             )
         self.prior = prior
         self.low, self.high = box_bounds(prior)
+        #: the names of θ's components: the simulator's `theta_names` (or the surrogate's), else θ₀, θ₁, …
+        self.theta_names = checks.theta_names(simulator if getattr(simulator, "theta_names", None) else source,
+                                              self.theta_dim)
         self._warned: set = set()  # the observations warned about (outside the training range)
 
     def __repr__(self) -> str:

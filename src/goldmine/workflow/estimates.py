@@ -9,7 +9,7 @@ import torch
 
 from .. import checks
 from ..inference import Model, confidence_region
-from ..inference.intervals import CalibrationWarning
+from ..inference.intervals import CalibrationWarning, size_kind
 from ..checks import warn_outside_training
 from ..inference.surrogate import capabilities
 from ..simulators.base import DTYPE, Simulator
@@ -45,7 +45,8 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
 
     Returns:
         dict with kind, n_obs, level, method, mle (θ̂), mle_on_edge and edge_axes (θ̂ on the prior's
-        box), log_likelihood, size (length, area, ...), interval (1-D θ), calibration (with check),
+        box), log_likelihood, size (length, area, ...; size_kind says which, in units of theta_names), theta_names,
+        interval (1-D θ), calibration (with check),
         true_theta_inside (with true_theta), grid, q, threshold, inside. For npe (a posterior of one observation) the
         posterior mean, standard deviation and central credible interval per dimension instead.
     """
@@ -66,7 +67,8 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
     size, segments = float(region.size), region.segments
     out = {"kind": model.kind, "n_obs": len(x), "level": level, "method": method,
            "mle": fit.theta.tolist(), "mle_on_edge": fit.on_edge, "edge_axes": list(fit.edge_axes),
-           "log_likelihood": fit.log_likelihood, "size": size}
+           "log_likelihood": fit.log_likelihood, "size": size, "theta_names": list(model.theta_names),
+           "size_kind": size_kind(model.theta_dim)}
     if interval is not None:
         out["interval"] = interval
     if segments:  # a 1-D region in several pieces shows here
@@ -91,4 +93,5 @@ def _posterior_summary(estimator, sim: Simulator, x_obs, level: float, seed: int
     tail = (1 - level) / 2
     bounds = torch.quantile(theta, torch.tensor([tail, 1 - tail], dtype=DTYPE), dim=0)
     return {"kind": "posterior", "n_obs": 1, "level": level, "draws": draws, "mean": theta.mean(0).tolist(),
+            "theta_names": list(checks.theta_names(sim, sim.theta_dim)),
             "std": theta.std(0).tolist(), "credible_interval": bounds.T.tolist()}

@@ -1,0 +1,88 @@
+"""What a newcomer's numbers say (issue 21): named parameters in plots, summaries and messages, a region's
+size with its units, the validation loss of the weights kept."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import goldmine as gm
+from goldmine import workflow
+from goldmine.inference import Model, confidence_region, posterior
+
+sys.path.insert(0, str(Path(__file__).parent))  # the tests' own simulators, as a user's module
+from newcomer_sims import OneDim, Smeared
+
+
+@pytest.fixture
+def x_obs():
+    return Smeared().sample(torch.tensor([[0.2, -0.3]]).expand(50, 2), generator=torch.Generator().manual_seed(1)).x
+
+
+def test_named_parameters_in_the_region_summary_and_its_size_in_units(x_obs):
+    region = confidence_region(Model(Smeared()), x_obs, 0.95, "wilks")
+    text = region.summary(true_theta=[0.2, -0.3])
+    assert "mu = " in text and "log_s = " in text
+    assert f"area {region.size:.4g} (in units of mu × log_s)" in text
+    assert "the true θ (mu = 0.2, log_s = -0.3) is inside the region" in text
+    with pytest.raises(ValueError, match="use size or contains"):
+        region.interval
+    assert "area=" in repr(region)
+
+
+@pytest.mark.slow  # matplotlib's import and two grids of exact likelihoods
+def test_named_parameters_in_the_plot_axes(x_obs, tmp_path, monkeypatch):
+    from goldmine import plots
+
+    labels = {}
+    save = plots._save
+
+    def capture(fig, path):
+        ax = fig.axes[0]
+        labels[Path(path).stem] = (ax.get_xlabel(), ax.get_ylabel())
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", capture)
+    sim = Smeared()
+    result = workflow.infer(sim, sim, x_obs, grid_points=15, true_theta=[0.2, -0.3])
+    assert result["theta_names"] == ["mu", "log_s"] and result["size_kind"] == "area"
+    assert "(in units of mu × log_s)" in workflow.region_text(result) and "mu = " in workflow.region_text(result)
+    workflow.plot_inference({"exact": result}, tmp_path / "two.png", [0.2, -0.3])
+    assert labels["two"] == ("mu", "log_s")
+    one = OneDim()
+    x1 = one.sample(torch.full((20, 1), 0.3), generator=torch.Generator().manual_seed(0)).x
+    workflow.plot_inference({"exact": workflow.infer(one, one, x1)}, tmp_path / "one.png")
+    assert labels["one"][0] == "shift"
+
+
+def test_named_parameters_in_the_posterior_summary(x_obs):
+    with pytest.warns(RuntimeWarning, match="R-hat"):  # short chains: only the names matter here
+        post = posterior(Model(Smeared()), x_obs, chains=4, warmup=100, steps=100, progress=False)
+    rows = post.summary().splitlines()
+    assert any(r.split()[0] == "mu" for r in rows) and any(r.split()[0] == "log_s" for r in rows)
+
+
+def test_builtins_name_their_parameters_and_others_get_subscripts():
+    assert Model(gm.simulators.Weinberg()).theta_names == ("E", "G_f")
+    assert Model(gm.simulators.GaussianMixture(2)).theta_names == ("θ₀", "θ₁")
+    assert Model(gm.simulators.GaltonBoard()).theta_names == ("θ",)
+
+
+def test_a_wrong_number_of_components_shows_the_syntax():
+    with pytest.raises(ValueError, match=r"2 component\(s\) \(mu, log_s\); got 1 .*--true-theta 0,0"):
+        workflow.generate_observed(Smeared(), [0.3], 10)
+
+
+def test_the_validation_loss_printed_is_that_of_the_weights_kept():
+    net = torch.nn.Linear(1, 1)
+    x = torch.linspace(-1, 1, 200)[:, None]
+    batches = [{"x": x[i : i + 20], "y": 3 * x[i : i + 20]} for i in range(0, 200, 20)]
+
+    def loss(network, batch):
+        return ((network(batch["x"]) - batch["y"]) ** 2).mean()
+
+    final = gm.Trainer(epochs=5, lr=0.5, progress=False).fit_batches(net, loss, batches[:8], batches[8:])
+    assert final["kept"] == "final" and final["kept_val_loss"] == final["val_loss"][-1]
+    best = gm.Trainer(epochs=5, lr=0.5, patience=2, progress=False).fit_batches(net, loss, batches[:8], batches[8:])
+    assert best["kept"] == "best" and best["kept_val_loss"] == min(best["val_loss"])
