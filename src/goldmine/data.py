@@ -32,7 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checks, locking
-from .executor import map_in_order, seeded_generator
+from .executor import map_in_order, refuse_while_bootstrapping, seeded_generator
 from .mining import augment, reference_of
 from .simulators.base import Simulator, draw_prior, seed_from
 from .simulators.describe import describe
@@ -289,6 +289,7 @@ def simulate(
     """
     if not isinstance(sim, Simulator):
         raise TypeError(f"sim must be a goldmine Simulator, got {type(sim).__name__}.")
+    refuse_while_bootstrapping("goldmine.simulate")  # a worker re-running an unguarded script: one line, not the lock
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0 or n % 2:
         raise ValueError(f"n must be a positive even number of rows (half at θ, half at θ_ref); got {n!r}.")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
