@@ -86,3 +86,49 @@ def test_the_validation_loss_printed_is_that_of_the_weights_kept():
     assert final["kept"] == "final" and final["kept_val_loss"] == final["val_loss"][-1]
     best = gm.Trainer(epochs=5, lr=0.5, patience=2, progress=False).fit_batches(net, loss, batches[:8], batches[8:])
     assert best["kept"] == "best" and best["kept_val_loss"] == min(best["val_loss"])
+
+
+# -- feedback on long steps ---------------------------------------------------------------------------------
+
+
+class SlowExact(OneDim):
+    """An exact likelihood slow enough to want a progress bar."""
+
+    def log_prob(self, x, theta):
+        import time
+
+        time.sleep(0.01 if len(x) > 1000 else 0.0)  # the grid's blocks, not the refinement's single points
+        return super().log_prob(x, theta)
+
+
+def test_a_slow_exact_likelihood_shows_a_progress_bar(monkeypatch, capsys):
+    from goldmine.inference import mle, model as model_module
+
+    monkeypatch.setattr(model_module, "PROGRESS_DELAY", 0.0)
+    sim = SlowExact()
+    x = sim.sample(torch.full((300, 1), 0.2), generator=torch.Generator().manual_seed(0)).x
+    fit = mle(Model(sim), x)  # 101 θ × 300 observations: two blocks of the exact likelihood's size
+    assert abs(float(fit.theta[0]) - 0.2) < 0.3
+    assert "ℓ(θ) exact" in capsys.readouterr().err
+    quiet = Model(sim)
+    quiet.progress = False
+    mle(quiet, x)
+    assert "ℓ(θ)" not in capsys.readouterr().err
+
+
+def test_coverage_and_simulate_show_progress(tmp_path, capsys):
+    from goldmine.inference import coverage
+
+    out = coverage(OneDim(), [0.2], n_obs=10, toys=40, grid=torch.linspace(-1, 1, 21)[:, None])
+    assert 0 <= out["coverage"] <= 1
+    assert "coverage wilks" in capsys.readouterr().err
+    gm.simulate(OneDim(), 200, tmp_path / "d.h5")
+    assert "16,384-row blocks" in capsys.readouterr().err
+
+
+def test_the_cost_of_the_exact_likelihood_is_estimated():
+    sim = OneDim()
+    x = sim.sample(torch.full((30, 1), 0.2), generator=torch.Generator().manual_seed(0)).x
+    cost = workflow.exact_cost(sim, x, "wilks", check=200)
+    assert cost["pairs"] == 101 * 30 + 200 * 30 * 102 and cost["seconds"] > 0 and cost["per_second"] > 0
+    assert workflow.duration(5) == "5 s" and workflow.duration(600) == "10 min" and workflow.duration(9000) == "2.5 h"

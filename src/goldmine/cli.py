@@ -430,7 +430,10 @@ def cmd_infer(args) -> int:
         print(f"checking each Wilks region by {check} toy data sets drawn at its θ̂ with {sim.name} "
               "(--no-check skips this)", flush=True)
     results = {name: workflow.infer(workflow.inference_source(estimator, sim, data), sim, x, **settings)}
-    if exact:
+    if exact:  # on by default, to set every answer beside the truth; said with its cost, since it can be slow
+        cost = workflow.exact_cost(sim, x, args.method, args.toys, args.grid, check)
+        print(f"exact likelihood of {sim.name} for comparison: {cost['pairs']:,} evaluations of log p(x|θ), about "
+              f"{workflow.duration(cost['seconds'])} (--no-exact skips it)", flush=True)
         results["exact"] = workflow.infer(sim, sim, x, **settings)
     out = Path(args.output) if args.output else folder / "inference.json"
     workflow.write_json(out, {"model": str(folder), "simulator": repr(sim), "observed": observed, "results": results})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -323,6 +324,9 @@ def simulate(
 def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cluster, bar) -> None:
     """Draws the chunks and appends them in order, then marks the file complete."""
     f = h5py.File(path, "r+") if path.exists() else None
+    bar.set_postfix_str(f"{meta['block_size']:,}-row blocks", refresh=False)  # why it moves in steps
+    stop = threading.Event()  # the elapsed time ticks while a block is drawn, so a slow one shows it is alive
+    threading.Thread(target=_tick, args=(bar, stop), name="goldmine-simulate-bar", daemon=True).start()
     try:
         with closing(map_in_order(draw_chunk, chunks, shared, workers=workers, cluster=cluster,
                                   what="goldmine.simulate")) as results:
@@ -333,9 +337,16 @@ def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cl
                 bar.update(len(chunk["theta"]))
         f.attrs["complete"] = True
     finally:
+        stop.set()
         bar.close()
         if f is not None:
             f.close()
+
+
+def _tick(bar, stop: threading.Event, period: float = 1.0) -> None:
+    """Redraws the progress bar every `period` seconds until `stop` is set."""
+    while not stop.wait(period):
+        bar.refresh()
 
 
 # -- reading ------------------------------------------------------------------------------------

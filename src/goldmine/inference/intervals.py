@@ -220,7 +220,7 @@ def confidence_region(
             does not depend on `workers` or the backend.
         workers: local processes (spawned) that draw the toys of grid points in parallel.
         cluster: a Dask scheduler address or a `dask.distributed.Client`; then `workers` is ignored.
-        progress: show a progress bar over grid points (neyman).
+        progress: show a progress bar over grid points (neyman) and over the toys of `check`.
         check: wilks only: that many toy data sets (a few hundred, e.g. 200) of len(x_obs) runs
             drawn at θ̂ with the simulator measure the coverage of the χ² threshold there
             (`Region.calibration`); None skips the check. A coverage more than 2 standard errors
@@ -259,11 +259,11 @@ def confidence_region(
     checker = toy_simulator(model, simulator, "check") if check is not None else None
     region = _region(model, x, None, level, method, grid, sim, int(toys), int(seed), int(workers), cluster, progress)
     if checker is not None:
-        region.calibration = _calibrate(region, checker, int(check), int(seed))
+        region.calibration = _calibrate(region, checker, int(check), int(seed), progress)
     return region
 
 
-def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0) -> dict:
+def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0, progress: bool = False) -> dict:
     """The coverage of a Wilks region's χ² threshold at its θ̂, from `toys` data sets of the same size
     drawn there with the simulator; warns (`CalibrationWarning`) when it is more than `UNDER_COVERAGE`
     binomial standard errors of the level below the level.
@@ -274,7 +274,7 @@ def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0) -
     from .diagnostics import coverage  # diagnostics builds on this module
 
     measured = coverage(region.model, region.mle.theta, region.mle.n_obs, region.level, "wilks", toys=toys,
-                        seed=seed, simulator=simulator, grid=region.grid)
+                        seed=seed, simulator=simulator, grid=region.grid, progress=progress)
     level = region.level
     under = measured["coverage"] < level - UNDER_COVERAGE * math.sqrt(level * (1 - level) / toys)
     out = {"toys": toys, "coverage": measured["coverage"], "stderr": measured["stderr"], "level": level,

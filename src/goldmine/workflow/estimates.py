@@ -95,3 +95,42 @@ def _posterior_summary(estimator, sim: Simulator, x_obs, level: float, seed: int
     return {"kind": "posterior", "n_obs": 1, "level": level, "draws": draws, "mean": theta.mean(0).tolist(),
             "theta_names": list(checks.theta_names(sim, sim.theta_dim)),
             "std": theta.std(0).tolist(), "credible_interval": bounds.T.tolist()}
+
+
+#: pairs (x, θ) on which `exact_cost` times the simulator's log p(x|θ)
+COST_PROBE = 4096
+
+
+def exact_cost(sim: Simulator, x_obs, method: str = "wilks", toys: int | None = None, grid_points: int | None = None,
+               check: int | None = None) -> dict:
+    """What `infer` with the simulator's exact likelihood will cost: the evaluations of log p(x|θ) it makes and
+    the seconds they take at the speed measured on `COST_PROBE` pairs (a rough estimate: it leaves out the
+    refinement of θ̂ and the toys' simulation).
+
+    Arguments:
+        sim: a simulator with an exact `log_prob`. x_obs: the observations (n, x_dim).
+        method, toys, grid_points, check: as for `infer`.
+
+    Returns:
+        {"pairs": evaluations, "seconds": their estimated time, "per_second": the speed measured}.
+    """
+    import time
+
+    model = Model(sim)
+    x = model.check_x_obs(x_obs, warn=False)
+    grid = model.grid(grid_points)
+    g, n = len(grid), len(torch.unique(x, dim=0))
+    pairs = g * n  # the MLE's grid, which the region reuses
+    if method == "neyman":
+        pairs += g * (1000 if toys is None else toys) * len(x) * (g + 1)  # toys at every grid point, each on the grid
+    elif check:
+        pairs += check * len(x) * (g + 1)  # the check's toys at θ̂, each on the grid
+    take = torch.arange(COST_PROBE)
+    xs, ts = x[take % len(x)], grid[take % g]
+    with torch.no_grad():
+        sim.log_prob(xs[:16], ts[:16])  # first calls pay for caches and imports
+        start = time.perf_counter()
+        sim.log_prob(xs, ts)
+        seconds = max(time.perf_counter() - start, 1e-9)
+    speed = COST_PROBE / seconds
+    return {"pairs": int(pairs), "seconds": pairs / speed, "per_second": speed}

@@ -49,6 +49,13 @@ def region_notes(result: dict) -> list[str]:
     return notes
 
 
+def duration(seconds: float) -> str:
+    """A rough duration: "2 s", "3 min", "1.5 h"."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def one_line(err: BaseException) -> str:
     """An exception's message on one line."""
     return " ".join(str(err).split()) or type(err).__name__
