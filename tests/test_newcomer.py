@@ -132,3 +132,56 @@ def test_the_cost_of_the_exact_likelihood_is_estimated():
     cost = workflow.exact_cost(sim, x, "wilks", check=200)
     assert cost["pairs"] == 101 * 30 + 200 * 30 * 102 and cost["seconds"] > 0 and cost["per_second"] > 0
     assert workflow.duration(5) == "5 s" and workflow.duration(600) == "10 min" and workflow.duration(9000) == "2.5 h"
+
+
+# -- evaluation without a quadrature grid ----------------------------------------------------------------------
+
+
+class Shifted:
+    """A ratio surrogate off the exact one by 0.3·sin(x)·θ₀, and a constant score: errors known by quadrature."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.theta_dim_, self.x_dim_, self.reference_ = sim.theta_dim, sim.x_dim, sim.reference
+
+    def log_ratio(self, x, theta):
+        ref = self.sim.reference.expand(len(x), -1)
+        return self.sim.log_prob(x, theta) - self.sim.log_prob(x, ref) + 0.3 * torch.sin(x[:, 0]) * theta[:, 0]
+
+    def score(self, x):
+        return torch.full((len(x), self.theta_dim_), 0.1, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("sim", [gm.simulators.Weinberg(), gm.simulators.Poisson()], ids=lambda s: s.name)
+def test_monte_carlo_agrees_with_quadrature_within_its_standard_error(sim):
+    from goldmine.evaluate import log_ratio_error, score_error
+
+    exact, mc = log_ratio_error(Shifted(sim), sim), log_ratio_error(Shifted(sim), sim, samples=100, seed=3)
+    assert exact["integration"] == "quadrature" and exact["stderr"] == 0
+    assert mc["integration"] == "monte carlo" and mc["samples"] == 100 and mc["stderr"] > 0
+    assert abs(mc["mse"] - exact["mse"]) < 4 * mc["stderr"], (mc["mse"], exact["mse"], mc["stderr"])
+    exact, mc = score_error(Shifted(sim), sim), score_error(Shifted(sim), sim, samples=4000, seed=3)
+    assert abs(mc["mse"] - exact["mse"]) < 4 * mc["stderr"], (mc["mse"], exact["mse"], mc["stderr"])
+
+
+def test_a_simulator_without_a_grid_is_evaluated_by_monte_carlo_and_without_log_prob_by_toys():
+    from goldmine.workflow.evaluation import calibration_by_toys
+
+    sim = OneDim()  # log_prob, no x_grid
+    result = workflow.evaluate_model(Shifted(sim), sim)
+    assert result["integration"] == "monte carlo" and result["stderr"] > 0 and result["mse"] > 0
+    assert "± " in workflow.metric_text(result) and "Monte Carlo" in workflow.metric_text(result)
+
+    class Exact:  # the exact ratio of OneDim, judged as if the simulator had no log_prob
+        capabilities = frozenset({"likelihood", "ratio"})
+        theta_dim_, x_dim_, reference_ = 1, 1, sim.reference
+
+        def log_ratio(self, x, theta):
+            return sim.log_prob(x, theta) - sim.log_prob(x, torch.zeros_like(theta))
+
+        def log_likelihood_terms(self, x, theta):
+            return self.log_ratio(x, theta)
+
+    out = calibration_by_toys(Exact(), sim)
+    assert out["metric"] == "coverage" and abs(out["coverage"] - out["level"]) < 4 * out["stderr"]
+    assert "coverage of 68% Wilks regions" in workflow.metric_text(out)

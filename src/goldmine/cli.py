@@ -396,7 +396,8 @@ def cmd_evaluate(args) -> int:
     result = workflow.evaluate_model(estimator, sim, seed=args.seed)
     out = Path(args.output) if args.output else folder / "evaluation.json"
     workflow.write_json(out, {"model": str(folder), "method": name, "simulator": repr(sim), **result})
-    print(f"{name} against the exact likelihood of {sim!r}: {workflow.metric_text(result)}")
+    against = "by toys of" if result["metric"] == "coverage" else "against the exact likelihood of"
+    print(f"{name} {against} {sim!r}: {workflow.metric_text(result)}")
     if result["metric"] == "log_ratio_mse":
         print(f"  (log r̂ = 0 scores {result['trivial_mse']:.4g}; the mean over {len(result['per_theta'])} θ points "
               "of the prior's grid)")

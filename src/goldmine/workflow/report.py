@@ -15,8 +15,14 @@ def metric_text(result: dict) -> str:
         return f"skipped: {result['skipped']}"
     if result["metric"] == "c2st":
         return f"c2st {result['c2st']:.3f} (0.5 is perfect)"
+    if result["metric"] == "coverage":  # no exact likelihood: calibration by toys
+        return (f"coverage of {result['level']:.0%} Wilks regions {result['coverage']:.3f} ± {result['stderr']:.3f} "
+                f"(toys at {len(result['per_theta'])} θ; no exact likelihood to measure errors against)")
     name = "mse(log r)" if result["metric"] == "log_ratio_mse" else "mse(t)"
     relative = f" (relative {result['relative']:.3g})" if result.get("relative") is not None else ""
+    if result.get("integration") == "monte carlo":  # no quadrature grid over x: an estimate, with its error
+        return f"{name} {result['mse']:.4g} ± {result['stderr']:.2g}{relative}, Monte Carlo over " \
+               f"{result['samples']:,} runs of x per θ"
     return f"{name} {result['mse']:.4g}{relative}"
 
 
