@@ -119,7 +119,7 @@ class Region:
         where = (f"[{self.interval[0]:.4g}, {self.interval[1]:.4g}]" if self.segments is not None
                  else size_text(self.size, names))
         lines = [f"θ̂ = ({theta}), {self.level:.0%} {self.method} region {where}"]
-        lines += [f"  {note}" for note in trust_notes(self.mle.edge_axes, self.calibration)]
+        lines += [f"  {note}" for note in trust_notes(self.mle.edge_axes, self.calibration, names=names)]
         if true_theta is not None:
             truth = torch.as_tensor(true_theta, dtype=DTYPE).reshape(1, -1)
             given = f" = {truth[0, 0]:.4g}" if names == ("θ",) else \
@@ -284,13 +284,13 @@ def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0, p
     return out
 
 
-def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neyman'") -> list[str]:
+def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neyman'", names=None) -> list[str]:
     """One line per reason to doubt a region: θ̂ on the prior's edge in `edge_axes`, a measured coverage
     (`calibration`, as in `Region.calibration`) below the level; the measured coverage also when it is
-    fine. `neyman` is how the advice names the Neyman construction."""
+    fine. `neyman` is how the advice names the Neyman construction; `names` those of θ's components."""
     notes = []
     if edge_axes:
-        axes = ", ".join(f"θ_{a}" for a in edge_axes)
+        axes = ", ".join(names[a] if names is not None and a < len(names) else f"θ_{a}" for a in edge_axes)
         notes.append(f"θ̂ lies on the edge of the prior's box (in {axes}): the likelihood still rises there, so θ̂ "
                      f"is the bound and Wilks' χ² does not hold; widen the prior, or use {neyman}")
     if calibration is not None:

@@ -49,7 +49,8 @@ def region_notes(result: dict) -> list[str]:
     coverage measured by the calibration check, and whether the true θ (when known) lies inside."""
     if not result or "skipped" in result or result.get("kind") == "posterior":
         return []
-    notes = trust_notes(result.get("edge_axes", ()), result.get("calibration"), neyman="--method neyman")
+    notes = trust_notes(result.get("edge_axes", ()), result.get("calibration"), neyman="--method neyman",
+                        names=result.get("theta_names"))
     if "true_theta_inside" in result:
         notes.append(f"the true θ is {'inside' if result['true_theta_inside'] else 'outside'} the region")
     return notes
