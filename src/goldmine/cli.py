@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, simulators, study, workflow
+from . import __version__, checks, simulators, study, workflow
 from .estimators import load
 from .folders import marked
 from .training import TrainingError
@@ -350,7 +350,9 @@ def cmd_simulate(args) -> int:
     kind = "gold: " + ", ".join(f for f in data.fields if f in ("log_r", "score", "score_ref")) if data.has_gold \
         else "no gold: a black box"
     print(f"data set  {out}{'  (resumed or reused an existing file)' if resumed else ''}")
-    print(f"  {len(data):,} rows of {sim!r}, seed {args.seed}, θ_ref = {data.reference.tolist()}")
+    names = checks.theta_names(sim, sim.theta_dim)
+    reference = ", ".join(f"{n} = {v:g}" for n, v in zip(names, data.reference.tolist()))
+    print(f"  {len(data):,} rows of {sim!r}, seed {args.seed}, θ_ref: {reference}")
     print(f"  fields {', '.join(data.fields)} ({kind}); {seconds:.1f} s")
     if data.invalid_rows:
         print(f"  {data.invalid_rows} rows hold non-finite x or gold (training skips them where it reads those)")
