@@ -53,6 +53,7 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
     if "posterior" in capabilities(source):
         return _posterior_summary(source, sim, x_obs, level, seed)
     model = Model(source, prior=sim, simulator=sim)
+    model.progress = progress  # the bar of a slow ℓ(θ) (the exact likelihood), hidden by --quiet
     x = model.check_x_obs(x_obs)
     grid = None if grid_points is None else model.grid(checks.int_at_least(grid_points, "grid", 2))
     check = check if method == "wilks" else None

@@ -92,6 +92,7 @@ def calibration_by_toys(estimator, sim: Simulator, seed: int = 0) -> dict:
     from ..inference import Model, coverage
 
     model = Model(estimator, prior=sim, simulator=sim)
+    model.progress = False
     theta = draw_prior(sim.prior, CALIBRATION_POINTS, seed=seed)
     low, high = box_bounds(sim.prior)
     if low is not None:
