@@ -65,7 +65,7 @@ def warn_outside_training(surrogate, x: torch.Tensor, stacklevel: int = 2) -> in
     return count
 
 
-__all__ = ["RANGE_MARGIN", "outside_training", "warn_outside_training", "positive_int", "non_negative_int", "int_between", "int_at_least", "seed", "fraction", "level",
+__all__ = ["RANGE_MARGIN", "theta_names", "outside_training", "warn_outside_training", "positive_int", "non_negative_int", "int_between", "int_at_least", "seed", "fraction", "level",
            "positive_float", "non_negative_float", "real_between", "finite", "flag", "choice", "widths", "rows"]
 
 #: the largest seed goldmine takes: every generator it seeds (numpy's, torch's, and derived seeds such
@@ -243,3 +243,22 @@ def shaped_rows(value, shape: tuple[int, ...], name: str, dtype: torch.dtype = D
         row = int((~torch.isfinite(out.detach())).flatten(1).any(1).nonzero()[0, 0])
         raise ValueError(f"{name} holds NaN or infinite values (first in row {row}): drop or fix them.")
     return out
+
+SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def theta_names(source, dim: int) -> tuple[str, ...]:
+    """The names of θ's components: `source` itself (a list or tuple), `source.theta_names` (a simulator's,
+    a Model's) or `source.theta_names_` (a fitted surrogate's) when it names all `dim` of them, else θ for one dimension and θ₀, θ₁, … for more.
+
+    Example:
+        >>> theta_names(None, 2)
+        ('θ₀', 'θ₁')
+    """
+    if isinstance(source, (list, tuple)):
+        names = source
+    else:
+        names = getattr(source, "theta_names", None) or getattr(source, "theta_names_", None)
+    if names is not None and not isinstance(names, str) and len(names) == dim and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return ("θ",) if dim == 1 else tuple(f"θ{str(j).translate(SUBSCRIPTS)}" for j in range(dim))

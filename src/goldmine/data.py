@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checks, locking
-from .executor import map_in_order, seeded_generator
+from .executor import map_in_order, refuse_while_bootstrapping, seeded_generator
 from .mining import augment, reference_of
 from .simulators.base import Simulator, draw_prior, seed_from, shape_of_x
 from .simulators.describe import describe
@@ -301,6 +302,7 @@ def simulate(
     """
     if not isinstance(sim, Simulator):
         raise TypeError(f"sim must be a goldmine Simulator, got {type(sim).__name__}.")
+    refuse_while_bootstrapping("goldmine.simulate")  # a worker re-running an unguarded script: one line, not the lock
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0 or n % 2:
         raise ValueError(f"n must be a positive even number of rows (half at θ, half at θ_ref); got {n!r}.")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -334,6 +336,9 @@ def simulate(
 def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cluster, bar) -> None:
     """Draws the chunks and appends them in order, then marks the file complete."""
     f = h5py.File(path, "r+") if path.exists() else None
+    bar.set_postfix_str(f"{meta['block_size']:,}-row blocks", refresh=False)  # why it moves in steps
+    stop = threading.Event()  # the elapsed time ticks while a block is drawn, so a slow one shows it is alive
+    threading.Thread(target=_tick, args=(bar, stop), name="goldmine-simulate-bar", daemon=True).start()
     try:
         with closing(map_in_order(draw_chunk, chunks, shared, workers=workers, cluster=cluster,
                                   what="goldmine.simulate")) as results:
@@ -349,9 +354,16 @@ def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cl
                 bar.update(len(chunk["theta"]))
         f.attrs["complete"] = True
     finally:
+        stop.set()
         bar.close()
         if f is not None:
             f.close()
+
+
+def _tick(bar, stop: threading.Event, period: float = 1.0) -> None:
+    """Redraws the progress bar every `period` seconds until `stop` is set."""
+    while not stop.wait(period):
+        bar.refresh()
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -330,6 +330,10 @@ class Trainer:
             network.load_state_dict(best_state)  # early stopping keeps the best epoch's weights
         network.eval()
         history["best_val_loss"] = best
+        # which weights the network holds now, and their validation loss (what a user should be shown)
+        history["kept"] = "best" if self.patience is not None else "final"
+        history["kept_val_loss"] = best if self.patience is not None else \
+            (history["val_loss"][-1] if history["val_loss"] else None)
         return history
 
     def evaluate(self, network: nn.Module, loss: LossFn, batches: Iterable) -> float:

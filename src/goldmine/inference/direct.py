@@ -68,7 +68,8 @@ class DirectPosterior(KeptDraws):
         """A readable table: mean, std and central 68% / 95% intervals per dimension."""
         _, n, _ = self.draws.shape
         head = f"Posterior ({self.kind}: {n} direct draws, {self.acceptance:.1%} of the flow inside the prior's box)"
-        return "\n".join([head, *summary_rows(self.samples)])
+        names = checks.theta_names(self.estimator, self.draws.shape[-1])
+        return "\n".join([head, *summary_rows(self.samples, names=names)])
 
 
 def direct_posterior(estimator, x_obs, prior=None, seed: int = 0) -> DirectPosterior:
@@ -103,17 +104,19 @@ def direct_posterior(estimator, x_obs, prior=None, seed: int = 0) -> DirectPoste
     return DirectPosterior(estimator, x, draws[None], float(estimator.acceptance_))
 
 
-def summary_rows(samples: Tensor, rhat: Tensor | None = None, ess: Tensor | None = None) -> list[str]:
+def summary_rows(samples: Tensor, rhat: Tensor | None = None, ess: Tensor | None = None,
+                 names=None) -> list[str]:
     """The columns and one line per θ dimension of a posterior's summary: mean, std, central 68% and 95%
-    intervals, R-hat and ESS (— when None), from draws (n, theta_dim)."""
+    intervals, R-hat and ESS (— when None), from draws (n, theta_dim); rows named by `names` (θ₀, θ₁, … without)."""
     samples = samples.numpy()
+    names = checks.theta_names(names, samples.shape[1])
     q = np.quantile(samples, [0.025, 0.16, 0.5, 0.84, 0.975], axis=0)
     columns = f"{'':>6} {'mean':>11} {'std':>11} {'68% interval':>25} {'95% interval':>25} {'R-hat':>7} {'ESS':>7}"
     lines = [columns]
     for j in range(samples.shape[1]):
         r = "—" if rhat is None else f"{float(rhat[j]):.3f}"
         e = "—" if ess is None else f"{float(ess[j]):.0f}"
-        lines.append(f"{f'θ[{j}]':>6} {samples[:, j].mean():>11.5g} {samples[:, j].std(ddof=1):>11.5g} "
+        lines.append(f"{names[j]:>6} {samples[:, j].mean():>11.5g} {samples[:, j].std(ddof=1):>11.5g} "
                      f"{f'[{q[1, j]:.5g}, {q[3, j]:.5g}]':>25} {f'[{q[0, j]:.5g}, {q[4, j]:.5g}]':>25} "
                      f"{r:>7} {e:>7}")
     return lines

@@ -116,7 +116,7 @@ class Posterior(KeptDraws):
         chains, n, d = self.draws.shape
         head = (f"Posterior (MCMC: {chains} chains × {n} draws, acceptance {self.acceptance:.2f}) "
                 f"given {len(self.x_obs)} observation{'s' * (len(self.x_obs) != 1)}")
-        lines = [head, *summary_rows(self.samples, self.rhat, self.ess)]
+        lines = [head, *summary_rows(self.samples, self.rhat, self.ess, names=getattr(self.model, "theta_names", None))]
         worry = problems(self.rhat, self.ess)
         lines.append("diagnostics: " + ("; ".join(worry) if worry else
                                         f"R-hat ≤ {RHAT_WARN} and ESS ≥ {ESS_WARN} in every dimension"))

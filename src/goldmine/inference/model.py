@@ -22,9 +22,12 @@ Example:
 
 from __future__ import annotations
 
+import multiprocessing
+
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+from tqdm.auto import tqdm
 
 from .. import checks
 from ..simulators.base import DTYPE, Simulator, box_bounds
@@ -33,6 +36,11 @@ from .surrogate import ExactLikelihood, likelihood_terms
 
 #: rows evaluated in one call of the surrogate (θ points × observations)
 CHUNK = 1 << 18
+#: pairs per call of a simulator's exact likelihood: smaller blocks, so that its progress bar moves (a
+#: simulator's log p(x|θ) is evaluated row by row, so its values do not depend on the block)
+EXACT_CHUNK = 1 << 14
+#: seconds a call of `Model.terms` runs before it shows a progress bar (an exact likelihood can be slow)
+PROGRESS_DELAY = 2.0
 
 
 class Model:
@@ -52,6 +60,7 @@ class Model:
         source: the surrogate or simulator given; surrogate: what the terms come from (the simulator
             through `ExactLikelihood`). theta_dim, x_dim.
         low, high: the prior's box (theta_dim,), or None for a prior without bounded support.
+        theta_names: the names of θ's components (the simulator's `theta_names`, else θ or θ₀, θ₁, …).
 
     Raises:
         TypeError: `source` gives no likelihood (e.g. npe, whose posterior is used directly).
@@ -93,7 +102,12 @@ class Model:
             )
         self.prior = prior
         self.low, self.high = box_bounds(prior)
+        #: the names of θ's components: the simulator's `theta_names` (or the surrogate's), else θ₀, θ₁, …
+        self.theta_names = checks.theta_names(simulator if getattr(simulator, "theta_names", None) else source,
+                                              self.theta_dim)
         self._warned: set = set()  # the observations warned about (outside the training range)
+        #: a progress bar on evaluations of ℓ that take longer than PROGRESS_DELAY seconds (main process only)
+        self.progress = True
 
     def __repr__(self) -> str:
         name = getattr(self.source, "name", None) or getattr(self.source, "method", type(self.source).__name__)
@@ -155,12 +169,16 @@ class Model:
         m, n = len(theta), len(x)
         out = torch.empty(m, n, dtype=DTYPE)
         table = getattr(self.surrogate, "log_likelihood_table", None)
-        if n <= CHUNK // 64:  # blocks of θ with every x
-            t_step, x_step = max(1, CHUNK // n), n
+        chunk = EXACT_CHUNK if self.kind == "exact" else CHUNK
+        if n <= chunk // 64:  # blocks of θ with every x
+            t_step, x_step = max(1, chunk // n), n
         else:  # blocks of x with every θ
-            x_step = max(1, CHUNK // m)
-            t_step = min(m, max(1, CHUNK // x_step))
-        with torch.no_grad():
+            x_step = max(1, chunk // m)
+            t_step = min(m, max(1, chunk // x_step))
+        show = self.progress and multiprocessing.parent_process() is None and -(-m // t_step) * -(-n // x_step) > 1
+        bar = tqdm(total=m * n, unit="pairs", unit_scale=True, desc=f"ℓ(θ) {self.kind}", delay=PROGRESS_DELAY,
+                   leave=False, disable=not show, dynamic_ncols=True)
+        with torch.no_grad(), bar:
             for xs in range(0, n, x_step):
                 xb = x[xs:xs + x_step]
                 for ts in range(0, m, t_step):
@@ -170,6 +188,7 @@ class Model:
                     else:
                         block = self._terms(xb.repeat(len(t), 1), t.repeat_interleave(len(xb), 0))
                     out[ts:ts + t_step, xs:xs + x_step] = block.to(DTYPE).reshape(len(t), len(xb))
+                    bar.update(len(t) * len(xb))
         return out
 
     def log_likelihood(self, theta, x_obs, weights=None) -> Tensor:

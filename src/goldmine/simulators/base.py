@@ -133,6 +133,8 @@ class Simulator:
         block_size: rows that `goldmine.simulate` draws from one seed; the unit of
             reproducibility and of resumption (lower it for simulators with large latent paths).
         defined_outside_prior: whether the simulator can run at θ outside the prior's support.
+        theta_names: optional names of θ's components, (theta_dim,) strings, e.g. ("E", "G_f"); plots,
+            summaries, the command line and studies use them (θ, or θ₀, θ₁, … without them).
     """
 
     name: str = "simulator"
@@ -144,6 +146,7 @@ class Simulator:
     has_gold: bool = True
     defined_outside_prior: bool = False
     block_size: int = 16384
+    theta_names: tuple[str, ...] | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
