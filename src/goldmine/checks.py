@@ -244,6 +244,7 @@ def shaped_rows(value, shape: tuple[int, ...], name: str, dtype: torch.dtype = D
         raise ValueError(f"{name} holds NaN or infinite values (first in row {row}): drop or fix them.")
     return out
 
+
 SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
