@@ -9,9 +9,10 @@ centres of size × size pixels.
 **Host**: a singular isothermal ellipsoid (SIE) with axis ratio q, position angle φ, centre c and
 Einstein radius θ_E, plus an external shear (γ₁, γ₂). In the frame of its major axis (x′, y′), with
 ψ = √(q²x′² + y′²) and e = √(1 − q²), its convergence and deflection are (Kormann, Schneider,
-Bartelmann 1994; Keeton 2001, with b = θ_E/√q)
+Bartelmann 1994; Keeton 2001)
 
-    κ = θ_E / (2√q ψ),   α_x′ = θ_E √q / e · atan(e x′/ψ),   α_y′ = θ_E √q / e · atanh(e y′/ψ),
+    κ = θ_E / (2√(q x′² + y′²/q)) = θ_E √q / (2ψ),
+    α_x′ = θ_E √q / e · atan(e x′/ψ),   α_y′ = θ_E √q / e · atanh(e y′/ψ),
 
 the singular isothermal sphere α = θ_E x/|x| at q = 1; the shear deflects by (γ₁x + γ₂y, γ₂x − γ₁y).
 
