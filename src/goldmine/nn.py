@@ -133,25 +133,41 @@ def with_theta_gradient(fn, x: Tensor, theta: Tensor, create_graph: bool) -> tup
 
 
 class Standardize(nn.Module):
-    """y = (v − mean) / std with statistics learned from training data (buffers, so they are saved)."""
+    """y = (v − mean) / std with statistics learned from training data (buffers, so they are saved).
 
-    def __init__(self, dim: int):
+    Arguments:
+        dim: the dimension of v, or the shape of one row of v (x of any shape, e.g. (C, H, W)).
+        shared: axes of one row (0-based, without the row axis) that share one mean and std, e.g.
+            (1, 2) for one statistic per channel of an image (C, H, W); none by default (per element).
+
+    Statistics of one axis, (dim,), standardise a row of any shape by flattening it first: x of shape
+    (n, *x_shape) fed to a network that has no embedding becomes (n, x_dim).
+    """
+
+    def __init__(self, dim: int | tuple[int, ...], shared: tuple[int, ...] = ()):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
+        shape = (dim,) if isinstance(dim, int) else tuple(int(d) for d in dim)
+        self.shared = tuple(int(a) for a in shared)
+        stat = tuple(1 if a in self.shared else d for a, d in enumerate(shape))
+        self.register_buffer("mean", torch.zeros(stat))
+        self.register_buffer("std", torch.ones(stat))
+
+    def _rows(self, v: Tensor) -> Tensor:
+        return v.flatten(1) if self.mean.ndim == 1 and v.ndim > 2 else v
 
     def forward(self, v: Tensor) -> Tensor:
-        return (v - self.mean) / self.std
+        return (self._rows(v) - self.mean) / self.std
 
     @torch.no_grad()
     def fit(self, batches: Iterable[Tensor]) -> "Standardize":
-        """Learns mean and std from an iterable of (n_i, dim) tensors in one streaming pass."""
+        """Learns mean and std from an iterable of (n_i, *shape) tensors in one streaming pass."""
+        axes = (0, *(a + 1 for a in self.shared))
         count, total, squares = 0, 0.0, 0.0
         for v in batches:
-            v = v.double()
-            count += len(v)
-            total = total + v.sum(0)
-            squares = squares + (v**2).sum(0)
+            v = self._rows(v).double()
+            count += len(v) * (v[0].numel() // self.mean.numel() if len(v) else 0)
+            total = total + v.sum(axes, keepdim=bool(self.shared)).reshape(self.mean.shape)
+            squares = squares + (v**2).sum(axes, keepdim=bool(self.shared)).reshape(self.mean.shape)
         if count == 0:
             raise ValueError("no rows to learn the input standardisation from.")
         mean = total / count
