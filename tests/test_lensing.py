@@ -210,21 +210,21 @@ def test_subhalos_psf_and_noise_change_the_image_as_they_should():
 
 
 def test_shapes_reproducibility_and_records(tmp_path):
-    sim = StrongLensing(size=16)
+    sim = StrongLensing(size=16, flatten=True)
     theta = gm.simulators.draw_prior(sim.prior, 6, seed=0)
     a, b = sim.sample(theta, gen(1)), sim.sample(theta, gen(1))
-    assert a.x.shape == (6, 256) and torch.equal(a.x, b.x) and sim.x_dim == 256
+    assert a.x.shape == (6, 256) and torch.equal(a.x, b.x) and sim.x_dim == 256 and sim.x_shape is None
     assert all(torch.equal(a.z[k], b.z[k]) for k in a.z)
-    image = StrongLensing(size=16, flatten=False).sample(theta, gen(1)).x
+    image = StrongLensing(size=16).sample(theta, gen(1)).x
     assert image.shape == (6, 1, 16, 16) and torch.equal(image.reshape(6, -1), a.x)
     from goldmine.workflow.simulators import make_simulator
 
-    assert make_simulator("lensing", {"size": 16}).config() == sim.config()
+    assert make_simulator("lensing", {"size": 16, "flatten": True}).config() == sim.config()
     small = StrongLensing(size=8)
     small.block_size = 8
     one = gm.simulate(small, 32, tmp_path / "a.h5", seed=3, chunk_size=8, progress=False).tensors(dtype=DTYPE)
     two = gm.simulate(small, 32, tmp_path / "b.h5", seed=3, chunk_size=32, progress=False).tensors(dtype=DTYPE)
-    assert set(one) == {"theta", "x", "label", "log_r", "score", "score_ref"}
+    assert set(one) == {"theta", "x", "label", "log_r", "score", "score_ref"} and one["x"].shape == (32, 1, 8, 8)
     assert all(torch.equal(one[k], two[k]) for k in one)
 
 

@@ -202,7 +202,9 @@ class StrongLensing(Simulator):
     Prior uniform on f_sub ∈ [0.001, 0.2] × β ∈ [−2.5, −1.5], θ_ref = (0.05, −1.9). The physics and the
     joint density are in the module docstring; the host and source distributions in `HOST` and `SOURCE`.
 
-    x is the image: (n, 1, size, size), or (n, size·size) flattened row by row with ``flatten=True``.
+    x is the image: (n, 1, size, size) (`x_shape`), or (n, size·size) flattened row by row with
+    ``flatten=True`` (for networks without an embedding). Row i of an image is y, from −L upwards; column j
+    is x, from −L rightwards.
     z is a dict of tensors with first dimension n: the subhalos padded to the batch's largest count,
     ``n_sub`` (n,) int64, ``mask`` (n, K) bool, ``mass`` (n, K) in M_sun (1 where masked),
     ``position`` (n, K, 2) in arcsec; the host ``theta_e``, ``q``, ``phi`` (n,), ``center``,
@@ -229,7 +231,7 @@ class StrongLensing(Simulator):
     block_size = 256  # rows per seed: a block is rendered in pieces of IMAGES images anyway
 
     def __init__(self, size: int = 64, fov: float = 6.4, psf_sigma: float = 0.08, noise: float = 0.05,
-                 m_min: float = 1e8, m_max: float = 1e10, flatten: bool = True):
+                 m_min: float = 1e8, m_max: float = 1e10, flatten: bool = False):
         self.size = checks.positive_int(size, "size")
         if self.size < 4:
             raise ValueError(f"size must be at least 4 pixels per side; got {size}.")
@@ -246,7 +248,7 @@ class StrongLensing(Simulator):
         if not isinstance(flatten, bool):
             raise ValueError(f"flatten must be True or False; got {flatten!r}.")
         self.flatten = flatten
-        self.x_shape = (self.size * self.size,) if flatten else (1, self.size, self.size)
+        self.x_shape = None if flatten else (1, self.size, self.size)  # None: a vector of x_dim
         self.x_dim = self.size * self.size
         self.prior = box_prior([0.001, -2.5], [0.2, -1.5])
         self.reference = torch.tensor([0.05, -1.9], dtype=DTYPE)
