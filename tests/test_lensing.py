@@ -242,3 +242,33 @@ def test_bad_input_raises():
     draws = sim.sample(sim.reference[None], gen(0))
     with pytest.raises(ValueError, match="rows"):
         sim.joint_log_prob(draws, sim.reference[None].expand(2, 2))
+
+
+@pytest.mark.slow
+def test_population_inference_from_many_images(tmp_path):
+    """n lenses share θ: ℓ(θ) = Σ_i log r̂(x_i|θ) through Model, with the CNN embedding evaluated once per image;
+    MLE, Wilks region, expected limits (Asimov runs capped for images) and coverage run on image observations."""
+    from goldmine.inference.toys import asimov_runs
+
+    torch.manual_seed(0)
+    sim = StrongLensing(size=8)
+    data = gm.simulate(sim, 512, tmp_path / "lenses.h5", seed=0, progress=False)
+    est = gm.RatioEstimator("alices", embedding={"name": "cnn", "channels": [4], "out": 8}, hidden=(16,), epochs=2,
+                            batch_size=128, progress=False).fit(data)
+    x_obs = sim.sample(torch.tensor([[0.1, -2.0]], dtype=DTYPE).expand(30, 2), gen(9)).x.reshape(30, -1)
+    model = gm.inference.Model(est, prior=sim)
+    theta = torch.tensor([[0.05, -1.9], [0.15, -2.2], [0.01, -1.6]], dtype=DTYPE)
+    direct = torch.stack([est.log_ratio(x_obs, t.expand(30, 2)).to(DTYPE).sum() for t in theta])
+    assert torch.allclose(model.log_likelihood(theta, x_obs), direct, rtol=1e-4, atol=1e-3)
+    again = model.log_likelihood(theta, x_obs)  # served from the remembered embedding: the same computation
+    assert torch.equal(again, model.log_likelihood(theta, x_obs.clone()))
+    grid = model.grid(9)
+    fit = gm.inference.mle(model, x_obs, grid=grid)
+    assert float(fit.log_likelihood) >= float(fit.grid_log_likelihood.max()) - 1e-6
+    region = gm.inference.confidence_region(model, x_obs, 0.95, grid=grid)
+    assert bool(region.contains(fit.theta[None])[0])
+    assert asimov_runs(StrongLensing()) == 4096 and asimov_runs(gm.simulators.GaltonBoard()) == 100_000
+    limits = gm.inference.expected_limits(model, [0.1, -2.0], n_obs=30, grid=grid, method="toys", toys=4)
+    assert 0 < limits.size <= float((model.high - model.low).prod()) + 1e-9
+    cover = gm.inference.coverage(model, [0.1, -2.0], n_obs=30, toys=8, grid=grid)
+    assert 0.0 <= cover["coverage"] <= 1.0 and cover["toys"] == 8
