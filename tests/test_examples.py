@@ -1,6 +1,6 @@
 """The examples run end to end: each script with --quick in its own process, as a user runs it.
 
-The three processes start together (each pays the import of torch and a few seconds of training,
+The processes start together (each pays the import of torch and a few seconds of training,
 so running them side by side keeps the file's wall time near the slowest one's); every test then
 waits for its script, checks that it exited cleanly, printed its table and wrote its plot.
 """
