@@ -186,8 +186,8 @@ def _check_fields(f: h5py.File, meta: dict, rows: int) -> tuple[str, ...]:
     """The stored fields, checked against the header: present (theta, x, label), with the header's widths and
     at least `rows` rows."""
     theta_dim, x_dim = meta["theta_dim"], meta["x_dim"]
-    shapes = {"theta": (theta_dim,), "x": tuple(meta.get("x_shape", [x_dim])), "label": (), "log_r": (), "score": (theta_dim,),
-              "score_ref": (theta_dim,)}
+    shapes = {"theta": (theta_dim,), "x": tuple(meta.get("x_shape", [x_dim])), "label": (), "log_r": (),
+              "score": (theta_dim,), "score_ref": (theta_dim,)}
     for key in BASE_FIELDS:
         if key not in f:
             raise ValueError(f"{f.filename} is corrupt: it lacks the field {key!r}. Simulate it again.")
@@ -198,8 +198,8 @@ def _check_fields(f: h5py.File, meta: dict, rows: int) -> tuple[str, ...]:
             raise ValueError(f"{f.filename} is corrupt: {key!r} is a group, not an array. Simulate it again.")
         if item.shape[1:] != shapes[key]:
             raise ValueError(f"{f.filename} is corrupt: field {key!r} has rows of shape {item.shape[1:]}, but its "
-                             f"header says {shapes[key]} (theta_dim = {theta_dim}, x of shape {shapes['x']}). Simulate it "
-                             "again.")
+                             f"header says {shapes[key]} (theta_dim = {theta_dim}, x of shape {shapes['x']}). "
+                             "Simulate it again.")
         if item.shape[0] < rows:
             raise ValueError(f"{f.filename} is truncated: field {key!r} holds fewer rows than its header says.")
     return fields
@@ -470,7 +470,9 @@ class Dataset:
             dicts field → tensor with a leading batch dimension of at most batch_size.
         """
         fields = self._fields(fields)
-        chunk_rows = self.scan_rows(fields) if chunk_rows is None else chunk_rows
+        # x is read for the check of finite rows even when not asked for
+        chunk_rows = self.scan_rows((*fields, "x") if drop_invalid and "x" not in fields else fields) \
+            if chunk_rows is None else chunk_rows
         rng = np.random.default_rng(seed)
         starts = np.arange(self.start, self.stop, chunk_rows)
         if shuffle:
@@ -485,19 +487,23 @@ class Dataset:
                     buffer = {k: v[perm] for k, v in buffer.items()}
                 last = i == len(starts) - 1
                 size = len(buffer[fields[0]])
-                # keep up to one chunk in the buffer to mix with the next chunk
-                emit = size if last else (size if not shuffle else max(0, size - chunk_rows)) // batch_size * batch_size
+                # shuffled: keep up to one chunk in the buffer to mix with the next chunk
+                keep = max(0, size - chunk_rows) if shuffle else size
+                emit = size if last else keep // batch_size * batch_size
                 for b in range(0, emit, batch_size):
                     yield {k: v[b : b + batch_size] for k, v in buffer.items()}
                 buffer = {k: v[emit:] for k, v in buffer.items()}
 
+    def values_per_row(self, fields=None) -> int:
+        """The numbers one row holds in `fields` (every field by default): x_dim for x, theta_dim for θ, ..."""
+        shapes = {"theta": (self.theta_dim,), "x": self.x_shape, "score": (self.theta_dim,),
+                  "score_ref": (self.theta_dim,)}
+        return sum(int(np.prod(shapes.get(k, ()))) for k in (self.fields if fields is None else fields))
+
     def scan_rows(self, fields=("x",)) -> int:
         """Rows per chunk for reading `fields`: 65536, or fewer when a row holds many values (images), so
         that a chunk holds at most 2²² values."""
-        shapes = {"theta": (self.theta_dim,), "x": self.x_shape, "score": (self.theta_dim,),
-                  "score_ref": (self.theta_dim,)}
-        values = sum(int(np.prod(shapes.get(k, ()))) for k in (self.fields if fields is None else fields))
-        return max(1, min(65536, 2**22 // max(values, 1)))
+        return max(1, min(65536, 2**22 // max(self.values_per_row(fields), 1)))
 
     def x_range(self) -> tuple[Tensor, Tensor] | None:
         """The per-dimension minimum and maximum of the finite x in the rows: two (x_dim,) float64 tensors, or

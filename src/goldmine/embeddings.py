@@ -13,7 +13,7 @@ same loss. A ratio network then reads g(e(x̃), θ); a score network t̂(e(x̃))
 The built-ins (the settings each takes, and their defaults, are in `BUILTINS`):
 
     mlp      any x, flattened: a fully connected network
-    cnn      images (C, H, W) or (H, W): convolution stages, each halving the image by average pooling,
+    cnn      images (C, H, W) or (H, W): convolution stages of stride 2, each halving the image, then
              pooled to at most 4 × 4 and mapped to `out` features
     deepset  sets of k events (k, d) or (k,): φ per event, mean (or sum) over the set, then ρ; the
              summary does not change when the events are permuted (Zaheer et al., arXiv:1703.06114)
@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from . import checks
-from .nn import ACTIVATIONS, check_activation, mlp
+from .nn import ACTIVATIONS, Standardize, check_activation, mlp
 
 #: the name under which config.json records an embedding network of the user's own
 USER = "module"
@@ -155,6 +155,26 @@ def build_embedding(spec, x_shape: tuple[int, ...]) -> tuple[nn.Module, tuple[in
     return net, shared, _probe(net, x_shape, what)
 
 
+def x_input(spec, x_dim: int, x_shape: tuple[int, ...] | None) -> tuple[nn.Module, nn.Module | None, int]:
+    """What a network reads x through: (x_norm, embedding, features).
+
+    Without an embedding (spec None): a per-element standardisation of flat x, no embedding and x_dim
+    features, as networks read x before embeddings existed (same weights, same names). With one: the
+    standardisation the embedding asks for, the embedding network and its number of features. A network
+    then reads s = x_norm(x) or s = embedding(x_norm(x)) (`features`).
+    """
+    if spec is None:
+        return Standardize(x_dim), None, x_dim
+    net, shared, out = build_embedding(spec, x_shape or (x_dim,))
+    return Standardize(x_shape or (x_dim,), shared), net, out
+
+
+def features(x_norm: nn.Module, embedding: nn.Module | None, x: Tensor) -> Tensor:
+    """s = x_norm(x), or embedding(x_norm(x)): x (n, *x_shape) → (n, features)."""
+    s = x_norm(x)
+    return s if embedding is None else embedding(s)
+
+
 def _probe(net: nn.Module, x_shape: tuple[int, ...], what: str) -> int:
     """The number of features `net` returns for x (n, *x_shape), checked on two rows of zeros."""
     was = net.training
@@ -209,23 +229,22 @@ class MLPEmbedding(nn.Module):
 class ConvEmbedding(nn.Module):
     """Convolution stages over images (n, C, H, W) (dims=2) or series (n, C, T) (dims=1) → (n, out).
 
-    Each stage is a convolution with `kernel` (same padding) and the activation, then an average pooling
-    that halves every axis still longer than 1; the last map is pooled to at most 4 (2-D) or 8 (1-D)
-    positions per axis, flattened and mapped linearly to `out` features. An x without a channel axis
-    ((H, W) or (T,)) is read as one channel.
+    Each stage is a convolution with `kernel` (padding kernel // 2) of stride 2 while every axis is still
+    longer than 1, so that it halves the image, and the activation; the last map is average-pooled to at
+    most 4 (2-D) or 8 (1-D) positions per axis, flattened and mapped linearly to `out` features. (A strided
+    convolution costs a quarter of a full one followed by pooling, and with kernel ≥ 3 still reads every
+    pixel.) An x without a channel axis ((H, W) or (T,)) is read as one channel.
     """
 
     def __init__(self, shape, channels, kernel: int, out: int, activation: str, dims: int):
         super().__init__()
         self.dims, self.shape = dims, tuple(shape)
         conv = nn.Conv2d if dims == 2 else nn.Conv1d
-        pool = nn.AvgPool2d if dims == 2 else nn.AvgPool1d
         layers, width, size = [], shape[0], list(shape[1:])
         for c in channels:
-            layers += [conv(width, c, kernel, padding=kernel // 2), ACTIVATIONS[activation]()]
-            if min(size) >= 2:
-                layers.append(pool(2))
-                size = [s // 2 for s in size]
+            stride = 2 if min(size) >= 2 else 1
+            layers += [conv(width, c, kernel, stride=stride, padding=kernel // 2), ACTIVATIONS[activation]()]
+            size = [(s + 2 * (kernel // 2) - kernel) // stride + 1 for s in size]
             width = c
         last = [min(s, 4 if dims == 2 else 8) for s in size]
         layers += [(nn.AdaptiveAvgPool2d if dims == 2 else nn.AdaptiveAvgPool1d)(tuple(last)), nn.Flatten(),

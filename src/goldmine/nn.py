@@ -84,15 +84,28 @@ class ConditionalFlow(nn.Module):
         v_dim, c_dim: the dimensions of v and of c.
         flow, transforms, hidden, bins, activation: the flow (see `conditional_flow`).
         names: the names of v and c, e.g. ("x", "theta"): the standardisations are `<name>_norm`.
+        context: what c is read through, (c_norm, embedding, features) of `goldmine.embeddings.x_input`,
+            with `c_shape` the shape of one c: the flow's context is then embedding(c_norm(c)) (npe with an
+            embedding network of x). None: the flow reads c_norm(c).
+        c_shape: the shape of one c (rows of c may come flat and are reshaped to it).
     """
 
     def __init__(self, v_dim: int, c_dim: int, flow: str, transforms: int, hidden, bins: int, activation: str,
-                 names: tuple[str, str] = ("v", "c")):
+                 names: tuple[str, str] = ("v", "c"), context: tuple | None = None, c_shape=None):
         super().__init__()
         self.names = tuple(names)
         self.add_module(f"{self.names[0]}_norm", Standardize(v_dim))
-        self.add_module(f"{self.names[1]}_norm", Standardize(c_dim))
-        self.flow = conditional_flow(flow, v_dim, c_dim, transforms, hidden, bins, activation)
+        c_norm, self.embedding, width = context or (Standardize(c_dim), None, c_dim)
+        self.c_shape = tuple(c_shape) if context is not None and c_shape is not None else None
+        self.add_module(f"{self.names[1]}_norm", c_norm)
+        self.flow = conditional_flow(flow, v_dim, width, transforms, hidden, bins, activation)
+
+    def context(self, c: Tensor) -> Tensor:
+        """The flow's context: c_norm(c), or embedding(c_norm(c)) with c reshaped to (n, *c_shape)."""
+        if self.c_shape is not None:
+            c = c.reshape(len(c), *self.c_shape)
+        s = self.c_norm(c)
+        return s if self.embedding is None else self.embedding(s)
 
     @property
     def v_norm(self) -> Standardize:
@@ -104,7 +117,7 @@ class ConditionalFlow(nn.Module):
 
     def log_prob(self, v: Tensor, c: Tensor) -> Tensor:
         """log q(v|c): (n, v_dim), (n, c_dim) → (n,)."""
-        log_q = self.flow(self.c_norm(c)).log_prob(self.v_norm(v))
+        log_q = self.flow(self.context(c)).log_prob(self.v_norm(v))
         return log_q - self.v_norm.std.log().sum()
 
     def forward(self, v: Tensor, c: Tensor) -> Tensor:
@@ -114,7 +127,7 @@ class ConditionalFlow(nn.Module):
     @torch.no_grad()
     def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One v ~ q(v|c) per row of c: (n, c_dim) → (n, v_dim); the flow's base noise from `generator`."""
-        dist = self.flow(self.c_norm(c))
+        dist = self.flow(self.context(c))
         z = torch.randn(len(c), len(self.v_norm.mean), generator=generator)
         return dist.transform.inv(z) * self.v_norm.std + self.v_norm.mean
 

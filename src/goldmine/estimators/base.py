@@ -237,7 +237,8 @@ def _with_embedding(config: dict, embedding, path: Path) -> dict:
     if embedding is None:
         return config
     if not isinstance(embedding, nn.Module):
-        raise TypeError(f"embedding must be the torch.nn.Module the model was trained with; got {type(embedding).__name__}.")
+        raise TypeError("embedding must be the torch.nn.Module the model was trained with; got "
+                        f"{type(embedding).__name__}.")
     from ..embeddings import USER
 
     found = []

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from .. import checks, losses
 from ..data import Dataset
-from ..embeddings import build_embedding, embedding_record, embedding_spec
+from ..embeddings import embedding_record, embedding_spec, features, x_input
 from ..nn import Standardize, check_activation, mlp, with_theta_gradient
 from .base import Estimator, register
 from .registry import FIELDS, Method, family_method, register_method
@@ -160,20 +160,14 @@ class RatioNetwork(nn.Module):
                  embedding=None, x_shape: tuple[int, ...] | None = None):
         super().__init__()
         self.anchored = anchored
-        features = x_dim
-        if embedding is None:
-            self.x_norm, self.embedding = Standardize(x_dim), None
-        else:
-            self.embedding, shared, features = build_embedding(embedding, x_shape or (x_dim,))
-            self.x_norm = Standardize(x_shape or (x_dim,), shared)
+        self.x_norm, self.embedding, features = x_input(embedding, x_dim, x_shape)
         self.theta_norm = Standardize(theta_dim)
         self.g = mlp(features + theta_dim, 1, hidden, activation)
         self.register_buffer("reference", reference.float().reshape(1, -1))
 
     def features(self, x: Tensor) -> Tensor:
         """s: x (n, *x_shape) → (n, features), the input of g beside θ."""
-        s = self.x_norm(x)
-        return s if self.embedding is None else self.embedding(s)
+        return features(self.x_norm, self.embedding, x)
 
     def _h(self, s: Tensor, theta: Tensor) -> Tensor:
         return self.g(torch.cat([s, self.theta_norm(theta)], dim=1))[:, 0]
@@ -245,7 +239,8 @@ class RatioEstimator(Estimator):
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,
-                            family_method("ratio", self.method, "RatioEstimator").anchored, self.embedding, self.x_shape_)
+                            family_method("ratio", self.method, "RatioEstimator").anchored, self.embedding,
+                            self.x_shape_)
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""

@@ -363,4 +363,5 @@ class BlackBoxSimulator(Simulator):
         self.require_gold()
 
 
-__all__ = ["Draws", "Simulator", "shape_of_x", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE"]
+__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE",
+           "shape_of_x"]
