@@ -103,8 +103,7 @@ def main():
                                             progress=False).fit(data) for method in ("carl", "alices")}
 
     # 4. 100 observed lenses at θ_true; each method's MLE, Wilks region and expected region
-    x_obs = sim.sample(THETA_TRUE.expand(N_OBS, 2), generator=torch.Generator().manual_seed(1)).x
-    x_obs = x_obs.reshape(N_OBS, -1)  # one flat row per lens, as inference reads observations
+    x_obs = sim.sample(THETA_TRUE.expand(N_OBS, 2), generator=torch.Generator().manual_seed(1)).x  # (100, 1, H, W)
     grid = 7 if args.quick else 15
     expected = {}
     print(f"\n{N_OBS} lenses at θ_true = (f_sub, β) = {THETA_TRUE.tolist()}")
