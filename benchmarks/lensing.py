@@ -104,7 +104,7 @@ def region_stats(model, toys_x, grid: torch.Tensor, theta0: torch.Tensor, box: f
             "area_cells": float(sizes.median()), "wilks_coverage": float(wilks.mean()),
             "wilks_stderr": math.sqrt(float(wilks.mean()) * (1 - float(wilks.mean())) / len(q0)),
             "neyman_coverage": float(covered.mean()), "neyman_threshold": neyman_t,
-            "neyman_stderr": math.sqrt(LEVEL * (1 - LEVEL) / max(1, len(q0) - half) + LEVEL * (1 - LEVEL) / max(1, half)),
+            "neyman_stderr": math.sqrt(LEVEL * (1 - LEVEL) * (1 / max(1, len(q0) - half) + 1 / max(1, half))),
             "toys": int(len(q0))}
 
 

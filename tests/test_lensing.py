@@ -162,7 +162,8 @@ def _single_lens(theta_e=1.0, beta=0.3, r_e=0.03):
     return {"theta_e": one(theta_e), "q": one(1.0), "phi": one(0.0), "center": torch.zeros(1, 2, dtype=DTYPE),
             "shear": torch.zeros(1, 2, dtype=DTYPE), "source_center": torch.tensor([[beta, 0.0]], dtype=DTYPE),
             "source_r_e": one(r_e), "source_n": one(0.5), "source_q": one(1.0), "source_phi": one(0.0),
-            "source_amp": one(1.0), "n_sub": torch.zeros(1, dtype=torch.long), "mask": torch.zeros(1, 0, dtype=torch.bool),
+            "source_amp": one(1.0), "n_sub": torch.zeros(1, dtype=torch.long),
+            "mask": torch.zeros(1, 0, dtype=torch.bool),
             "mass": torch.ones(1, 0, dtype=DTYPE), "position": torch.zeros(1, 0, 2, dtype=DTYPE)}
 
 

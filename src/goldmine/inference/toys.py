@@ -32,7 +32,8 @@ from ..simulators.base import DTYPE, Simulator
 from .grid import Mesh, cell_volume, make_grid
 from .model import Model, as_model
 
-__all__ = ["ASIMOV_RUNS", "ASIMOV_VALUES", "asimov_data", "asimov_runs", "draw_toys", "neyman_thresholds", "toy_log_likelihood", "toy_quantile",
+__all__ = ["ASIMOV_RUNS", "ASIMOV_VALUES", "asimov_data", "asimov_runs",
+           "draw_toys", "neyman_thresholds", "toy_log_likelihood", "toy_quantile",
            "toy_setup", "toy_simulator", "toy_sizes", "toy_statistic"]
 
 #: simulated runs standing in for the Asimov data set when the simulator has no exact x grid

@@ -127,7 +127,8 @@ def sample_masses(beta: Tensor, u: Tensor, m_min: float, m_max: float) -> Tensor
 # -- lensing ------------------------------------------------------------------------------------------
 
 
-def sie_deflection(x: Tensor, y: Tensor, theta_e: Tensor, q: Tensor, phi: Tensor, center: Tensor) -> tuple[Tensor, Tensor]:
+def sie_deflection(x: Tensor, y: Tensor, theta_e: Tensor, q: Tensor, phi: Tensor,
+                   center: Tensor) -> tuple[Tensor, Tensor]:
     """The SIE's deflection at the points (x, y), (P,), for n lenses (params (n,), centre (n, 2)) → two (n, P).
 
     q = 1 is the singular isothermal sphere (taken where 1 − q < 1e-8)."""
