@@ -180,15 +180,15 @@ def plot(results: dict, path: Path) -> None:
     if not entries:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for method in results["config"]["methods"]:
+    for i, method in enumerate(results["config"]["methods"]):
         rows = sorted((e for e in entries if e["method"] == method), key=lambda e: e["budget"])
         if not rows:
             continue
-        b = [e["budget"] for e in rows]
-        axes[0].plot(b, [e["area_fraction"] for e in rows], "o-", label=method)
+        b, color = [e["budget"] for e in rows], f"C{i}"
+        axes[0].plot(b, [e["area_fraction"] for e in rows], "o-", color=color, label=method)
         axes[1].errorbar(b, [e["neyman_coverage"] for e in rows], [e["neyman_stderr"] for e in rows], fmt="o-",
-                         label=f"{method} Neyman", capsize=3)
-        axes[1].plot(b, [e["wilks_coverage"] for e in rows], "x--", label=f"{method} Wilks")
+                         color=color, label=f"{method} Neyman", capsize=3)
+        axes[1].plot(b, [e["wilks_coverage"] for e in rows], "x--", color=color, label=f"{method} Wilks")
     axes[0].set(xscale="log", yscale="log", xlabel="training images", ylabel="expected 95% area / prior box",
                 title=f"{results['config']['n_obs']} lenses at θ₀ = {THETA0}")
     axes[1].axhline(LEVEL, color="k", lw=0.8)
