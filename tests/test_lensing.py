@@ -241,8 +241,11 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="StrongLensing.sample"):
         sim.joint_log_prob(Draws(torch.zeros(1, 64, dtype=DTYPE), None), sim.reference[None])
     draws = sim.sample(sim.reference[None], gen(0))
-    with pytest.raises(ValueError, match="rows"):
-        sim.joint_log_prob(draws, sim.reference[None].expand(2, 2))
+    for replay in (sim.joint_log_prob, sim.joint_score):
+        with pytest.raises(ValueError, match="rows"):
+            replay(draws, sim.reference[None].expand(2, 2))
+        with pytest.raises(ValueError, match="StrongLensing.sample"):
+            replay(Draws(draws.x, {"n_sub": draws.z["n_sub"]}), sim.reference[None])
 
 
 @pytest.mark.slow

@@ -352,13 +352,8 @@ class StrongLensing(Simulator):
         """log p(z_sub|θ) (the module docstring): log p(x, z|θ) up to terms free of θ; θ (n, 2) → (n,),
         differentiable in θ. Reads only draws.z."""
         theta = self.check_theta(theta)
-        z = draws.z
-        if not isinstance(z, dict) or not {"n_sub", "mask", "mass", "theta_e"} <= set(z):
-            raise ValueError("draws.z must be the dict that StrongLensing.sample recorded (n_sub, mask, mass, "
-                             "theta_e, ...): replay the runs this simulator drew.")
+        z = self._population(draws, theta)
         count = z["n_sub"].to(DTYPE)
-        if count.shape[0] != theta.shape[0]:
-            raise ValueError(f"θ has {theta.shape[0]} rows but draws.z holds {count.shape[0]} runs.")
         lam = self.expected_count(theta, z["theta_e"].to(DTYPE))
         log_count = count * torch.log(lam) - lam - torch.lgamma(count + 1.0)
         beta = theta[:, 1]
@@ -372,7 +367,7 @@ class StrongLensing(Simulator):
         ∂/∂f_sub = (N − λ)/f_sub and ∂/∂β = −(N − λ)·∂_β log E_β[m] + Σ_k log m_k − N ∂_β log Z(β),
         where ∂_β log Z(β) = E_β[log m] and ∂_β log E_β[m] = E_{β+1}[log m] − E_β[log m]."""
         theta = self.check_theta(theta).detach()
-        z = draws.z
+        z = self._population(draws, theta)
         count = z["n_sub"].to(DTYPE)
         lam = self.expected_count(theta, z["theta_e"].to(DTYPE))
         beta = theta[:, 1]
@@ -381,6 +376,17 @@ class StrongLensing(Simulator):
         d_f = (count - lam) / theta[:, 0]
         d_beta = -(count - lam) * (self._mean_log_mass(beta + 1.0) - mean_log) + log_m.sum(1) - count * mean_log
         return torch.stack([d_f, d_beta], dim=1)
+
+    @staticmethod
+    def _population(draws: Draws, theta: Tensor) -> dict:
+        """draws.z, checked to hold the population of as many runs as θ has rows."""
+        z = draws.z
+        if not isinstance(z, dict) or not {"n_sub", "mask", "mass", "theta_e"} <= set(z):
+            raise ValueError("draws.z must be the dict that StrongLensing.sample recorded (n_sub, mask, mass, "
+                             "theta_e, ...): replay the runs this simulator drew.")
+        if z["n_sub"].shape[0] != theta.shape[0]:
+            raise ValueError(f"θ has {theta.shape[0]} rows but draws.z holds {z['n_sub'].shape[0]} runs.")
+        return z
 
     def _mean_log_mass(self, beta: Tensor) -> Tensor:
         """E_β[log m] = ∂_β log Z(β), by autograd of the closed form: (n,) → (n,)."""
