@@ -116,7 +116,8 @@ def main():
         mle = ", ".join(f"{v:.3g}" for v in region.mle.theta.tolist())
         print(f"{name:>8}  {mle:>20}  {region.size:>9.4f}  {expected[name].size:>18.4f}")
     plot_regions(expected, THETA_TRUE, args.out / "lensing_regions.png")
-    print(f"\nthe prior's box has area {0.199 * 1.0:.3f}; wrote {args.out / 'lensing_images.png'} and "
+    box = float((sim.prior.base_dist.high - sim.prior.base_dist.low).prod())
+    print(f"\nthe prior's box has area {box:.3f}; wrote {args.out / 'lensing_images.png'} and "
           f"{args.out / 'lensing_regions.png'} in {time.perf_counter() - start:.0f} s")
 
 
