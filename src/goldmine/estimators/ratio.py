@@ -32,6 +32,7 @@ References:
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from typing import Callable
 
@@ -287,9 +288,25 @@ class RatioEstimator(Estimator):
         theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
         m, n = len(theta), len(x)
         with torch.no_grad():
-            s = net.features(x)  # the embedding once per x, not once per pair
+            s = self._features_of(net, x)  # the embedding once per x, not once per pair
             pairs = net._h(s.repeat(m, 1), theta.repeat_interleave(n, 0)).reshape(m, n)
             return pairs - net._h(s, net.reference.expand(n, -1))
+
+    def _features_of(self, net: nn.Module, x: Tensor) -> Tensor:
+        """net.features(x), remembered for the last x when the network has an embedding: an MLE or a
+        posterior evaluates ℓ(θ) of the same observations hundreds of times, and a CNN over a hundred
+        images costs far more than the rest. The key is x's bytes and the network with the versions
+        of its weights, so a refit or an in-place change of the weights is never served stale features."""
+        if net.embedding is None:
+            return net.features(x)
+        x = x.contiguous()
+        key = (id(net), tuple(x.shape), hashlib.blake2b(x.numpy().tobytes(), digest_size=16).digest(),
+               tuple(p._version for p in net.parameters()))
+        cached = getattr(self, "_features_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, net.features(x))
+            self._features_cache = cached
+        return cached[1]
 
     def log_ratio_evidence(self, x, theta) -> Tensor:
         """nre only: log r̂(x, θ) ≈ log p(x|θ)/p(x), so that log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""

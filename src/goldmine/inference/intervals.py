@@ -329,7 +329,8 @@ def expected_limits(
         n_obs: the number of observations.
         level: the confidence level in (0, 1).
         method: "asimov": the region of the Asimov data set, the simulator's exact x grid weighted
-            by n_obs·p(x|θ) (or, without one, ASIMOV_RUNS runs at θ weighted to a total of n_obs);
+            by n_obs·p(x|θ) (or, without one, ASIMOV_RUNS runs at θ weighted to a total of n_obs,
+            fewer for a large x: `goldmine.inference.toys.asimov_runs`);
             "toys": the region of median size over `toys` data sets drawn at θ.
         toys: toy data sets (method "toys").
         seed: the toys' (or the Asimov runs') seed.
