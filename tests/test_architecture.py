@@ -14,7 +14,7 @@ LAYERS = {
     "goldmine.losses": 0,
     "goldmine.estimators.registry": 0,
     "goldmine.simulators": 1,
-    "goldmine.mining": 2, "goldmine.data": 2, "goldmine.training": 2, "goldmine.nn": 2,
+    "goldmine.mining": 2, "goldmine.data": 2, "goldmine.memory": 2, "goldmine.training": 2, "goldmine.nn": 2,
     "goldmine.estimators": 3, "goldmine.evaluate": 3,
     "goldmine.inference": 4,
     "goldmine.workflow": 5, "goldmine.plots": 5,

@@ -7,6 +7,7 @@ a method are described in docs/architecture.md.
 from . import evaluate, inference, simulators
 from .data import Dataset, simulate
 from .estimators import ALFI, Ensemble, HistogramRatio, LikelihoodEstimator, PosteriorEstimator, RatioEstimator, ScoreEstimator, load
+from .memory import InMemoryData
 from .mining import Gold, mine
 from .training import Trainer
 
@@ -21,4 +22,4 @@ def __getattr__(name: str):
         return importlib.import_module(".plots", __name__)
     raise AttributeError(f"module 'goldmine' has no attribute {name!r}")
 
-__all__ = ["ALFI", "Ensemble", "evaluate", "inference", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]
+__all__ = ["ALFI", "Ensemble", "evaluate", "inference", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load", "InMemoryData"]

@@ -90,7 +90,7 @@ def mle(model, x_obs, prior=None, grid=None, starts: int = 3, weights=None) -> M
                          "under every θ of the grid (check x_obs against the simulator's support).")
     values = torch.nan_to_num(values, nan=-torch.inf)
     best_theta, best_value = grid[int(values.argmax())], float(values.max())
-    if model.low is not None and starts > 0:
+    if model.grid_low is not None and starts > 0:
         spacing = _spacing(grid, model)
         for start in _separated_best(grid, values, spacing, starts, best_value - CONTENDER):
             theta, value = _refine(model, x, weights, start, spacing)
@@ -120,7 +120,7 @@ test_statistic.__test__ = False  # a statistic, not a test for pytest to collect
 
 def _spacing(grid: Tensor, model: Model) -> Tensor:
     points = max(2, round(len(grid) ** (1 / model.theta_dim)))
-    return (model.high - model.low) / (points - 1)
+    return (model.grid_high - model.grid_low) / (points - 1)
 
 
 def _separated_best(grid: Tensor, values: Tensor, spacing: Tensor, starts: int, floor: float) -> list[Tensor]:
@@ -137,8 +137,8 @@ def _separated_best(grid: Tensor, values: Tensor, spacing: Tensor, starts: int, 
 
 
 def _refine(model: Model, x: Tensor, weights, start: Tensor, spacing: Tensor) -> tuple[Tensor, float]:
-    low = torch.maximum(start - 2 * spacing, model.low).numpy()
-    high = torch.minimum(start + 2 * spacing, model.high).numpy()
+    low = torch.maximum(start - 2 * spacing, model.grid_low).numpy()
+    high = torch.minimum(start + 2 * spacing, model.grid_high).numpy()
     scale = np.where(high > low, high - low, 1.0)
 
     def negative(u: np.ndarray) -> float:
