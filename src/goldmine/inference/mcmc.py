@@ -188,7 +188,7 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
         return direct_posterior(model, x_obs, prior, seed)
     model = _with_prior(model, prior)
     if model.prior is None:
-        raise ValueError("a posterior needs a prior over θ: pass prior= (any torch distribution with log_prob and "
+        raise ValueError("a posterior needs the prior over θ: pass prior= (any torch distribution with log_prob and "
                          "sample, or a simulator) to posterior or to Model.")
     x = model.check_x_obs(x_obs)
     chains, steps, thin = (checks.positive_int(v, name) for v, name in ((chains, "chains"), (steps, "steps"),
