@@ -87,7 +87,7 @@ class ABCResult:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n draws (n, d) by resampling the samples with replacement according to their weights."""
-        n = checks.positive_int(n, "n")
+        n = checks.sample_count(n, "n")  # n, or sbi's sample shape (n,)
         return self.samples[torch.multinomial(self.weights, n, replacement=True, generator=generator)]
 
 
