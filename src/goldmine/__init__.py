@@ -9,6 +9,7 @@ from .data import Dataset, simulate
 from .estimators import ALFI, Ensemble, HistogramRatio, LikelihoodEstimator, PosteriorEstimator, RatioEstimator, ScoreEstimator, load
 from .memory import InMemoryData
 from .mining import Gold, mine
+from .pipeline import infer
 from .training import Trainer
 
 __version__ = "0.1.0"
@@ -22,4 +23,4 @@ def __getattr__(name: str):
         return importlib.import_module(".plots", __name__)
     raise AttributeError(f"module 'goldmine' has no attribute {name!r}")
 
-__all__ = ["ALFI", "Ensemble", "evaluate", "inference", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load", "InMemoryData"]
+__all__ = ["ALFI", "Ensemble", "evaluate", "inference", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load", "InMemoryData", "infer"]
