@@ -81,7 +81,7 @@ class PosteriorNetwork(ConditionalFlow):
 
 @register
 class PosteriorEstimator(Estimator):
-    """A neural estimator of the posterior p(θ|x), trained by npe and restricted to the prior's box.
+    """A neural estimator of the posterior p(θ|x), trained by npe and restricted to the prior's support.
 
     A direct posterior, not a likelihood (the "posterior" capability of `goldmine.inference.surrogate`):
     `goldmine.inference.posterior(est, x_obs)` samples it, `gm.inference.Model` does not take it.
@@ -337,5 +337,5 @@ def _check_box(prior) -> list[list[float | None]]:
                                                                       for v in high.tolist()]]
 
 
-register_method(Method("npe", "posterior", PosteriorEstimator, "flow q(θ|x), restricted to the prior's box",
+register_method(Method("npe", "posterior", PosteriorEstimator, "flow q(θ|x), restricted to the prior's support",
                        "Papamakarios, Murray, arXiv:1605.06376", fields=("theta", "x"), label=0, loss=losses.npe))
