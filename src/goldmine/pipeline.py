@@ -82,8 +82,9 @@ def infer(simulator, prior=None, x_obs=None, method: str = "npe", budget: int = 
         raise ValueError(f"npe learns q(θ|x) for one observation, but x_obs has {len(x)} rows: pass one row, or use "
                          "nle or nre for i.i.d. observations.")
     checks.flag(progress, "progress")
-    options = {"progress": progress, "seed": seed, **options}
-    if "prior" in _options(method):
+    known = _options(method)
+    options = {**{k: v for k, v in (("progress", progress), ("seed", seed)) if k in known}, **options}
+    if "prior" in known:
         options.setdefault("prior", prior)
 
     def build():

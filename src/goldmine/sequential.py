@@ -192,8 +192,9 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
         make_estimator: () → an unfitted estimator of `method`.
         rounds: the number of rounds.
         seed: seeds the draws of θ, the runs and the posteriors.
-        proposal: the first round's proposal instead of the prior: anything with `sample(n)`, such
-            as the posterior of an earlier call; its draws must lie inside the prior's support.
+        proposal: the first round's proposal instead of the prior: a torch distribution, or anything
+            with `sample(n)` such as the posterior of an earlier call; its draws must lie inside the
+            prior's support.
         progress: progress bars.
         mcmc: options of `goldmine.inference.posterior` for the MCMC posteriors of likelihood and ratio
             estimators (chains, warmup, steps, ...).
@@ -223,7 +224,9 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             if r == 0 and proposal is None:
                 theta, entry["proposal"] = draw_prior(prior, runs, seed=seed), "prior"
             elif r == 0:
-                theta, entry["proposal"] = torch.as_tensor(proposal.sample(runs), dtype=DTYPE), "given proposal"
+                draws = (draw_prior(proposal, runs, seed=seed) if isinstance(proposal, Distribution)
+                         else proposal.sample(runs))
+                theta, entry["proposal"] = torch.as_tensor(draws, dtype=DTYPE), "given proposal"
                 theta = checks.rows(theta, sim.theta_dim, "the proposal's draws")
                 _check_inside(prior, theta, "the proposal")
             elif method == "npe":
