@@ -38,7 +38,7 @@ def test_bad_calls_name_the_fix():
     with pytest.raises(ValueError, match="no option 'epoch'"):
         gm.infer(shift, PRIOR, X_O, epoch=3, progress=False)
     with pytest.raises(ValueError, match="sequential rounds take"):
-        gm.infer("galton", None, torch.tensor([[10.0]]), method="alices", rounds=2, progress=False)
+        gm.infer("galton", None, torch.tensor([[10.0]]), method="sally", rounds=2, progress=False)
     with pytest.raises(ValueError, match="at least 20 per round"):
         gm.infer(shift, PRIOR, X_O, budget=50, rounds=3, progress=False)
     with pytest.raises(TypeError, match="does not implement log_prob"):
@@ -123,3 +123,20 @@ def test_sequential_nle_and_nre_propose_from_the_posterior():
         assert result.simulations == 400 == len(result.data)
         assert result.posterior.kind == "mcmc" and result.sample(10).shape == (10, 2)
     assert set(SEQUENTIAL_METHODS) == {"npe", "nle", "nre"}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:the MCMC chains")
+def test_sequential_gold_draws_pairs_at_the_posterior():
+    sim = gm.simulators.GaltonBoard()
+    x_obs = sim.sample(torch.full((20, 1), 0.3), generator=torch.Generator().manual_seed(0)).x
+    result = gm.infer(sim, None, x_obs, method="rolr", budget=1000, rounds=2, seed=0, progress=False, epochs=5,
+                      mcmc=MCMC)
+    assert [r["proposal"] for r in result.rounds] == ["prior", "posterior"]
+    assert result.simulations == 1000 == len(result.data) and result.data.has_gold
+    rows = result.data.tensors(["theta", "label"], dtype=torch.float64)
+    assert torch.equal(rows["label"][::2], torch.zeros(500, dtype=torch.long))  # whole pairs, shuffled
+    assert torch.equal(rows["theta"][::2], rows["theta"][1::2])
+    # half the pairs from the prior U(−1, 1) (mean 0 ± 0.026 over 500 rows), half from the posterior of 20 runs
+    # at θ = 0.3 (its mean here is 0.57, exactly), so the θ of all rows average well above 0
+    assert float(rows["theta"].mean()) > 0.15

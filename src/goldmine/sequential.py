@@ -19,9 +19,13 @@ every run of every round counts.
   the likelihood up to a factor free of θ, so prior × r̂ stays the posterior. (Hermans, Begy,
   Louppe, arXiv:1903.04057; Durkan, Murray, Papamakarios, arXiv:2002.03712.)
 
-Rounds here draw θ from proposals for one observation, which methods with gold (the pair layout
-around θ_ref) do not fit; they run in one round. Each round's estimator is trained afresh on all
-runs so far, with the estimator's default settings.
+- **Gold and the other methods of the pair layout** (alices, rascal, scandal, carl, ...). A round
+  draws its pairs as `goldmine.simulate` does, one run at θ_i and one at θ_ref per θ_i, with the
+  joint ratio and scores at the pair's own θ_i, but θ_i from the proposal instead of the prior. Their
+  losses are minimised by the true r(x|θ, θ_ref) (or p(x|θ)) at every θ they see, whatever the θ's
+  distribution, so the runs of all rounds train one estimator and prior × r̂ is the posterior.
+
+Each round's estimator is trained afresh on all runs so far, with the estimator's default settings.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
 from . import checks
-from .data import draw_chunk
+from .data import draw_block, draw_chunk
 from .estimators.registry import get_method
 from .executor import seeded_generator
 from .inference import Model, posterior as make_posterior
@@ -52,6 +56,7 @@ THRESHOLD_DRAWS = 20_000
 REJECTION_BATCH, REJECTION_LIMIT = 100_000, 20_000_000
 #: simulator runs per call of sim.sample
 SIMULATE_ROWS = 4096
+#: the methods of sbi's sequential inference; rounds also take every ratio and likelihood method (gold too)
 SEQUENTIAL_METHODS = ("npe", "nle", "nre")
 
 __all__ = ["Inference", "SEQUENTIAL_METHODS", "run_rounds"]
@@ -205,29 +210,38 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
     """
     rounds = checks.positive_int(rounds, "rounds")
     budget = checks.positive_int(budget, "budget")
-    if rounds > 1 and method not in SEQUENTIAL_METHODS:
-        raise ValueError(f"sequential rounds take {', '.join(SEQUENTIAL_METHODS)}; {method} trains on the pair layout "
-                         "around θ_ref: run it with rounds=1.")
+    if rounds > 1 and get_method(method).family not in ("ratio", "likelihood") and method != "npe":
+        raise ValueError(f"sequential rounds take npe and the ratio and likelihood methods (nle, nre, alices, "
+                         f"scandal, ...), which learn the same surrogate from θ of any proposal; not {method}: run it "
+                         "with rounds=1.")
     per_round = [budget // rounds + (r < budget % rounds) for r in range(rounds)]
     if min(per_round) < 20:
         raise ValueError(f"a budget of {budget} runs over {rounds} rounds leaves {min(per_round)} runs in a round: "
                          "give at least 20 per round.")
     prior = check_prior(prior, sim.theta_dim)
-    thetas, xs, record = [], [], []
+    thetas, xs, pairs, record = [], [], [], []
     estimator = post = None
     for r, runs in enumerate(per_round):
-        if not joint_draws(method):  # one round in the pair layout (checked above)
-            data = pair_rows(sim, prior, runs, seed)
+        if not joint_draws(method) and r == 0 and proposal is None:  # as goldmine.simulate draws a data set
+            pairs.append(pair_rows(sim, prior, runs, seed))
+            data = pairs[0]
             record.append({"round": 1, "runs": len(data), "proposal": "prior"})
+        elif not joint_draws(method):  # pairs at θ_i from the proposal
+            entry = {"round": r + 1, "runs": runs + runs % 2}
+            source = proposal if r == 0 else post
+            theta = _draws(source, entry["runs"] // 2, seed + r) if r else _proposal_draws(proposal, runs // 2 + runs % 2,
+                                                                                         seed, sim.theta_dim)
+            entry["proposal"] = "posterior" if r else "given proposal"
+            _check_inside(prior, theta, "the proposal" if r == 0 else "the posterior of the last round")
+            pairs.append(pair_rows_at(sim, theta, seed_from(torch.Generator().manual_seed(seed + 7919 * r))))
+            record.append(entry)
+            data = _concatenate(pairs, sim.reference)
         else:
             entry = {"round": r + 1, "runs": runs}
             if r == 0 and proposal is None:
                 theta, entry["proposal"] = draw_prior(prior, runs, seed=seed), "prior"
             elif r == 0:
-                draws = (draw_prior(proposal, runs, seed=seed) if isinstance(proposal, Distribution)
-                         else proposal.sample(runs))
-                theta, entry["proposal"] = torch.as_tensor(draws, dtype=DTYPE), "given proposal"
-                theta = checks.rows(theta, sim.theta_dim, "the proposal's draws")
+                theta, entry["proposal"] = _proposal_draws(proposal, runs, seed, sim.theta_dim), "given proposal"
                 _check_inside(prior, theta, "the proposal")
             elif method == "npe":
                 theta, entry["acceptance"] = truncated_prior(estimator, prior, x_obs, runs, seed + r)
@@ -246,6 +260,42 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
         estimator = make_estimator().fit(data)
         post = _posterior(estimator, method, prior, x_obs, seed + r, progress, mcmc)
     return Inference(post, estimator, method, x_obs, prior, sum(e["runs"] for e in record), record, data)
+
+
+def _proposal_draws(proposal, n: int, seed: int, theta_dim: int) -> Tensor:
+    """n draws of a user's proposal: a torch distribution (seeded) or anything with `sample(n)` → (n, theta_dim)."""
+    draws = draw_prior(proposal, n, seed=seed) if isinstance(proposal, Distribution) else proposal.sample(n)
+    return checks.rows(torch.as_tensor(draws, dtype=DTYPE), theta_dim, "the proposal's draws")
+
+
+class _Given:
+    """θ drawn beforehand, handed to `goldmine.data.draw_block` in place of its prior draws."""
+
+    def __init__(self, theta: Tensor, support):
+        self.theta, self.support, self.event_shape = theta, support, theta.shape[1:]
+
+    def sample(self, shape=()):
+        return self.theta
+
+
+def pair_rows_at(sim: Simulator, theta: Tensor, seed: int) -> InMemoryData:
+    """Rows in the data set's pair layout for given θ_i (n, theta_dim): a run at θ_i and one at θ_ref each, with
+    gold at θ_i when the simulator has it (`goldmine.data.draw_block`, θ_i in place of prior draws) → 2n rows."""
+    given = copy.copy(sim)
+    given.prior = _Given(theta, sim.prior.support)
+    rows = draw_block(given, 2 * len(theta), torch.Generator().manual_seed(seed), sim.reference)
+    return InMemoryData({k: torch.from_numpy(v) for k, v in rows.items()}, reference=sim.reference)
+
+
+def _concatenate(parts: list[InMemoryData], reference: Tensor) -> InMemoryData:
+    """The rows of several rounds in one row source, whole pairs shuffled (so that validation mixes rounds)."""
+    fields = parts[0].fields
+    rows = {k: torch.cat([p.tensors([k], dtype=DTYPE, drop_invalid=False)[k] for p in parts]) for k in fields}
+    n_pairs = len(rows["theta"]) // 2
+    order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(n_pairs))
+    index = (2 * order[:, None] + torch.arange(2)).reshape(-1)
+    rows = {k: v[index] for k, v in rows.items()}
+    return InMemoryData(rows, reference=reference, name=f"the {len(rows['theta'])} runs of {len(parts)} rounds")
 
 
 def _draws(post, n: int, seed: int) -> Tensor:
