@@ -5,8 +5,8 @@
 
 It simulates `budget` runs in memory (no file), trains the method's estimator with its default
 settings, and returns the posterior of x_obs (`goldmine.sequential.Inference`); with `rounds=k` the
-budget is spent over k rounds that each simulate at θ from the last posterior (npe, nle, nre; see
-`goldmine.sequential`). The simulator is a goldmine `Simulator`, the name of a built-in
+budget is spent over k rounds that each simulate at θ from the last posterior (npe, nle, nre and the
+gold methods; see `goldmine.sequential`). The simulator is a goldmine `Simulator`, the name of a built-in
 ("galton", ...), or a plain function θ (n, theta_dim) → x (n, x_dim) of torch tensors, as sbi's
 simulators are, which runs in the prior's dtype (`BlackBoxSimulator`).
 """
@@ -39,10 +39,11 @@ def infer(simulator, prior=None, x_obs=None, method: str = "npe", budget: int = 
         x_obs: the observation (1, x_dim) or (x_dim,); nle, nre and the gold methods (one round) also
             take n i.i.d. observations (n, x_dim).
         method: npe (default), nle, nre, or any other method of `goldmine list methods` that learns
-            from data (the gold methods need a simulator with gold, and run in one round).
+            from data (the gold methods need a simulator with gold).
         budget: simulator runs in total. npe, nle and nre run all of them at θ from the prior (or
             the round's proposal); the other methods draw the data set's pair layout (half at θ_ref).
-        rounds: sequential rounds (npe, nle, nre); the budget is split evenly over them.
+        rounds: sequential rounds (npe and the ratio and likelihood methods, gold ones included;
+            `goldmine.sequential`); the budget is split evenly over them.
         seed: seeds θ, the runs, the training and the posterior's draws.
         proposal: the first round's proposal instead of the prior (anything with `sample(n)`).
         progress: show progress bars.
