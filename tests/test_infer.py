@@ -140,3 +140,17 @@ def test_sequential_gold_draws_pairs_at_the_posterior():
     # half the pairs from the prior U(−1, 1) (mean 0 ± 0.026 over 500 rows), half from the posterior of 20 runs
     # at θ = 0.3 (its mean here is 0.57, exactly), so the θ of all rows average well above 0
     assert float(rows["theta"].mean()) > 0.15
+
+
+@pytest.mark.slow
+def test_goldmine_posterior_on_the_command_line(tmp_path, capsys):
+    from goldmine.cli import main
+
+    out = tmp_path / "post.json"
+    assert main(["posterior", "poisson", "--true-theta", "2.0", "--budget", "400", "--option", "epochs=2",
+                 "--quiet", "-o", str(out)]) == 0
+    summary = __import__("json").loads(out.read_text())
+    assert summary["simulations"] == 400 and summary["method"] == "npe" and len(summary["mean"]) == 1
+    assert out.with_suffix(".png").exists() and "npe: 400 simulator runs" in capsys.readouterr().out
+    assert main(["posterior", "poisson", "--true-theta", "2.0", "--method", "abc", "--quiet"]) == 2
+    assert "does not learn from simulations" in capsys.readouterr().err
