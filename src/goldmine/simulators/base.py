@@ -7,7 +7,9 @@ gets the joint likelihood ratio and the joint score ("gold"):
 
     r(x, z|θ, θ_ref) = p(x, z|θ) / p(x, z|θ_ref),    t(x, z|θ) = ∇_θ log p(x, z|θ).
 
-Everything runs in float64: joint log-ratios of long latent paths lose precision in float32.
+Everything runs in float64: joint log-ratios of long latent paths lose precision in float32. A
+black-box function (`BlackBoxSimulator`) gets θ in its own dtype, that of its prior's draws by
+default, and its x comes back in float64.
 The protocol's methods and how to add a built-in simulator: docs/architecture.md.
 """
 
