@@ -67,7 +67,8 @@ def mle(model, x_obs, prior=None, grid=None, starts: int = 3, weights=None) -> M
         model: a `Model`, a fitted surrogate or a simulator with an exact likelihood.
         x_obs: observations (n, x_dim).
         prior: the prior (or its simulator) when `model` is a bare estimator.
-        grid: the first-stage θ grid (g, theta_dim); `Model.grid()` by default.
+        grid: the first-stage θ grid (g, theta_dim); `Model.grid()` by default (over the prior's box, or
+            `Model`'s `bounds` for an unbounded prior: the search stays inside that box).
         starts: local refinements started from the best separated grid points.
         weights: optional weights of the observations (n,), as in `Model.log_likelihood`.
 
