@@ -72,7 +72,9 @@ class InMemoryData:
                                      "InMemoryData(data, reference=theta_ref).")
                 reference = self._rows["theta"].mean(0)
             self.reference = checks.rows(reference, theta_dim, "reference").reshape(-1)
-        self.theta_dim, self.x_dim = self._rows["theta"].shape[1], self._rows["x"].shape[1]
+        self.theta_dim = self._rows["theta"].shape[1]
+        self.x_shape = tuple(self._rows["x"].shape[1:])  # (x_dim,) for vectors; images keep their shape
+        self.x_dim = int(np.prod(self.x_shape))
         self.fields = tuple(k for k in FIELDS if k in self._rows)
         self.has_gold = all(k in self._rows for k in GOLD_FIELDS)
         self.meta = {"simulator": self.simulator, "theta_dim": self.theta_dim, "x_dim": self.x_dim,
@@ -155,7 +157,7 @@ class InMemoryData:
 
     def x_range(self) -> tuple[Tensor, Tensor] | None:
         """The per-dimension minimum and maximum of the finite x (two (x_dim,) float64), or None."""
-        x = self._rows["x"]
+        x = self._rows["x"].reshape(len(self), -1)
         x = x[torch.isfinite(x).all(1)]
         return None if len(x) == 0 else (x.amin(0), x.amax(0))
 
@@ -208,9 +210,8 @@ def _rows_of(data) -> dict[str, Tensor]:
     d = rows["theta"].shape[1] if rows["theta"].ndim == 2 else None
     if d is None or rows["theta"].ndim != 2:
         raise ValueError(f"theta must have shape (n, theta_dim) or (n,); got {tuple(rows['theta'].shape)}.")
-    if rows["x"].ndim != 2:
-        raise ValueError(f"x must have shape (n, x_dim) or (n,); got {tuple(rows['x'].shape)}: flatten each x "
-                         "into a row, or summarise it.")
+    if rows["x"].ndim < 2 or 0 in rows["x"].shape[1:]:
+        raise ValueError(f"x must have shape (n, x_dim), (n,) or (n, *x_shape); got {tuple(rows['x'].shape)}.")
     if not torch.isfinite(rows["theta"]).all():
         raise ValueError("theta holds NaN or infinite values: drop those rows.")
     for k, shape in (("log_r", (n,)), ("score", (n, d)), ("score_ref", (n, d))):
