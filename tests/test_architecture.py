@@ -15,6 +15,7 @@ LAYERS = {
     "goldmine.estimators.registry": 0,
     "goldmine.simulators": 1,
     "goldmine.mining": 2, "goldmine.data": 2, "goldmine.memory": 2, "goldmine.training": 2, "goldmine.nn": 2,
+    "goldmine.embeddings": 2,
     "goldmine.estimators": 3, "goldmine.evaluate": 3,
     "goldmine.inference": 4,
     "goldmine.workflow": 5, "goldmine.plots": 5, "goldmine.sequential": 5,

@@ -62,6 +62,17 @@ def test_every_sbi_method_fits_tensors_and_saves(make, tmp_path):
         assert torch.equal(est.network_(t, xs), again.network_(t, xs))
 
 
+@pytest.mark.slow
+def test_images_in_memory_train_through_an_embedding():
+    g = torch.Generator().manual_seed(0)
+    theta = torch.rand(200, 2, generator=g)
+    images = theta[:, :, None, None].repeat(1, 1, 8, 8)[:, :1] + 0.1 * torch.randn(200, 1, 8, 8, generator=g)
+    data = InMemoryData((theta, images))
+    assert (data.x_shape, data.x_dim) == ((1, 8, 8), 64)
+    est = gm.PosteriorEstimator(embedding="cnn", epochs=1, progress=False).fit(data)
+    assert est.sample(images[:1], 3).shape == (3, 2)
+
+
 def test_dicts_with_gold_and_ensembles_in_memory():
     sim = gm.simulators.GaltonBoard()
     rows = {k: torch.from_numpy(v) for k, v in draw_chunk(sim, sim.reference, 0, [(0, 400)]).items()}

@@ -222,3 +222,35 @@ def rows(value, dim: int, name: str, dtype: torch.dtype = DTYPE, finite: bool = 
         raise ValueError(f"{name} holds NaN or infinite values (first in row {row}: {out[row].tolist()}): "
                          "drop or fix them.")
     return out
+
+
+def shaped_rows(value, shape: tuple[int, ...], name: str, dtype: torch.dtype = DTYPE, finite: bool = True,
+                hint: str = "") -> Tensor:
+    """Points of any shape (an image (C, H, W), a series, a set) as (n, *shape) of `dtype`.
+
+    Arguments:
+        value: (n, *shape); or flat rows (n, size) with size the number of elements of one point; or one
+            point (shape).
+        shape: the shape of one point.
+        name, dtype, finite, hint: as in `rows`.
+
+    Returns:
+        (n, *shape), n ≥ 0.
+    """
+    shape = tuple(int(d) for d in shape)
+    size = int(np.prod(shape))
+    given = torch.as_tensor(value)
+    out = given.to(dtype)
+    if tuple(out.shape) == shape:
+        out = out[None]
+    elif out.ndim == 2 and out.shape[1] == size:
+        out = out.reshape(len(out), *shape)
+    if tuple(out.shape[1:]) != shape:
+        dims = ", ".join(map(str, shape))
+        raise ValueError(f"{name} must have shape (n, {dims}){hint}, or flat rows (n, {size}), or one point ({dims}); "
+                         f"got {tuple(given.shape)}. Give x of the shape the model was trained on (resize or crop "
+                         "images to it).")
+    if finite and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        row = int((~torch.isfinite(out.detach())).flatten(1).any(1).nonzero()[0, 0])
+        raise ValueError(f"{name} holds NaN or infinite values (first in row {row}): drop or fix them.")
+    return out

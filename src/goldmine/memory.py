@@ -155,6 +155,15 @@ class InMemoryData:
         for b in range(0, len(first), batch_size):
             yield {k: v[order[b:b + batch_size]] for k, v in rows.items()}
 
+    def values_per_row(self, fields=None) -> int:
+        """The numbers one row holds in `fields` (every field by default), as `Dataset.values_per_row`."""
+        fields = self.fields if fields is None else fields
+        return sum(int(np.prod(self._rows[k].shape[1:])) for k in fields if k in self._rows)
+
+    def scan_rows(self, fields=("x",)) -> int:
+        """Rows per batch for reading `fields` in one pass, as `Dataset.scan_rows` (at most 2²² values)."""
+        return max(1, min(65536, 2**22 // max(self.values_per_row(fields), 1)))
+
     def x_range(self) -> tuple[Tensor, Tensor] | None:
         """The per-dimension minimum and maximum of the finite x (two (x_dim,) float64), or None."""
         x = self._rows["x"].reshape(len(self), -1)

@@ -135,7 +135,8 @@ class Trainer:
             network) and the shuffling of
             `fit` (a batch iterable of `fit_batches` shuffles, or not, by itself).
         in_memory_rows: data sets up to this many rows are read once into memory; larger ones are
-            streamed from the file in chunks every epoch (0: always streamed).
+            streamed from the file in chunks every epoch (0: always streamed); so are data sets whose rows
+            together hold more than IN_MEMORY_VALUES numbers (2²⁸: e.g. 65536 images of 64 × 64).
         progress: show a progress bar.
 
     Raises:
@@ -369,6 +370,11 @@ def _check_finite(train: _Rows, val: _Rows, where: str, desc: str) -> None:
         f"{', '.join(fields)}.", rows=bad)
 
 
+#: the numbers a data set may hold in memory for training (2²⁸ float32, 1 GiB): a data set of larger rows (images)
+#: is streamed from its file every epoch even below `in_memory_rows`
+IN_MEMORY_VALUES = 2**28
+
+
 class _Rows:
     """The rows of a row source that one loss reads: in memory unless a large streaming source.
 
@@ -379,7 +385,9 @@ class _Rows:
     def __init__(self, data: RowSource, fields: tuple[str, ...], label: int | None, in_memory_rows: int,
                  finite: tuple[str, ...]):
         self.data, self.fields, self.label = data, fields, label
-        stream = isinstance(data, StreamingRowSource) and len(data) > in_memory_rows
+        per_row = getattr(data, "values_per_row", None)  # large rows (images) stream above IN_MEMORY_VALUES
+        big = callable(per_row) and len(data) * per_row(fields) > IN_MEMORY_VALUES
+        stream = isinstance(data, StreamingRowSource) and (len(data) > in_memory_rows or big)
         self.cached = None if stream else data.tensors(fields, label=label)
         parts = [self.cached] if self.cached is not None else data.batches(
             SCAN_ROWS, finite or fields[:1], label=label, shuffle=False)

@@ -141,7 +141,10 @@ class Ensemble(Estimator):
         cls = type(self.template)
         training = dict(self.template.training)
         training["seed"] = training.get("seed", 0) + j
-        return cls(**(self.template.params if params is None else params), **training)
+        params = dict(self.template.params if params is None else params)
+        if isinstance(getattr(self.template, "embedding", None), nn.Module):  # the module itself, not its record
+            params["embedding"] = self.template.embedding
+        return cls(**params, **training)
 
     def fit(self, data: Dataset | str) -> "Ensemble":
         """Trains the k members one after the other and returns self (a failed member leaves it unfitted)."""
@@ -164,6 +167,7 @@ class Ensemble(Estimator):
         self.members_ = members
         self.method = getattr(first, "method", None)
         self.theta_dim_, self.x_dim_, self.reference_ = first.theta_dim_, first.x_dim_, first.reference_
+        self.x_shape_ = getattr(first, "x_shape_", None)
         self.network_ = nn.ModuleList([m.network_ for m in members])
         self.history_ = {**first.history_, "members": [m.history_ for m in members]}
         self._record()

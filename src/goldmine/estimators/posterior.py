@@ -45,6 +45,7 @@ from torch.distributions import Distribution
 
 from .. import checks, losses
 from ..data import Dataset
+from ..embeddings import embedding_record, embedding_spec, x_input
 from ..memory import as_data
 from ..nn import ConditionalFlow, check_flow_settings, flow_hidden
 from ..simulators.base import box_prior
@@ -68,8 +69,10 @@ class PosteriorNetwork(ConditionalFlow):
     it per row of x."""
 
     def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, flow: str, transforms: int, hidden,
-                 bins: int, activation: str):
-        super().__init__(theta_dim, x_dim, flow, transforms, hidden, bins, activation, names=("theta", "x"))
+                 bins: int, activation: str, embedding=None, x_shape=None):
+        context = None if embedding is None else x_input(embedding, x_dim, x_shape)
+        super().__init__(theta_dim, x_dim, flow, transforms, hidden, bins, activation, names=("theta", "x"),
+                         context=context, c_shape=x_shape)
         self.register_buffer("reference", reference.float().reshape(1, -1))
         self.register_buffer("low", torch.full((theta_dim,), -math.inf))
         self.register_buffer("high", torch.full((theta_dim,), math.inf))
@@ -98,6 +101,8 @@ class PosteriorEstimator(Estimator):
             its former name, is still accepted).
         bins: the number of spline bins (nsf).
         activation: the activation of the flow's networks (silu, tanh, elu, gelu, softplus).
+        embedding: a network that summarises x into the flow's context, trained with it: a built-in by name or
+            a dict of its name and settings, or a torch.nn.Module (`goldmine.embeddings`); None: x itself.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
 
     Raises:
@@ -124,8 +129,9 @@ class PosteriorEstimator(Estimator):
     TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
 
     def __init__(self, method: str = "npe", prior=None, flow: str = "nsf", transforms: int = 3,
-                 hidden=(64, 64), bins: int = 8, activation: str = "silu", **training):
+                 hidden=(64, 64), bins: int = 8, activation: str = "silu", embedding=None, **training):
         family_method("posterior", method, "PosteriorEstimator")
+        self.embedding = embedding_spec(embedding)
         check_flow_settings(flow, activation, transforms=transforms, bins=bins)
         hidden = flow_hidden(hidden, training, (64, 64))
         box = None if prior is None else _check_box(prior)
@@ -136,13 +142,15 @@ class PosteriorEstimator(Estimator):
         self.hidden, self.bins, self.activation = hidden, bins, activation
         self.params = {"method": method, "prior": box, "flow": flow, "transforms": transforms,
                        "hidden": list(hidden), "bins": bins, "activation": activation}
+        if self.embedding is not None:
+            self.params["embedding"] = embedding_record(self.embedding)
         self.acceptance_: float | None = None
         self._log_mass: dict[tuple, float] = {}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         self._log_mass = {}  # Z(x) belongs to one network
         return PosteriorNetwork(theta_dim, x_dim, self.reference_, self.flow, self.transforms, self.hidden,
-                                self.bins, self.activation)
+                                self.bins, self.activation, self.embedding, self.x_shape_)
 
     def fit(self, data: Dataset | str) -> "PosteriorEstimator":
         """Trains on the rows drawn at θ (label 0) and returns self.
@@ -160,7 +168,7 @@ class PosteriorEstimator(Estimator):
         data = self._setup(data, fields + ("label",), self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
-        network.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], label=0, shuffle=False))
+        network.x_norm.fit(b["x"] for b in train.batches(train.scan_rows(), ["x"], label=0, shuffle=False))
         network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=0, shuffle=False))
         if box is None:
             theta = torch.cat([b["theta"] for b in data.batches(65536, ["theta"], label=0, shuffle=False)])
@@ -185,7 +193,18 @@ class PosteriorEstimator(Estimator):
             return None
         return box_prior(net.low.double(), net.high.double())
 
+    def _check_x(self, x) -> Tensor:
+        """x as flat rows (n, x_dim): the flow reads its context flat and reshapes it for an embedding."""
+        x = super()._check_x(x)
+        return x.reshape(len(x), self.x_dim_)
+
     def _check_one_x(self, x) -> Tensor:
+        if len(self.x_shape_ or ()) > 1:  # an image, a series: one x (x_shape), or one row of it
+            x = self._check_x(x)
+            if len(x) != 1:
+                raise ValueError(f"x must be one observation of shape (1, {', '.join(map(str, self.x_shape_))}); "
+                                 f"got {len(x)}.")
+            return x
         x = torch.as_tensor(x, dtype=torch.float32)
         if x.ndim == 1 and x.shape[0] == self.x_dim_:
             x = x[None]

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from .. import checks, losses
 from ..data import Dataset
+from ..embeddings import embedding_record, embedding_spec, features, x_input
 from ..nn import Standardize, check_activation, mlp, with_theta_gradient
 from .base import Estimator, register
 from .registry import FIELDS, Method, family_method, register_method
@@ -151,23 +152,34 @@ def _loss_inputs(e, spec: Method, taken: tuple[str, ...], net, b) -> dict[str, o
 
 
 class RatioNetwork(nn.Module):
-    """log r̂(x|θ) = g(x, θ) − g(x, θ_ref) (anchored) or g(x, θ), g an MLP on standardised (x, θ)."""
+    """log r̂(x|θ) = g(s, θ) − g(s, θ_ref) (anchored) or g(s, θ), g an MLP on standardised (s, θ), where
+    s = x̃ (x standardised, flattened), or s = e(x̃) with an embedding network e (`goldmine.embeddings`)."""
 
-    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, hidden, activation: str, anchored: bool = True):
+    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, hidden, activation: str, anchored: bool = True,
+                 embedding=None, x_shape: tuple[int, ...] | None = None):
         super().__init__()
         self.anchored = anchored
-        self.x_norm, self.theta_norm = Standardize(x_dim), Standardize(theta_dim)
-        self.g = mlp(x_dim + theta_dim, 1, hidden, activation)
+        self.x_norm, self.embedding, features = x_input(embedding, x_dim, x_shape)
+        self.theta_norm = Standardize(theta_dim)
+        self.g = mlp(features + theta_dim, 1, hidden, activation)
         self.register_buffer("reference", reference.float().reshape(1, -1))
 
+    def features(self, x: Tensor) -> Tensor:
+        """s: x (n, *x_shape) → (n, features), the input of g beside θ."""
+        return features(self.x_norm, self.embedding, x)
+
+    def _h(self, s: Tensor, theta: Tensor) -> Tensor:
+        return self.g(torch.cat([s, self.theta_norm(theta)], dim=1))[:, 0]
+
     def _g(self, x: Tensor, theta: Tensor) -> Tensor:
-        return self.g(torch.cat([self.x_norm(x), self.theta_norm(theta)], dim=1))[:, 0]
+        return self._h(self.features(x), theta)
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
-        """x: (n, x_dim), θ: (n, theta_dim) → log r̂: (n,)."""
+        """x: (n, *x_shape), θ: (n, theta_dim) → log r̂: (n,)."""
+        s = self.features(x)
         if not self.anchored:
-            return self._g(x, theta)
-        return self._g(x, theta) - self._g(x, self.reference.expand_as(theta))
+            return self._h(s, theta)
+        return self._h(s, theta) - self._h(s, self.reference.expand_as(theta))
 
 
 @register
@@ -186,6 +198,10 @@ class RatioEstimator(Estimator):
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
         clip: the clipping of log-ratios in rolr and rascal, a finite number > 0.
+        embedding: a network that summarises x before the ratio network reads it, trained with it: a built-in
+            by name ("mlp", "cnn", "deepset", "cnn1d", "gru"), a dict of its name and settings such as
+            {"name": "cnn", "channels": [16, 32], "out": 32}, or a torch.nn.Module of your own mapping x
+            (n, *x_shape) to (n, k) (`goldmine.embeddings`). None (the default): x itself, flattened.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
 
     Raises:
@@ -204,7 +220,7 @@ class RatioEstimator(Estimator):
     capabilities = frozenset({"likelihood", "ratio", "score"})
 
     def __init__(self, method: str | None = None, alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
-                 clip: float = 10.0, **training):
+                 clip: float = 10.0, embedding=None, **training):
         if method is not None:
             spec = family_method("ratio", method, "RatioEstimator")
             alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
@@ -213,13 +229,17 @@ class RatioEstimator(Estimator):
         widths = checks.widths(hidden, "hidden")
         check_activation(activation)
         checks.positive_float(clip, "clip")
+        self.embedding = embedding_spec(embedding)
         super().__init__(**training)
         self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, widths, activation, clip
         self.params = {"method": method, "alpha": alpha, "hidden": list(widths), "activation": activation, "clip": clip}
+        if self.embedding is not None:  # only then, so that the config of a model without one stays as it was
+            self.params["embedding"] = embedding_record(self.embedding)
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,
-                            family_method("ratio", self.method, "RatioEstimator").anchored)
+                            family_method("ratio", self.method, "RatioEstimator").anchored, self.embedding,
+                            self.x_shape_)
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
@@ -231,7 +251,7 @@ class RatioEstimator(Estimator):
         data = self._setup(data, spec.fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
-        network.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], label=spec.label, shuffle=False))
+        network.x_norm.fit(b["x"] for b in train.batches(train.scan_rows(), ["x"], label=spec.label, shuffle=False))
         network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=spec.label, shuffle=False))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -267,8 +287,9 @@ class RatioEstimator(Estimator):
         theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
         m, n = len(theta), len(x)
         with torch.no_grad():
-            pairs = net._g(x.repeat(m, 1), theta.repeat_interleave(n, 0)).reshape(m, n)
-            return pairs - net._g(x, net.reference.expand(n, -1))
+            s = net.features(x)  # the embedding once per x, not once per pair
+            pairs = net._h(s.repeat(m, 1), theta.repeat_interleave(n, 0)).reshape(m, n)
+            return pairs - net._h(s, net.reference.expand(n, -1))
 
     def log_ratio_evidence(self, x, theta) -> Tensor:
         """nre only: log r̂(x, θ) ≈ log p(x|θ)/p(x), so that log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""

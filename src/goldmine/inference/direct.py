@@ -85,7 +85,7 @@ def direct_posterior(estimator, x_obs, prior=None, seed: int = 0) -> DirectPoste
     Raises:
         ValueError: several observations, or another prior than the estimator's.
     """
-    x = check_x_obs(x_obs, estimator.x_dim_)
+    x = check_x_obs(x_obs, estimator.x_dim_, getattr(estimator, "x_shape_", None))
     if len(x) != 1:
         raise ValueError(f"{getattr(estimator, 'method', 'this estimator')} learns q(θ|x) for one observation, but "
                          f"x_obs has {len(x)} rows: pass one row (1, x_dim), or use a ratio or likelihood estimator "

@@ -113,12 +113,13 @@ class Model:
     # -- validation at the boundary ---------------------------------------------------------
 
     def check_x_obs(self, x_obs, warn: bool = True) -> Tensor:
-        """Observations as (n, x_dim) float64 (see `check_x_obs`).
+        """Observations as (n, x_dim) float64 (see `check_x_obs`); x of more axes (a surrogate fitted on
+        images (n, C, H, W)) is given in its shape or as flat rows, and flattened.
 
         With `warn`, a RuntimeWarning when some lie outside the range of x the surrogate was trained on
         (`goldmine.checks.warn_outside_training`), once per Model and set of observations.
         """
-        x = check_x_obs(x_obs, self.x_dim)
+        x = check_x_obs(x_obs, self.x_dim, getattr(self.surrogate, "x_shape_", None))
         if warn:
             key = (tuple(x.shape), hash(x.detach().numpy().tobytes()))
             if key not in self._warned:
@@ -218,13 +219,18 @@ class Model:
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, self.theta_dim)
 
 
-def check_x_obs(x_obs, x_dim: int) -> Tensor:
+def check_x_obs(x_obs, x_dim: int, x_shape: tuple[int, ...] | None = None) -> Tensor:
     """Observations as (n, x_dim) float64, shaped by `goldmine.checks.rows` (a 1-D array is n scalar
-    observations when x_dim = 1, else one observation).
+    observations when x_dim = 1, else one observation). An x of more axes (x_shape, e.g. images (1, 64, 64))
+    is given as (n, *x_shape), flat rows (n, x_dim) or one x (x_shape), and flattened: inference reads one flat
+    row per observation, and the surrogate reshapes it.
 
     Raises:
         ValueError: another shape, no rows, or NaN / infinite values.
     """
+    if x_shape is not None and len(x_shape) > 1:
+        x = checks.shaped_rows(x_obs, x_shape, "x_obs", hint=" (n observations of the simulator's x)")
+        x_obs = x.reshape(len(x), x_dim)
     x = checks.rows(x_obs, x_dim, "x_obs", hint=" (n observations of the simulator's x)")
     if len(x) == 0:
         raise ValueError(f"x_obs is empty: pass at least one observation, shape (n, {x_dim}).")

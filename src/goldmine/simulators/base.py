@@ -125,7 +125,10 @@ class Simulator:
     Attributes:
         name: a short name, stored in data files to tell simulators apart.
         theta_dim: the dimension of θ.
-        x_dim: the dimension of x.
+        x_dim: the dimension of x (the number of its elements).
+        x_shape: the shape of one x when it has more than one axis, e.g. (1, 64, 64) for images; None
+            (the default) for a vector, (x_dim,). A class that sets x_shape alone gets x_dim = its size;
+            an instance that sets it sets x_dim too. `sample` returns x of shape (n, *x_shape).
         prior: a torch distribution over θ with event shape (theta_dim,).
         reference: θ_ref, (theta_dim,), the denominator of every likelihood ratio.
         has_gold: whether `joint_log_prob` exists (False for black boxes).
@@ -137,6 +140,7 @@ class Simulator:
     name: str = "simulator"
     theta_dim: int
     x_dim: int
+    x_shape: tuple[int, ...] | None = None
     prior: Distribution
     reference: Tensor
     has_gold: bool = True
@@ -145,6 +149,8 @@ class Simulator:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("x_shape") is not None and "x_dim" not in cls.__dict__:
+            cls.x_dim = int(np.prod(cls.x_shape))
         for method, (first, second) in ARGUMENT_ORDER.items():
             fn = cls.__dict__.get(method)
             if not callable(fn):
@@ -235,6 +241,24 @@ class Simulator:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+def shape_of_x(sim: Simulator) -> tuple[int, ...]:
+    """The shape of one x of a simulator: its `x_shape`, or (x_dim,) for a vector.
+
+    Raises:
+        ValueError: x_shape is not a tuple of positive sizes, or its size differs from x_dim.
+    """
+    shape = getattr(sim, "x_shape", None)
+    if shape is None:
+        return (int(sim.x_dim),)
+    if not isinstance(shape, (tuple, list)) or not shape or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise ValueError(f"{sim.name}.x_shape must be a tuple of positive sizes such as (1, 64, 64); got {shape!r}.")
+    if int(np.prod(shape)) != sim.x_dim:
+        raise ValueError(f"{sim.name} has x_shape {tuple(shape)} of {int(np.prod(shape))} elements but x_dim = "
+                         f"{sim.x_dim}: set x_dim to the number of elements of one x.")
+    return tuple(int(d) for d in shape)
 
 
 def _prior_dtype(prior: Distribution) -> torch.dtype:
@@ -361,4 +385,5 @@ class BlackBoxSimulator(Simulator):
         self.require_gold()
 
 
-__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE"]
+__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE",
+           "shape_of_x"]
