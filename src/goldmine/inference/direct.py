@@ -40,7 +40,7 @@ class DirectPosterior(KeptDraws):
         estimator: the estimator. x_obs: the one observation (1, x_dim).
         draws: the kept i.i.d. draws as one "chain": (1, draws, theta_dim).
         rhat, ess: None (independent draws need no convergence diagnostics).
-        acceptance: the fraction of the estimator's draws inside the prior's box.
+        acceptance: the fraction of the estimator's draws inside the prior's support.
         normalised: True: `log_prob` is the estimator's normalised density.
     """
 
@@ -61,14 +61,14 @@ class DirectPosterior(KeptDraws):
         return self.estimator.sample(self.x_obs, n, generator=generator).to(DTYPE)
 
     def log_prob(self, theta) -> Tensor:
-        """log q(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64, −inf outside the prior's box."""
+        """log q(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64, −inf outside the prior's support."""
         theta = checks.rows(theta, self.draws.shape[-1], "theta")
         return self.estimator.log_prob(theta, self.x_obs).to(DTYPE)
 
     def summary(self) -> str:
         """A readable table: mean, std and central 68% / 95% intervals per dimension."""
         _, n, _ = self.draws.shape
-        head = f"Posterior ({self.kind}: {n} direct draws, {self.acceptance:.1%} of the flow inside the prior's box)"
+        head = f"Posterior ({self.kind}: {n} direct draws, {self.acceptance:.1%} of the flow inside the prior's support)"
         return "\n".join([head, *summary_rows(self.samples)])
 
 
