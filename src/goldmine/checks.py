@@ -65,7 +65,7 @@ def warn_outside_training(surrogate, x: torch.Tensor, stacklevel: int = 2) -> in
     return count
 
 
-__all__ = ["RANGE_MARGIN", "theta_names", "outside_training", "warn_outside_training", "positive_int", "non_negative_int", "int_between", "int_at_least", "seed", "fraction", "level",
+__all__ = ["RANGE_MARGIN", "theta_names", "outside_training", "warn_outside_training", "positive_int", "sample_count", "non_negative_int", "int_between", "int_at_least", "seed", "fraction", "level",
            "positive_float", "non_negative_float", "real_between", "finite", "flag", "choice", "widths", "rows"]
 
 #: the largest seed goldmine takes: every generator it seeds (numpy's, torch's, and derived seeds such
@@ -88,6 +88,17 @@ def positive_int(value, name: str) -> int:
     if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
+
+
+def sample_count(value, name: str = "n") -> int:
+    """The number of draws asked: an integer ≥ 1, or a sample shape of one such integer, (n,) or
+    torch.Size([n]), as sbi and torch.distributions write it."""
+    if isinstance(value, (tuple, list, torch.Size)):
+        if len(value) != 1:
+            raise ValueError(f"{name} must be a number of draws n or a sample shape (n,); got {tuple(value)!r}: "
+                             "goldmine draws (n, theta_dim), so reshape the draws for other shapes.")
+        value = value[0]
+    return positive_int(value, name)
 
 
 def non_negative_int(value, name: str) -> int:

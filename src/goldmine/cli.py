@@ -5,6 +5,7 @@
     goldmine train METHOD data.h5 -o model/ [--epochs --batch-size --lr --alpha --hidden --seed --option KEY=VALUE]
     goldmine evaluate model/ [--simulator SIMULATOR] [-o evaluation.json]
     goldmine infer model/ (--observed obs.npy | --true-theta θ [--n-obs N]) [--level 0.95] [--method wilks|neyman]
+    goldmine posterior SIMULATOR (--observed obs.npy | --true-theta θ) [--method npe] [--budget N] [--rounds K]
                   [--no-check]
     goldmine check SIMULATOR [--runs N] [--bins B] [--seed S] [--data DATA.h5]
     goldmine run study.toml [-o OUTPUT]
@@ -221,6 +222,25 @@ def build_parser() -> Parser:
     p.add_argument("--bins", type=positive_int, default=4, help="quantile bins per component of θ (default 4)")
     p.add_argument("--seed", type=integer, default=0, help="seeds the runs (default 0)")
     p.add_argument("--data", metavar="DATA.h5", help="test the rows of this data set instead of fresh runs")
+
+    p = command("posterior", cmd_posterior, "the posterior of an observation straight from a simulator, in one call "
+                "(gm.infer): simulate a budget in memory, train the method, sample the posterior", parents=[common])
+    p.add_argument("simulator", metavar="SIMULATOR", help="a built-in name (goldmine list simulators) or "
+                   "package.module:Class of your own")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--observed", metavar="FILE", help="the observation(s), one per row: .npy, .csv or .h5")
+    given.add_argument("--true-theta", type=numbers(float), metavar="θ", help="simulate the observation at this θ")
+    p.add_argument("--n-obs", type=positive_int, default=1, help="observations at --true-theta (default 1; npe: 1)")
+    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="a constructor argument of the simulator (repeatable)")
+    p.add_argument("--method", default="npe", help="npe (default), nle, nre, alices, ... (goldmine list methods)")
+    p.add_argument("--budget", type=positive_int, default=10_000, help="simulator runs in total (default 10000)")
+    p.add_argument("--rounds", type=positive_int, default=1, help="sequential rounds (default 1)")
+    p.add_argument("--seed", type=integer, default=0, help="seeds the observation, the runs and training (default 0)")
+    p.add_argument("--option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="an option of the method (repeatable; goldmine list METHOD shows them)")
+    p.add_argument("-o", "--output", default="posterior.json", metavar="FILE.json",
+                   help="the summary to write, with a corner plot beside it (default posterior.json)")
 
     p = command("run", cmd_run, "carry out a whole study described by a TOML file; a rerun skips the stages "
                 "already finished and resumes an interrupted one", parents=[common])
@@ -465,6 +485,30 @@ def cmd_check(args) -> int:
     report = check_gold(sim, args.runs + args.runs % 2, data=data, bins=args.bins, seed=args.seed, verbose=False)
     print(report.table())
     return 0 if report.passed else 1
+
+
+def cmd_posterior(args) -> int:
+    from .pipeline import infer
+
+    sim = workflow.make_simulator(args.simulator, merged(args.sim_option))
+    if args.observed is not None:
+        need_file(args.observed, "observations", "give a .npy, .csv or .h5 file with one observation per row")
+        x = workflow.load_observed(args.observed)
+    else:
+        x = workflow.generate_observed(sim, args.true_theta, args.n_obs, args.seed)
+    result = infer(sim, None, x, method=args.method, budget=args.budget, rounds=args.rounds, seed=args.seed,
+                   progress=not args.quiet, **merged(args.option))
+    samples = result.posterior.samples
+    q = torch.quantile(samples, torch.tensor([0.025, 0.5, 0.975], dtype=samples.dtype), dim=0)
+    out = Path(args.output)
+    summary = {"simulator": repr(sim), "method": args.method, "simulations": result.simulations,
+               "rounds": result.rounds, "observed": x.tolist(), "mean": samples.mean(0).tolist(),
+               "std": samples.std(0).tolist(), "median": q[1].tolist(), "interval_95": [q[0].tolist(), q[2].tolist()]}
+    workflow.write_json(out, summary)
+    plot = result.plot(out.with_suffix(".png"), truth=args.true_theta)
+    print(result.summary())
+    print(f"written   {out} and {plot}")
+    return 0
 
 
 def cmd_run(args) -> int:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from .. import checks
 from ..data import Dataset
 from ..folders import claim
+from ..memory import as_data
 from ..training import Trainer
 
 #: the Trainer's settings, which every neural estimator takes as keyword arguments
@@ -79,8 +80,7 @@ class Estimator:
         """The data set, opened; a `method` left None becomes `gold` when the data have gold (the joint
         ratio and score of a simulator with a joint likelihood), else `goldless`, recorded in `params` so
         that a saved estimator names the method it was trained with."""
-        if not isinstance(data, Dataset):
-            data = Dataset(data)
+        data = as_data(data)  # a Dataset, its path, or tensors in memory (goldmine.memory)
         if self.method is None:
             self.method = gold if data.has_gold else goldless
             self.params["method"] = self.method
@@ -88,8 +88,7 @@ class Estimator:
 
     def _setup(self, data: Dataset | str, fields: tuple[str, ...], method: str) -> Dataset:
         """Opens and checks the data set, and builds a freshly seeded network for it."""
-        if not isinstance(data, Dataset):
-            data = Dataset(data)
+        data = as_data(data)
         data.require(*fields, method=method)
         self.theta_dim_, self.x_dim_ = data.theta_dim, data.x_dim
         self.x_shape_ = tuple(getattr(data, "x_shape", (data.x_dim,)))

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from .. import checks
 from ..data import Dataset
+from ..memory import as_data
 from .base import REGISTRY, Estimator, register
 
 #: the families whose methods take the option `ensemble=k` on the command line and in studies
@@ -147,12 +148,16 @@ class Ensemble(Estimator):
 
     def fit(self, data: Dataset | str) -> "Ensemble":
         """Trains the k members one after the other and returns self (a failed member leaves it unfitted)."""
-        data = data if isinstance(data, Dataset) else Dataset(data)
+        data = as_data(data)
         members = []
         self.members_, self.network_ = [], None
         for j in range(self.k):
             member = self._member(j)
-            rows = Bootstrap(data, member.trainer.validation, member.trainer.seed) if self.bootstrap else data
+            rows = data
+            if self.bootstrap:
+                seed, validation = member.trainer.seed, member.trainer.validation
+                rows = (Bootstrap(data, validation, seed) if isinstance(data, Dataset)
+                        else data.resample(validation, seed))
             members.append(member.fit(rows))
         self._fitted(members)
         return self

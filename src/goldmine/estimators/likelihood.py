@@ -318,7 +318,7 @@ class LikelihoodEstimator(Estimator):
         net = self._check_fitted()
         theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
         if n is not None:
-            n = checks.positive_int(n, "n")
+            n = checks.sample_count(n, "n")  # n, or a sample shape (n,)
             if len(theta) not in (1, n):
                 raise ValueError(f"n={n} draws need one point θ or {n} rows of θ; got theta of shape "
                                  f"{tuple(theta.shape)}.")

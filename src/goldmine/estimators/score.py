@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .. import checks, losses
 from ..data import Dataset
 from ..embeddings import embedding_record, embedding_spec, features, x_input
+from ..memory import as_data
 from ..nn import Standardize, check_activation, mlp
 from .base import Estimator, register
 from .baselines import theta_bin_index
@@ -152,7 +153,7 @@ class SummaryHistogram:
         self.estimator, self.theta_bins, self.x_bins = estimator, theta_bins, x_bins
 
     def fit(self, data: Dataset | str) -> "SummaryHistogram":
-        data = data if isinstance(data, Dataset) else Dataset(data)
+        data = as_data(data)
         rows = data.tensors(["theta", "x", "label"], dtype=torch.float64)
         score = self.estimator.score(rows["x"]).double()
         theta, at_ref = rows["theta"], rows["label"] == 1

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from .. import checks
 from ..simulators.base import DTYPE, Simulator
-from .model import box_bounds, check_x_obs
+from ..simulators.priors import check_prior, support_bounds
+from .model import check_x_obs
 from ..checks import warn_outside_training
 
 DRAWS = 10_000  # direct draws kept for the summary of a direct posterior
@@ -39,7 +40,7 @@ class DirectPosterior(KeptDraws):
         estimator: the estimator. x_obs: the one observation (1, x_dim).
         draws: the kept i.i.d. draws as one "chain": (1, draws, theta_dim).
         rhat, ess: None (independent draws need no convergence diagnostics).
-        acceptance: the fraction of the estimator's draws inside the prior's box.
+        acceptance: the fraction of the estimator's draws inside the prior's support.
         normalised: True: `log_prob` is the estimator's normalised density.
     """
 
@@ -55,19 +56,19 @@ class DirectPosterior(KeptDraws):
         return f"Posterior({self.kind}, theta_dim={d}, {n} direct draws, 1 observation)"
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n fresh draws of the estimator → (n, theta_dim) float64."""
-        n = checks.positive_int(n, "n")
+        """n fresh draws of the estimator → (n, theta_dim) float64; n may be a sample shape (n,) as in sbi."""
+        n = checks.sample_count(n, "n")
         return self.estimator.sample(self.x_obs, n, generator=generator).to(DTYPE)
 
     def log_prob(self, theta) -> Tensor:
-        """log q(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64, −inf outside the prior's box."""
+        """log q(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64, −inf outside the prior's support."""
         theta = checks.rows(theta, self.draws.shape[-1], "theta")
         return self.estimator.log_prob(theta, self.x_obs).to(DTYPE)
 
     def summary(self) -> str:
         """A readable table: mean, std and central 68% / 95% intervals per dimension."""
         _, n, _ = self.draws.shape
-        head = f"Posterior ({self.kind}: {n} direct draws, {self.acceptance:.1%} of the flow inside the prior's box)"
+        head = f"Posterior ({self.kind}: {n} direct draws, {self.acceptance:.1%} of the flow inside the prior's support)"
         names = checks.theta_names(self.estimator, self.draws.shape[-1])
         return "\n".join([head, *summary_rows(self.samples, names=names)])
 
@@ -92,14 +93,18 @@ def direct_posterior(estimator, x_obs, prior=None, seed: int = 0) -> DirectPoste
                          "(posterior by MCMC) for i.i.d. data.")
     warn_outside_training(estimator, x, stacklevel=3)
     if prior is not None:
-        low, high = box_bounds(prior.prior if isinstance(prior, Simulator) else prior)
-        box = estimator.prior_.base_dist
-        same = low is not None and low.shape == box.low.shape and high.shape == box.high.shape
-        if not (same and torch.allclose(low, box.low.to(DTYPE)) and torch.allclose(high, box.high.to(DTYPE))):
-            raise ValueError(f"{getattr(estimator, 'method', 'the estimator')} learned the posterior under the prior "
-                             f"it was trained on (the box {box.low.tolist()} to {box.high.tolist()}); it cannot "
-                             "change prior: leave prior=None, or use a ratio or likelihood estimator with the new "
-                             "prior.")
+        prior = check_prior(prior.prior if isinstance(prior, Simulator) else prior)
+        given = estimator.prior_
+        if given is not None and prior is not given:  # the same object is the same prior; else compare supports
+            low, high = support_bounds(prior)
+            box_low, box_high = support_bounds(given)
+            same = low.shape == box_low.shape and bool(((low == box_low) | torch.isclose(low, box_low)).all()
+                                                       and ((high == box_high) | torch.isclose(high, box_high)).all())
+            if not same:
+                raise ValueError(f"{getattr(estimator, 'method', 'the estimator')} learned the posterior under the "
+                                 f"prior it was trained on (support {box_low.tolist()} to {box_high.tolist()}); it "
+                                 "cannot change prior: leave prior=None, or use a ratio or likelihood estimator with "
+                                 "the new prior.")
     draws = estimator.sample(x, DRAWS, generator=torch.Generator().manual_seed(seed)).to(DTYPE)
     return DirectPosterior(estimator, x, draws[None], float(estimator.acceptance_))
 

@@ -213,7 +213,9 @@ def confidence_region(
         method: "wilks" (χ²_d threshold) or "neyman" (per-point toy thresholds).
         prior: the prior (or its simulator) when `model` is a bare estimator.
         simulator: the simulator that Neyman toys are drawn from; the model's by default.
-        grid: θ points (g, theta_dim), or points per axis, or None for `Model.grid()`.
+        grid: θ points (g, theta_dim), or points per axis, or None for `Model.grid()`. A grid needs a
+            bounded box: the prior's support, or for an unbounded prior (a Gaussian) the box given as
+            `Model(..., bounds=(low, high))`, by default the central 99.9% of each of its marginals.
         toys: toy data sets per grid point (neyman). The threshold's quantile has an error of
             about sqrt(level (1 − level) / toys) in probability.
         seed: toys at grid point j come from a generator seeded by (seed, j) alone, so the region

@@ -90,7 +90,7 @@ class Posterior(KeptDraws):
         Raises:
             ValueError: n is not a positive integer, or exceeds the number of kept draws.
         """
-        n = checks.positive_int(n, "n")
+        n = checks.sample_count(n, "n")  # n, or sbi's sample shape (n,)
         samples = self.samples
         if n > len(samples):
             raise ValueError(f"the chains hold {len(samples)} draws, fewer than n={n}: ask for fewer, or run "
@@ -187,6 +187,9 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
     if not isinstance(model, Model) and "posterior" in capabilities(model):
         return direct_posterior(model, x_obs, prior, seed)
     model = _with_prior(model, prior)
+    if model.prior is None:
+        raise ValueError("a posterior needs the prior over θ: pass prior= (any torch distribution with log_prob and "
+                         "sample, or a simulator) to posterior or to Model.")
     x = model.check_x_obs(x_obs)
     chains, steps, thin = (checks.positive_int(v, name) for v, name in ((chains, "chains"), (steps, "steps"),
                                                                           (thin, "thin")))

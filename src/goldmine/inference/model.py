@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .. import checks
 from ..simulators.base import DTYPE, Simulator, box_bounds
+from ..simulators.priors import check_prior, grid_box
 from ..checks import warn_outside_training
 from .surrogate import ExactLikelihood, likelihood_terms
 
@@ -50,8 +51,13 @@ class Model:
         source: a fitted surrogate with `log_likelihood_terms(x, theta)` or `log_ratio(x, theta)`
             (every ratio, histogram and likelihood estimator; `goldmine.inference.surrogate`), or a
             `Simulator` with an exact `log_prob` (the truth, through the same code).
-        prior: a torch distribution over θ, or a simulator whose prior to take. Defaults to the
-            simulator's prior for a simulator; required for every estimator.
+        prior: any torch distribution over θ with `log_prob` and `sample` (`goldmine.simulators.priors`),
+            or a simulator whose prior to take. Defaults to the simulator's prior for a simulator.
+            Without one, a surrogate gives ℓ(θ) and, with `bounds`, grids and the MLE; a posterior
+            needs a prior.
+        bounds: (low, high), the box that grids over θ and the MLE's search cover. By default the
+            prior's support when bounded, else the central 99.9% of each marginal of the prior
+            (`goldmine.simulators.priors.grid_box`).
         simulator: the simulator that toys are drawn from (Neyman regions, expected limits,
             coverage). Defaults to `source` when it is a simulator, or to `prior` when that is one.
 
@@ -61,12 +67,15 @@ class Model:
             through `ExactLikelihood`). theta_dim, x_dim.
         low, high: the prior's box (theta_dim,), or None for a prior without bounded support.
         theta_names: the names of θ's components (the simulator's `theta_names`, else θ or θ₀, θ₁, …).
+        grid_low, grid_high: the box of grids and of the MLE's search (theta_dim,), or None without a
+            prior and bounds.
 
     Raises:
         TypeError: `source` gives no likelihood (e.g. npe, whose posterior is used directly).
     """
 
-    def __init__(self, source, prior: Distribution | Simulator | None = None, simulator: Simulator | None = None):
+    def __init__(self, source, prior: Distribution | Simulator | None = None, simulator: Simulator | None = None,
+                 bounds=None):
         if isinstance(source, Model):
             source = source.source
         self.source = source
@@ -83,13 +92,9 @@ class Model:
         self.theta_dim, self.x_dim = self.surrogate.theta_dim_, self.surrogate.x_dim_
         if isinstance(prior, Simulator):
             prior = prior.prior
-        if prior is None:
-            raise ValueError(
-                f"inference with a {type(source).__name__} needs the prior over θ, whose box bounds the "
-                "MLE, the θ grids and the posterior: pass prior=sim (the simulator) or prior=a torch "
-                "distribution such as gm.simulators.box_prior(low, high)."
-            )
-        if prior.event_shape != (self.theta_dim,):
+        if prior is not None:
+            check_prior(prior, what="the prior")
+        if prior is not None and prior.event_shape != (self.theta_dim,):
             raise ValueError(
                 f"the prior has event shape {tuple(prior.event_shape)}, but θ has dimension {self.theta_dim}: "
                 f"pass a prior over ({self.theta_dim},)."
@@ -101,7 +106,13 @@ class Model:
                 "whose data the surrogate was trained on."
             )
         self.prior = prior
-        self.low, self.high = box_bounds(prior)
+        self.low, self.high = box_bounds(prior) if prior is not None else (None, None)
+        if prior is not None:
+            self.grid_low, self.grid_high = grid_box(prior, bounds)
+        else:
+            self.grid_low, self.grid_high = grid_box(None, bounds) if bounds is not None else (None, None)
+        if self.grid_low is not None and self.grid_low.shape != (self.theta_dim,):
+            raise ValueError(f"bounds have {len(self.grid_low)} values each, but θ has dimension {self.theta_dim}.")
         #: the names of θ's components: the simulator's `theta_names` (or the surrogate's), else θ₀, θ₁, …
         self.theta_names = checks.theta_names(simulator if getattr(simulator, "theta_names", None) else source,
                                               self.theta_dim)
@@ -146,6 +157,8 @@ class Model:
         """Whether each row of θ (m, theta_dim) lies in the prior's support → (m,) bool."""
         if self.low is not None:
             return ((theta >= self.low) & (theta <= self.high)).all(-1)
+        if self.prior is None:  # no prior: every θ
+            return torch.ones(len(theta), dtype=torch.bool)
         return self.prior.support.check(theta).reshape(len(theta), -1).all(-1)
 
     def _box_text(self) -> str:
@@ -212,14 +225,16 @@ class Model:
     # -- grids -------------------------------------------------------------------------------
 
     def grid(self, points: int | None = None) -> Tensor:
-        """An even grid over the prior's box: `points` per axis (101 in 1-D, 41 in 2-D, fewer above)
-        → (points^d, theta_dim)."""
-        if self.low is None:
-            raise ValueError("the prior has no bounded box, so there is no default θ grid: pass theta_grid (g, d).")
+        """An even grid over the box `grid_low`..`grid_high` (the prior's box, or see `bounds`): `points` per
+        axis (101 in 1-D, 41 in 2-D, fewer above) → (points^d, theta_dim)."""
+        if self.grid_low is None:
+            raise ValueError("the model has no prior and no bounds, so there is no θ grid: pass prior= (a torch "
+                             "distribution) or bounds=(low, high) to Model, or give the grid (g, theta_dim).")
         if points is None:
             points = {1: 101, 2: 41, 3: 15}.get(self.theta_dim, 7)
         checks.int_at_least(points, "grid points per axis", 2)
-        axes = [torch.linspace(float(lo), float(hi), points, dtype=DTYPE) for lo, hi in zip(self.low, self.high)]
+        axes = [torch.linspace(float(lo), float(hi), points, dtype=DTYPE) for lo, hi in
+                zip(self.grid_low, self.grid_high)]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, self.theta_dim)
 
 
@@ -249,10 +264,10 @@ def distinct(x: Tensor) -> tuple[Tensor, Tensor | None]:
     return unique, torch.bincount(inverse, minlength=len(unique)).to(DTYPE)
 
 
-def as_model(model, prior=None, simulator=None) -> Model:
+def as_model(model, prior=None, simulator=None, bounds=None) -> Model:
     """`model` itself when it is a Model (prior and simulator fill what it lacks), else Model(model, ...)."""
     if isinstance(model, Model):
         if simulator is not None and model.simulator is None:
             model.simulator = simulator
         return model
-    return Model(model, prior=prior, simulator=simulator)
+    return Model(model, prior=prior, simulator=simulator, bounds=bounds)

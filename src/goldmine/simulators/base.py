@@ -7,7 +7,9 @@ gets the joint likelihood ratio and the joint score ("gold"):
 
     r(x, z|θ, θ_ref) = p(x, z|θ) / p(x, z|θ_ref),    t(x, z|θ) = ∇_θ log p(x, z|θ).
 
-Everything runs in float64: joint log-ratios of long latent paths lose precision in float32.
+Everything runs in float64: joint log-ratios of long latent paths lose precision in float32. A
+black-box function (`BlackBoxSimulator`) gets θ in its own dtype, that of its prior's draws by
+default, and its x comes back in float64.
 The protocol's methods and how to add a built-in simulator: docs/architecture.md.
 """
 
@@ -262,6 +264,16 @@ def shape_of_x(sim: Simulator) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
+def _prior_dtype(prior: Distribution) -> torch.dtype:
+    """The float dtype of a prior's draws (of its mean when it has one, else of one draw); float64 if unknown."""
+    try:
+        probe = prior.mean
+    except (NotImplementedError, AttributeError):
+        with torch.random.fork_rng(devices=[]):
+            probe = prior.sample()
+    return probe.dtype if torch.is_tensor(probe) and probe.is_floating_point() else DTYPE
+
+
 def _describe_support(prior: Distribution) -> str:
     base = prior.base_dist if isinstance(prior, Independent) else prior
     if isinstance(base, Uniform):
@@ -283,6 +295,8 @@ class BlackBoxSimulator(Simulator):
         prior: a torch distribution over θ with event shape (theta_dim,).
         reference: θ_ref; the prior's mean by default.
         name: stored in data files.
+        dtype: the float dtype θ is handed to `fn` in (x comes back in float64); by default the
+            dtype of the prior's draws, so that a float32 simulator (sbi's) runs in float32.
 
     Example:
         >>> import numpy as np
@@ -302,11 +316,18 @@ class BlackBoxSimulator(Simulator):
         numpy: bool = True,
         vectorized: bool = True,
         name: str = "black-box",
+        dtype: torch.dtype | None = None,
     ):
         self.fn = fn
+        self.dtype = _prior_dtype(prior) if dtype is None else dtype
         self.prior = prior
         self.theta_dim = int(prior.event_shape[0]) if prior.event_shape else 1
-        self.reference = torch.as_tensor(prior.mean if reference is None else reference, dtype=DTYPE).reshape(-1)
+        if reference is None:
+            try:
+                reference = prior.mean
+            except NotImplementedError:  # a prior without a mean: the mean of seeded draws
+                reference = draw_prior(prior, 1000, seed=0).mean(0)
+        self.reference = torch.as_tensor(reference, dtype=DTYPE).reshape(-1)
         self.numpy = numpy
         self.vectorized = vectorized
         self.name = name
@@ -322,7 +343,8 @@ class BlackBoxSimulator(Simulator):
             state = np.random.get_state()
             np.random.seed(seed % 2**32)
             try:
-                arg = theta.detach().numpy() if self.numpy else theta.detach()
+                arg = theta.detach().to(self.dtype)  # the simulator's own dtype, float64 by default
+                arg = arg.numpy() if self.numpy else arg
                 if self.vectorized:
                     out = self.fn(arg)
                 else:
