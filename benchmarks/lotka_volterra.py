@@ -6,8 +6,8 @@ observed through `--n-obs` runs x ~ p(x|θ*) (runs that overflow the event cap, 
 
     squared error   ‖θ̂ − θ*‖² of the maximum-likelihood estimate (`gm.inference.mle`, through the
                     region's fit);
-    volume          the volume of the 95% Wilks region on an even grid of `--grid`⁴ points over the
-                    prior box (grid cell × points inside; the prior box has volume 7⁴ = 2401);
+    volume          the volume of the 95% Wilks region: the fraction of an even grid of `--grid`⁴
+                    points over the prior box that lies inside, times the box's volume 7⁴ = 2401;
     coverage        how often θ* lies inside its region: the frequentist (Neyman) coverage averaged
                     over the prior, to be compared with 95% ± its binomial standard error;
     log r̂ error     E[(Δℓ̂(x, θ) − Δℓ_ref(x, θ))²] with Δℓ(x, θ) = ℓ(θ) − ℓ(θ_ref) for one x, over the
@@ -57,6 +57,7 @@ from goldmine.simulators.base import DTYPE, draw_prior
 RATIO = ("carl", "rolr", "rascal", "alices")
 METHODS = (*RATIO, "scandal", "sallino", "smc_abc")
 LEVEL = 0.95
+BOX_VOLUME = 7.0**4  # the prior box [−5, 2]⁴
 
 
 def observations(sim, thetas: torch.Tensor, n_obs: int, seed: int) -> torch.Tensor:
@@ -102,7 +103,7 @@ def judge_surrogate(model, thetas, x_obs, grid) -> dict:
             warnings.simplefilter("ignore")  # training-range and edge warnings: counted in the results instead
             region = gm.inference.confidence_region(model, x, LEVEL, "wilks", grid=grid, progress=False)
         errors.append(float(((region.mle.theta - theta) ** 2).sum()))
-        volumes.append(region.size)
+        volumes.append(float(region.inside.double().mean()) * BOX_VOLUME)  # the fraction of the prior box inside
         covered.append(bool(region.contains(theta[None])[0]))
     return {"squared_error": errors, "volume": volumes, "covered": covered}
 
