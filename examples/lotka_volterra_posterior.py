@@ -12,7 +12,8 @@ where the true θ falls: judge the posteriors by their agreement, the MCMC diagn
 larger budgets, by calibration (gm.inference.expected_coverage).
 
 Run as `python examples/lotka_volterra_posterior.py [--quick] [--out DIR]`: about two minutes on two
-cores (the simulator manages 10–60 runs per second per core; training and MCMC take the rest);
+cores (with numba, `pip install 'goldmine[fast]'`, simulating takes seconds; without it the torch engine
+manages 10–60 runs per second per core; training and MCMC take the rest);
 under 20 s with --quick (200 runs, 5 epochs, short chains: a smoke test whose numbers mean little).
 """
 
