@@ -27,7 +27,9 @@ Usage:
     python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]
                                         [--reference-runs N] [--workers W] [--out DIR]
 
-The paper's scale: --budgets 1000 10000 100000 --thetas 200 --reference-runs 1000000. --quick runs
+The paper's scale: --budgets 1000 10000 100000 --thetas 200 --reference-runs 1000000. A rerun with
+the same settings and --out skips the (budget, method) entries already in the JSON and reuses the
+data sets there (`gm.simulate` reopens a finished file). --quick runs
 one budget of 1000 runs on 8 θ* with a reference surrogate of 4000 runs, a smoke test whose numbers
 mean little. It writes DIR/lotka_volterra.json (after every method, with what was run) and
 DIR/lotka_volterra.png (each metric against the budget) and prints a table. torch runs on one thread.
@@ -211,6 +213,11 @@ def main(argv=None) -> dict:
         timespec="seconds"), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "engine": engine, "cpu_count": os.cpu_count(), "torch_threads": 1, "runs": {}}
     json_path = args.out / "lotka_volterra.json"
+    if json_path.exists():  # a rerun with the same settings keeps the (budget, method) entries already done
+        old = json.loads(json_path.read_text())
+        same = {k: v for k, v in old.get("args", {}).items() if k not in ("methods", "budgets")}
+        if same == {k: v for k, v in results["args"].items() if k not in ("methods", "budgets")}:
+            results["runs"] = old.get("runs", {})
 
     def simulate(n: int, name: str):
         return gm.simulate(sim, n, args.out / f"{name}.h5", seed=args.seed, workers=args.workers, progress=False)
@@ -227,6 +234,8 @@ def main(argv=None) -> dict:
         data = simulate(budget, f"data_{budget}") if any(m != "smc_abc" for m in args.methods) else None
         simulate_seconds = time.perf_counter() - t
         for method in args.methods:
+            if f"{budget}/{method}" in results["runs"]:
+                continue
             t = time.perf_counter()
             if method == "smc_abc":
                 entry = judge_abc(sim, thetas, x_obs, budget, args.seed)
