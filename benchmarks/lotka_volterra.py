@@ -223,8 +223,13 @@ def main(argv=None) -> dict:
         return gm.simulate(sim, n, args.out / f"{name}.h5", seed=args.seed, workers=args.workers, progress=False)
 
     t = time.perf_counter()
-    reference_model = gm.inference.Model(fit("alices", simulate(args.reference_runs, f"reference_{args.reference_runs}"),
-                                             args.seed), prior=sim)
+    saved = args.out / f"reference_alices_{args.reference_runs}"
+    if saved.exists():  # trained by an earlier run with the same settings
+        reference_estimator = gm.load(saved)
+    else:
+        reference_estimator = fit("alices", simulate(args.reference_runs, f"reference_{args.reference_runs}"), args.seed)
+        reference_estimator.save(saved)
+    reference_model = gm.inference.Model(reference_estimator, prior=sim)
     reference = delta_ell(reference_model, x_obs, theta_points, sim.reference)
     results["reference_seconds"] = time.perf_counter() - t
     print(f"reference surrogate (alices, {args.reference_runs} runs): {results['reference_seconds']:.0f} s")
