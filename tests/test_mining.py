@@ -127,3 +127,24 @@ def test_simulate_mines_an_exponential_family(tmp_path):
     assert torch.equal(a["x"], b["x"])
     for key in ("log_r", "score", "score_ref"):
         torch.testing.assert_close(a[key], b[key], rtol=1e-12, atol=1e-12)
+
+
+def test_in_process_simulate_runs_on_one_thread_and_restores_the_count(tmp_path, monkeypatch):
+    import goldmine as gm
+    from goldmine import data as data_module
+
+    seen = []
+    draw_block = data_module.draw_block
+
+    def spy(*args):
+        seen.append(torch.get_num_threads())
+        return draw_block(*args)
+
+    monkeypatch.setattr(data_module, "draw_block", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gm.simulate(GaltonBoard(), 200, tmp_path / "g.h5", progress=False)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
