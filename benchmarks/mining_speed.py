@@ -18,12 +18,14 @@ that is `sim.sample` followed by `goldmine.mining.augment`. The three ways:
 
 The issue's target is the Galton board at ≥ 1,000,000 mined rows per second on the vectorized
 path in one process, with the better of the two thread settings (the JSON names which, and records
-the verdict for default threads apart).
+the verdict for default threads apart). A second target: `simulate` with workers=1 and default
+settings at ≥ half the better vectorized rate, on data sets of ≥ 10⁵ rows, for every simulator
+(the column "simulate / vectorized"; a full run sizes every simulate call to ≥ 10⁵ rows).
 
 Usage:
     python benchmarks/mining_speed.py [--quick] [--out DIR]
 
-It prints a table and writes DIR/mining_speed.json (with machine information: cpu count, torch
+It prints a table and writes DIR/mining_speed.json (DIR: benchmarks/results/mining_speed) (with machine information: cpu count, torch
 version and threads, load average, which matters on a shared machine) and DIR/mining_speed.png.
 A simulator whose module is missing or fails is reported as unavailable, not fatal.
 """
@@ -50,6 +52,7 @@ from goldmine.mining import augment, reference_of
 from goldmine.simulators.base import DTYPE, Simulator
 
 TARGET = {"simulator": "galton", "rows_per_second": 1_000_000, "paths": ["vectorized", "vectorized_1thread"]}
+SIMULATE_TARGET = {"ratio": 0.5, "min_rows": 100_000}  # simulate (workers=1) / best vectorized, on ≥ 10⁵ rows
 PATHS = ("vectorized", "vectorized_1thread", "simulate_w1", "simulate_w2", "loop")
 LABELS = {
     "vectorized": "vectorized",
@@ -84,7 +87,7 @@ SPECS = [
     Spec("poisson", "goldmine.simulators.poisson", "Poisson"),
     Spec("mixture", "goldmine.simulators.mixture", "GaussianMixture", {"dim": 2}),
     Spec("lotka_volterra", "goldmine.simulators.lotka_volterra", "LotkaVolterra",
-         batches=((128,), (8,)), block=(128, 8)),
+         batches=((500, 2000), (200,)), block=(None, 200)),
 ]
 
 
@@ -96,9 +99,11 @@ class Sizes:
     loop_time: float  # seconds at most for the loop
     simulate_time: float  # seconds aimed at for simulate with workers=1
     simulate_max_rows: int
+    simulate_min_rows: int = 0  # at least this many rows (the simulate target's size)
 
 
-FULL = Sizes(repeats=3, min_time=1.0, loop_rows=200, loop_time=10.0, simulate_time=8.0, simulate_max_rows=2**21)
+FULL = Sizes(repeats=3, min_time=1.0, loop_rows=200, loop_time=10.0, simulate_time=8.0, simulate_max_rows=2**21,
+             simulate_min_rows=SIMULATE_TARGET["min_rows"])
 QUICK = Sizes(repeats=2, min_time=0.1, loop_rows=20, loop_time=2.0, simulate_time=0.5, simulate_max_rows=2**14)
 
 
@@ -188,10 +193,12 @@ def measure_simulate(sim: Simulator, workers: int, n: int, seed: int = 0) -> dic
 
 
 def simulate_rows(sim: Simulator, rate: float, sizes: Sizes) -> int:
-    """Rows for a simulate run of about simulate_time s at `rate`: whole blocks, at least 4 of them."""
+    """Rows for a simulate run of about simulate_time s at `rate`: whole blocks, at least 4 of them and at
+    least simulate_min_rows rows."""
     block = sim.block_size
     blocks = max(4, round(rate * sizes.simulate_time / block))
     blocks = min(blocks, max(4, sizes.simulate_max_rows // block))
+    blocks = max(blocks, -(-sizes.simulate_min_rows // block))
     return blocks * block
 
 
@@ -233,6 +240,8 @@ def bench_simulator(spec: Spec, sizes: Sizes, quick: bool, log=print) -> dict:
             log(f"[{spec.name}] simulate {n} rows, workers={workers}")
             result[stage] = measure_simulate(sim, workers, n)
         result["vectorized_over_loop"] = result["vectorized"]["rows_per_second"] / result["loop"]["rows_per_second"]
+        best = max(result["vectorized"]["rows_per_second"], result["vectorized_1thread"]["rows_per_second"])
+        result["simulate_over_vectorized"] = result["simulate_w1"]["rows_per_second"] / best
     except Exception as error:  # noqa: BLE001 — a broken simulator must not stop the others
         result["status"] = "unavailable"
         result["reason"] = f"{stage}: {type(error).__name__}: {error}"
@@ -283,7 +292,7 @@ def fmt_rate(value: float | None) -> str:
 
 
 def table(results: list[dict], target: dict) -> str:
-    head = ["simulator", "best batch", *(LABELS[p] for p in PATHS), "vectorized / loop"]
+    head = ["simulator", "best batch", *(LABELS[p] for p in PATHS), "vectorized / loop", "simulate / vectorized"]
     rows = []
     for r in results:
         if r["status"] != "ok":
@@ -294,6 +303,7 @@ def table(results: list[dict], target: dict) -> str:
             f"{r['vectorized']['batch']}/{r['vectorized_1thread']['batch']}",
             *(fmt_rate(r[p]["rows_per_second"]) for p in PATHS),
             f"{r['vectorized_over_loop']:,.3g}×",
+            f"{r['simulate_over_vectorized']:.2f} ({r['simulate_w1']['rows']:,} rows)",
         ])
     widths = [max([len(h), *(len(row[i]) for row in rows if len(row) == len(head) or i == 0)])
               for i, h in enumerate(head)]
@@ -315,7 +325,20 @@ def table(results: list[dict], target: dict) -> str:
                      + ("MET" if target["target_met"] else "NOT MET")
                      + f"; with default threads {default:,.0f} rows/s: "
                      + ("met" if target["target_met_default_threads"] else "not met"))
+    ok = [r for r in results if r["status"] == "ok"]
+    lines.append(f"target: simulate (workers=1) ≥ {SIMULATE_TARGET['ratio']} × the better vectorized rate on ≥ "
+                 f"{SIMULATE_TARGET['min_rows']:,} rows, every simulator — "
+                 + ("MET" if simulate_target_met(results) else "NOT MET")
+                 + " (" + ", ".join(f"{r['simulator']} {r['simulate_over_vectorized']:.2f}" for r in ok) + ")")
     return "\n".join(lines)
+
+
+def simulate_target_met(results: list[dict]) -> bool:
+    """Whether every simulator's simulate (workers=1) reached the ratio on a data set of the target's size."""
+    ok = [r for r in results if r["status"] == "ok"]
+    return len(ok) == len(results) and all(
+        r["simulate_over_vectorized"] >= SIMULATE_TARGET["ratio"] and r["simulate_w1"]["rows"] >= SIMULATE_TARGET["min_rows"]
+        for r in ok)
 
 
 def plot(results: list[dict], target: dict, path: Path) -> None:
@@ -375,7 +398,7 @@ def judge(results: list[dict], spec: dict) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "mining_speed"),
                         help="directory for mining_speed.json and mining_speed.png")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -399,6 +422,8 @@ def main(argv=None) -> dict:
         "sizes": vars(sizes),
         "target": target,
         "target_met": target["target_met"],
+        "simulate_target": {**SIMULATE_TARGET, "met": simulate_target_met(results),
+                            "ratios": {r["simulator"]: r.get("simulate_over_vectorized") for r in results}},
         "simulators": results,
     }
     (out / "mining_speed.json").write_text(json.dumps(report, indent=2))

@@ -2,7 +2,9 @@
 
 p(x|θ) is intractable, so the gold is checked through identities that hold for any joint density:
 E_{z~p(·|θ)}[t(x, z|θ)] = 0 and E_{z~p(·|θ_ref)}[r(x, z|θ, θ_ref)] = 1, by Monte Carlo within 5
-standard errors estimated from the same sample.
+standard errors estimated from the same sample. The sufficient statistics are checked against the
+replay of the recorded path on the same runs, and the compiled engine against the torch engine
+(the original algorithm) by two-sample tests.
 """
 
 import math
@@ -12,7 +14,10 @@ import scipy.stats
 import torch
 
 from goldmine.simulators.base import DTYPE, Draws, Simulator
-from goldmine.simulators.lotka_volterra import DURATION, X_NAMES, LotkaVolterra, summarize
+from goldmine.simulators import lotka_volterra
+from goldmine.simulators.lotka_volterra import DURATION, STATS, X_NAMES, LotkaVolterra, summarize
+
+ENGINES = ["torch"] + (["numba"] if lotka_volterra.default_engine() == "numba" else [])
 
 N_REF = 400
 EXTINCT = (-4.9, 1.9, -4.9, 1.9)  # predators die fast, prey are eaten fast and hardly reproduce
@@ -30,7 +35,7 @@ def rows(theta, n: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def sim():
-    return LotkaVolterra()
+    return LotkaVolterra(record_path=True)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def ref_runs(sim):
 
 
 def take(draws: Draws, idx) -> Draws:
-    return Draws(draws.x[idx], {k: v[idx] for k, v in draws.z.items()})
+    return Draws(draws.x[idx], {k: v[idx] for k, v in draws.z.items()}, draws.stats[idx])
 
 
 def assert_mean_zero(values: torch.Tensor, what: str):
@@ -73,9 +78,10 @@ def test_shapes_and_latent_path(sim, ref_runs):
     assert torch.allclose(summarize(series[done]), x[done])
 
 
-def test_series_replays_events():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_series_replays_events(engine):
     """The recorded grid equals a direct per-run replay of the events on the grid."""
-    sim = LotkaVolterra(max_events=3000)
+    sim = LotkaVolterra(max_events=3000, record_path=True, engine=engine)
     draws = sim.sample(rows(sim.reference, 3), generator=gen(5))
     series = sim.series(draws)
     for i in range(3):
@@ -88,20 +94,25 @@ def test_series_replays_events():
             assert series[i, g].tolist() == [x, y]
 
 
-def test_reproducible_with_seed():
-    sim = LotkaVolterra(max_events=2000)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_reproducible_with_seed(engine):
+    sim = LotkaVolterra(max_events=2000, record_path=True, engine=engine)
     theta = rows(sim.reference, 5)
     a, b = sim.sample(theta, generator=gen(7)), sim.sample(theta, generator=gen(7))
-    assert torch.equal(a.x.nan_to_num(-1.0), b.x.nan_to_num(-1.0))
+    assert torch.equal(a.x.nan_to_num(-1.0), b.x.nan_to_num(-1.0)) and torch.equal(a.stats, b.stats)
     assert all(torch.equal(a.z[k], b.z[k]) for k in a.z)
     c = sim.sample(theta, generator=gen(8))
     assert not torch.equal(a.z["times"], c.z["times"])
+    # recording the path changes nothing else
+    d = LotkaVolterra(max_events=2000, engine=engine).sample(theta, generator=gen(7))
+    assert set(d.z) == {"n_events", "overflow"} and torch.equal(d.stats, a.stats)
+    assert torch.equal(d.x.nan_to_num(-1.0), a.x.nan_to_num(-1.0)) and torch.equal(d.z["n_events"], a.z["n_events"])
 
 
 def test_joint_score_matches_autograd_and_finite_differences(sim, ref_runs):
     extinct = sim.sample(rows(EXTINCT, 2), generator=gen(1))
     prey = sim.sample(rows(PREY_ALONE, 2), generator=gen(2))
-    short = LotkaVolterra(max_events=300).sample(rows(sim.reference, 2), generator=gen(3))
+    short = LotkaVolterra(max_events=300, record_path=True).sample(rows(sim.reference, 2), generator=gen(3))
     pad = sim.max_events - 300
     short = Draws(short.x, {
         "times": torch.nn.functional.pad(short.z["times"], (0, pad), value=DURATION),
@@ -110,7 +121,7 @@ def test_joint_score_matches_autograd_and_finite_differences(sim, ref_runs):
     })  # fmt: skip
     parts = [take(ref_runs, slice(0, 4)), extinct, prey, short]
     z = {k: torch.cat([p.z[k] for p in parts]) for k in parts[0].z}
-    draws = Draws(torch.cat([p.x for p in parts]), z)
+    draws = Draws(torch.cat([p.x for p in parts]), z)  # without stats: T from the path
     assert bool(draws.z["overflow"][-2:].all()) and not bool(draws.z["overflow"][4:6].any())
     n = draws.x.shape[0]
     # replay at points other than those the runs were drawn at
@@ -135,12 +146,13 @@ def test_mean_joint_score_is_zero_at_reference(sim, ref_runs):
     [(None, 5500, 400), (PREY_ALONE, 4000, 400), (SLOW_END, 20_000, 1000)],
     ids=["reference-capped", "prey-alone-capped", "slow-end"],
 )
-def test_mean_joint_score_is_zero_elsewhere(theta, cap, n):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_mean_joint_score_is_zero_elsewhere(theta, cap, n, engine):
     """With a cap near the median length about half the runs overflow: their density is that of
     the recorded prefix, and the identity must still hold (it fails with a survival term on
     overflowed runs). PREY_ALONE goes through the pure-birth fill. SLOW_END ends with a long quiet
     interval, where the survival term of complete runs matters (the identity fails without it)."""
-    sim = LotkaVolterra(max_events=cap)
+    sim = LotkaVolterra(max_events=cap, engine=engine)
     theta = rows(sim.reference if theta is None else theta, n)
     draws = sim.sample(theta, generator=gen(11))
     overflowed = draws.z["overflow"].double().mean()
@@ -165,11 +177,15 @@ def rescaled_waits(theta: torch.Tensor, z: dict) -> torch.Tensor:
     return (total * wait)[j >= 0]
 
 
-def test_waiting_times_are_exponential(sim, ref_runs):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_waiting_times_are_exponential(engine, sim, ref_runs):
     """KS test of the rescaled waiting times against Exp(1), in the Gillespie steps (θ_ref) and in
-    the pure-birth fill (PREY_ALONE): catches waits with the right mean but the wrong law."""
+    the pure-birth fill of the torch engine (PREY_ALONE): catches waits with the right mean but the
+    wrong law."""
     prey_theta = rows(PREY_ALONE, 50)
-    prey = sim.sample(prey_theta, generator=gen(9))
+    prey = LotkaVolterra(record_path=True, engine=engine).sample(prey_theta, generator=gen(9))
+    if engine != sim.engine:
+        ref_runs = LotkaVolterra(record_path=True, engine=engine).sample(rows(sim.reference, 100), generator=gen(0))
     for theta, draws in ((rows(sim.reference, 100), take(ref_runs, slice(0, 100))), (prey_theta, prey)):
         waits = rescaled_waits(theta, draws.z)
         assert waits.numel() > 100_000
@@ -185,8 +201,9 @@ def test_mean_joint_ratio_is_one(sim, ref_runs):
         assert_mean_zero((log_r.exp() - 1)[:, None], f"ratio at δ = {delta}")
 
 
-def test_small_cap_overflows():
-    sim = LotkaVolterra(max_events=50)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_small_cap_overflows(engine):
+    sim = LotkaVolterra(max_events=50, record_path=True, engine=engine)
     theta = rows(sim.reference, 4)
     draws = sim.sample(theta, generator=gen(4))
     assert bool(draws.z["overflow"].all()) and bool((draws.z["n_events"] == 50).all())
@@ -195,7 +212,7 @@ def test_small_cap_overflows():
     # the prefix has no survival term: its density is the product of the 50 event densities
     prefix = sim.joint_log_prob(draws, theta)
     complete = Draws(draws.x, {**draws.z, "overflow": torch.zeros(4, dtype=torch.bool)})
-    assert bool((sim.joint_log_prob(complete, theta) < prefix).all())
+    assert bool((sim.path_log_prob(complete, theta) < prefix).all())
 
 
 def test_extinction(sim):
@@ -245,10 +262,16 @@ def test_bad_input(sim, ref_runs):
         sim.sample(torch.tensor([[0.0, 0.0, 0.0, 2.5]]))
     with pytest.raises(ValueError, match="outside the support"):
         sim.joint_log_prob(ref_runs, rows([-6.0, 0, 0, 0], N_REF))
-    with pytest.raises(ValueError, match="runs but theta has"):
+    with pytest.raises(ValueError, match="runs.*but theta has"):
         sim.joint_log_prob(ref_runs, rows(sim.reference, 3))
-    with pytest.raises(ValueError, match="dict"):
+    with pytest.raises(ValueError, match="record_path=True"):
         sim.joint_score(Draws(torch.zeros(2, 9), None), rows(sim.reference, 2))
+    with pytest.raises(ValueError, match="record_path=True"):
+        LotkaVolterra().series(LotkaVolterra(max_events=10).sample(rows(sim.reference, 2)))
+    with pytest.raises(ValueError, match="engine"):
+        LotkaVolterra(engine="fortran")
+    with pytest.raises(ValueError, match="record_path"):
+        LotkaVolterra(record_path=1)
     for cap in (0, 2.5, True):
         with pytest.raises(ValueError, match="max_events"):
             LotkaVolterra(max_events=cap)
@@ -258,5 +281,82 @@ def test_config_round_trip():
     sim = LotkaVolterra(max_events=1234)
     assert LotkaVolterra(**sim.config()).config() == {"max_events": 1234}
     assert repr(sim) == "LotkaVolterra(max_events=1234)"
+    assert LotkaVolterra(record_path=True).config() == {"max_events": 20_000, "record_path": True}
     assert sim.prior.sample((5,)).shape == (5, 4) and sim.reference.shape == (4,)
     assert torch.allclose(sim.reference.exp(), torch.tensor([0.01, 0.5, 1.0, 0.01], dtype=DTYPE))
+
+
+@pytest.mark.parametrize("engine", [e if e == "numba" else pytest.param(e, marks=pytest.mark.slow) for e in ENGINES])
+def test_statistics_give_the_gold_of_path_replay(engine):
+    """On the same runs (same seed), η(θ)·T and the hand-written score from the statistics equal the
+    replay of the recorded path event by event, to float64 precision: log p, log r at θ_ref and t,
+    for complete, extinct, prey-alone and overflowed runs, at θ other than where they were drawn."""
+    cases = [(LotkaVolterra(record_path=True, engine=engine), rows(LotkaVolterra().reference, 20)),
+             (LotkaVolterra(record_path=True, engine=engine), torch.rand(20, 4, generator=gen(19), dtype=DTYPE) * 7 - 5),
+             (LotkaVolterra(record_path=True, engine=engine), rows(EXTINCT, 5)),
+             (LotkaVolterra(record_path=True, engine=engine), rows(PREY_ALONE, 5)),
+             (LotkaVolterra(max_events=500, record_path=True, engine=engine), rows(LotkaVolterra().reference, 5))]
+    for i, (sim, drawn_at) in enumerate(cases):
+        draws = sim.sample(drawn_at, generator=gen(20 + i))
+        assert draws.stats.shape == (drawn_at.shape[0], len(STATS)) and draws.stats.dtype == DTYPE
+        # the same seed without the path: the same statistics and x
+        bare = LotkaVolterra(max_events=sim.max_events, engine=engine).sample(drawn_at, generator=gen(20 + i))
+        assert torch.equal(bare.stats, draws.stats) and torch.equal(bare.x.nan_to_num(-1), draws.x.nan_to_num(-1))
+        theta = drawn_at + 0.1 * torch.randn(drawn_at.shape, generator=gen(40 + i), dtype=DTYPE)
+        theta = theta.clamp(-5, 2)
+        ref = sim.reference.expand_as(theta)
+        path = Draws(draws.x, draws.z)  # no stats: joint_* recompute them from the path
+        replay_lp, stats_lp = sim.path_log_prob(draws, theta), sim.joint_log_prob(bare, theta)
+        scale = replay_lp.abs().clamp(min=1.0)
+        assert bool(((stats_lp - replay_lp).abs() <= 1e-12 * scale * sim.max_events ** 0.5).all())
+        log_r = sim.joint_log_prob(bare, theta) - sim.joint_log_prob(bare, ref)
+        replay_r = sim.path_log_prob(draws, theta) - sim.path_log_prob(draws, ref)
+        assert bool(((log_r - replay_r).abs() <= 1e-12 * scale * sim.max_events ** 0.5).all())
+        for th in (theta, ref):
+            replay_t = sim.path_score(draws, th)
+            for t in (sim.joint_score(bare, th), sim.joint_score(path, th), Simulator.joint_score(sim, bare, th)):
+                assert torch.allclose(t, replay_t, rtol=1e-10, atol=1e-8 * float(replay_t.abs().max()))
+        assert torch.allclose(sim.sufficient_statistics(path), draws.stats, rtol=1e-12, atol=1e-9)
+
+
+def two_sample_z(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(mean a − mean b) / its standard error, per column."""
+    se = (a.var(dim=0) / a.shape[0] + b.var(dim=0) / b.shape[0]).sqrt()
+    return (a.mean(dim=0) - b.mean(dim=0)) / se.clamp(min=1e-300)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(ENGINES) < 2, reason="numba is not installed")
+@pytest.mark.parametrize("where", ["reference", "prior"])
+def test_engines_draw_the_same_law(where):
+    """The compiled engine against the torch engine (the original algorithm) at fixed seeds: the
+    means of x, of the statistics T and of the overflow indicator agree within 4.5 standard errors
+    (15 columns; two-sided 4.5 SE has p ≈ 7·10⁻⁶ each), and two-sample KS tests on the event counts
+    and on each component of x find no difference (p > 10⁻³)."""
+    n = 600
+    theta = rows(LotkaVolterra().reference, n)
+    if where == "prior":
+        theta = torch.rand(n, 4, generator=gen(50), dtype=DTYPE) * 7 - 5
+    a = LotkaVolterra(engine="torch").sample(theta, generator=gen(51))
+    b = LotkaVolterra(engine="numba").sample(theta, generator=gen(52))
+    overflow = torch.stack([a.z["overflow"], b.z["overflow"]]).to(DTYPE)
+    assert abs(float(two_sample_z(overflow[0, :, None], overflow[1, :, None]))) < 4.5 or overflow.sum() == 0
+    done = ~a.z["overflow"] & ~b.z["overflow"]  # the same θ rows on both sides
+    za = torch.cat([a.x, a.stats], dim=1)[done]
+    zb = torch.cat([b.x, b.stats], dim=1)[done]
+    varying = za.std(dim=0) > 0
+    z = two_sample_z(za[:, varying], zb[:, varying])
+    assert bool((z.abs() < 4.5).all()), f"z-scores {z.tolist()}"
+    for col in [*range(9), 9]:
+        pvalue = scipy.stats.ks_2samp(za[:, col].numpy(), zb[:, col].numpy()).pvalue
+        assert pvalue > 1e-3, f"column {col}: KS p = {pvalue}"
+
+
+def test_without_numba_the_torch_engine_runs(monkeypatch):
+    monkeypatch.setattr(lotka_volterra, "_KERNEL", [None])
+    assert lotka_volterra.default_engine() == "torch"
+    sim = LotkaVolterra(max_events=300)
+    draws = sim.sample(rows(sim.reference, 3), generator=gen(1))
+    assert draws.stats.shape == (3, 8) and sim.joint_score(draws, rows(sim.reference, 3)).shape == (3, 4)
+    with pytest.raises(ImportError, match=r"goldmine\[fast\]"):
+        LotkaVolterra(engine="numba")

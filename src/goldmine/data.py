@@ -33,7 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checks, locking
-from .executor import map_in_order, refuse_while_bootstrapping, seeded_generator
+from .executor import map_in_order, one_thread, refuse_while_bootstrapping, seeded_generator
 from .mining import augment, reference_of
 from .simulators.base import Simulator, draw_prior, seed_from, shape_of_x
 from .simulators.describe import describe
@@ -71,8 +71,9 @@ def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference:
 
 def draw_chunk(sim: Simulator, reference: Tensor, seed: int, blocks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
     """Draws the blocks [(index, rows), ...] of a chunk, block b from `seeded_generator(seed, b)`,
-    and concatenates them."""
-    parts = [draw_block(sim, rows, seeded_generator(seed, b), reference) for b, rows in blocks]
+    and concatenates them. Torch runs on one thread here, in a worker or in the calling process alike."""
+    with one_thread():
+        parts = [draw_block(sim, rows, seeded_generator(seed, b), reference) for b, rows in blocks]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

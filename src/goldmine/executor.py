@@ -42,7 +42,7 @@ from multiprocessing.connection import wait
 import numpy as np
 import torch
 
-__all__ = ["map_in_order", "seeded_generator"]
+__all__ = ["map_in_order", "seeded_generator", "one_thread"]
 
 #: tasks kept in flight per worker (or per Dask thread) ahead of the consumer
 AHEAD_PER_WORKER = 2
@@ -57,6 +57,25 @@ def seeded_generator(seed: int, index: int) -> torch.Generator:
     """The generator of task `index` of a run with seed `seed`: a function of both alone."""
     state = np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
+
+
+@contextmanager
+def one_thread():
+    """Runs torch on one intra-op thread inside the block, as the workers do, and restores the count after.
+
+    Simulation works on many small tensors, where waking a thread pool costs more than it saves and,
+    on a busy machine, a parallel kernel waits for threads the OS has not scheduled; in-process
+    chunks of `goldmine.simulate` run this way (the same arithmetic as in the workers).
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def map_in_order(fn: Callable, items: Iterable, shared: tuple = (), *, workers: int = 1, cluster=None,

@@ -4,8 +4,10 @@ For a run (x, z) drawn at θ the simulator's `joint_log_prob` is replayed at θ 
 
     log r(x, z|θ, θ_ref) = log p(x, z|θ) − log p(x, z|θ_ref),    t(x, z|θ) = ∇_θ log p(x, z|θ),
 
-the score by autograd unless the simulator has a hand-written `joint_score`. Both are unbiased
-labels of the intractable targets:
+the score by autograd unless the simulator has a hand-written `joint_score`. An exponential family
+(`goldmine.simulators.ExponentialFamily`, log p(x, z|θ) = η(θ)·T(x, z)) is mined from the statistics
+T that its runs return, without the path: log r = (η(θ) − η(θ_ref))·T and t = T·∂η/∂θ. Both are
+unbiased labels of the intractable targets:
 
     E_{z~p(z|x,θ_ref)}[r(x, z|θ, θ_ref)] = r(x|θ, θ_ref),    E_{z~p(z|x,θ)}[t(x, z|θ)] = ∇_θ log p(x|θ).
 

@@ -1,6 +1,6 @@
 """Simulators: the protocol, the adapters and the built-ins with exact truth."""
 
-from .base import BlackBoxSimulator, Draws, Simulator, box_prior, draw_prior
+from .base import BlackBoxSimulator, Draws, ExponentialFamily, Simulator, box_prior, draw_prior
 from .galton import GaltonBoard
 from .lensing import StrongLensing
 from .lotka_volterra import LotkaVolterra
@@ -11,5 +11,5 @@ from .pyro import PyroSimulator
 from .weinberg import Weinberg
 
 __all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "LotkaVolterra", "GaussianMixture", "Poisson", "PyroSimulator",
-           "Weinberg", "draw_prior", "check_prior", "log_uniform",
+           "Weinberg", "draw_prior", "check_prior", "log_uniform", "ExponentialFamily",
            "StrongLensing"]

@@ -37,10 +37,13 @@ class Draws:
         x: observations, (n, d_x).
         z: latent state of each run: a tensor or a dict of tensors whose first dimension is n,
             or None when the simulator is a black box.
+        stats: sufficient statistics T(x, z) of each run, (n, k) float64, or None: what an
+            `ExponentialFamily` simulator returns beside the latent path, or instead of it.
     """
 
     x: Tensor
     z: Any = None
+    stats: Tensor | None = None
 
 
 def box_prior(low, high) -> Distribution:
@@ -105,7 +108,9 @@ def draw_prior(prior: Distribution, n: int, generator: torch.Generator | None = 
             return low + (high - low) * torch.rand(n, len(low), dtype=DTYPE, generator=generator)
         seed = seed_from(generator)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # the CPU generator alone: torch.manual_seed would also queue the seeding of lazy CUDA, MPS and XPU
+        # generators, capturing a stack trace each time (milliseconds per call, per block of a data set)
+        torch.default_generator.manual_seed(seed)
         return prior.sample((n,)).to(DTYPE).reshape(n, -1)
 
 
@@ -274,6 +279,72 @@ def _prior_dtype(prior: Distribution) -> torch.dtype:
     return probe.dtype if torch.is_tensor(probe) and probe.is_floating_point() else DTYPE
 
 
+class ExponentialFamily(Simulator):
+    """A simulator whose joint density is an exponential family in θ, mined from statistics.
+
+    When log p(x, z|θ) = Σ_i η_i(θ)·T_i(x, z) for natural parameters η(θ) (k of them) and
+    statistics T(x, z) (k of them, a base measure log h(x, z) included as a statistic whose
+    parameter is 1 and a log-normaliser −A(θ) as a statistic 1), the whole joint likelihood of a
+    run at every θ is in its k numbers T:
+
+        log p(x, z|θ) = η(θ)·T,    log r(x, z|θ, θ_ref) = (η(θ) − η(θ_ref))·T,
+        t(x, z|θ) = Σ_i T_i ∇_θ η_i(θ)  (the Jacobian of η transposed, times T).
+
+    A subclass implements `sample` returning ``Draws(x, z, stats=T)``, where z may be None (no
+    path stored: mining then costs O(k) per run instead of a replay of the path), and
+    `natural_parameters(theta)` (n, theta_dim) → (n, k), differentiable in θ. It may override
+    `sufficient_statistics(draws)` to compute T from x or z when ``draws.stats`` is absent. The
+    joint score comes by autograd through η alone (a hand-written `joint_score` may replace it).
+
+    Example:
+        Gillespie jump processes with rates c_j = e^{θ_j}, `LotkaVolterra`: log p(z|θ) =
+        Σ_j [n_j θ_j − e^{θ_j} H_j] + log h(z), T = (n_j, H_j, log h), η = (θ_j, −e^{θ_j}, 1).
+    """
+
+    def natural_parameters(self, theta: Tensor) -> Tensor:
+        """η(θ): θ (n, theta_dim) → (n, k), differentiable in θ."""
+        raise NotImplementedError(f"{type(self).__name__} must implement natural_parameters(theta) → (n, k).")
+
+    def sufficient_statistics(self, draws: Draws) -> Tensor:
+        """T(x, z) of recorded runs, (n, k) float64: ``draws.stats`` unless a subclass computes it."""
+        if draws.stats is None:
+            raise ValueError(
+                f"draws.stats is None: {self.name} mines from the sufficient statistics that its sample() returns "
+                "(Draws(x, z, stats=T)); keep them with the draws."
+            )
+        return torch.as_tensor(draws.stats, dtype=DTYPE)
+
+    def _stats_and_eta(self, draws: Draws, theta: Tensor) -> tuple[Tensor, Tensor]:
+        stats = self.sufficient_statistics(draws)
+        eta = self.natural_parameters(theta)
+        if eta.shape[0] == 1 and stats.ndim == 2:  # one θ for every run
+            eta = eta.expand(stats.shape[0], -1)
+        if stats.ndim != 2 or stats.shape != eta.shape:
+            raise ValueError(
+                f"{self.name}: the draws hold {stats.shape[0]} runs (sufficient statistics of shape "
+                f"{tuple(stats.shape)}) but theta has {theta.shape[0]} rows ({eta.shape[-1]} natural parameters "
+                "each): give one row of theta per recorded run."
+            )
+        return stats, eta
+
+    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
+        """η(θ)·T, summed over the statistics in their order: n runs, θ (n, theta_dim) → (n,)."""
+        theta = self.check_theta(theta)
+        stats, eta = self._stats_and_eta(draws, theta)
+        out = eta[:, 0] * stats[:, 0]
+        for i in range(1, stats.shape[1]):  # in order, so that a closed form written the same way is matched bit for bit
+            out = out + eta[:, i] * stats[:, i]
+        return out
+
+    def joint_score(self, draws: Draws, theta) -> Tensor:
+        """Σ_i T_i ∇_θ η_i(θ) by autograd through η(θ) alone: (n, theta_dim)."""
+        theta = self.check_theta(theta).detach().requires_grad_(True)
+        with torch.enable_grad():
+            stats, eta = self._stats_and_eta(draws, theta)
+            (grad,) = torch.autograd.grad((eta * stats).sum(), theta)
+        return grad
+
+
 def _describe_support(prior: Distribution) -> str:
     base = prior.base_dist if isinstance(prior, Independent) else prior
     if isinstance(base, Uniform):
@@ -388,5 +459,5 @@ class BlackBoxSimulator(Simulator):
         self.require_gold()
 
 
-__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE",
+__all__ = ["Draws", "Simulator", "ExponentialFamily", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE",
            "shape_of_x"]

@@ -19,7 +19,11 @@ probability c_j h_j(s)/a(s). The latent z is the whole event path (times t_k, ty
     log p(z|θ) = Σ_j [n_j θ_j − exp(θ_j) H_j] + const,   n_j = #events of type j,
                                                           H_j = ∫₀ᵀ h_j(s(t)) dt,
 
-so the joint score is t_j = n_j − exp(θ_j) H_j. The populations are recorded every 0.2 time units
+so the joint score is t_j = n_j − exp(θ_j) H_j. With H₀ = H₃ = ∫XY dt, the eight numbers
+T = (n₀, n₁, n₂, n₃, ∫XY dt, ∫X dt, ∫Y dt, log h(z)), log h(z) = Σ_k log h_{j_k}(s_{k−1}), are
+sufficient: log p(z|θ) = η(θ)·T with η(θ) = (θ₀, θ₁, θ₂, θ₃, −c₀ − c₃, −c₁, −c₂, 1)
+(`goldmine.simulators.ExponentialFamily`). The simulator accumulates T while it runs, so mining
+needs neither the stored path nor its replay. The populations are recorded every 0.2 time units
 (151 points) and reduced to the 9 summary statistics of the paper (`summarize`), not normalized by
 a pilot run as there; x is a deterministic function of z, so p(x, z|θ) = p(z|θ).
 
@@ -27,6 +31,12 @@ Runs are capped at `max_events` events. A run that reaches the cap stops there (
 NaN and its density is that of the recorded prefix, log p = Σ_{k ≤ cap} [...] without the survival
 term, the exact density of "the first max_events events were these". Complete runs with fewer events
 and capped prefixes partition the outcomes, so the gold identities hold exactly.
+
+Two engines draw the same process. "numba" (`pip install 'goldmine[fast]'`) runs each run's
+Gillespie steps in a compiled loop, from its own counter-based random stream (SplitMix64 seeded
+per run from the generator); "torch" advances the runs of a batch together, one vectorised step per
+event. Each is reproducible from a seed on any number of workers; their streams differ, not their
+law.
 
 References:
     Papamakarios, Murray, "Fast ε-free inference of simulation models with Bayesian conditional
@@ -39,11 +49,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .. import checks
-from .base import DTYPE, Draws, Simulator, box_prior
+from .base import DTYPE, Draws, ExponentialFamily, box_prior
 
 INITIAL = (50.0, 100.0)  # (predators X, prey Y)
 DURATION = 30.0
@@ -56,6 +67,8 @@ X_NAMES = (
 )  # fmt: skip
 BLOCK = 32  # event steps between refills of random numbers and removal of finished runs
 GRAIN = 32768  # event slots replayed at once: torch's grain size, below which ops run on one thread
+STATS = ("n0", "n1", "n2", "n3", "int XY dt", "int X dt", "int Y dt", "log h")  # T, the sufficient statistics
+ENGINES = ("numba", "torch")
 
 
 def _keep(mask: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
@@ -87,15 +100,130 @@ def summarize(series: Tensor) -> Tensor:
     )
 
 
-class LotkaVolterra(Simulator):
+# -- the compiled engine -------------------------------------------------------------------------
+
+
+def _gillespie_runs(rates, seeds, cap, log_int, series, stats, n_events, times, events, record):  # pragma: no cover (compiled)
+    """Gillespie's direct method, one run after the other; compiled by numba (`_kernel`).
+
+    rates (n, 4), seeds (n,) uint64, log_int the table of log k for k = 0..100 + cap (the populations);
+    writes series (n, 151, 2), stats (n, 8) in the order STATS,
+    n_events (n,) and, when `record`, times and events (n, cap). Run i draws from SplitMix64 with
+    state seeds[i]: two uniforms per step, U₁ for the wait −log(1 − U₁)/a(s), U₂ for the event.
+    """
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    m1, m2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+    s30, s27, s31, s11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+    unit = 1.0 / 9007199254740992.0  # 2⁻⁵³
+    per_time = STEPS / DURATION
+    for i in range(rates.shape[0]):
+        c0, c1, c2, c3 = rates[i, 0], rates[i, 1], rates[i, 2], rates[i, 3]
+        state = seeds[i]
+        x, y, clock = INITIAL[0], INITIAL[1], 0.0
+        n0 = n1 = n2 = n3 = 0
+        hxy = hx = hy = log_h = 0.0
+        k, g = 0, 0  # events so far, next grid point to record
+        while k < cap:
+            xy = x * y
+            a0 = c0 * xy
+            a01 = a0 + c1 * x
+            a012 = a01 + c2 * y
+            total = a012 + c3 * xy
+            if total <= 0.0:  # extinct: no event any more
+                break
+            state += golden
+            z = state
+            z = (z ^ (z >> s30)) * m1
+            z = (z ^ (z >> s27)) * m2
+            z = z ^ (z >> s31)
+            new = clock + -math.log(1.0 - float(z >> s11) * unit) / total
+            if not new <= DURATION:
+                break
+            state += golden
+            z = state
+            z = (z ^ (z >> s30)) * m1
+            z = (z ^ (z >> s27)) * m2
+            z = z ^ (z >> s31)
+            u = float(z >> s11) * unit * total
+            scaled = new * per_time  # the event is seen from grid point ⌈5t⌉ on
+            first = int(scaled)
+            if first < scaled:
+                first += 1
+            while g < first and g <= STEPS:
+                series[i, g, 0] = x
+                series[i, g, 1] = y
+                g += 1
+            wait = new - clock
+            hxy += xy * wait
+            hx += x * wait
+            hy += y * wait
+            if u < a01:
+                if u < a0:
+                    log_h += log_int[int(x)] + log_int[int(y)]
+                    n0 += 1
+                    x += 1.0
+                    j = 0
+                else:
+                    log_h += log_int[int(x)]
+                    n1 += 1
+                    x -= 1.0
+                    j = 1
+            elif u < a012:
+                log_h += log_int[int(y)]
+                n2 += 1
+                y += 1.0
+                j = 2
+            else:
+                log_h += log_int[int(x)] + log_int[int(y)]
+                n3 += 1
+                y -= 1.0
+                j = 3
+            if record:
+                times[i, k] = new
+                events[i, k] = j
+            clock = new
+            k += 1
+        if k < cap:  # a complete run: no event between its last one and T
+            rest = DURATION - clock
+            hxy += x * y * rest
+            hx += x * rest
+            hy += y * rest
+        while g <= STEPS:
+            series[i, g, 0] = x
+            series[i, g, 1] = y
+            g += 1
+        n_events[i] = k
+        stats[i, 0], stats[i, 1], stats[i, 2], stats[i, 3] = n0, n1, n2, n3
+        stats[i, 4], stats[i, 5], stats[i, 6], stats[i, 7] = hxy, hx, hy, log_h
+
+
+_KERNEL = []  # the compiled kernel, once
+
+
+def _kernel():
+    """The numba-compiled `_gillespie_runs` (cached on disk by numba), or None without numba."""
+    if not _KERNEL:
+        try:
+            import numba
+        except ImportError:
+            _KERNEL.append(None)
+        else:
+            _KERNEL.append(numba.njit(cache=True, error_model="numpy", nogil=True)(_gillespie_runs))
+    return _KERNEL[0]
+
+
+def default_engine() -> str:
+    """"numba" when numba is importable, else "torch"."""
+    return "numba" if _kernel() is not None else "torch"
+
+
+class LotkaVolterra(ExponentialFamily):
     """Lotka–Volterra of Papamakarios & Murray (2016): θ = 4 log-rates, x = 9 summary statistics.
 
-    Prior uniform on [−5, 2]⁴, θ_ref = log(0.01, 0.5, 1, 0.01). The runs of a batch advance together,
-    one Python step per event; a run that went extinct (X = Y = 0, no propensity left) stops and its
-    populations stay constant. Once the predators are gone the prey is a pure birth process, which is
-    filled in at once. At θ_ref about half of the runs see the prey die out before T (and then the
-    predators); in the others both populations oscillate around (c₂/c₃, c₁/c₀) = (100, 50) with
-    period ≈ 2π/√(c₁c₂) ≈ 9.
+    Prior uniform on [−5, 2]⁴, θ_ref = log(0.01, 0.5, 1, 0.01). A run that went extinct (X = Y = 0,
+    no propensity left) stops and its populations stay constant. At θ_ref about half of the runs see
+    the prey die out before T (and then the predators); in the others both populations oscillate
+    around (c₂/c₃, c₁/c₀) = (100, 50) with period ≈ 2π/√(c₁c₂) ≈ 9.
 
     Overflow: a run that reaches `max_events` events stops there, its x is NaN in every component
     (training code drops such rows) and `z["overflow"]` is True. At θ_ref the runs that keep their
@@ -104,38 +232,88 @@ class LotkaVolterra(Simulator):
     predators while prey remain; the prey then grows like Y·e^(c₂t), and unless that happens close
     to T no cap holds it: those runs overflow.
 
-    The latent z is a dict: ``times`` (n, max_events) float64, event times padded with T;
-    ``events`` (n, max_events) int8, event types 0..3 padded with −1; ``n_events`` (n,) int64;
-    ``overflow`` (n,) bool. It costs 9 bytes per event slot: 180 kB per run at the default cap,
-    180 MB for a batch of 1000.
+    Mining reads the sufficient statistics ``draws.stats`` (n, 8), in the order STATS (module
+    docstring). The latent z is a dict with ``n_events`` (n,) int64 and ``overflow`` (n,) bool and,
+    with ``record_path=True``, the event path: ``times`` (n, max_events) float64, event times padded
+    with T, and ``events`` (n, max_events) int8, event types 0..3 padded with −1. The path costs 9
+    bytes per event slot (180 kB per run at the default cap); `path_log_prob` and `path_score`
+    replay it, and `sufficient_statistics` recomputes T from it when ``draws.stats`` is absent.
 
     Arguments:
         max_events: the cap on the number of events of a run.
+        record_path: keep the event path in z (for replays and `series`); not needed for mining.
+        engine: "numba" (compiled, `pip install 'goldmine[fast]'`) or "torch" (runs advance together,
+            one vectorised step per event); by default numba when it is installed. The two draw
+            different streams of the same law, so a seed reproduces its data with the same engine.
 
     Example:
-        >>> sim = LotkaVolterra(max_events=100)
+        >>> sim = LotkaVolterra(max_events=100, record_path=True)
         >>> draws = sim.sample(sim.reference[None], generator=torch.Generator().manual_seed(0))
-        >>> draws.x.shape, draws.z["times"].shape, bool(draws.z["overflow"][0])
-        (torch.Size([1, 9]), torch.Size([1, 100]), True)
+        >>> draws.x.shape, draws.stats.shape, draws.z["times"].shape, bool(draws.z["overflow"][0])
+        (torch.Size([1, 9]), torch.Size([1, 8]), torch.Size([1, 100]), True)
     """
 
     name = "lotka-volterra"
     theta_dim = 4
     x_dim = 9
-    block_size = 1000  # rows per seed: z takes 9·max_events bytes per row
+    block_size = 1000  # rows per seed: a recorded path takes 9·max_events bytes per row
 
-    def __init__(self, max_events: int = 20_000):
+    def __init__(self, max_events: int = 20_000, record_path: bool = False, engine: str | None = None):
         self.max_events = checks.positive_int(max_events, "max_events")
+        if not isinstance(record_path, bool):
+            raise ValueError(f"record_path must be True or False; got {record_path!r}.")
+        self.record_path = record_path
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES} or None (numba when installed); got {engine!r}.")
+        if engine == "numba" and _kernel() is None:
+            raise ImportError("engine='numba' needs numba: pip install 'goldmine[fast]' (or engine='torch').")
+        self.engine = engine
         self.prior = box_prior([-5.0] * 4, [2.0] * 4)
         self.reference = torch.tensor([0.01, 0.5, 1.0, 0.01], dtype=DTYPE).log()
 
     def config(self) -> dict:
-        return {"max_events": self.max_events}
+        # the engine is left out: it changes the stream of a seed, not the law of the data
+        return {"max_events": self.max_events, **({"record_path": True} if self.record_path else {})}
 
     # -- simulation ------------------------------------------------------------------------------
 
     def sample(self, theta, generator: torch.Generator | None = None) -> Draws:
         theta = self.check_theta(theta).detach()
+        engine = self.engine or default_engine()
+        if engine == "numba":
+            return self._sample_numba(theta, generator)
+        z = self._sample_torch(theta, generator)
+        x = summarize(self._observe(z))
+        x[z["overflow"]] = math.nan
+        stats = self._path_statistics(z)
+        if not self.record_path:
+            z = {k: z[k] for k in ("n_events", "overflow")}
+        return Draws(x, z, stats)
+
+    def _sample_numba(self, theta: Tensor, generator) -> Draws:
+        n, cap = theta.shape[0], self.max_events
+        seeds = torch.randint(-(2**63), 2**63 - 1, (n,), dtype=torch.int64, generator=generator)
+        series = np.empty((n, STEPS + 1, 2))
+        stats = np.empty((n, len(STATS)))
+        n_events = np.empty(n, dtype=np.int64)
+        width = cap if self.record_path else 0
+        times = np.full((n, width), DURATION)
+        events = np.full((n, width), -1, dtype=np.int8)
+        log_int = np.log(np.arange(1.0, int(INITIAL[1]) + cap + 1))  # log k at k − 1
+        log_int = np.concatenate([[-math.inf], log_int])
+        _kernel()(theta.exp().numpy(), seeds.numpy().view(np.uint64), cap, log_int, series, stats, n_events, times, events,
+                  self.record_path)
+        z = {"n_events": torch.from_numpy(n_events)}
+        z["overflow"] = z["n_events"] == cap
+        if self.record_path:
+            z["times"], z["events"] = torch.from_numpy(times), torch.from_numpy(events)
+        x = summarize(torch.from_numpy(series))
+        x[z["overflow"]] = math.nan
+        return Draws(x, z, torch.from_numpy(stats))
+
+    def _sample_torch(self, theta: Tensor, generator) -> dict:
+        """The event paths of runs that advance together, one vectorised step per event (and the
+        pure-birth tail of runs without predators at once): z with times, events, n_events, overflow."""
         n, cap = theta.shape[0], self.max_events
         rates = theta.exp()
         change = torch.tensor(CHANGE + ((0.0, 0.0),), dtype=DTYPE)  # type 4: no event (run over)
@@ -187,9 +365,7 @@ class LotkaVolterra(Simulator):
             k += steps
             rows, state, clock = _keep(live, rows, state, clock)
         z["overflow"] = z["n_events"] == cap
-        x = summarize(self._observe(z))
-        x[z["overflow"]] = math.nan
-        return Draws(x, z)
+        return z
 
     def _fill_prey_births(self, rows, state, clock, rates, k, z, generator):
         """Runs without predators but with prey only see prey births, at rate c₂·Y: their whole
@@ -213,7 +389,10 @@ class LotkaVolterra(Simulator):
     def _check_z(z, n: int | None = None) -> None:
         keys = ("times", "events", "n_events", "overflow")
         if not isinstance(z, dict) or any(k not in z for k in keys):
-            raise ValueError(f"draws.z must be the dict of {keys} that LotkaVolterra.sample returns.")
+            raise ValueError(
+                f"draws.z must be the dict of {keys} that LotkaVolterra(record_path=True).sample returns: "
+                "the event path is recorded only with record_path=True."
+            )
         if n is not None and any(z[k].shape[0] != n for k in keys):
             raise ValueError(
                 f"draws.z holds {z['times'].shape[0]} runs but theta has {n} rows: give one row of "
@@ -288,8 +467,56 @@ class LotkaVolterra(Simulator):
         self._check_z(draws.z)
         return self._observe(draws.z)
 
-    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
-        """log p(z|θ) by replaying the recorded events (module docstring): n runs, θ (n, 4) → (n,)."""
+    # -- mining from the sufficient statistics -------------------------------------------------
+
+    def natural_parameters(self, theta) -> Tensor:
+        """η(θ) = (θ₀, θ₁, θ₂, θ₃, −c₀ − c₃, −c₁, −c₂, 1), c = e^θ: (n, 4) → (n, 8), the order of STATS."""
+        c = theta.exp()
+        return torch.cat([theta, -(c[:, 0:1] + c[:, 3:4]), -c[:, 1:3], torch.ones_like(theta[:, :1])], dim=1)
+
+    def sufficient_statistics(self, draws: Draws) -> Tensor:
+        """T = (n₀..n₃, ∫XY dt, ∫X dt, ∫Y dt, log h(z)), (n, 8): ``draws.stats``, or from the recorded path."""
+        if draws.stats is not None:
+            return torch.as_tensor(draws.stats, dtype=DTYPE)
+        self._check_z(draws.z)
+        return self._path_statistics(draws.z)
+
+    def joint_score(self, draws: Draws, theta) -> Tensor:
+        """Hand-written t_j = n_j − c_j·H_j from the statistics (H₀ = H₃ = ∫XY dt): no autograd graph."""
+        theta = self.check_theta(theta).detach()
+        stats = self.sufficient_statistics(draws)
+        if stats.shape[0] != theta.shape[0]:
+            raise ValueError(f"the draws hold {stats.shape[0]} runs but theta has {theta.shape[0]} rows: give one row "
+                             "of theta per recorded run.")
+        return stats[:, 0:4] - theta.exp() * stats[:, [4, 5, 6, 4]]
+
+    def _path_statistics(self, z: dict) -> Tensor:
+        """T of recorded paths, by replay: (n, 8)."""
+        largest = int(INITIAL[1]) + int(z["n_events"].max())
+        log_int = torch.arange(largest + 1, dtype=DTYPE).log()
+
+        def statistics(rows, j, times, n_events, overflow):
+            r = self._replay(j, times, n_events, overflow)
+            counts = [(j == k).sum(dim=1).to(DTYPE) for k in range(4)]
+            x_end, y_end, rest = r["x_end"], r["y_end"], r["rest"]
+            log_x = log_int.index_select(0, r["x"].long().reshape(-1)).reshape(j.shape)
+            log_y = log_int.index_select(0, r["y"].long().reshape(-1)).reshape(j.shape)
+            log_h = torch.where(j == 1, log_x, torch.where(j == 2, log_y, log_x + log_y))
+            return torch.stack([
+                *counts,
+                (r["x"] * r["y"] * r["wait"]).sum(dim=1) + x_end * y_end * rest,
+                (r["x"] * r["wait"]).sum(dim=1) + x_end * rest,
+                (r["y"] * r["wait"]).sum(dim=1) + y_end * rest,
+                torch.where(r["valid"], log_h, 0.0).sum(dim=1),
+            ], dim=1)  # fmt: skip
+
+        return self._map_chunks(z, statistics)
+
+    # -- the reference: replay of the recorded path ------------------------------------------------
+
+    def path_log_prob(self, draws: Draws, theta) -> Tensor:
+        """log p(z|θ) by replaying the recorded events one by one (module docstring), the reference that
+        `joint_log_prob` (from the statistics) is tested against: n runs, θ (n, 4) → (n,)."""
         theta = self.check_theta(theta)
         self._check_z(draws.z, theta.shape[0])
         # populations are integers below 100 + n_events: their logs come from a table, as a log
@@ -313,8 +540,8 @@ class LotkaVolterra(Simulator):
 
         return self._map_chunks(draws.z, replay)
 
-    def joint_score(self, draws: Draws, theta) -> Tensor:
-        """Hand-written t_j = n_j − exp(θ_j)·H_j with H_j = ∫ h_j(s(t)) dt: no autograd graph."""
+    def path_score(self, draws: Draws, theta) -> Tensor:
+        """t_j = n_j − exp(θ_j)·H_j by replaying the recorded events: (n, 4), the reference of `joint_score`."""
         theta = self.check_theta(theta).detach()
         self._check_z(draws.z, theta.shape[0])
 
@@ -330,4 +557,4 @@ class LotkaVolterra(Simulator):
         return self._map_chunks(draws.z, score)
 
 
-__all__ = ["LotkaVolterra", "summarize", "X_NAMES"]
+__all__ = ["LotkaVolterra", "summarize", "X_NAMES", "STATS", "default_engine"]

@@ -3,7 +3,9 @@
     x ~ Poisson(λ),    λ = e^θ,    log p(x|θ) = x·θ − e^θ − log x!,    ∇_θ log p(x|θ) = x − e^θ.
 
 There is no latent path (z = None), so the joint likelihood is the likelihood itself: the "gold" is
-exact, r(x|θ, θ_ref) and t(x|θ) with no noise. It is the sanity check of every method: a surrogate
+exact, r(x|θ, θ_ref) and t(x|θ) with no noise. It is the simplest exponential family
+(`goldmine.simulators.ExponentialFamily`): T(x) = (x, 1, −log x!), η(θ) = (θ, −e^θ, 1), so it is
+mined from x itself. It is the sanity check of every method: a surrogate
 trained on it must reproduce a closed form.
 
 References:
@@ -18,10 +20,10 @@ import math
 import torch
 from torch import Tensor
 
-from .base import DTYPE, Draws, Simulator, box_prior
+from .base import DTYPE, Draws, ExponentialFamily, box_prior
 
 
-class Poisson(Simulator):
+class Poisson(ExponentialFamily):
     """Poisson counts with log-rate θ ∈ [0.2, 7] (prior uniform), θ_ref = 3.6 (the prior's midpoint).
 
     x: (n, 1), counts stored as float64.
@@ -60,9 +62,18 @@ class Poisson(Simulator):
         k = math.ceil(rate + 12.0 * math.sqrt(rate))
         return torch.arange(k + 1, dtype=DTYPE)[:, None], torch.ones(k + 1, dtype=DTYPE)
 
-    def joint_log_prob(self, draws: Draws, theta) -> Tensor:
-        """Equal to `log_prob`: there is no latent state."""
-        return self.log_prob(draws.x, theta)
+    def natural_parameters(self, theta) -> Tensor:
+        """η(θ) = (θ, −e^θ, 1): (n, 1) → (n, 3)."""
+        return torch.cat([theta, -theta.exp(), torch.ones_like(theta)], dim=1)
+
+    def sufficient_statistics(self, draws: Draws) -> Tensor:
+        """T(x) = (x, 1, −log x!) from the counts: (n, 3); the last is −inf where x is not a count, as is
+        `log_prob`. η(θ)·T summed in this order is `log_prob` bit for bit."""
+        x = self.check_x(draws.x, "draws.x")
+        count = (x >= 0) & (x == x.round())
+        k = torch.where(count, x, torch.zeros_like(x))
+        base = torch.where(count, -torch.lgamma(k + 1.0), torch.full_like(x, -math.inf))
+        return torch.cat([k, torch.ones_like(x), base], dim=1)
 
     def joint_score(self, draws: Draws, theta) -> Tensor:
         """t(x|θ) = x − e^θ: (n, 1)."""

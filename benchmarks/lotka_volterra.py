@@ -1,0 +1,283 @@
+"""The Lotka–Volterra study of the mining-gold paper: gold against carl and SMC-ABC at equal simulator runs.
+
+Lotka–Volterra (`goldmine.simulators.LotkaVolterra`, θ = 4 log-rates, x = 9 summary statistics)
+has no tractable p(x|θ), so the methods are judged on held-out parameter points θ* ~ prior, each
+observed through `--n-obs` runs x ~ p(x|θ*) (runs that overflow the event cap, NaN x, are redrawn):
+
+    squared error   ‖θ̂ − θ*‖² of the maximum-likelihood estimate (`gm.inference.mle`, through the
+                    region's fit);
+    volume          the volume of the 95% Wilks region: the fraction of an even grid of `--grid`⁴
+                    points over the prior box that lies inside, times the box's volume 7⁴ = 2401;
+    coverage        how often θ* lies inside its region: the frequentist (Neyman) coverage averaged
+                    over the prior, to be compared with 95% ± its binomial standard error;
+    log r̂ error     E[(Δℓ̂(x, θ) − Δℓ_ref(x, θ))²] with Δℓ(x, θ) = ℓ(θ) − ℓ(θ_ref) for one x, over the
+                    held-out x and `--theta-points` θ ~ prior: the agreement of log r̂(x|θ, θ_ref)
+                    with a reference surrogate (alices, default settings) trained on `--reference-runs`.
+
+Methods (default settings, as `fit(data)` gives them): carl, rolr, rascal, alices
+(`gm.RatioEstimator`), scandal (`gm.LikelihoodEstimator`), sallino (`gm.ScoreEstimator`: sally's score
+t̂(x) at θ_ref, inference on a histogram of h = t̂(x)·(θ − θ_ref); sally's histogram of the full
+t̂(x) needs one-dimensional θ), all trained on one data set of N runs (`gm.simulate`: N/2 at θ ~
+prior, N/2 at θ_ref), and SMC-ABC (`gm.inference.smc_abc`), which spends N simulator runs per θ*
+(more than the others, which spend N in all), with the standardised Euclidean distance between
+the means of the toy and observed sets (`abc_distance`: the default distance fails on the NaN x of
+overflowed runs); its point estimate is the weighted posterior mean and its region the box of
+central 95% marginal credible intervals (the volume of the box, the coverage of θ* by the box).
+
+Usage:
+    python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]
+                                        [--reference-runs N] [--workers W] [--out DIR]
+
+The paper's scale: --budgets 1000 10000 100000 --thetas 200 --reference-runs 1000000. A rerun with
+the same settings and --out skips the (budget, method) entries already in the JSON and reuses the
+data sets there (`gm.simulate` reopens a finished file). --quick runs
+one budget of 1000 runs on 8 θ* with a reference surrogate of 4000 runs, a smoke test whose numbers
+mean little. It writes DIR/lotka_volterra.json (after every method, with what was run) and
+DIR/lotka_volterra.png (each metric against the budget) and prints a table. torch runs on one thread.
+
+References:
+    Brehmer, Louppe, Pavez, Cranmer, "Mining gold from implicit models to improve likelihood-free
+    inference", PNAS 117 (2020) 5242, https://arxiv.org/abs/1805.12244 (the Lotka–Volterra study)
+    Papamakarios, Murray, arXiv:1605.06376 (the simulator)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+import goldmine as gm
+from goldmine.simulators.base import DTYPE, draw_prior
+
+RATIO = ("carl", "rolr", "rascal", "alices")
+METHODS = (*RATIO, "scandal", "sallino", "smc_abc")
+LEVEL = 0.95
+BOX_VOLUME = 7.0**4  # the prior box [−5, 2]⁴
+
+
+def observations(sim, thetas: torch.Tensor, n_obs: int, seed: int) -> torch.Tensor:
+    """n_obs runs with finite x at each θ*: (k, n_obs, 9); overflowed runs are redrawn."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for theta in thetas:
+        kept = torch.empty(0, sim.x_dim, dtype=DTYPE)
+        for _ in range(50):
+            x = sim.sample(theta.expand(n_obs, -1), generator=generator).x
+            kept = torch.cat([kept, x[torch.isfinite(x).all(1)]])[:n_obs]
+            if len(kept) == n_obs:
+                break
+        out.append(kept)
+    return out
+
+
+def fit(method: str, data, seed: int):
+    """The fitted surrogate of a method, with its default settings."""
+    if method in RATIO:
+        return gm.RatioEstimator(method, seed=seed, progress=False).fit(data)
+    if method == "scandal":
+        return gm.LikelihoodEstimator(method, seed=seed, progress=False).fit(data)
+    if method == "sallino":
+        return gm.ScoreEstimator(method, seed=seed, progress=False).fit(data).likelihood_surrogate(data)
+    raise ValueError(method)
+
+
+def delta_ell(model, x_obs: list, theta_points: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """ℓ(θ) − ℓ(θ_ref) for each single observation and θ point: (k·n_obs, m)."""
+    grid = torch.cat([reference[None], theta_points])
+    rows = []
+    for x in torch.cat(x_obs):
+        ell = model.log_likelihood(grid, x[None])
+        rows.append(ell[1:] - ell[0])
+    return torch.stack(rows)
+
+
+def judge_surrogate(model, thetas, x_obs, grid) -> dict:
+    errors, volumes, covered = [], [], []
+    for theta, x in zip(thetas, x_obs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # training-range and edge warnings: counted in the results instead
+            region = gm.inference.confidence_region(model, x, LEVEL, "wilks", grid=grid, progress=False)
+        errors.append(float(((region.mle.theta - theta) ** 2).sum()))
+        volumes.append(float(region.inside.double().mean()) * BOX_VOLUME)  # the fraction of the prior box inside
+        covered.append(bool(region.contains(theta[None])[0]))
+    return {"squared_error": errors, "volume": volumes, "covered": covered}
+
+
+def abc_distance(sim, seed: int):
+    """The Euclidean distance between the means of the toy set and of the observed set, per x component in
+    units of its prior-predictive standard deviation (from 2000 runs); +inf for a toy set with an
+    overflowed run (NaN x), which ABC then never accepts."""
+    x = sim.sample(draw_prior(sim.prior, 2000, seed=seed), generator=torch.Generator().manual_seed(seed)).x
+    scale = x[torch.isfinite(x).all(1)].std(0).clamp(min=1e-12)
+
+    def distance(x_sets: torch.Tensor, x_obs: torch.Tensor) -> torch.Tensor:
+        d = ((x_sets.mean(1) - x_obs.mean(0)) / scale).pow(2).sum(1).sqrt()
+        return torch.nan_to_num(d, nan=math.inf)
+
+    return distance
+
+
+def judge_abc(sim, thetas, x_obs, budget: int, seed: int) -> dict:
+    errors, volumes, covered, calls = [], [], [], []
+    distance = abc_distance(sim, seed + 4000)
+    tail = (1 - LEVEL) / 2
+    for i, (theta, x) in enumerate(zip(thetas, x_obs)):
+        particles = max(50, min(1000, budget // 20))
+        result = gm.inference.smc_abc(sim, x, distance, n_particles=particles, generations=None, budget=budget,
+                                      seed=seed + i, progress=False)
+        w, s = result.weights, result.samples
+        mean = (w[:, None] * s).sum(0)
+        order = s.argsort(0)
+        cum = w[order].cumsum(0)
+        low = torch.stack([s[order[(cum[:, j] >= tail).nonzero()[0, 0], j], j] for j in range(s.shape[1])])
+        high = torch.stack([s[order[(cum[:, j] >= 1 - tail).nonzero()[0, 0], j], j] for j in range(s.shape[1])])
+        errors.append(float(((mean - theta) ** 2).sum()))
+        volumes.append(float((high - low).prod()))
+        covered.append(bool(((theta >= low) & (theta <= high)).all()))
+        calls.append(result.simulator_calls)
+    return {"squared_error": errors, "volume": volumes, "covered": covered, "simulator_calls": calls}
+
+
+def summarize(entry: dict) -> dict:
+    n = len(entry["covered"])
+    coverage = sum(entry["covered"]) / n
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    sem = lambda v: (sum((u - mean(v)) ** 2 for u in v) / max(1, len(v) - 1) / len(v)) ** 0.5  # noqa: E731
+    return {"mse": mean(entry["squared_error"]), "mse_se": sem(entry["squared_error"]),
+            "volume": mean(entry["volume"]), "volume_se": sem(entry["volume"]),
+            "coverage": coverage, "coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n), "thetas": n}
+
+
+def table(results: dict) -> str:
+    lines = [f"{'budget':>8} {'method':>8} {'MSE θ̂':>14} {'95% volume':>16} {'coverage':>9} {'log r̂ err':>10} {'s':>7}"]
+    for key, r in results["runs"].items():
+        s = r["summary"]
+        err = r.get("log_r_error")
+        lines.append(f"{r['budget']:>8} {r['method']:>8} {s['mse']:>8.3f} ± {s['mse_se']:<4.2f} "
+                     f"{s['volume']:>9.3g} ± {s['volume_se']:<5.2g} {s['coverage']:>9.2f} "
+                     f"{'—' if err is None else f'{err:.3g}':>10} {r['seconds']:>7.0f}")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [("mse", "MSE of θ̂"), ("volume", "expected 95% region volume"), ("coverage", "coverage"),
+               ("log_r_error", "log r̂ error vs reference")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
+    methods = sorted({r["method"] for r in results["runs"].values()}, key=METHODS.index)
+    for ax, (key, label) in zip(axes, metrics):
+        for m in methods:
+            runs = sorted((r for r in results["runs"].values() if r["method"] == m), key=lambda r: r["budget"])
+            ys = [r["summary"][key] if key in r["summary"] else r.get(key) for r in runs]
+            pts = [(r["budget"], y) for r, y in zip(runs, ys) if y is not None]
+            if pts:
+                ax.plot(*zip(*pts), "o-", label=m)
+        ax.set_xscale("log")
+        ax.set_xlabel("simulator runs")
+        ax.set_title(label)
+        if key == "coverage":
+            ax.axhline(LEVEL, color="k", ls="--", lw=1)
+        elif key != "coverage":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one budget of 1000 runs, 8 θ*, a small reference")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--thetas", type=int, default=200, help="held-out θ* ~ prior")
+    parser.add_argument("--n-obs", type=int, default=1, help="observed runs per θ*")
+    parser.add_argument("--grid", type=int, default=7, help="grid points per θ axis for the regions")
+    parser.add_argument("--theta-points", type=int, default=50, help="θ ~ prior of the log r̂ comparison")
+    parser.add_argument("--reference-runs", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "lotka_volterra")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.budgets, args.thetas, args.reference_runs, args.theta_points = [1000], 8, 4000, 20
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    sim = gm.simulators.LotkaVolterra()
+    engine = gm.simulators.lotka_volterra.default_engine()
+
+    thetas = draw_prior(sim.prior, args.thetas, seed=args.seed + 1000)
+    x_obs = observations(sim, thetas, args.n_obs, args.seed + 2000)
+    theta_points = draw_prior(sim.prior, args.theta_points, seed=args.seed + 3000)
+    axes = [torch.linspace(-5.0, 2.0, args.grid, dtype=DTYPE)] * 4
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 4)
+
+    results = {"benchmark": "lotka_volterra", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "engine": engine, "cpu_count": os.cpu_count(), "torch_threads": 1, "runs": {}}
+    json_path = args.out / "lotka_volterra.json"
+    if json_path.exists():  # a rerun with the same settings keeps the (budget, method) entries already done
+        old = json.loads(json_path.read_text())
+        same = {k: v for k, v in old.get("args", {}).items() if k not in ("methods", "budgets")}
+        if same == {k: v for k, v in results["args"].items() if k not in ("methods", "budgets")}:
+            results["runs"] = old.get("runs", {})
+
+    def simulate(n: int, name: str):
+        return gm.simulate(sim, n, args.out / f"{name}.h5", seed=args.seed, workers=args.workers, progress=False)
+
+    t = time.perf_counter()
+    saved = args.out / f"reference_alices_{args.reference_runs}"
+    if saved.exists():  # trained by an earlier run with the same settings
+        reference_estimator = gm.load(saved)
+    else:
+        reference_estimator = fit("alices", simulate(args.reference_runs, f"reference_{args.reference_runs}"), args.seed)
+        reference_estimator.save(saved)
+    reference_model = gm.inference.Model(reference_estimator, prior=sim)
+    reference = delta_ell(reference_model, x_obs, theta_points, sim.reference)
+    results["reference_seconds"] = time.perf_counter() - t
+    print(f"reference surrogate (alices, {args.reference_runs} runs): {results['reference_seconds']:.0f} s")
+
+    for budget in args.budgets:
+        t = time.perf_counter()
+        data = simulate(budget, f"data_{budget}") if any(m != "smc_abc" for m in args.methods) else None
+        simulate_seconds = time.perf_counter() - t
+        for method in args.methods:
+            if f"{budget}/{method}" in results["runs"]:
+                continue
+            t = time.perf_counter()
+            if method == "smc_abc":
+                entry = judge_abc(sim, thetas, x_obs, budget, args.seed)
+                log_r_error = None
+            else:
+                model = gm.inference.Model(fit(method, data, args.seed), prior=sim)
+                entry = judge_surrogate(model, thetas, x_obs, grid)
+                diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
+                log_r_error = float(diff[torch.isfinite(diff)].pow(2).mean())
+            results["runs"][f"{budget}/{method}"] = {
+                "budget": budget, "method": method, **entry, "summary": summarize(entry), "log_r_error": log_r_error,
+                "seconds": time.perf_counter() - t, "simulate_seconds": simulate_seconds}
+            print(f"[{budget} runs] {method}: {results['runs'][f'{budget}/{method}']['summary']}")
+            results["seconds"] = time.perf_counter() - started
+            json_path.write_text(json.dumps(results, indent=1))
+    plot(results, args.out / "lotka_volterra.png")
+    print()
+    print(table(results))
+    print(f"wrote {json_path} and {args.out / 'lotka_volterra.png'} in {time.perf_counter() - started:.0f} s")
+    return results
+
+
+if __name__ == "__main__":
+    main()
