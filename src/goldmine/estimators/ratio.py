@@ -150,6 +150,14 @@ def _loss_inputs(e, spec: Method, taken: tuple[str, ...], net, b) -> dict[str, o
     return {k: out[k] for k in taken}
 
 
+def cross_entropy(net: nn.Module, b: dict[str, Tensor]) -> Tensor:
+    """The classification cross-entropy of ŝ = 1/(1 + r̂(x|θ)) between the rows drawn at θ (label 0) and
+    at θ_ref (label 1, with their pair's θ), `losses.carl` without re-pairing: a proper scoring rule for
+    every ratio surrogate, minimised by the true r(x|θ, θ_ref), that needs no gold. The ratio family's
+    validation monitor "xent" (`Trainer(keep="xent")`)."""
+    return losses.carl(net(b["x"], b["theta"]), b["label"].to(b["x"].dtype)).mean()
+
+
 class RatioNetwork(nn.Module):
     """log r̂(x|θ) = g(x, θ) − g(x, θ_ref) (anchored) or g(x, θ), g an MLP on standardised (x, θ)."""
 
@@ -178,8 +186,9 @@ class RatioEstimator(Estimator):
 
     Arguments:
         method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
-            registered later (`goldmine list methods`). None (the default): alices when the data have
-            gold (a simulator with a joint likelihood), else carl, decided by `fit`.
+            registered later (`goldmine list methods`). None (the default): nre on data without runs at
+            θ_ref (layout "prior"), else alices when the data have gold (a simulator with a joint
+            likelihood), else carl, decided by `fit`.
         alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
             than its score term, and 1 otherwise).
@@ -223,6 +232,9 @@ class RatioEstimator(Estimator):
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
+        data = data if isinstance(data, Dataset) else Dataset(data)
+        if self.method is None and data.layout == "prior":  # no runs at θ_ref: the ratio method that needs none
+            self.method = self.params["method"] = "nre"
         data = self._resolve_method(data, "alices", "carl")
         spec = family_method("ratio", self.method, "RatioEstimator")
         if self.alpha is None:  # the method was chosen now: its own weight of the score term
@@ -237,7 +249,11 @@ class RatioEstimator(Estimator):
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             return spec.loss(**_loss_inputs(self, spec, taken, net, batch)).mean()
 
-        self._train(loss, data, spec.fields, label=spec.label)
+        fields, monitors = spec.fields, {}
+        if spec.label is None:  # rows of both labels: the gold-free cross-entropy between them is a monitor
+            fields = tuple(dict.fromkeys((*spec.fields, "label")))
+            monitors["xent"] = cross_entropy
+        self._train(loss, data, fields, label=spec.label, monitors=monitors)
         return self
 
     @staticmethod
