@@ -198,9 +198,9 @@ def test_default_method_follows_the_gold(galton, goldless_data, tmp_path):
     assert gm.RatioEstimator(**quick).method is None
     assert gm.RatioEstimator(**quick).fit(goldless_data).method == "carl"
     ratio = gm.RatioEstimator(**quick).fit(galton)
-    assert ratio.method == "alices" and ratio.params["method"] == "alices" and ratio.alpha == 1.0
+    assert ratio.method == "alice" and ratio.params["method"] == "alice" and ratio.alpha == 1.0
     ratio.save(tmp_path / "r")
-    assert gm.load(tmp_path / "r").method == "alices"
+    assert gm.load(tmp_path / "r").method == "alice"
     flow = {"epochs": 1, "hidden": (8,), "progress": False}
     assert gm.LikelihoodEstimator(**flow).fit(goldless_data).params["method"] == "nle"
     assert gm.LikelihoodEstimator(**flow).fit(galton).method == "scandal"

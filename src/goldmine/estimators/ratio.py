@@ -187,7 +187,7 @@ class RatioEstimator(Estimator):
     Arguments:
         method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
             registered later (`goldmine list methods`). None (the default): nre on data without runs at
-            θ_ref (layout "prior"), else alices when the data have gold (a simulator with a joint
+            θ_ref (layout "prior"), else alice when the data have gold (a simulator with a joint
             likelihood), else carl, decided by `fit`.
         alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
@@ -235,7 +235,9 @@ class RatioEstimator(Estimator):
         data = data if isinstance(data, Dataset) else Dataset(data)
         if self.method is None and data.layout == "prior":  # no runs at θ_ref: the ratio method that needs none
             self.method = self.params["method"] = "nre"
-        data = self._resolve_method(data, "alices", "carl")
+        # alice, not alices: the score term's weight that suits one simulator's joint scores does not suit
+        # another's (benchmarks/README.md, "Model selection and the default gold method")
+        data = self._resolve_method(data, "alice", "carl")
         spec = family_method("ratio", self.method, "RatioEstimator")
         if self.alpha is None:  # the method was chosen now: its own weight of the score term
             self.alpha = self.params["alpha"] = spec.defaults.get("alpha", 1.0)
