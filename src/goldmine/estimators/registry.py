@@ -195,6 +195,7 @@ def layout_for(names) -> str:
     run at θ ~ prior) when none of them needs runs at θ_ref, else "pairs".
 
     Example:
+        >>> from goldmine.estimators.registry import layout_for  # the table the families registered in
         >>> layout_for(["npe", "nre"]), layout_for(["nle", "carl"])
         ('prior', 'pairs')
     """
