@@ -194,10 +194,7 @@ def layout_for(names) -> str:
     """The data layout for `goldmine.simulate(..., layout=...)` that suits the methods `names`: "prior" (every
     run at θ ~ prior) when none of them needs runs at θ_ref, else "pairs".
 
-    Example:
-        >>> from goldmine.estimators.registry import layout_for  # the table the families registered in
-        >>> layout_for(["npe", "nre"]), layout_for(["nle", "carl"])
-        ('prior', 'pairs')
+    For example "prior" for ["npe", "nre"], and "pairs" for ["nle", "carl"] (carl needs runs at θ_ref).
     """
     return "pairs" if any(get_method(n).needs_reference_runs for n in names) else "prior"
 
