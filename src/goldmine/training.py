@@ -390,9 +390,10 @@ def _kept(weights: str, epoch: int | None, criterion: str | None, epochs: int, b
     """The history's record of the weights kept: which, of which epoch, by which criterion, and why."""
     if weights == "final":
         others = ", ".join(f"{'validation loss' if k == 'loss' else k} at epoch {e}" for k, e in best_epochs.items())
-        why = (f"the final weights of the cosine schedule (epoch {epoch} of {epochs}), keep='final': the default, "
-               "which had the lower error against exact likelihoods than best-validation epochs "
-               "(benchmarks/README.md, 'Model selection')" + (f"; best epochs, not kept: {others}" if others else ""))
+        why = (f"the final weights of the cosine schedule (epoch {epoch} of {epochs}), keep='final', the default: "
+               "against exact likelihoods they erred less than the weights of the best validation epoch, whose "
+               "choice follows the noise of the validation rows (benchmarks/README.md, 'Model selection')"
+               + (f"; best epochs, not kept: {others}" if others else ""))
     else:
         what = "validation loss" if criterion == "loss" else f"validation {criterion}"
         why = f"the weights of epoch {epoch} of {epochs}, the lowest {what}"
