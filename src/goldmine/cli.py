@@ -345,7 +345,8 @@ def cmd_simulate(args) -> int:
     print(f"  fields {', '.join(data.fields)} ({kind}); {seconds:.1f} s")
     if data.invalid_rows:
         print(f"  {data.invalid_rows} rows hold non-finite x or gold (training skips them where it reads those)")
-    print(f"next: goldmine train {'alices' if data.has_gold else 'carl'} {out} -o model/")
+    method = "nre" if data.layout == "prior" else "alice" if data.has_gold else "carl"  # RatioEstimator()'s choice
+    print(f"next: goldmine train {method} {out} -o model/")
     return 0
 
 
