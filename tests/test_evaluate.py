@@ -164,8 +164,8 @@ def test_simulators_without_exact_likelihood_are_refused():
         log_ratio_error(Zero(1, 1), sim)
     with pytest.raises(NotImplementedError, match="exact likelihood"):
         exact_fisher_information(sim, torch.zeros(1))
-    with pytest.raises(NotImplementedError, match="x_grid"):
-        score_error(Zero(2, 2), GaussianMixture(2))
+    # an exact likelihood without a quadrature grid: Monte Carlo over x instead (tests/test_newcomer.py)
+    assert score_error(Zero(2, 2), GaussianMixture(2), samples=200)["integration"] == "monte carlo"
 
 
 def test_unfitted_or_malformed_estimators_are_refused():

@@ -1,6 +1,6 @@
 """The examples run end to end: each script with --quick in its own process, as a user runs it.
 
-The three processes start together (each pays the import of torch and a few seconds of training,
+The processes start together (each pays the import of torch and a few seconds of training,
 so running them side by side keeps the file's wall time near the slowest one's); every test then
 waits for its script, checks that it exited cleanly, printed its table and wrote its plot.
 """
@@ -22,6 +22,7 @@ EXPECTED = {
     "galton.py": (["galton_llr.png"], ["exact", "carl", "alices", "histogram", "Cramér–Rao bound"]),
     "weinberg_limits.py": (["weinberg_regions.png"], ["exact", "alices", "scandal", "neyman", "wilks"]),
     "lotka_volterra_posterior.py": (["lotka_volterra_corner.png"], ["npe", "nle + MCMC", "log c₃ prey eaten"]),
+    "lensing.py": (["lensing_images.png", "lensing_regions.png"], ["carl", "alices", "expected 95% area"]),
 }
 
 

@@ -99,8 +99,8 @@ def test_bad_input_names_the_fix():
         Model(sim, prior=gm.simulators.box_prior([0.0], [1.0]))
     with pytest.raises(NotImplementedError, match="no exact likelihood"):
         Model(gm.simulators.LotkaVolterra())
-    with pytest.raises(ValueError, match="needs the prior"):
-        Model(_FittedStub())
+    with pytest.raises(ValueError, match="no prior and no bounds"):  # a Model without prior gives ℓ, not grids
+        mle(Model(_FittedStub()), torch.zeros(3, 1))
     with pytest.raises(TypeError, match="not a surrogate"):
         Model(object(), prior=sim)
 

@@ -32,8 +32,9 @@ def net():
 def test_the_default_keeps_the_final_weights_and_says_why(data):
     trainer = Trainer(epochs=4, batch_size=64, lr=1e-2, progress=False)
     history = trainer.fit(net(), regression_loss, data, ("x", "score"), monitors={"abs": abs_loss})
-    assert history["kept"]["weights"] == "final" and history["kept"]["epoch"] == 4
-    assert "final" in history["kept"]["why"] and "benchmarks/README.md" in history["kept"]["why"]
+    assert history["kept"] == "final" and history["kept_epoch"] == 4 and history["kept_by"] is None
+    assert "final" in history["kept_why"] and "benchmarks/README.md" in history["kept_why"]
+    assert history["kept_val_loss"] == history["val_loss"][-1]
     assert len(history["val_abs"]) == 4
     assert history["best_epochs"]["abs"] == 1 + min(range(4), key=history["val_abs"].__getitem__)
     assert history["best_epochs"]["loss"] == history["best_epoch"]
@@ -43,7 +44,7 @@ def test_keep_a_monitor_restores_its_best_epoch(data):
     trainer = Trainer(epochs=4, batch_size=64, lr=1e-2, keep="abs", progress=False)
     model = net()
     history = trainer.fit(model, regression_loss, data, ("x", "score"), monitors={"abs": abs_loss})
-    assert history["kept"]["criterion"] == "abs" and history["kept"]["weights"] == "best"
+    assert history["kept_by"] == "abs" and history["kept"] == "best"
     _, val = data.split(0.1)
     again = abs_loss(model, val.tensors(["x", "score"])).item()
     assert abs(again - min(history["val_abs"])) < 1e-5  # the same computation on the same rows
@@ -59,8 +60,8 @@ def test_keep_names_an_unknown_monitor(data):
 def test_ratio_estimator_records_the_gold_free_cross_entropy(data):
     est = gm.RatioEstimator("alice", epochs=2, keep="xent", progress=False).fit(data)
     assert len(est.history_["val_xent"]) == 2
-    assert est.history_["kept"]["criterion"] == "xent"
-    assert est.history_["kept"]["epoch"] == 1 + min(range(2), key=est.history_["val_xent"].__getitem__)
+    assert est.history_["kept_by"] == "xent"
+    assert est.history_["kept_epoch"] == 1 + min(range(2), key=est.history_["val_xent"].__getitem__)
 
 
 def test_layout_prior_has_every_run_at_a_prior_theta(tmp_path):

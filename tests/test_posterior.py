@@ -124,8 +124,9 @@ def test_the_prior_can_be_a_box_distribution_or_its_simulator():
     sim = gm.simulators.Weinberg()
     for prior in (sim, sim.prior, gm.simulators.box_prior(*BOX)):
         assert PosteriorEstimator(prior=prior).params["prior"] == [list(BOX[0]), list(BOX[1])]
-    with pytest.raises(ValueError, match="no bounded support"):
-        PosteriorEstimator(prior=torch.distributions.Normal(torch.zeros(2), 1.0))
+    # any torch prior: its support, unbounded dimensions stored as None (tests/test_sbi_priors.py)
+    gauss = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), 1.0), 1)
+    assert PosteriorEstimator(prior=gauss).params["prior"] == [[None, None], [None, None]]
 
 
 @pytest.mark.slow

@@ -230,6 +230,34 @@ def test_a_script_without_the_main_guard_runs_in_one_process(tmp_path):
     assert 'outside `if __name__ == "__main__":`' in done.stderr and f"{script}:6" in done.stderr, done.stderr
 
 
+MISSED = textwrap.dedent(
+    """\
+    import sys
+    import goldmine as gm
+    import goldmine.executor
+    from goldmine.simulators import GaltonBoard
+
+    goldmine.executor.unguarded_main_call = lambda: None  # as if the static check missed this script
+    gm.simulate(GaltonBoard(), 200, sys.argv[1], workers=2, progress=False)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_missed_guard_ends_in_one_line_per_worker_not_the_bootstrapping_traceback(tmp_path):
+    script = tmp_path / "missed.py"
+    script.write_text(MISSED)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "d.h5")], env=environment(tmp_path), text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode != 0
+    assert "bootstrapping phase" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    # each worker says it in one line, and the calling process's error names the guard among the causes
+    assert lines[0].startswith("goldmine.simulate: the main script starts worker processes at its top level"), lines
+    assert 'put the call under `if __name__ == "__main__":`' in lines[0]
+    assert lines[-1].startswith("RuntimeError: a worker process ended abruptly") and '__name__ == "__main__"' in lines[-1]
+
+
 def test_non_finite_gold_counts_as_invalid(tmp_path, monkeypatch):
     real = goldmine.data.augment
 

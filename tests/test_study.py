@@ -126,6 +126,9 @@ def test_run_rerun_and_edits(tmp_path):
     assert (out / "summary.txt").read_text().splitlines()[0].split()[:2] == ["method", "train"]
     assert (out / "study.toml").read_text() == GALTON
     assert all(e["status"] == "done" for e in json.loads((out / "stages.json").read_text()).values())
+    # every stage records the seconds it took, and the exact likelihood was announced with its cost
+    assert all(e["seconds"] >= 0 for e in json.loads((out / "stages.json").read_text()).values())
+    assert any("evaluations of log p(x|θ), about" in line for line in lines), lines
 
     # a rerun skips every stage and touches no file
     files = sorted(p for p in out.rglob("*") if p.is_file())

@@ -145,7 +145,7 @@ def test_an_mle_on_the_prior_edge_is_flagged():
     fit = mle(narrow, x)
     assert fit.theta.item() == pytest.approx(0.6, abs=1e-6) and fit.on_edge and fit.edge_axes == (0,)
     region = confidence_region(narrow, x)
-    assert region.mle.on_edge and "edge of the prior's box (in θ_0)" in region.summary()
+    assert region.mle.on_edge and "edge of the prior's box (in θ)" in region.summary()  # θ's name
     assert "θ̂ on the prior's edge" in repr(region)
 
 
@@ -164,5 +164,5 @@ def test_an_mle_in_a_corner_of_a_two_dimensional_box_names_both_axes():
 def test_summary_says_whether_the_true_theta_is_inside():
     sim = GaltonBoard()
     region = confidence_region(sim, observed(sim, [0.3], 100))
-    assert "the true θ = [0.3] is inside the region" in region.summary(true_theta=[0.3])
-    assert "the true θ = [-0.9] is outside the region" in region.summary(true_theta=[-0.9])
+    assert "the true θ = 0.3 is inside the region" in region.summary(true_theta=[0.3])
+    assert "the true θ = -0.9 is outside the region" in region.summary(true_theta=[-0.9])

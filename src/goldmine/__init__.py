@@ -6,8 +6,11 @@ a method are described in docs/architecture.md.
 
 from . import evaluate, inference, simulators
 from .data import Dataset, simulate
+from .gold_check import GoldCheck, check_gold
 from .estimators import ALFI, Ensemble, HistogramRatio, LikelihoodEstimator, PosteriorEstimator, RatioEstimator, ScoreEstimator, load
+from .memory import InMemoryData
 from .mining import Gold, mine
+from .pipeline import infer
 from .training import Trainer
 
 __version__ = "0.1.0"
@@ -21,4 +24,4 @@ def __getattr__(name: str):
         return importlib.import_module(".plots", __name__)
     raise AttributeError(f"module 'goldmine' has no attribute {name!r}")
 
-__all__ = ["ALFI", "Ensemble", "evaluate", "inference", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load"]
+__all__ = ["check_gold", "GoldCheck", "ALFI", "Ensemble", "evaluate", "inference", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load", "InMemoryData", "infer"]

@@ -65,7 +65,7 @@ def warn_outside_training(surrogate, x: torch.Tensor, stacklevel: int = 2) -> in
     return count
 
 
-__all__ = ["RANGE_MARGIN", "outside_training", "warn_outside_training", "positive_int", "non_negative_int", "int_between", "int_at_least", "seed", "fraction", "level",
+__all__ = ["RANGE_MARGIN", "theta_names", "outside_training", "warn_outside_training", "positive_int", "sample_count", "non_negative_int", "int_between", "int_at_least", "seed", "fraction", "level",
            "positive_float", "non_negative_float", "real_between", "finite", "flag", "choice", "widths", "rows"]
 
 #: the largest seed goldmine takes: every generator it seeds (numpy's, torch's, and derived seeds such
@@ -88,6 +88,17 @@ def positive_int(value, name: str) -> int:
     if not _is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}.")
     return int(value)
+
+
+def sample_count(value, name: str = "n") -> int:
+    """The number of draws asked: an integer ≥ 1, or a sample shape of one such integer, (n,) or
+    torch.Size([n]), as sbi and torch.distributions write it."""
+    if isinstance(value, (tuple, list, torch.Size)):
+        if len(value) != 1:
+            raise ValueError(f"{name} must be a number of draws n or a sample shape (n,); got {tuple(value)!r}: "
+                             "goldmine draws (n, theta_dim), so reshape the draws for other shapes.")
+        value = value[0]
+    return positive_int(value, name)
 
 
 def non_negative_int(value, name: str) -> int:
@@ -211,3 +222,55 @@ def rows(value, dim: int, name: str, dtype: torch.dtype = DTYPE, finite: bool = 
         raise ValueError(f"{name} holds NaN or infinite values (first in row {row}: {out[row].tolist()}): "
                          "drop or fix them.")
     return out
+
+
+def shaped_rows(value, shape: tuple[int, ...], name: str, dtype: torch.dtype = DTYPE, finite: bool = True,
+                hint: str = "") -> Tensor:
+    """Points of any shape (an image (C, H, W), a series, a set) as (n, *shape) of `dtype`.
+
+    Arguments:
+        value: (n, *shape); or flat rows (n, size) with size the number of elements of one point; or one
+            point (shape).
+        shape: the shape of one point.
+        name, dtype, finite, hint: as in `rows`.
+
+    Returns:
+        (n, *shape), n ≥ 0.
+    """
+    shape = tuple(int(d) for d in shape)
+    size = int(np.prod(shape))
+    given = torch.as_tensor(value)
+    out = given.to(dtype)
+    if tuple(out.shape) == shape:
+        out = out[None]
+    elif out.ndim == 2 and out.shape[1] == size:
+        out = out.reshape(len(out), *shape)
+    if tuple(out.shape[1:]) != shape:
+        dims = ", ".join(map(str, shape))
+        raise ValueError(f"{name} must have shape (n, {dims}){hint}, or flat rows (n, {size}), or one point ({dims}); "
+                         f"got {tuple(given.shape)}. Give x of the shape the model was trained on (resize or crop "
+                         "images to it).")
+    if finite and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+        row = int((~torch.isfinite(out.detach())).flatten(1).any(1).nonzero()[0, 0])
+        raise ValueError(f"{name} holds NaN or infinite values (first in row {row}): drop or fix them.")
+    return out
+
+
+SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def theta_names(source, dim: int) -> tuple[str, ...]:
+    """The names of θ's components: `source` itself (a list or tuple), `source.theta_names` (a simulator's,
+    a Model's) or `source.theta_names_` (a fitted surrogate's) when it names all `dim` of them, else θ for one dimension and θ₀, θ₁, … for more.
+
+    Example:
+        >>> theta_names(None, 2)
+        ('θ₀', 'θ₁')
+    """
+    if isinstance(source, (list, tuple)):
+        names = source
+    else:
+        names = getattr(source, "theta_names", None) or getattr(source, "theta_names_", None)
+    if names is not None and not isinstance(names, str) and len(names) == dim and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return ("θ",) if dim == 1 else tuple(f"θ{str(j).translate(SUBSCRIPTS)}" for j in range(dim))

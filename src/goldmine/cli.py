@@ -5,7 +5,9 @@
     goldmine train METHOD data.h5 -o model/ [--epochs --batch-size --lr --alpha --hidden --seed --option KEY=VALUE]
     goldmine evaluate model/ [--simulator SIMULATOR] [-o evaluation.json]
     goldmine infer model/ (--observed obs.npy | --true-theta θ [--n-obs N]) [--level 0.95] [--method wilks|neyman]
+    goldmine posterior SIMULATOR (--observed obs.npy | --true-theta θ) [--method npe] [--budget N] [--rounds K]
                   [--no-check]
+    goldmine check SIMULATOR [--runs N] [--bins B] [--seed S] [--data DATA.h5]
     goldmine run study.toml [-o OUTPUT]
     goldmine benchmark [NAME [ARGS ...]]
 
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__, simulators, study, workflow
+from . import __version__, checks, simulators, study, workflow
 from .estimators import load
 from .folders import marked
 from .training import TrainingError
@@ -213,6 +215,36 @@ def build_parser() -> Parser:
     p.add_argument("--no-check", action="store_true", help="skip the check of a Wilks region's coverage by toys")
     p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/inference.json (plot beside it)")
 
+    p = command("check", cmd_check, "test a simulator's gold (joint ratio and joint score) against the identities "
+                "it must satisfy, in standard errors per θ bin; exit code 1 when one fails", parents=[common])
+    p.add_argument("simulator", metavar="SIMULATOR", help="a built-in name (goldmine list simulators) or "
+                   "package.module:Class of your own")
+    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="a constructor argument of the simulator (repeatable), or a JSON object of them")
+    p.add_argument("--runs", type=positive_int, default=20_000, help="simulator runs, half at θ_ref (default 20000)")
+    p.add_argument("--bins", type=positive_int, default=4, help="quantile bins per component of θ (default 4)")
+    p.add_argument("--seed", type=integer, default=0, help="seeds the runs (default 0)")
+    p.add_argument("--data", metavar="DATA.h5", help="test the rows of this data set instead of fresh runs")
+
+    p = command("posterior", cmd_posterior, "the posterior of an observation straight from a simulator, in one call "
+                "(gm.infer): simulate a budget in memory, train the method, sample the posterior", parents=[common])
+    p.add_argument("simulator", metavar="SIMULATOR", help="a built-in name (goldmine list simulators) or "
+                   "package.module:Class of your own")
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--observed", metavar="FILE", help="the observation(s), one per row: .npy, .csv or .h5")
+    given.add_argument("--true-theta", type=numbers(float), metavar="θ", help="simulate the observation at this θ")
+    p.add_argument("--n-obs", type=positive_int, default=1, help="observations at --true-theta (default 1; npe: 1)")
+    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="a constructor argument of the simulator (repeatable)")
+    p.add_argument("--method", default="npe", help="npe (default), nle, nre, alices, ... (goldmine list methods)")
+    p.add_argument("--budget", type=positive_int, default=10_000, help="simulator runs in total (default 10000)")
+    p.add_argument("--rounds", type=positive_int, default=1, help="sequential rounds (default 1)")
+    p.add_argument("--seed", type=integer, default=0, help="seeds the observation, the runs and training (default 0)")
+    p.add_argument("--option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="an option of the method (repeatable; goldmine list METHOD shows them)")
+    p.add_argument("-o", "--output", default="posterior.json", metavar="FILE.json",
+                   help="the summary to write, with a corner plot beside it (default posterior.json)")
+
     p = command("run", cmd_run, "carry out a whole study described by a TOML file; a rerun skips the stages "
                 "already finished and resumes an interrupted one", parents=[common])
     p.add_argument("study", metavar="STUDY.toml", help="the study (see examples/study.toml)")
@@ -341,7 +373,9 @@ def cmd_simulate(args) -> int:
     kind = "gold: " + ", ".join(f for f in data.fields if f in ("log_r", "score", "score_ref")) if data.has_gold \
         else "no gold: a black box"
     print(f"data set  {out}{'  (resumed or reused an existing file)' if resumed else ''}")
-    print(f"  {len(data):,} rows of {sim!r}, seed {args.seed}, θ_ref = {data.reference.tolist()}")
+    names = checks.theta_names(sim, sim.theta_dim)
+    reference = ", ".join(f"{n} = {v:g}" for n, v in zip(names, data.reference.tolist()))
+    print(f"  {len(data):,} rows of {sim!r}, seed {args.seed}, θ_ref: {reference}")
     print(f"  fields {', '.join(data.fields)} ({kind}); {seconds:.1f} s")
     if data.invalid_rows:
         print(f"  {data.invalid_rows} rows hold non-finite x or gold (training skips them where it reads those)")
@@ -367,7 +401,14 @@ def cmd_train(args) -> int:
         epochs += f" ({record['stop_reason']})"
     print(f"  trained on {args.data}: {record['rows']:,} rows of {record['simulator']}, {record['seconds']:.1f} s"
           f"{epochs}")
-    if record.get("best_val_loss") is not None:
+    if record.get("kept_val_loss") is not None:  # the loss of the weights saved, not of some other epoch
+        kept = "the best epoch's weights (early stopping)" if record.get("kept") == "best" else \
+            "the final epoch's weights"
+        best = record.get("best_val_loss")
+        other = f"; the best epoch's was {best:.4g}" if record.get("kept") != "best" and best is not None \
+            and best < record["kept_val_loss"] else ""
+        print(f"  validation loss {record['kept_val_loss']:.4g} of the model saved, {kept}{other}")
+    elif record.get("best_val_loss") is not None:
         print(f"  best validation loss {record['best_val_loss']:.4g}")
     print(f"next: goldmine evaluate {args.output}   or   goldmine infer {args.output} --true-theta θ")
     return 0
@@ -381,7 +422,8 @@ def cmd_evaluate(args) -> int:
     result = workflow.evaluate_model(estimator, sim, seed=args.seed)
     out = Path(args.output) if args.output else folder / "evaluation.json"
     workflow.write_json(out, {"model": str(folder), "method": name, "simulator": repr(sim), **result})
-    print(f"{name} against the exact likelihood of {sim!r}: {workflow.metric_text(result)}")
+    against = "by toys of" if result["metric"] == "coverage" else "against the exact likelihood of"
+    print(f"{name} {against} {sim!r}: {workflow.metric_text(result)}")
     if result["metric"] == "log_ratio_mse":
         print(f"  (log r̂ = 0 scores {result['trivial_mse']:.4g}; the mean over {len(result['per_theta'])} θ points "
               "of the prior's grid)")
@@ -415,7 +457,10 @@ def cmd_infer(args) -> int:
         print(f"checking each Wilks region by {check} toy data sets drawn at its θ̂ with {sim.name} "
               "(--no-check skips this)", flush=True)
     results = {name: workflow.infer(workflow.inference_source(estimator, sim, data), sim, x, **settings)}
-    if exact:
+    if exact:  # on by default, to set every answer beside the truth; said with its cost, since it can be slow
+        cost = workflow.exact_cost(sim, x, args.method, args.toys, args.grid, check)
+        print(f"exact likelihood of {sim.name} for comparison: {cost['pairs']:,} evaluations of log p(x|θ), about "
+              f"{workflow.duration(cost['seconds'])} (--no-exact skips it)", flush=True)
         results["exact"] = workflow.infer(sim, sim, x, **settings)
     out = Path(args.output) if args.output else folder / "inference.json"
     workflow.write_json(out, {"model": str(folder), "simulator": repr(sim), "observed": observed, "results": results})
@@ -427,6 +472,46 @@ def cmd_infer(args) -> int:
         for note in workflow.region_notes(result):
             print(f"  {name}: {note}")
     print(f"written   {out}" + (f" and {plot}" if plot else ""))
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .data import Dataset
+    from .gold_check import check_gold
+
+    sim = workflow.make_simulator(args.simulator, merged(args.sim_option))
+    data = None
+    if args.data is not None:
+        data = Dataset(need_file(args.data, "data set", "simulate one with goldmine simulate SIMULATOR -n N -o FILE.h5"))
+    if not args.quiet:
+        source = f"the rows of {args.data}" if data is not None else f"{args.runs:,} fresh runs"
+        print(f"checking the gold of {sim!r} on {source} ...", flush=True)
+    report = check_gold(sim, args.runs + args.runs % 2, data=data, bins=args.bins, seed=args.seed, verbose=False)
+    print(report.table())
+    return 0 if report.passed else 1
+
+
+def cmd_posterior(args) -> int:
+    from .pipeline import infer
+
+    sim = workflow.make_simulator(args.simulator, merged(args.sim_option))
+    if args.observed is not None:
+        need_file(args.observed, "observations", "give a .npy, .csv or .h5 file with one observation per row")
+        x = workflow.load_observed(args.observed)
+    else:
+        x = workflow.generate_observed(sim, args.true_theta, args.n_obs, args.seed)
+    result = infer(sim, None, x, method=args.method, budget=args.budget, rounds=args.rounds, seed=args.seed,
+                   progress=not args.quiet, **merged(args.option))
+    samples = result.posterior.samples
+    q = torch.quantile(samples, torch.tensor([0.025, 0.5, 0.975], dtype=samples.dtype), dim=0)
+    out = Path(args.output)
+    summary = {"simulator": repr(sim), "method": args.method, "simulations": result.simulations,
+               "rounds": result.rounds, "observed": x.tolist(), "mean": samples.mean(0).tolist(),
+               "std": samples.std(0).tolist(), "median": q[1].tolist(), "interval_95": [q[0].tolist(), q[2].tolist()]}
+    workflow.write_json(out, summary)
+    plot = result.plot(out.with_suffix(".png"), truth=args.true_theta)
+    print(result.summary())
+    print(f"written   {out} and {plot}")
     return 0
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -37,12 +38,15 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import checks, locking
-from .executor import map_in_order, seeded_generator
+from .executor import map_in_order, refuse_while_bootstrapping, seeded_generator
 from .mining import augment, reference_of
-from .simulators.base import Simulator, draw_prior, seed_from
+from .simulators.base import Simulator, draw_prior, seed_from, shape_of_x
 from .simulators.describe import describe
 
 FORMAT_VERSION = 1
+#: the data-set formats this goldmine reads: 1 (x a vector, (n, x_dim)) and 2 (x of any shape (n, *x_shape),
+#: the header's x_shape); a vector x is still written in format 1, so that such files stay as they were
+FORMATS = (1, 2)
 GOLD_FIELDS = ("log_r", "score", "score_ref")
 BASE_FIELDS = ("theta", "x", "label")
 
@@ -101,11 +105,13 @@ def draw_chunk(sim: Simulator, reference: Tensor, seed: int, blocks: list[tuple[
 
 
 def _meta(sim: Simulator, n: int, seed: int, reference: Tensor) -> dict:
+    x_shape = shape_of_x(sim)
     return {
-        "format": FORMAT_VERSION,
+        "format": FORMAT_VERSION if len(x_shape) == 1 else 2,
         **describe(sim),  # simulator, simulator_class, simulator_config
         "theta_dim": sim.theta_dim,
         "x_dim": sim.x_dim,
+        **({} if len(x_shape) == 1 else {"x_shape": list(x_shape)}),
         "n": n,
         "seed": seed,
         "reference": reference.tolist(),
@@ -172,10 +178,10 @@ def _read_meta(f: h5py.File) -> dict:
     if not isinstance(meta, dict):
         raise ValueError(f"{name} has a corrupt header (a JSON {type(meta).__name__}, not an object): simulate it "
                          "again.")
-    if meta.get("format") != FORMAT_VERSION:
+    if meta.get("format") not in FORMATS:
         raise ValueError(
-            f"{name} has data-set format {meta.get('format')}, this goldmine reads format "
-            f"{FORMAT_VERSION}: simulate it again with this version."
+            f"{name} has data-set format {meta.get('format')}, this goldmine reads formats "
+            f"{', '.join(map(str, FORMATS))}: simulate it again with this version."
         )
     for key, valid in HEADER.items():
         if key not in meta:
@@ -184,6 +190,11 @@ def _read_meta(f: h5py.File) -> dict:
             raise ValueError(f"{name} has a corrupt header: {key} = {meta[key]!r}. Simulate it again.")
     if meta.get("layout", "pairs") not in LAYOUTS:
         raise ValueError(f"{name} has a corrupt header: layout = {meta['layout']!r}. Simulate it again.")
+    shape = meta.get("x_shape", [meta["x_dim"]])
+    if (not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                                                             for d in shape) or int(np.prod(shape)) != meta["x_dim"]):
+        raise ValueError(f"{name} has a corrupt header: x_shape = {shape!r} does not hold x_dim = {meta['x_dim']} "
+                         "elements. Simulate it again.")
     if len(meta["reference"]) != meta["theta_dim"]:
         raise ValueError(f"{name} has a corrupt header: reference {meta['reference']} does not have theta_dim = "
                          f"{meta['theta_dim']} components. Simulate it again.")
@@ -203,8 +214,8 @@ def _check_fields(f: h5py.File, meta: dict, rows: int) -> tuple[str, ...]:
     """The stored fields, checked against the header: present (theta, x, label), with the header's widths and
     at least `rows` rows."""
     theta_dim, x_dim = meta["theta_dim"], meta["x_dim"]
-    shapes = {"theta": (theta_dim,), "x": (x_dim,), "label": (), "log_r": (), "score": (theta_dim,),
-              "score_ref": (theta_dim,)}
+    shapes = {"theta": (theta_dim,), "x": tuple(meta.get("x_shape", [x_dim])), "label": (), "log_r": (),
+              "score": (theta_dim,), "score_ref": (theta_dim,)}
     for key in BASE_FIELDS:
         if key not in f:
             raise ValueError(f"{f.filename} is corrupt: it lacks the field {key!r}. Simulate it again.")
@@ -215,8 +226,8 @@ def _check_fields(f: h5py.File, meta: dict, rows: int) -> tuple[str, ...]:
             raise ValueError(f"{f.filename} is corrupt: {key!r} is a group, not an array. Simulate it again.")
         if item.shape[1:] != shapes[key]:
             raise ValueError(f"{f.filename} is corrupt: field {key!r} has rows of shape {item.shape[1:]}, but its "
-                             f"header says {shapes[key]} (theta_dim = {theta_dim}, x_dim = {x_dim}). Simulate it "
-                             "again.")
+                             f"header says {shapes[key]} (theta_dim = {theta_dim}, x of shape {shapes['x']}). "
+                             "Simulate it again.")
         if item.shape[0] < rows:
             raise ValueError(f"{f.filename} is truncated: field {key!r} holds fewer rows than its header says.")
     return fields
@@ -230,6 +241,8 @@ def _create(path: Path, meta: dict, first: dict[str, np.ndarray]) -> h5py.File:
     f.attrs["invalid_rows"] = 0
     for key, arr in first.items():
         rows = max(1, min(8192, meta["n"]))
+        if key == "x" and arr.ndim > 2:  # x with more axes (images, series): one row per chunk, read whole
+            rows = 1
         f.create_dataset(key, shape=(0, *arr.shape[1:]), maxshape=(None, *arr.shape[1:]), dtype=arr.dtype,
                          chunks=(rows, *arr.shape[1:]))
     f.close()
@@ -322,6 +335,7 @@ def simulate(
     """
     if not isinstance(sim, Simulator):
         raise TypeError(f"sim must be a goldmine Simulator, got {type(sim).__name__}.")
+    refuse_while_bootstrapping("goldmine.simulate")  # a worker re-running an unguarded script: one line, not the lock
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0 or n % 2:
         raise ValueError(f"n must be a positive even number of rows (half at θ, half at θ_ref); got {n!r}.")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -362,19 +376,34 @@ def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cl
            draw=draw_chunk) -> None:
     """Draws the chunks and appends them in order, then marks the file complete."""
     f = h5py.File(path, "r+") if path.exists() else None
+    bar.set_postfix_str(f"{meta['block_size']:,}-row blocks", refresh=False)  # why it moves in steps
+    stop = threading.Event()  # the elapsed time ticks while a block is drawn, so a slow one shows it is alive
+    threading.Thread(target=_tick, args=(bar, stop), name="goldmine-simulate-bar", daemon=True).start()
     try:
         with closing(map_in_order(draw, chunks, shared, workers=workers, cluster=cluster,
                                   what="goldmine.simulate")) as results:
             for chunk in results:
+                shape = tuple(meta.get("x_shape", [meta["x_dim"]]))
+                if chunk["x"].shape[1:] != shape:
+                    raise ValueError(f"{meta['simulator']} returned x of shape {chunk['x'].shape}, but its x_shape "
+                                     f"says rows of {shape}: make sample return x (n, *x_shape) and set x_shape "
+                                     "(and x_dim) to the shape of one x.")
                 if f is None:
                     f = _create(path, meta, chunk)
                 _append(f, chunk)
                 bar.update(len(chunk["theta"]))
         f.attrs["complete"] = True
     finally:
+        stop.set()
         bar.close()
         if f is not None:
             f.close()
+
+
+def _tick(bar, stop: threading.Event, period: float = 1.0) -> None:
+    """Redraws the progress bar every `period` seconds until `stop` is set."""
+    while not stop.wait(period):
+        bar.refresh()
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -408,6 +437,8 @@ class Dataset:
         self.simulator = self.meta["simulator"]
         self.reference = torch.tensor(self.meta["reference"], dtype=torch.float64)
         self.theta_dim, self.x_dim = self.meta["theta_dim"], self.meta["x_dim"]
+        #: the shape of one x: (x_dim,) for a vector, e.g. (1, 64, 64) for images
+        self.x_shape = tuple(self.meta.get("x_shape", [self.x_dim]))
         self.has_gold = self.meta["gold"]
         #: "pairs" (runs at θ ~ prior and at θ_ref) or "prior" (every run at θ ~ prior): `simulate`'s layout
         self.layout = self.meta.get("layout", "pairs")
@@ -458,7 +489,7 @@ class Dataset:
         if label is not None:
             keep &= f["label"][lo:hi] == label
         if drop_invalid:  # rows with non-finite x, or non-finite gold among the fields read
-            keep &= np.isfinite(arrays["x"] if "x" in arrays else f["x"][lo:hi]).all(axis=1)
+            keep &= np.isfinite((arrays["x"] if "x" in arrays else f["x"][lo:hi]).reshape(hi - lo, -1)).all(axis=1)
             for k in GOLD_FIELDS:
                 if k in arrays:
                     keep &= np.isfinite(arrays[k].reshape(hi - lo, -1)).all(axis=1)
@@ -483,16 +514,20 @@ class Dataset:
             return self._read(f, fields, self.start, self.stop, label, dtype, drop_invalid)
 
     def batches(self, batch_size: int, fields=None, *, label: int | None = None, shuffle: bool = True,
-                seed: int = 0, dtype=torch.float32, drop_invalid: bool = True, chunk_rows: int = 65536):
+                seed: int = 0, dtype=torch.float32, drop_invalid: bool = True, chunk_rows: int | None = None):
         """Iterates once over the rows in mini-batches, reading `chunk_rows` rows at a time.
 
         With `shuffle`, chunks are visited in a random order and rows are shuffled within a buffer of
-        two chunks, so memory stays bounded by the chunk size whatever the file's size.
+        two chunks, so memory stays bounded by the chunk size whatever the file's size. `chunk_rows`
+        is 65536 by default, fewer for large rows (`scan_rows`), so that a chunk holds at most ~2²² values.
 
         Yields:
             dicts field → tensor with a leading batch dimension of at most batch_size.
         """
         fields = self._fields(fields)
+        # x is read for the check of finite rows even when not asked for
+        chunk_rows = self.scan_rows((*fields, "x") if drop_invalid and "x" not in fields else fields) \
+            if chunk_rows is None else chunk_rows
         rng = np.random.default_rng(seed)
         starts = np.arange(self.start, self.stop, chunk_rows)
         if shuffle:
@@ -507,17 +542,29 @@ class Dataset:
                     buffer = {k: v[perm] for k, v in buffer.items()}
                 last = i == len(starts) - 1
                 size = len(buffer[fields[0]])
-                # keep up to one chunk in the buffer to mix with the next chunk
-                emit = size if last else max(0, size - chunk_rows) // batch_size * batch_size
+                # shuffled: keep up to one chunk in the buffer to mix with the next chunk
+                keep = max(0, size - chunk_rows) if shuffle else size
+                emit = size if last else keep // batch_size * batch_size
                 for b in range(0, emit, batch_size):
                     yield {k: v[b : b + batch_size] for k, v in buffer.items()}
                 buffer = {k: v[emit:] for k, v in buffer.items()}
+
+    def values_per_row(self, fields=None) -> int:
+        """The numbers one row holds in `fields` (every field by default): x_dim for x, theta_dim for θ, ..."""
+        shapes = {"theta": (self.theta_dim,), "x": self.x_shape, "score": (self.theta_dim,),
+                  "score_ref": (self.theta_dim,)}
+        return sum(int(np.prod(shapes.get(k, ()))) for k in (self.fields if fields is None else fields))
+
+    def scan_rows(self, fields=("x",)) -> int:
+        """Rows per chunk for reading `fields`: 65536, or fewer when a row holds many values (images), so
+        that a chunk holds at most 2²² values."""
+        return max(1, min(65536, 2**22 // max(self.values_per_row(fields), 1)))
 
     def x_range(self) -> tuple[Tensor, Tensor] | None:
         """The per-dimension minimum and maximum of the finite x in the rows: two (x_dim,) float64 tensors, or
         None when no row has a finite x. Estimators record it at fit (inference warns beyond it)."""
         low = high = None
-        for batch in self.batches(65536, ["x"], shuffle=False, dtype=torch.float64):
+        for batch in self.batches(self.scan_rows(), ["x"], shuffle=False, dtype=torch.float64):
             x = batch["x"]
             if len(x) == 0:
                 continue

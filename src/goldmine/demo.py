@@ -78,7 +78,7 @@ def main(argv=None) -> dict:
         data = gm.simulate(sim, args.runs, path, seed=seed, progress=False)
         if seed == 0:
             print(data.summary())
-            check_gold(sim, data)
+            print("   " + gm.check_gold(sim, data=data, verbose=False).summary())  # the full table: goldmine check galton
     path = data_path(out, 0)
 
     print(f"\n2. train {', '.join(METHODS)} with their default settings on the runs of every seed "
@@ -135,23 +135,6 @@ def error_table(fitted: dict, seeds: list[int]) -> dict:
     print("   fit seconds per seed: " + ", ".join(f"{m} {t:.0f}" for m, t in seconds.items()))
     print("   (the same runs for every method; benchmarks/sample_efficiency.py measures every budget)")
     return summary
-
-
-def check_gold(sim, data) -> None:
-    """The gold identities row by row against the exact likelihood: E[r(x,z|θ,θ_ref) − r(x|θ,θ_ref)] = 0 over
-    rows drawn at θ_ref, and E[t(x,z|θ) − ∂θ log p(x|θ)] = 0 over rows drawn at θ."""
-    t = data.tensors(dtype=torch.float64)
-    at_ref, at_theta = t["label"] == 1, t["label"] == 0
-    theta, x = t["theta"][at_ref], t["x"][at_ref]
-    exact_r = (sim.log_prob(x, theta) - sim.log_prob(x, torch.zeros_like(theta))).exp()
-    diff_r = t["log_r"][at_ref].exp() - exact_r
-    exact_t = log_prob_and_score(sim, t["x"][at_theta], t["theta"][at_theta])[1][:, 0]
-    diff_t = t["score"][at_theta][:, 0] - exact_t
-    print("   gold identities (mean difference to the exact value, in standard errors; |z| < 4 expected):")
-    for name, d in [("joint ratio r(x,z|θ,θ_ref) at θ_ref", diff_r), ("joint score t(x,z|θ) at θ", diff_t)]:
-        error = d.std() / len(d) ** 0.5
-        z = d.mean() / error
-        print(f"   {name:38s} {d.mean():+.4f} ± {error:.4f}  z = {z:+.2f}  {'ok' if abs(z) < 4 else 'FAILED'}")
 
 
 def plot_gold_scores(sim, out: Path) -> Path:

@@ -11,6 +11,15 @@ than estimated from samples:
 
     I(θ) = E_{x~p(x|θ)} [t(x|θ) t(x|θ)ᵀ]  (the Fisher information).
 
+Without a quadrature grid (a simulator whose x has more than a few dimensions) the same expectations are
+estimated by Monte Carlo over x: `samples` runs x_k ~ p(x|θ) drawn with the simulator at each θ point give
+
+    ε̂_r(θ) = (1/K) Σ_k (log r̂(x_k|θ, θ_ref) − log r(x_k|θ, θ_ref))²,   stderr(ε̂_r(θ)) = sd_k / √K,
+
+and mse_r's standard error sqrt(Σ_θ stderr²) / g (independent runs per point); likewise for mse_t at θ_ref.
+The results say which was done ("integration": "quadrature" or "monte carlo") and the standard error
+("stderr", 0 for quadrature).
+
 Nodes where p(x|θ) ≤ 1e-12 (`THRESHOLD`) are left out of the ratio error: there log p(x|θ) may
 be −∞ (−∞·0 is undefined) and their weight in the expectation is negligible. The score error and
 the Fisher information skip only nodes with p(x|θ) = 0, where the score is undefined. The trivial surrogates log r̂ = 0 and t̂ = 0 score
@@ -34,21 +43,29 @@ from .simulators.base import DTYPE, Simulator
 
 THRESHOLD = 1e-12
 PAIRS_PER_CHUNK = 100_000
+#: simulator runs of a Monte Carlo evaluation by default, spread evenly over the θ points (at least MC_MIN each)
+MC_RUNS = 50_000
+MC_MIN = 50
 GRID_POINTS = {1: 101, 2: 21}  # default θ grid points per dimension, by d_θ
 
 
-def log_ratio_error(estimator, sim: Simulator, theta_grid=None) -> dict:
+def log_ratio_error(estimator, sim: Simulator, theta_grid=None, samples: int | None = None, seed: int = 0) -> dict:
     """The expected squared error of log r̂(x|θ, θ_ref) under p(x|θ), averaged over a θ grid.
 
     Arguments:
         estimator: a fitted ratio surrogate: `log_ratio(x, theta) -> (n,)` and the attributes
             `theta_dim_`, `x_dim_`, `reference_` (θ_ref, (d_θ,)).
-        sim: the simulator it was trained on, with an exact `log_prob` and an `x_grid`.
+        sim: the simulator it was trained on, with an exact `log_prob` (and an `x_grid` for quadrature).
         theta_grid: (g, d_θ) points; by default an even grid over the prior's box: 101 points
             for d_θ = 1 (for the Galton board, −1 to 1), 21 × 21 for d_θ = 2.
+        samples: runs of the simulator per θ point for a Monte Carlo estimate over x; by default
+            quadrature when the simulator has an `x_grid`, else Monte Carlo with `MC_RUNS` runs in all.
+        seed: the seed of the Monte Carlo runs.
 
     Returns:
-        {"mse": mean_θ ε_r(θ), "per_theta": ε_r (g,), "theta_grid": (g, d_θ)}.
+        {"mse": mean_θ ε_r(θ), "per_theta": ε_r (g,), "theta_grid": (g, d_θ), "stderr": the standard
+        error of mse (0 for quadrature), "integration": "quadrature" or "monte carlo", "samples": runs
+        per θ point (Monte Carlo)}.
 
     Example:
         >>> from goldmine.simulators import GaltonBoard
@@ -62,6 +79,9 @@ def log_ratio_error(estimator, sim: Simulator, theta_grid=None) -> dict:
     """
     ref = _check(estimator, sim, "log_ratio")
     grid = default_theta_grid(sim) if theta_grid is None else sim.check_theta(theta_grid, "theta_grid").detach()
+    samples = _monte_carlo(sim, samples, len(grid))
+    if samples:
+        return _log_ratio_error_mc(estimator, sim, grid, ref, samples, seed)
     x, w = _x_grid(sim)
     m = len(x)
     log_p_ref = _log_prob(sim, x, ref.expand(m, -1))
@@ -77,22 +97,72 @@ def log_ratio_error(estimator, sim: Simulator, theta_grid=None) -> dict:
         term = torch.where(keep, log_p.exp() * (est - (log_p - log_p_ref)) ** 2, torch.zeros_like(log_p))
         per_theta.append((term * w).sum(1))
     per_theta = torch.cat(per_theta)
-    return {"mse": float(per_theta.mean()), "per_theta": per_theta, "theta_grid": grid}
+    return {"mse": float(per_theta.mean()), "per_theta": per_theta, "theta_grid": grid, "stderr": 0.0,
+            "integration": "quadrature"}
 
 
-def score_error(estimator, sim: Simulator) -> dict:
+def _monte_carlo(sim: Simulator, samples, points: int) -> int:
+    """Runs per θ point of a Monte Carlo evaluation, or 0 for quadrature."""
+    if samples is not None:
+        return checks.int_at_least(samples, "samples", 2)
+    if type(sim).x_grid is not Simulator.x_grid:
+        return 0
+    return max(MC_MIN, MC_RUNS // points)
+
+
+def _log_ratio_error_mc(estimator, sim: Simulator, grid: Tensor, ref: Tensor, samples: int, seed: int) -> dict:
+    generator = torch.Generator().manual_seed(checks.seed(seed))
+    per_theta, variance = [], []
+    for theta in grid.split(max(1, PAIRS_PER_CHUNK // samples)):
+        k = len(theta)
+        theta_rep = theta.repeat_interleave(samples, 0)
+        x = sim.check_x(sim.sample(theta_rep, generator=generator).x.detach(), "x")
+        log_r = _log_prob(sim, x, theta_rep) - _log_prob(sim, x, ref.expand(len(x), -1))
+        with torch.no_grad():
+            est = _as_rows(estimator.log_ratio(x, theta_rep), len(x), (), "log_ratio")
+        sq = ((est - log_r) ** 2).reshape(k, samples)
+        sq = torch.where(torch.isfinite(log_r).reshape(k, samples), sq, torch.nan)  # p(x|θ_ref) = 0: left out
+        per_theta.append(sq.nanmean(1))
+        variance.append(_nanvar(sq) / (~sq.isnan()).sum(1).clamp(min=1))
+    per_theta, variance = torch.cat(per_theta), torch.cat(variance)
+    return {"mse": float(per_theta.mean()), "per_theta": per_theta, "theta_grid": grid,
+            "stderr": float(variance.sum().sqrt() / len(grid)), "integration": "monte carlo", "samples": samples}
+
+
+def _nanvar(values: Tensor) -> Tensor:
+    """The sample variance of each row, ignoring NaN: (k, m) → (k,)."""
+    mean = values.nanmean(1, keepdim=True)
+    count = (~values.isnan()).sum(1).clamp(min=2)
+    return ((values - mean) ** 2).nansum(1) / (count - 1)
+
+
+def score_error(estimator, sim: Simulator, samples: int | None = None, seed: int = 0) -> dict:
     """The expected squared error E_{x~p(x|θ_ref)} ‖t̂(x) − ∇_θ log p(x|θ)|_{θ_ref}‖².
 
     Arguments:
         estimator: a fitted score surrogate: `score(x) -> (n, d_θ)` and the attributes
             `theta_dim_`, `x_dim_`, `reference_` (θ_ref, (d_θ,)).
-        sim: the simulator it was trained on, with an exact `log_prob` and an `x_grid`.
+        sim: the simulator it was trained on, with an exact `log_prob` (and an `x_grid` for quadrature).
+        samples: runs at θ_ref for a Monte Carlo estimate over x; by default quadrature when the
+            simulator has an `x_grid`, else Monte Carlo with `MC_RUNS` runs.
+        seed: the seed of the Monte Carlo runs.
 
     Returns:
         {"mse": the error, "relative": mse / tr I(θ_ref) (1 for the trivial t̂ = 0),
-        "reference": θ_ref (d_θ,)}.
+        "reference": θ_ref (d_θ,), "stderr": mse's standard error (0 for quadrature), "integration"}.
     """
     ref = _check(estimator, sim, "score")
+    samples = _monte_carlo(sim, samples, 1)
+    if samples:
+        generator = torch.Generator().manual_seed(checks.seed(seed))
+        x = sim.check_x(sim.sample(ref.expand(samples, -1), generator=generator).x.detach(), "x")
+        log_p, t = log_prob_and_score(sim, x, ref.expand(samples, -1))
+        est = _as_rows(estimator.score(x), samples, (sim.theta_dim,), "score").detach()
+        keep = (log_p > -math.inf) & torch.isfinite(t).all(1)
+        sq, norm = (est - t)[keep].pow(2).sum(1), t[keep].pow(2).sum(1)
+        mse = float(sq.mean())
+        return {"mse": mse, "relative": mse / float(norm.mean()), "reference": ref,
+                "stderr": float(sq.std() / math.sqrt(len(sq))), "integration": "monte carlo", "samples": samples}
     x, w = _x_grid(sim)
     d = sim.theta_dim
     mse = torch.zeros((), dtype=DTYPE)
@@ -104,7 +174,8 @@ def score_error(estimator, sim: Simulator) -> dict:
         p = torch.where(keep, log_p.exp(), torch.zeros_like(log_p))
         mse = mse + (ws * p * torch.where(keep[:, None], est - t, torch.zeros_like(t)).pow(2).sum(1)).sum()
         trace = trace + (ws * p * torch.where(keep[:, None], t, torch.zeros_like(t)).pow(2).sum(1)).sum()
-    return {"mse": float(mse), "relative": float(mse / trace), "reference": ref}
+    return {"mse": float(mse), "relative": float(mse / trace), "reference": ref, "stderr": 0.0,
+            "integration": "quadrature"}
 
 
 def exact_fisher_information(sim: Simulator, theta) -> Tensor:

@@ -48,6 +48,9 @@ __all__ = ["map_in_order", "seeded_generator"]
 AHEAD_PER_WORKER = 2
 #: seconds between the watchdog's checks of the parent's pid (the sentinel wakes it at once)
 WATCHDOG_PERIOD = 1.0
+#: what to do when a spawned worker, importing the main script, would start workers again
+GUARD_FIX = ("the main script starts worker processes at its top level, which every worker imports again: put the "
+             "call under `if __name__ == \"__main__\":` (or use workers=1).")
 
 
 def seeded_generator(seed: int, index: int) -> torch.Generator:
@@ -78,6 +81,7 @@ def map_in_order(fn: Callable, items: Iterable, shared: tuple = (), *, workers: 
     if cluster is not None:
         return _on_dask(fn, items, shared, cluster)
     if workers > 1:
+        refuse_while_bootstrapping(what)
         where = unguarded_main_call()
         if where is None:
             return _on_processes(fn, items, shared, workers)
@@ -107,9 +111,10 @@ def _on_processes(fn, items, shared, workers: int) -> Iterator:
     except BrokenProcessPool:
         _stop(pool)
         raise RuntimeError(
-            "a worker process ended abruptly: it was killed (out of memory?), or it could not rebuild the task "
+            "a worker process ended abruptly: it was killed (out of memory?), it could not rebuild the task "
             "(a simulator or model class defined in an interactive session or with `python -c` cannot be sent "
-            "to spawned processes: define it in a module). Any error of the worker is printed above; "
+            "to spawned processes: define it in a module), or the main script starts workers outside "
+            "`if __name__ == \"__main__\":` (put the call under it). Any error of the worker is printed above; "
             "workers=1 runs the task in this process."
         ) from None
     except BaseException:  # KeyboardInterrupt, an error of a task or of the consumer, or closed early
@@ -224,6 +229,15 @@ def _in_order(submit, task, items, ahead: int, *args, **kwargs) -> Iterator:
 
 
 # -- the __main__ guard -------------------------------------------------------------------------
+
+
+def refuse_while_bootstrapping(what: str = "goldmine") -> None:
+    """Ends this process with one line naming the fix when it is a spawned worker still importing the main
+    script (multiprocessing's bootstrapping phase) and that import has reached a goldmine call: the script
+    makes the call outside `if __name__ == "__main__":` and `unguarded_main_call` did not see it. Without this,
+    the worker would fail on the file lock or with Python's long bootstrapping traceback."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(f"{what}: {GUARD_FIX}")
 
 
 def unguarded_main_call() -> str | None:

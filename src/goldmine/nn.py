@@ -84,15 +84,28 @@ class ConditionalFlow(nn.Module):
         v_dim, c_dim: the dimensions of v and of c.
         flow, transforms, hidden, bins, activation: the flow (see `conditional_flow`).
         names: the names of v and c, e.g. ("x", "theta"): the standardisations are `<name>_norm`.
+        context: what c is read through, (c_norm, embedding, features) of `goldmine.embeddings.x_input`,
+            with `c_shape` the shape of one c: the flow's context is then embedding(c_norm(c)) (npe with an
+            embedding network of x). None: the flow reads c_norm(c).
+        c_shape: the shape of one c (rows of c may come flat and are reshaped to it).
     """
 
     def __init__(self, v_dim: int, c_dim: int, flow: str, transforms: int, hidden, bins: int, activation: str,
-                 names: tuple[str, str] = ("v", "c")):
+                 names: tuple[str, str] = ("v", "c"), context: tuple | None = None, c_shape=None):
         super().__init__()
         self.names = tuple(names)
         self.add_module(f"{self.names[0]}_norm", Standardize(v_dim))
-        self.add_module(f"{self.names[1]}_norm", Standardize(c_dim))
-        self.flow = conditional_flow(flow, v_dim, c_dim, transforms, hidden, bins, activation)
+        c_norm, self.embedding, width = context or (Standardize(c_dim), None, c_dim)
+        self.c_shape = tuple(c_shape) if context is not None and c_shape is not None else None
+        self.add_module(f"{self.names[1]}_norm", c_norm)
+        self.flow = conditional_flow(flow, v_dim, width, transforms, hidden, bins, activation)
+
+    def context(self, c: Tensor) -> Tensor:
+        """The flow's context: c_norm(c), or embedding(c_norm(c)) with c reshaped to (n, *c_shape)."""
+        if self.c_shape is not None:
+            c = c.reshape(len(c), *self.c_shape)
+        s = self.c_norm(c)
+        return s if self.embedding is None else self.embedding(s)
 
     @property
     def v_norm(self) -> Standardize:
@@ -104,7 +117,7 @@ class ConditionalFlow(nn.Module):
 
     def log_prob(self, v: Tensor, c: Tensor) -> Tensor:
         """log q(v|c): (n, v_dim), (n, c_dim) → (n,)."""
-        log_q = self.flow(self.c_norm(c)).log_prob(self.v_norm(v))
+        log_q = self.flow(self.context(c)).log_prob(self.v_norm(v))
         return log_q - self.v_norm.std.log().sum()
 
     def forward(self, v: Tensor, c: Tensor) -> Tensor:
@@ -114,7 +127,7 @@ class ConditionalFlow(nn.Module):
     @torch.no_grad()
     def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One v ~ q(v|c) per row of c: (n, c_dim) → (n, v_dim); the flow's base noise from `generator`."""
-        dist = self.flow(self.c_norm(c))
+        dist = self.flow(self.context(c))
         z = torch.randn(len(c), len(self.v_norm.mean), generator=generator)
         return dist.transform.inv(z) * self.v_norm.std + self.v_norm.mean
 
@@ -133,25 +146,41 @@ def with_theta_gradient(fn, x: Tensor, theta: Tensor, create_graph: bool) -> tup
 
 
 class Standardize(nn.Module):
-    """y = (v − mean) / std with statistics learned from training data (buffers, so they are saved)."""
+    """y = (v − mean) / std with statistics learned from training data (buffers, so they are saved).
 
-    def __init__(self, dim: int):
+    Arguments:
+        dim: the dimension of v, or the shape of one row of v (x of any shape, e.g. (C, H, W)).
+        shared: axes of one row (0-based, without the row axis) that share one mean and std, e.g.
+            (1, 2) for one statistic per channel of an image (C, H, W); none by default (per element).
+
+    Statistics of one axis, (dim,), standardise a row of any shape by flattening it first: x of shape
+    (n, *x_shape) fed to a network that has no embedding becomes (n, x_dim).
+    """
+
+    def __init__(self, dim: int | tuple[int, ...], shared: tuple[int, ...] = ()):
         super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
+        shape = (dim,) if isinstance(dim, int) else tuple(int(d) for d in dim)
+        self.shared = tuple(int(a) for a in shared)
+        stat = tuple(1 if a in self.shared else d for a, d in enumerate(shape))
+        self.register_buffer("mean", torch.zeros(stat))
+        self.register_buffer("std", torch.ones(stat))
+
+    def _rows(self, v: Tensor) -> Tensor:
+        return v.flatten(1) if self.mean.ndim == 1 and v.ndim > 2 else v
 
     def forward(self, v: Tensor) -> Tensor:
-        return (v - self.mean) / self.std
+        return (self._rows(v) - self.mean) / self.std
 
     @torch.no_grad()
     def fit(self, batches: Iterable[Tensor]) -> "Standardize":
-        """Learns mean and std from an iterable of (n_i, dim) tensors in one streaming pass."""
+        """Learns mean and std from an iterable of (n_i, *shape) tensors in one streaming pass."""
+        axes = (0, *(a + 1 for a in self.shared))
         count, total, squares = 0, 0.0, 0.0
         for v in batches:
-            v = v.double()
-            count += len(v)
-            total = total + v.sum(0)
-            squares = squares + (v**2).sum(0)
+            v = self._rows(v).double()
+            count += len(v) * (v[0].numel() // self.mean.numel() if len(v) else 0)
+            total = total + v.sum(axes, keepdim=bool(self.shared)).reshape(self.mean.shape)
+            squares = squares + (v**2).sum(axes, keepdim=bool(self.shared)).reshape(self.mean.shape)
         if count == 0:
             raise ValueError("no rows to learn the input standardisation from.")
         mean = total / count

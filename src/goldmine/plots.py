@@ -70,6 +70,31 @@ def llr_curves(theta_grid, curves: dict, truth: float | None = None, threshold=N
     return _save(fig, path)
 
 
+def region(region, truth=None, name: str = "q(θ)", *, path: str | Path) -> Path:
+    """A confidence region of `goldmine.inference.confidence_region`, its axes named after θ's components:
+    q(θ) = −2 Δlog L against its threshold for one-dimensional θ (`llr_curves`), the region's boundary
+    q(θ) = t(θ) for two-dimensional θ (`contours_2d`).
+
+    Arguments:
+        region: a `Region`. truth: the true θ (theta_dim,), marked when given. name: the legend's entry.
+        path: the PNG file.
+    """
+    grid, names = region.grid, region.theta_names
+    threshold = torch.as_tensor(region.threshold, dtype=torch.float64).expand(len(region.q))
+    constant = bool((threshold == threshold[0]).all())
+    truth = None if truth is None else _array(truth).reshape(-1)
+    if grid.shape[1] == 1:
+        curves = {name: region.q} if constant else {name: region.q, f"{name}: threshold": threshold}
+        return llr_curves(grid, curves, truth=None if truth is None else float(truth[0]),
+                          threshold=float(threshold[0]) if constant else None, path=path, label=names[0])
+    if grid.shape[1] != 2:
+        raise ValueError(f"a region of {grid.shape[1]}-D θ cannot be drawn in one figure: use corner() on samples, "
+                         "or region.contains(theta) and region.size.")
+    q = region.q if constant else region.q - threshold
+    return contours_2d(grid, {name: q}, levels=(float(threshold[0]) if constant else 0.0,), truth=truth,
+                       labels=names, path=path)
+
+
 def contours_2d(grid, q: dict, levels=(2.30, 5.99), truth=None, labels=("θ₀", "θ₁"), *, path: str | Path) -> Path:
     """Contours of q = −2 Δlog L over a two-dimensional θ grid, one colour per method.
 

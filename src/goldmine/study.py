@@ -44,11 +44,11 @@ from .data import Dataset, simulate
 from .estimators import load, registry
 from .folders import claim
 from .simulators.base import DTYPE, Simulator
-from .workflow.estimates import infer, inference_source
+from .workflow.estimates import exact_cost, infer, inference_source
 from .workflow.evaluation import evaluate_model
 from .workflow.files import jsonable, write_json
 from .workflow.observations import generate_observed, load_observed
-from .workflow.report import metric_text, one_line, plot_inference, region_text
+from .workflow.report import duration, metric_text, one_line, plot_inference, region_text
 from .workflow.simulators import describe_prior, has_exact, make_simulator
 from .workflow.training import (canonical_options, estimator_class, make_estimator, method_options, read_trained_on,
                                 train)
@@ -305,10 +305,12 @@ def _study_inference(table: dict, sim: Simulator, where: str, home: Path) -> dic
 
 
 class Stages:
-    """stages.json: per stage its fingerprint, status (running or done) and a few numbers."""
+    """stages.json: per stage its fingerprint, status (running or done) and a few numbers, among them the
+    seconds it took (wall-clock, from `start` to `finish`)."""
 
     def __init__(self, path: Path):
         self.path = path
+        self._began: dict[str, float] = {}
         try:
             self.entries = json.loads(path.read_text()) if path.is_file() else {}
         except json.JSONDecodeError:  # written through os.replace, so only a hand edit gets here
@@ -329,9 +331,12 @@ class Stages:
 
     def start(self, name: str, fp: str) -> None:
         self.entries[name] = {"fingerprint": fp, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self._began[name] = time.perf_counter()
         write_json(self.path, self.entries)
 
     def finish(self, name: str, fp: str, **info) -> None:
+        if name in self._began:
+            info.setdefault("seconds", round(time.perf_counter() - self._began.pop(name), 3))
         self.entries[name] = {**self.entries.get(name, {}), "fingerprint": fp, "status": "done", **info}
         write_json(self.path, self.entries)
 
@@ -418,7 +423,7 @@ def run(study, output=None, progress: bool = True, echo=print) -> dict:
                 result = {"skipped": one_line(err)}
             write_json(folder / "evaluation.json", result)
             stages.finish(stage, fp)
-            say(f"evaluate {method}", metric_text(result))
+            say(f"evaluate {method}", f"{metric_text(result)} ({stages.entries[stage]['seconds']:.1f} s)")
 
     # infer
     observed = None
@@ -438,6 +443,10 @@ def run(study, output=None, progress: bool = True, echo=print) -> dict:
                 say(f"infer {name}", "done earlier")
                 continue
             stages.start(f"infer/{name}", fp)
+            if folder is None:  # said with its cost, since an exact likelihood can be slow
+                cost = exact_cost(sim, observed, settings["method"], settings["toys"], settings["grid"])
+                say("infer exact", f"{cost['pairs']:,} evaluations of log p(x|θ), about {duration(cost['seconds'])} "
+                    "([inference] exact = false skips it)")
             try:
                 source = sim if folder is None else inference_source(load(folder), sim, data)
                 result = infer(source, sim, observed, level=settings["level"], method=settings["method"],
@@ -447,7 +456,7 @@ def run(study, output=None, progress: bool = True, echo=print) -> dict:
                 result = {"skipped": one_line(err)}
             write_json(file, result)
             stages.finish(f"infer/{name}", fp)
-            say(f"infer {name}", region_text(result))
+            say(f"infer {name}", f"{region_text(result)} ({stages.entries[f'infer/{name}']['seconds']:.1f} s)")
 
     # report
     results = _collect(study, out, stages, observed)
@@ -539,7 +548,8 @@ def _collect(study: Study, out: Path, stages: Stages, observed) -> dict:
         folder = out / "models" / method
         trained = read_trained_on(folder)
         entry = {"model": str(folder), "options": options,
-                 "train": {k: trained.get(k) for k in ("seconds", "epochs", "best_val_loss", "stop_reason")}}
+                 "train": {k: trained.get(k) for k in ("seconds", "epochs", "best_val_loss", "kept",
+                                                                       "kept_val_loss", "stop_reason")}}
         if (folder / "evaluation.json").is_file() and study.evaluate["enabled"]:
             entry["evaluation"] = _slim(_read(folder / "evaluation.json"))
         if study.inference is not None:

@@ -129,7 +129,7 @@ class Trainer:
             the estimator offers (the ratio family's "xent": the classification cross-entropy between
             the rows drawn at θ and at θ_ref, a proper scoring rule for every ratio surrogate that
             needs no gold), the epoch where it is lowest. The history records what was kept and why
-            (`history["kept"]`); the measurement behind the default is in benchmarks/README.md
+            (`kept`, `kept_epoch`, `kept_by`, `kept_why`, `kept_val_loss`); the measurement behind the default is in benchmarks/README.md
             ("Model selection").
         patience: early stopping: stop after this many epochs without a better validation loss (of the
             monitor `keep` names, if any) and restore the weights of the best epoch. None (the default) runs the whole cosine schedule
@@ -142,7 +142,8 @@ class Trainer:
             network) and the shuffling of
             `fit` (a batch iterable of `fit_batches` shuffles, or not, by itself).
         in_memory_rows: data sets up to this many rows are read once into memory; larger ones are
-            streamed from the file in chunks every epoch (0: always streamed).
+            streamed from the file in chunks every epoch (0: always streamed); so are data sets whose rows
+            together hold more than IN_MEMORY_VALUES numbers (2²⁸: e.g. 65536 images of 64 × 64).
         progress: show a progress bar.
 
     Raises:
@@ -362,12 +363,16 @@ class Trainer:
         finally:
             bar.close()
         best_epochs = {name: kept[0] for name, kept in self.best_states.items()}
+        epochs = len(history["val_loss"])
         if self.patience is not None or self.keep != "final":  # the best epoch's weights by the criterion
             epoch, value, best_state = self.best_states.get(select, (None, None, best_state))
             network.load_state_dict(best_state)
-            history["kept"] = _kept("best", epoch, select, len(history["val_loss"]), best_epochs)
+            history.update(_kept("best", epoch, select, epochs, best_epochs))
         else:
-            history["kept"] = _kept("final", len(history["val_loss"]), None, len(history["val_loss"]), best_epochs)
+            history.update(_kept("final", epochs, None, epochs, best_epochs))
+        # the validation loss of the weights the network holds now (what a user should be shown)
+        kept_epoch = history["kept_epoch"]
+        history["kept_val_loss"] = history["val_loss"][kept_epoch - 1] if kept_epoch else None
         network.eval()
         history["best_val_loss"] = best
         history["best_epochs"] = best_epochs
@@ -387,7 +392,8 @@ class Trainer:
 
 
 def _kept(weights: str, epoch: int | None, criterion: str | None, epochs: int, best_epochs: dict) -> dict:
-    """The history's record of the weights kept: which, of which epoch, by which criterion, and why."""
+    """The history's record of the weights kept: `kept` ("final" or "best"), `kept_epoch`, `kept_by` (the
+    criterion of a best epoch: "loss" or a monitor's name; None for the final weights) and `kept_why`."""
     if weights == "final":
         others = ", ".join(f"{'validation loss' if k == 'loss' else k} at epoch {e}" for k, e in best_epochs.items())
         why = (f"the final weights of the cosine schedule (epoch {epoch} of {epochs}), keep='final', the default: "
@@ -397,7 +403,7 @@ def _kept(weights: str, epoch: int | None, criterion: str | None, epochs: int, b
     else:
         what = "validation loss" if criterion == "loss" else f"validation {criterion}"
         why = f"the weights of epoch {epoch} of {epochs}, the lowest {what}"
-    return {"weights": weights, "epoch": epoch, "criterion": criterion, "why": why}
+    return {"kept": weights, "kept_epoch": epoch, "kept_by": criterion, "kept_why": why}
 
 
 def _rows_in(batch) -> int:
@@ -425,6 +431,11 @@ def _check_finite(train: _Rows, val: _Rows, where: str, desc: str) -> None:
         f"{', '.join(fields)}.", rows=bad)
 
 
+#: the numbers a data set may hold in memory for training (2²⁸ float32, 1 GiB): a data set of larger rows (images)
+#: is streamed from its file every epoch even below `in_memory_rows`
+IN_MEMORY_VALUES = 2**28
+
+
 class _Rows:
     """The rows of a row source that one loss reads: in memory unless a large streaming source.
 
@@ -435,7 +446,9 @@ class _Rows:
     def __init__(self, data: RowSource, fields: tuple[str, ...], label: int | None, in_memory_rows: int,
                  finite: tuple[str, ...]):
         self.data, self.fields, self.label = data, fields, label
-        stream = isinstance(data, StreamingRowSource) and len(data) > in_memory_rows
+        per_row = getattr(data, "values_per_row", None)  # large rows (images) stream above IN_MEMORY_VALUES
+        big = callable(per_row) and len(data) * per_row(fields) > IN_MEMORY_VALUES
+        stream = isinstance(data, StreamingRowSource) and (len(data) > in_memory_rows or big)
         self.cached = None if stream else data.tensors(fields, label=label)
         parts = [self.cached] if self.cached is not None else data.batches(
             SCAN_ROWS, finite or fields[:1], label=label, shuffle=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from .. import checks
 from ..data import Dataset
 from ..folders import claim
+from ..memory import as_data
 from ..training import Trainer
 
 #: the Trainer's settings, which every neural estimator takes as keyword arguments
@@ -52,6 +54,8 @@ class Estimator:
     #: the per-dimension range of the x it was fitted on, (x_dim,) each (None before fit, or for old saves)
     x_low_: Tensor | None = None
     x_high_: Tensor | None = None
+    #: the shape of one x it was fitted on: (x_dim,) for a vector, e.g. (1, 64, 64) for images
+    x_shape_: tuple[int, ...] | None = None
 
     #: the family's own defaults of Trainer settings (the flows and sally train with lr 1e-3 and batches
     #: of at least 128 rows, as their benchmarks did; the ratio family uses the Trainer's own defaults)
@@ -76,8 +80,7 @@ class Estimator:
         """The data set, opened; a `method` left None becomes `gold` when the data have gold (the joint
         ratio and score of a simulator with a joint likelihood), else `goldless`, recorded in `params` so
         that a saved estimator names the method it was trained with."""
-        if not isinstance(data, Dataset):
-            data = Dataset(data)
+        data = as_data(data)  # a Dataset, its path, or tensors in memory (goldmine.memory)
         if self.method is None:
             self.method = gold if data.has_gold else goldless
             self.params["method"] = self.method
@@ -85,13 +88,15 @@ class Estimator:
 
     def _setup(self, data: Dataset | str, fields: tuple[str, ...], method: str) -> Dataset:
         """Opens and checks the data set, and builds a freshly seeded network for it."""
-        if not isinstance(data, Dataset):
-            data = Dataset(data)
+        data = as_data(data)
         data.require(*fields, method=method)
         check_layout(data, method)
         self.theta_dim_, self.x_dim_ = data.theta_dim, data.x_dim
+        self.x_shape_ = tuple(getattr(data, "x_shape", (data.x_dim,)))
         self.reference_ = data.reference.clone()
-        self.x_low_, self.x_high_ = data.x_range() or (None, None)
+        # the range of x per element, for the warning beyond it; an x of more axes (images) has none: a pixel
+        # beyond its training range says little about whether the image is
+        self.x_low_, self.x_high_ = (data.x_range() or (None, None)) if len(self.x_shape_) == 1 else (None, None)
         torch.manual_seed(self.trainer.seed)
         self.network_ = self._build(self.theta_dim_, self.x_dim_)
         return data
@@ -113,7 +118,11 @@ class Estimator:
         return self.network_
 
     def _check_x(self, x) -> Tensor:
-        return checks.rows(x, self.x_dim_, "x", dtype=torch.float32, hint=" (the data's x_dim)")
+        """x as (n, *x_shape) float32: rows of the data's shape, flat rows (n, x_dim), or one x (x_shape)."""
+        shape = self.x_shape_ or (self.x_dim_,)
+        if len(shape) == 1:
+            return checks.rows(x, self.x_dim_, "x", dtype=torch.float32, hint=" (the data's x_dim)")
+        return checks.shaped_rows(x, shape, "x", dtype=torch.float32, hint=" (the data's x_shape)")
 
     def _check_x_theta(self, x, theta) -> tuple[Tensor, Tensor]:
         """x (n, x_dim) and θ (n, theta_dim), a single θ (theta_dim,) or (1, theta_dim) broadcast to n."""
@@ -134,6 +143,7 @@ class Estimator:
         est = cls(**config["params"], **config["training"])
         fitted = config["fitted"]
         est.theta_dim_, est.x_dim_ = fitted["theta_dim"], fitted["x_dim"]
+        est.x_shape_ = restore_shape(fitted)
         est.reference_ = torch.tensor(fitted["reference"], dtype=torch.float64)
         restore_range(est, fitted)
         est.network_ = est._build(est.theta_dim_, est.x_dim_)
@@ -151,7 +161,7 @@ class Estimator:
     def _fitted_record(self) -> dict:
         """What fit learned besides the weights, for config.json: dimensions, θ_ref, the range of x."""
         return {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist(),
-                **range_record(self)}
+                **shape_record(self), **range_record(self)}
 
 
 def check_layout(data: Dataset, method: str) -> None:
@@ -181,8 +191,14 @@ def write_folder(path: str | Path, config: dict, tensors: dict[str, Tensor], his
     return path
 
 
-def load(path: str | Path) -> Estimator:
+def load(path: str | Path, embedding=None) -> Estimator:
     """Rebuilds a saved estimator from its folder (no pickle).
+
+    Arguments:
+        path: the folder that `est.save(path)` wrote.
+        embedding: the embedding network of your own (a torch.nn.Module built as when it was trained) of a model
+            trained with one; its saved weights are loaded into a copy of it. A built-in embedding is rebuilt
+            from config.json and needs nothing here (`goldmine.embeddings`).
 
     Raises:
         FileNotFoundError: the folder or one of its files is missing.
@@ -204,6 +220,7 @@ def load(path: str | Path) -> Estimator:
     config = _read_json(config_file)
     _check_config(config, config_file)
     cls = REGISTRY[config["class"]]
+    config = _with_embedding(config, embedding, path)
     try:
         state = load_file(str(path / "weights.safetensors"))
     except PermissionError:
@@ -225,6 +242,35 @@ def load(path: str | Path) -> Estimator:
         raise ValueError(f"{history} holds a JSON {type(est.history_).__name__}, not the training history (an "
                          "object): delete it to load the model without its history.")
     return est
+
+
+def _with_embedding(config: dict, embedding, path: Path) -> dict:
+    """config with the user's embedding module in place of its record (estimators and ensemble members)."""
+    if embedding is None:
+        return config
+    if not isinstance(embedding, nn.Module):
+        raise TypeError("embedding must be the torch.nn.Module the model was trained with; got "
+                        f"{type(embedding).__name__}.")
+    from ..embeddings import USER
+
+    found = []
+
+    def swap(value):  # every recorded user's module (an ensemble's members too) becomes `embedding`
+        if isinstance(value, dict):
+            if value.get("name") == USER and "class" in value:
+                found.append(value)
+                return embedding
+            return {k: swap(v) for k, v in value.items()}
+        return value
+
+    out = {**config, "params": swap(config["params"])} if isinstance(config.get("params"), dict) else config
+    found = bool(found)
+    if not found:
+        saved = config.get("params", {}).get("embedding")
+        what = f"the built-in {saved.get('name')} embedding, rebuilt from config.json" if isinstance(saved, dict) else \
+            "no embedding network"
+        raise ValueError(f"{path} was saved with {what}: load it without embedding=.")
+    return out
 
 
 #: the keys of config.json and the JSON type of each value
@@ -286,6 +332,23 @@ def _check_config(config, file: Path) -> None:
             checks.positive_int(fitted[key], f"fitted {key}")
         except ValueError as err:
             raise ValueError(f"{file}: {err}") from None
+
+
+def shape_record(est) -> dict:
+    """The shape of one x an estimator was fitted on, for config.json's "fitted": {x_shape} when x has more
+    than one axis, else {} (a vector x is described by x_dim alone, as before x_shape existed)."""
+    shape = getattr(est, "x_shape_", None)
+    return {} if shape is None or len(shape) == 1 else {"x_shape": list(shape)}
+
+
+def restore_shape(fitted: dict) -> tuple[int, ...]:
+    """The x_shape_ of config.json's "fitted", checked against x_dim; (x_dim,) when it has none."""
+    shape = fitted.get("x_shape", [fitted["x_dim"]])
+    if (not isinstance(shape, list) or not shape or not all(checks._is_int(d) and d >= 1 for d in shape)
+            or math.prod(shape) != fitted["x_dim"]):
+        raise ValueError(f"fitted x_shape {shape!r} must be a list of positive sizes with x_dim = {fitted['x_dim']} "
+                         "elements.")
+    return tuple(int(d) for d in shape)
 
 
 def range_record(est) -> dict:

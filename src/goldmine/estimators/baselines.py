@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .. import checks
 from ..data import Dataset
+from ..memory import as_data
 from .base import range_record, register, restore_range, write_folder
 from .registry import Method, register_method
 
@@ -91,7 +92,7 @@ class HistogramRatio:
 
     def fit(self, dataset: Dataset | str | os.PathLike) -> "HistogramRatio":
         """Counts the rows of a data set (streamed in chunks) into the histograms; returns self."""
-        data = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        data = as_data(dataset)
         if data.theta_dim not in (1, 2) or data.x_dim != 1:
             raise ValueError(
                 f"HistogramRatio supports θ of dimension 1 or 2 and one-dimensional x; {data.path} has "

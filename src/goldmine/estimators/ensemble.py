@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from .. import checks
 from ..data import Dataset
+from ..memory import as_data
 from .base import REGISTRY, Estimator, register
 
 #: the families whose methods take the option `ensemble=k` on the command line and in studies
@@ -140,16 +141,23 @@ class Ensemble(Estimator):
         cls = type(self.template)
         training = dict(self.template.training)
         training["seed"] = training.get("seed", 0) + j
-        return cls(**(self.template.params if params is None else params), **training)
+        params = dict(self.template.params if params is None else params)
+        if isinstance(getattr(self.template, "embedding", None), nn.Module):  # the module itself, not its record
+            params["embedding"] = self.template.embedding
+        return cls(**params, **training)
 
     def fit(self, data: Dataset | str) -> "Ensemble":
         """Trains the k members one after the other and returns self (a failed member leaves it unfitted)."""
-        data = data if isinstance(data, Dataset) else Dataset(data)
+        data = as_data(data)
         members = []
         self.members_, self.network_ = [], None
         for j in range(self.k):
             member = self._member(j)
-            rows = Bootstrap(data, member.trainer.validation, member.trainer.seed) if self.bootstrap else data
+            rows = data
+            if self.bootstrap:
+                seed, validation = member.trainer.seed, member.trainer.validation
+                rows = (Bootstrap(data, validation, seed) if isinstance(data, Dataset)
+                        else data.resample(validation, seed))
             members.append(member.fit(rows))
         self._fitted(members)
         return self
@@ -159,6 +167,7 @@ class Ensemble(Estimator):
         self.members_ = members
         self.method = getattr(first, "method", None)
         self.theta_dim_, self.x_dim_, self.reference_ = first.theta_dim_, first.x_dim_, first.reference_
+        self.x_shape_ = getattr(first, "x_shape_", None)
         self.network_ = nn.ModuleList([m.network_ for m in members])
         self.history_ = {**first.history_, "members": [m.history_ for m in members]}
         self._record()

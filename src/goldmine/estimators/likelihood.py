@@ -184,6 +184,11 @@ class LikelihoodEstimator(Estimator):
     def __init__(self, method: str | None = None, alpha: float = 1.0, flow: str = "nsf", transforms: int | None = None,
                  hidden=(64, 64), bins: int = 8, activation: str = "silu", noise: float | None = None,
                  **training):
+        if "embedding" in training:
+            raise ValueError("LikelihoodEstimator takes no embedding: nle and scandal learn the density of x itself, "
+                             "which a learned summary of x would replace. For images, series or sets, train a "
+                             "RatioEstimator(embedding=...) or a PosteriorEstimator(embedding=...) instead; x of "
+                             "any shape is otherwise read flattened.")
         if method is not None:
             family_method("likelihood", method, "LikelihoodEstimator")
         checks.non_negative_float(alpha, "alpha")
@@ -221,7 +226,7 @@ class LikelihoodEstimator(Estimator):
         data = self._setup(data, fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
-        xs = [b["x"] for b in train.batches(65536, ["x"], shuffle=False)]
+        xs = [b["x"].flatten(1) for b in train.batches(train.scan_rows(), ["x"], shuffle=False)]
         discrete = bool(xs) and all(bool((x == x.round()).all()) for x in xs)
         if discrete and self.x_dim_ > 1:
             raise NotImplementedError(
@@ -244,7 +249,7 @@ class LikelihoodEstimator(Estimator):
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             at_ref = batch["label"][:, None] == 1
-            x, theta = batch["x"], torch.where(at_ref, reference, batch["theta"])
+            x, theta = batch["x"].flatten(1), torch.where(at_ref, reference, batch["theta"])
             if net.training and x_scale is not None:
                 x = x + x_scale * torch.randn(x.shape, generator=rng)
             # training sees dequantised v; validation scores the mass P̂(x|θ) that the estimator serves
@@ -267,6 +272,11 @@ class LikelihoodEstimator(Estimator):
         if not with_score:
             return fn(x, theta), None
         return with_theta_gradient(fn, x, theta, create_graph=net.training)
+
+    def _check_x(self, x) -> Tensor:
+        """x as flat rows (n, x_dim): the flow's variable is x itself, flattened when it has more axes."""
+        x = super()._check_x(x)
+        return x.reshape(len(x), self.x_dim_)
 
     def _check_support(self, x: Tensor) -> None:
         if self.network_.discrete and not (x == x.round()).all():
@@ -303,16 +313,18 @@ class LikelihoodEstimator(Estimator):
 
     def sample(self, theta, n: int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """x ~ p̂(x|θ): n draws at one point θ (theta_dim,) or (1, theta_dim), or one draw per row of
-        θ (m, theta_dim) → (n, x_dim) or (m, x_dim). Discrete x are integers drawn from P̂(x|θ)."""
+        θ (m, theta_dim) → (n, x_dim) or (m, x_dim), or (n, *x_shape) for x of more axes. Discrete x are
+        integers drawn from P̂(x|θ)."""
         net = self._check_fitted()
         theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
         if n is not None:
-            n = checks.positive_int(n, "n")
+            n = checks.sample_count(n, "n")  # n, or a sample shape (n,)
             if len(theta) not in (1, n):
                 raise ValueError(f"n={n} draws need one point θ or {n} rows of θ; got theta of shape "
                                  f"{tuple(theta.shape)}.")
             theta = theta.expand(n, -1)
-        return net.sample(theta, generator)
+        x = net.sample(theta, generator)
+        return x.reshape(len(x), *self.x_shape_) if len(self.x_shape_ or ()) > 1 else x
 
 
 SCANDAL = "Brehmer, Louppe, Pavez, Cranmer, PNAS 117 (2020) 5242, arXiv:1805.12244"

@@ -19,9 +19,12 @@ Z(x) estimated for `log_prob` from `LEAKAGE_DRAWS` draws of q(·|x) (the "leakag
 sbi), cached per observation. For a uniform prior, restricting the posterior to a narrower box is
 exact: p(θ|x) ∝ p(x|θ) on B.
 
-The box is the constructor's `prior` = (low, high), or by default the smallest box holding the
-θ of the training rows: for a uniform prior it falls inside the true box by about its width over
-the number of rows. x may be discrete (e.g. the Galton slot): it is only the flow's context.
+The box is the constructor's `prior` = (low, high), or the support of any torch prior given there
+(one interval per θ dimension, ±∞ where unbounded: a Gaussian prior restricts nothing, a
+log-normal one keeps θ > 0; `goldmine.simulators.priors.support_bounds`), or by default the
+smallest box holding the θ of the training rows: for a uniform prior it falls inside the true box by
+about its width over the number of rows. Only the support matters: the flow learns the prior's
+shape from the training θ, which must be drawn from it. x may be discrete (e.g. the Galton slot): it is only the flow's context.
 
 References:
     Papamakarios, Murray, "Fast ε-free inference of simulation models with Bayesian conditional
@@ -42,8 +45,11 @@ from torch.distributions import Distribution
 
 from .. import checks, losses
 from ..data import Dataset
+from ..embeddings import embedding_record, embedding_spec, x_input
+from ..memory import as_data
 from ..nn import ConditionalFlow, check_flow_settings, flow_hidden
-from ..simulators.base import box_bounds, box_prior
+from ..simulators.base import box_prior
+from ..simulators.priors import check_prior, support_bounds
 from .base import Estimator, register
 from .registry import Method, family_method, register_method
 
@@ -63,8 +69,10 @@ class PosteriorNetwork(ConditionalFlow):
     it per row of x."""
 
     def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, flow: str, transforms: int, hidden,
-                 bins: int, activation: str):
-        super().__init__(theta_dim, x_dim, flow, transforms, hidden, bins, activation, names=("theta", "x"))
+                 bins: int, activation: str, embedding=None, x_shape=None):
+        context = None if embedding is None else x_input(embedding, x_dim, x_shape)
+        super().__init__(theta_dim, x_dim, flow, transforms, hidden, bins, activation, names=("theta", "x"),
+                         context=context, c_shape=x_shape)
         self.register_buffer("reference", reference.float().reshape(1, -1))
         self.register_buffer("low", torch.full((theta_dim,), -math.inf))
         self.register_buffer("high", torch.full((theta_dim,), math.inf))
@@ -76,21 +84,25 @@ class PosteriorNetwork(ConditionalFlow):
 
 @register
 class PosteriorEstimator(Estimator):
-    """A neural estimator of the posterior p(θ|x), trained by npe and restricted to the prior's box.
+    """A neural estimator of the posterior p(θ|x), trained by npe and restricted to the prior's support.
 
     A direct posterior, not a likelihood (the "posterior" capability of `goldmine.inference.surrogate`):
     `goldmine.inference.posterior(est, x_obs)` samples it, `gm.inference.Model` does not take it.
 
     Arguments:
         method: npe.
-        prior: the uniform prior's box (low, high), one bound per θ dimension; by default the
-            smallest box holding the training rows' θ. Samples and densities are restricted to it.
+        prior: the prior the training θ were drawn from: any torch distribution with `log_prob` and
+            `sample` (or a simulator, for its prior), whose support the posterior is restricted to;
+            or a box (low, high), one bound per θ dimension (None or ±inf where unbounded). By
+            default the smallest box holding the training rows' θ.
         flow: nsf (rational-quadratic splines) or maf (affine autoregressive).
         transforms: the number of flow transformations.
         hidden: the widths of the hidden layers of each transformation's network (`hidden_features`,
             its former name, is still accepted).
         bins: the number of spline bins (nsf).
         activation: the activation of the flow's networks (silu, tanh, elu, gelu, softplus).
+        embedding: a network that summarises x into the flow's context, trained with it: a built-in by name or
+            a dict of its name and settings, or a torch.nn.Module (`goldmine.embeddings`); None: x itself.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
 
     Raises:
@@ -117,23 +129,28 @@ class PosteriorEstimator(Estimator):
     TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
 
     def __init__(self, method: str = "npe", prior=None, flow: str = "nsf", transforms: int = 3,
-                 hidden=(64, 64), bins: int = 8, activation: str = "silu", **training):
+                 hidden=(64, 64), bins: int = 8, activation: str = "silu", embedding=None, **training):
         family_method("posterior", method, "PosteriorEstimator")
+        self.embedding = embedding_spec(embedding)
         check_flow_settings(flow, activation, transforms=transforms, bins=bins)
         hidden = flow_hidden(hidden, training, (64, 64))
         box = None if prior is None else _check_box(prior)
+        given = getattr(prior, "prior", prior)  # a simulator stands for its prior
+        self._prior = given if isinstance(given, Distribution) else None
         super().__init__(**training)
         self.method, self.prior, self.flow, self.transforms = method, prior, flow, transforms
         self.hidden, self.bins, self.activation = hidden, bins, activation
         self.params = {"method": method, "prior": box, "flow": flow, "transforms": transforms,
                        "hidden": list(hidden), "bins": bins, "activation": activation}
+        if self.embedding is not None:
+            self.params["embedding"] = embedding_record(self.embedding)
         self.acceptance_: float | None = None
         self._log_mass: dict[tuple, float] = {}
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         self._log_mass = {}  # Z(x) belongs to one network
         return PosteriorNetwork(theta_dim, x_dim, self.reference_, self.flow, self.transforms, self.hidden,
-                                self.bins, self.activation)
+                                self.bins, self.activation, self.embedding, self.x_shape_)
 
     def fit(self, data: Dataset | str) -> "PosteriorEstimator":
         """Trains on the rows drawn at θ (label 0) and returns self.
@@ -141,8 +158,7 @@ class PosteriorEstimator(Estimator):
         Raises:
             ValueError: the prior's box has another dimension than the data's θ.
         """
-        if not isinstance(data, Dataset):
-            data = Dataset(data)
+        data = as_data(data)
         box = self.params["prior"]
         if box is not None and len(box[0]) != data.theta_dim:
             raise ValueError(f"prior has {len(box[0])} dimensions, but the θ of {data.path} have "
@@ -152,13 +168,13 @@ class PosteriorEstimator(Estimator):
         data = self._setup(data, fields + ("label",), self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
-        network.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], label=0, shuffle=False))
+        network.x_norm.fit(b["x"] for b in train.batches(train.scan_rows(), ["x"], label=0, shuffle=False))
         network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=0, shuffle=False))
         if box is None:
             theta = torch.cat([b["theta"] for b in data.batches(65536, ["theta"], label=0, shuffle=False)])
             box = (theta.amin(0), theta.amax(0))
-        network.low.copy_(torch.as_tensor(box[0]))
-        network.high.copy_(torch.as_tensor(box[1]))
+        network.low.copy_(_bound(box[0], -math.inf))
+        network.high.copy_(_bound(box[1], math.inf))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             return spec.loss(net(batch["theta"], batch["x"])).mean()
@@ -168,11 +184,27 @@ class PosteriorEstimator(Estimator):
 
     @property
     def prior_(self):
-        """The box the posterior is restricted to, as a uniform torch distribution (float64)."""
+        """The prior the posterior is restricted to: the torch distribution given as `prior`, else the box as a
+        uniform distribution (float64), or None when the box is unbounded (a loaded model of a Gaussian prior)."""
         net = self._check_fitted()
+        if self._prior is not None:
+            return self._prior
+        if not (torch.isfinite(net.low).all() and torch.isfinite(net.high).all()):
+            return None
         return box_prior(net.low.double(), net.high.double())
 
+    def _check_x(self, x) -> Tensor:
+        """x as flat rows (n, x_dim): the flow reads its context flat and reshapes it for an embedding."""
+        x = super()._check_x(x)
+        return x.reshape(len(x), self.x_dim_)
+
     def _check_one_x(self, x) -> Tensor:
+        if len(self.x_shape_ or ()) > 1:  # an image, a series: one x (x_shape), or one row of it
+            x = self._check_x(x)
+            if len(x) != 1:
+                raise ValueError(f"x must be one observation of shape (1, {', '.join(map(str, self.x_shape_))}); "
+                                 f"got {len(x)}.")
+            return x
         x = torch.as_tensor(x, dtype=torch.float32)
         if x.ndim == 1 and x.shape[0] == self.x_dim_:
             x = x[None]
@@ -181,9 +213,10 @@ class PosteriorEstimator(Estimator):
                              f"got {tuple(x.shape)}.")
         return self._check_x(x)
 
-    def sample(self, x, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, *args, x=None, n=None, generator: torch.Generator | None = None) -> Tensor:
         """n draws of the posterior restricted to the box, for one observation x: (1, x_dim) → (n, theta_dim).
 
+        Called as ``sample(x, n)`` or, as in sbi, ``sample((n,), x=x)``; n may be a sample shape (n,).
         Draws outside the box are redrawn; the fraction kept is stored in `acceptance_` (a warning
         below 1%).
 
@@ -191,9 +224,10 @@ class PosteriorEstimator(Estimator):
             RuntimeError: almost no draw falls inside the box (acceptance below 1e-4 after 10⁵ draws),
                 or n draws were not collected in 100 rounds.
         """
+        x, n, generator = _sample_arguments(args, x, n, generator)
         net = self._check_fitted()
         x = self._check_one_x(x)
-        n = checks.positive_int(n, "n")
+        n = checks.sample_count(n, "n")
         kept, drawn, accepted, size = [], 0, 0, n
         for _ in range(MAX_ROUNDS):
             theta = net.sample(x.expand(size, -1), generator)
@@ -267,34 +301,60 @@ class PosteriorEstimator(Estimator):
         return torch.where(net.inside(theta), log_q, torch.full_like(log_q, -math.inf))
 
 
+def _sample_arguments(args: tuple, x, n, generator):
+    """(x, n, generator) of `sample(x, n, generator)` or of sbi's `sample(sample_shape, x=x)`."""
+    args = list(args)
+    if x is None:
+        if not args:
+            raise TypeError("sample needs the observation x: sample(x, n) or sample((n,), x=x).")
+        x = args.pop(0)
+    if n is None:
+        if not args:
+            raise TypeError("sample needs the number of draws n: sample(x, n) or sample((n,), x=x).")
+        n = args.pop(0)
+    if args and generator is None:
+        generator = args.pop(0)
+    if args:
+        raise TypeError(f"sample takes x, n and generator; got {len(args)} more positional arguments.")
+    return x, n, generator
+
+
 def _show(bounds: Tensor) -> str:
     return "[" + ", ".join(f"{v:.6g}" for v in bounds.tolist()) + "]"
 
 
-def _check_box(prior) -> list[list[float]]:
-    """(low, high), a uniform box distribution or a simulator → two lists of floats, with low < high finite in
+def _bound(values, infinite: float) -> Tensor:
+    """A stored bound (a list with None where unbounded) as a float tensor."""
+    if isinstance(values, Tensor):
+        return values.float()
+    return torch.tensor([infinite if v is None else float(v) for v in values])
+
+
+def _check_box(prior) -> list[list[float | None]]:
+    """(low, high), a torch prior or a simulator → two lists of floats (None where unbounded), low < high in
     every dimension."""
     prior = getattr(prior, "prior", prior)  # a simulator stands for its prior
-    if isinstance(prior, Distribution):
-        box = box_bounds(prior)
-        if box[0] is None:
-            raise ValueError(f"prior must be a box: {prior} has no bounded support; pass (low, high).")
-        prior = box
+    if isinstance(prior, Distribution) or callable(getattr(prior, "log_prob", None)):
+        check_prior(prior)
+        prior = support_bounds(prior)
     try:
         low, high = prior
-        low = torch.as_tensor(low, dtype=torch.float64).reshape(-1)
-        high = torch.as_tensor(high, dtype=torch.float64).reshape(-1)
+        low = torch.as_tensor([-math.inf if v is None else v for v in low] if isinstance(low, (list, tuple)) else low,
+                              dtype=torch.float64).reshape(-1)
+        high = torch.as_tensor([math.inf if v is None else v for v in high] if isinstance(high, (list, tuple))
+                               else high, dtype=torch.float64).reshape(-1)
     except (TypeError, ValueError, RuntimeError):
         raise ValueError(f"prior must be a box (low, high) of two lists of bounds, one per θ dimension; "
                          f"got {prior!r}.") from None
     if low.shape != high.shape or len(low) == 0:
         raise ValueError(f"prior's low and high must have one bound per θ dimension each; got {len(low)} lows "
                          f"and {len(high)} highs.")
-    if not (torch.isfinite(low).all() and torch.isfinite(high).all() and (low < high).all()):
-        raise ValueError(f"prior must have finite bounds with low < high in every dimension; got low="
+    if not ((low < high).all() and (low < math.inf).all() and (high > -math.inf).all()):
+        raise ValueError(f"prior must have bounds with low < high in every dimension; got low="
                          f"{low.tolist()}, high={high.tolist()}.")
-    return [low.tolist(), high.tolist()]
+    return [[v if math.isfinite(v) else None for v in low.tolist()], [v if math.isfinite(v) else None
+                                                                      for v in high.tolist()]]
 
 
-register_method(Method("npe", "posterior", PosteriorEstimator, "flow q(θ|x), restricted to the prior's box",
+register_method(Method("npe", "posterior", PosteriorEstimator, "flow q(θ|x), restricted to the prior's support",
                        "Papamakarios, Murray, arXiv:1605.06376", fields=("theta", "x"), label=0, loss=losses.npe))

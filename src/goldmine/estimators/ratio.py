@@ -32,6 +32,7 @@ References:
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from typing import Callable
 
@@ -40,7 +41,9 @@ from torch import Tensor, nn
 
 from .. import checks, losses
 from ..data import Dataset
+from ..embeddings import embedding_record, embedding_spec, features, x_input
 from ..nn import Standardize, check_activation, mlp, with_theta_gradient
+from ..memory import as_data
 from .base import Estimator, register
 from .registry import FIELDS, Method, family_method, register_method
 
@@ -155,27 +158,39 @@ def cross_entropy(net: nn.Module, b: dict[str, Tensor]) -> Tensor:
     at θ_ref (label 1, with their pair's θ), `losses.carl` without re-pairing: a proper scoring rule for
     every ratio surrogate, minimised by the true r(x|θ, θ_ref), that needs no gold. The ratio family's
     validation monitor "xent" (`Trainer(keep="xent")`)."""
-    return losses.carl(net(b["x"], b["theta"]), b["label"].to(b["x"].dtype)).mean()
+    log_r_hat = net(b["x"], b["theta"])
+    return losses.carl(log_r_hat, b["label"].to(log_r_hat.dtype)).mean()
 
 
 class RatioNetwork(nn.Module):
-    """log r̂(x|θ) = g(x, θ) − g(x, θ_ref) (anchored) or g(x, θ), g an MLP on standardised (x, θ)."""
+    """log r̂(x|θ) = g(s, θ) − g(s, θ_ref) (anchored) or g(s, θ), g an MLP on standardised (s, θ), where
+    s = x̃ (x standardised, flattened), or s = e(x̃) with an embedding network e (`goldmine.embeddings`)."""
 
-    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, hidden, activation: str, anchored: bool = True):
+    def __init__(self, theta_dim: int, x_dim: int, reference: Tensor, hidden, activation: str, anchored: bool = True,
+                 embedding=None, x_shape: tuple[int, ...] | None = None):
         super().__init__()
         self.anchored = anchored
-        self.x_norm, self.theta_norm = Standardize(x_dim), Standardize(theta_dim)
-        self.g = mlp(x_dim + theta_dim, 1, hidden, activation)
+        self.x_norm, self.embedding, features = x_input(embedding, x_dim, x_shape)
+        self.theta_norm = Standardize(theta_dim)
+        self.g = mlp(features + theta_dim, 1, hidden, activation)
         self.register_buffer("reference", reference.float().reshape(1, -1))
 
+    def features(self, x: Tensor) -> Tensor:
+        """s: x (n, *x_shape) → (n, features), the input of g beside θ."""
+        return features(self.x_norm, self.embedding, x)
+
+    def _h(self, s: Tensor, theta: Tensor) -> Tensor:
+        return self.g(torch.cat([s, self.theta_norm(theta)], dim=1))[:, 0]
+
     def _g(self, x: Tensor, theta: Tensor) -> Tensor:
-        return self.g(torch.cat([self.x_norm(x), self.theta_norm(theta)], dim=1))[:, 0]
+        return self._h(self.features(x), theta)
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
-        """x: (n, x_dim), θ: (n, theta_dim) → log r̂: (n,)."""
+        """x: (n, *x_shape), θ: (n, theta_dim) → log r̂: (n,)."""
+        s = self.features(x)
         if not self.anchored:
-            return self._g(x, theta)
-        return self._g(x, theta) - self._g(x, self.reference.expand_as(theta))
+            return self._h(s, theta)
+        return self._h(s, theta) - self._h(s, self.reference.expand_as(theta))
 
 
 @register
@@ -195,6 +210,10 @@ class RatioEstimator(Estimator):
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
         clip: the clipping of log-ratios in rolr and rascal, a finite number > 0.
+        embedding: a network that summarises x before the ratio network reads it, trained with it: a built-in
+            by name ("mlp", "cnn", "deepset", "cnn1d", "gru"), a dict of its name and settings such as
+            {"name": "cnn", "channels": [16, 32], "out": 32}, or a torch.nn.Module of your own mapping x
+            (n, *x_shape) to (n, k) (`goldmine.embeddings`). None (the default): x itself, flattened.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
 
     Raises:
@@ -213,7 +232,7 @@ class RatioEstimator(Estimator):
     capabilities = frozenset({"likelihood", "ratio", "score"})
 
     def __init__(self, method: str | None = None, alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
-                 clip: float = 10.0, **training):
+                 clip: float = 10.0, embedding=None, **training):
         if method is not None:
             spec = family_method("ratio", method, "RatioEstimator")
             alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
@@ -222,18 +241,22 @@ class RatioEstimator(Estimator):
         widths = checks.widths(hidden, "hidden")
         check_activation(activation)
         checks.positive_float(clip, "clip")
+        self.embedding = embedding_spec(embedding)
         super().__init__(**training)
         self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, widths, activation, clip
         self.params = {"method": method, "alpha": alpha, "hidden": list(widths), "activation": activation, "clip": clip}
+        if self.embedding is not None:  # only then, so that the config of a model without one stays as it was
+            self.params["embedding"] = embedding_record(self.embedding)
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return RatioNetwork(theta_dim, x_dim, self.reference_, self.hidden, self.activation,
-                            family_method("ratio", self.method, "RatioEstimator").anchored)
+                            family_method("ratio", self.method, "RatioEstimator").anchored, self.embedding,
+                            self.x_shape_)
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
-        data = data if isinstance(data, Dataset) else Dataset(data)
-        if self.method is None and data.layout == "prior":  # no runs at θ_ref: the ratio method that needs none
+        data = as_data(data)
+        if self.method is None and getattr(data, "layout", "pairs") == "prior":  # no runs at θ_ref: nre needs none
             self.method = self.params["method"] = "nre"
         # alice, not alices: the score term's weight that suits one simulator's joint scores does not suit
         # another's (benchmarks/README.md, "Model selection and the default gold method")
@@ -245,7 +268,7 @@ class RatioEstimator(Estimator):
         data = self._setup(data, spec.fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
-        network.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], label=spec.label, shuffle=False))
+        network.x_norm.fit(b["x"] for b in train.batches(train.scan_rows(), ["x"], label=spec.label, shuffle=False))
         network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=spec.label, shuffle=False))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -285,8 +308,25 @@ class RatioEstimator(Estimator):
         theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
         m, n = len(theta), len(x)
         with torch.no_grad():
-            pairs = net._g(x.repeat(m, 1), theta.repeat_interleave(n, 0)).reshape(m, n)
-            return pairs - net._g(x, net.reference.expand(n, -1))
+            s = self._features_of(net, x)  # the embedding once per x, not once per pair
+            pairs = net._h(s.repeat(m, 1), theta.repeat_interleave(n, 0)).reshape(m, n)
+            return pairs - net._h(s, net.reference.expand(n, -1))
+
+    def _features_of(self, net: nn.Module, x: Tensor) -> Tensor:
+        """net.features(x), remembered for the last x when the network has an embedding: an MLE or a
+        posterior evaluates ℓ(θ) of the same observations hundreds of times, and a CNN over a hundred
+        images costs far more than the rest. The key is x's bytes and the network with the versions
+        of its weights, so a refit or an in-place change of the weights is never served stale features."""
+        if net.embedding is None:
+            return net.features(x)
+        x = x.contiguous()
+        key = (id(net), tuple(x.shape), hashlib.blake2b(x.numpy().tobytes(), digest_size=16).digest(),
+               tuple(p._version for p in net.parameters()))
+        cached = getattr(self, "_features_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, net.features(x))
+            self._features_cache = cached
+        return cached[1]
 
     def log_ratio_evidence(self, x, theta) -> Tensor:
         """nre only: log r̂(x, θ) ≈ log p(x|θ)/p(x), so that log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 
 from .. import checks, losses
 from ..data import Dataset
+from ..embeddings import embedding_record, embedding_spec, features, x_input
+from ..memory import as_data
 from ..nn import Standardize, check_activation, mlp
 from .base import Estimator, register
 from .baselines import theta_bin_index
@@ -28,17 +30,18 @@ __all__ = ["ScoreEstimator", "SummaryHistogram"]
 
 
 class ScoreNetwork(nn.Module):
-    """t̂(x) = std_t · MLP(standardised x) + mean_t, with the score's own statistics as output scale."""
+    """t̂(x) = std_t · MLP(s) + mean_t, with the score's own statistics as output scale; s = x standardised, or
+    its embedding e(x̃) (`goldmine.embeddings`)."""
 
-    def __init__(self, theta_dim: int, x_dim: int, hidden, activation: str):
+    def __init__(self, theta_dim: int, x_dim: int, hidden, activation: str, embedding=None, x_shape=None):
         super().__init__()
-        self.x_norm = Standardize(x_dim)
+        self.x_norm, self.embedding, width = x_input(embedding, x_dim, x_shape)
         self.out = Standardize(theta_dim)  # used in reverse: the statistics of the target
-        self.net = mlp(x_dim, theta_dim, hidden, activation)
+        self.net = mlp(width, theta_dim, hidden, activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (n, x_dim) → t̂: (n, theta_dim)."""
-        return self.net(self.x_norm(x)) * self.out.std + self.out.mean
+        """x: (n, *x_shape) → t̂: (n, theta_dim)."""
+        return self.net(features(self.x_norm, self.embedding, x)) * self.out.std + self.out.mean
 
 
 @register
@@ -52,6 +55,8 @@ class ScoreEstimator(Estimator):
         method: sally (inference on t̂(x)) or sallino (on h = t̂(x)·(θ − θ_ref)).
         hidden, activation: the network: the widths of its hidden layers and a smooth activation (silu,
             tanh, elu, gelu, softplus).
+        embedding: a network that summarises x first, trained with it: a built-in by name or a dict of its
+            name and settings, or a torch.nn.Module (`goldmine.embeddings`); None: x itself, flattened.
         **training: settings of the `goldmine.training.Trainer`.
 
     Raises:
@@ -64,16 +69,20 @@ class ScoreEstimator(Estimator):
     #: lr 1e-3 and batches of at least 128 rows, as the flows (not measured for sally)
     TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
 
-    def __init__(self, method: str = "sally", hidden=(128, 128, 128), activation: str = "silu", **training):
+    def __init__(self, method: str = "sally", hidden=(128, 128, 128), activation: str = "silu", embedding=None,
+                 **training):
         family_method("score", method, "ScoreEstimator")
         widths = checks.widths(hidden, "hidden")
         check_activation(activation)
+        self.embedding = embedding_spec(embedding)
         super().__init__(**training)
         self.method, self.hidden, self.activation = method, widths, activation
         self.params = {"method": method, "hidden": list(widths), "activation": activation}
+        if self.embedding is not None:
+            self.params["embedding"] = embedding_record(self.embedding)
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
-        return ScoreNetwork(theta_dim, x_dim, self.hidden, self.activation)
+        return ScoreNetwork(theta_dim, x_dim, self.hidden, self.activation, self.embedding, self.x_shape_)
 
     def fit(self, data: Dataset | str) -> "ScoreEstimator":
         """Trains on the rows drawn at θ_ref (label 1) and returns self."""
@@ -81,7 +90,7 @@ class ScoreEstimator(Estimator):
         fields = spec.fields
         data = self._setup(data, fields + ("label",), self.method)
         train, _ = data.split(self.trainer.validation)
-        self.network_.x_norm.fit(b["x"] for b in train.batches(65536, ["x"], label=1, shuffle=False))
+        self.network_.x_norm.fit(b["x"] for b in train.batches(train.scan_rows(), ["x"], label=1, shuffle=False))
         self.network_.out.fit(b["score_ref"] for b in train.batches(65536, ["score_ref"], label=1, shuffle=False))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
@@ -144,14 +153,16 @@ class SummaryHistogram:
         self.estimator, self.theta_bins, self.x_bins = estimator, theta_bins, x_bins
 
     def fit(self, data: Dataset | str) -> "SummaryHistogram":
-        data = data if isinstance(data, Dataset) else Dataset(data)
+        data = as_data(data)
         rows = data.tensors(["theta", "x", "label"], dtype=torch.float64)
         score = self.estimator.score(rows["x"]).double()
         theta, at_ref = rows["theta"], rows["label"] == 1
         self.reference_ = self.estimator.reference_.double()
         self.theta_dim_, self.x_dim_ = self.estimator.theta_dim_, self.estimator.x_dim_
-        # the range of x behind the histograms: the rows filling them (the network saw the rows at θ_ref only)
-        self.x_low_, self.x_high_ = rows["x"].amin(0), rows["x"].amax(0)
+        self.x_shape_ = self.estimator.x_shape_
+        # the range of x behind the histograms: the rows filling them (the network saw the rows at θ_ref only);
+        # none for x of more axes (images), as for the estimators
+        self.x_low_, self.x_high_ = (rows["x"].amin(0), rows["x"].amax(0)) if rows["x"].ndim == 2 else (None, None)
         self.low_, self.high_ = theta.min(0).values, theta.max(0).values
         bins = self._theta_bin(theta)
         centres = self._centres()

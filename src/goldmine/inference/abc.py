@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from .. import checks
 from ..simulators.base import DTYPE, Simulator, draw_prior, seed_from
+from ..simulators.priors import check_prior
 
 #: simulator runs per call of simulator.sample (θ proposals × observations)
 ROWS_PER_CALL = 1 << 16
@@ -86,7 +87,7 @@ class ABCResult:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n draws (n, d) by resampling the samples with replacement according to their weights."""
-        n = checks.positive_int(n, "n")
+        n = checks.sample_count(n, "n")  # n, or sbi's sample shape (n,)
         return self.samples[torch.multinomial(self.weights, n, replacement=True, generator=generator)]
 
 
@@ -268,7 +269,7 @@ class _Runner:
         self.sim = simulator
         self.x_obs = _check_x_obs(simulator, x_obs)
         self.n = len(self.x_obs)
-        self.prior = simulator.prior if prior is None else prior
+        self.prior = check_prior(simulator.prior if prior is None else prior)
         if tuple(self.prior.event_shape) != (simulator.theta_dim,):
             raise ValueError(f"the prior has event shape {tuple(self.prior.event_shape)}, but {simulator.name}'s θ "
                              f"has dimension {simulator.theta_dim}: pass a prior over ({simulator.theta_dim},).")

@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import math
 
+import torch
 from scipy.stats import chi2
+from tqdm.auto import tqdm
 
 from .. import checks
 from ..executor import seeded_generator
 from ..simulators.base import Simulator
 from .intervals import METHODS
 from .toys import draw_toys, toy_quantile, toy_setup, toy_statistic
+
+#: parts of the toys between two updates of coverage's progress bar
+PROGRESS_STEPS = 20
 
 
 def coverage(
@@ -40,6 +45,7 @@ def coverage(
     prior=None,
     grid=None,
     calibration_toys: int | None = None,
+    progress: bool = True,
 ) -> dict:
     """The fraction of toy data sets whose confidence region contains θ_true.
 
@@ -55,6 +61,7 @@ def coverage(
         prior: the prior (or its simulator) when `model` is a bare estimator.
         grid: the θ grid of the toys' MLE, as in `confidence_region`.
         calibration_toys: toys that calibrate the Neyman threshold at θ_true (`toys` by default).
+        progress: a progress bar over the toys (checked and calibrating), in `PROGRESS_STEPS` steps.
 
     Returns:
         {"coverage", "stderr", "toys", "level", "method", "threshold"}. The stderr is binomial, plus,
@@ -73,16 +80,32 @@ def coverage(
     calibration_toys = toys if calibration_toys is None else checks.positive_int(calibration_toys, "calibration_toys")
     model, theta, grid, sim = toy_setup(model, theta_true, "theta_true", prior, simulator, grid, "coverage")
 
-    x = draw_toys(sim, theta[0], int(toys), int(n_obs), seeded_generator(seed, 0))
-    q = toy_statistic(model, x, grid, theta)
-    extra = 0.0
-    if method == "wilks":
-        threshold = float(chi2.ppf(level, model.theta_dim))
-    else:
-        calibration = draw_toys(sim, theta[0], int(calibration_toys), int(n_obs), seeded_generator(seed, 1))
-        threshold = toy_quantile(toy_statistic(model, calibration, grid, theta), level)
-        extra = level * (1 - level) / calibration_toys
+    total = toys + (calibration_toys if method == "neyman" else 0)
+    with tqdm(total=total, desc=f"coverage {method}", unit="toys", disable=not progress, dynamic_ncols=True) as bar:
+        x = draw_toys(sim, theta[0], int(toys), int(n_obs), seeded_generator(seed, 0))
+        q = _statistics(model, x, grid, theta, bar)
+        extra = 0.0
+        if method == "wilks":
+            threshold = float(chi2.ppf(level, model.theta_dim))
+        else:
+            calibration = draw_toys(sim, theta[0], int(calibration_toys), int(n_obs), seeded_generator(seed, 1))
+            threshold = toy_quantile(_statistics(model, calibration, grid, theta, bar), level)
+            extra = level * (1 - level) / calibration_toys
     covered = float((q <= threshold).double().mean())
     stderr = math.sqrt(covered * (1 - covered) / toys + extra)
     return {"coverage": covered, "stderr": stderr, "toys": int(toys), "level": float(level), "method": method,
             "threshold": threshold}
+
+
+def _statistics(model, x, grid, theta, bar) -> torch.Tensor:
+    """toy_statistic of the toys x (toys, n, x_dim) in `PROGRESS_STEPS` parts, advancing `bar` after each
+    (one part when the bar is off: then the surrogate sees the same batches as before)."""
+    if bar.disable:
+        q = toy_statistic(model, x, grid, theta)
+        bar.update(len(x))
+        return q
+    parts = []
+    for part in x.split(max(1, -(-len(x) // PROGRESS_STEPS))):
+        parts.append(toy_statistic(model, part, grid, theta))
+        bar.update(len(part))
+    return torch.cat(parts)

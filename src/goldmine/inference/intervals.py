@@ -101,7 +101,8 @@ class Region:
     members: object = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
-        where = f"interval={tuple(round(v, 4) for v in self.interval)}" if self.segments else f"size={self.size:.4g}"
+        where = f"interval={tuple(round(v, 4) for v in self.interval)}" if self.segments else \
+            f"{size_kind(self.grid.shape[1])}={self.size:.4g}"
         fit = [round(v, 4) for v in self.mle.theta.tolist()]
         flags = ", θ̂ on the prior's edge" if self.mle.on_edge else ""
         if self.calibration is not None:
@@ -113,15 +114,17 @@ class Region:
         """The region in a few lines of text: θ̂, the interval or size, and what speaks against trusting
         it (θ̂ on the prior's edge, a measured under-coverage); with `true_theta` (theta_dim,) whether
         it lies inside."""
-        theta = ", ".join(f"{v:.4g}" for v in self.mle.theta.tolist())
+        names = self.theta_names
+        theta = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, self.mle.theta.tolist()))
         where = (f"[{self.interval[0]:.4g}, {self.interval[1]:.4g}]" if self.segments is not None
-                 else f"size {self.size:.4g}")
+                 else size_text(self.size, names))
         lines = [f"θ̂ = ({theta}), {self.level:.0%} {self.method} region {where}"]
-        lines += [f"  {note}" for note in trust_notes(self.mle.edge_axes, self.calibration)]
+        lines += [f"  {note}" for note in trust_notes(self.mle.edge_axes, self.calibration, names=names)]
         if true_theta is not None:
             truth = torch.as_tensor(true_theta, dtype=DTYPE).reshape(1, -1)
-            lines.append(f"  the true θ = {truth[0].tolist()} is {'inside' if self.contains(truth)[0] else 'outside'}"
-                         " the region")
+            given = f" = {truth[0, 0]:.4g}" if names == ("θ",) else \
+                " (" + ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, truth[0].tolist())) + ")"
+            lines.append(f"  the true θ{given} is {'inside' if self.contains(truth)[0] else 'outside'} the region")
         return "\n".join(lines)
 
     @property
@@ -135,8 +138,14 @@ class Region:
         return (self.segments[0][0], self.segments[-1][1])
 
     @property
+    def theta_names(self) -> tuple[str, ...]:
+        """The names of θ's components (the model's, else θ or θ₀, θ₁, …)."""
+        return checks.theta_names(self.model, self.grid.shape[1])
+
+    @property
     def size(self) -> float:
-        """The length (1-D, from the refined segments) or the volume (grid cell × points inside)."""
+        """The region's extent in the units of θ: its length in 1-D (from the refined segments), its area
+        in 2-D (in units of θ₀ × θ₁) and its volume beyond (grid cell × points inside): `size_text` words it."""
         if self.segments is not None:
             return float(sum(high - low for low, high in self.segments))
         return float(self.inside.sum()) * cell_volume(self.grid)
@@ -167,6 +176,16 @@ class Region:
         return self.threshold[nearest(self.grid, theta)]
 
 
+def size_kind(dim: int) -> str:
+    """What a region's size is in `dim` dimensions: a length, an area or a volume."""
+    return {1: "length", 2: "area"}.get(dim, "volume")
+
+
+def size_text(size: float, names) -> str:
+    """A region's size with what it is and its units, e.g. "area 0.0152 (in units of E × G_f)"."""
+    return f"{size_kind(len(names))} {size:.4g} (in units of {' × '.join(names)})"
+
+
 # -- the public functions -----------------------------------------------------------------------
 
 
@@ -194,14 +213,16 @@ def confidence_region(
         method: "wilks" (χ²_d threshold) or "neyman" (per-point toy thresholds).
         prior: the prior (or its simulator) when `model` is a bare estimator.
         simulator: the simulator that Neyman toys are drawn from; the model's by default.
-        grid: θ points (g, theta_dim), or points per axis, or None for `Model.grid()`.
+        grid: θ points (g, theta_dim), or points per axis, or None for `Model.grid()`. A grid needs a
+            bounded box: the prior's support, or for an unbounded prior (a Gaussian) the box given as
+            `Model(..., bounds=(low, high))`, by default the central 99.9% of each of its marginals.
         toys: toy data sets per grid point (neyman). The threshold's quantile has an error of
             about sqrt(level (1 − level) / toys) in probability.
         seed: toys at grid point j come from a generator seeded by (seed, j) alone, so the region
             does not depend on `workers` or the backend.
         workers: local processes (spawned) that draw the toys of grid points in parallel.
         cluster: a Dask scheduler address or a `dask.distributed.Client`; then `workers` is ignored.
-        progress: show a progress bar over grid points (neyman).
+        progress: show a progress bar over grid points (neyman) and over the toys of `check`.
         check: wilks only: that many toy data sets (a few hundred, e.g. 200) of len(x_obs) runs
             drawn at θ̂ with the simulator measure the coverage of the χ² threshold there
             (`Region.calibration`); None skips the check. A coverage more than 2 standard errors
@@ -240,11 +261,11 @@ def confidence_region(
     checker = toy_simulator(model, simulator, "check") if check is not None else None
     region = _region(model, x, None, level, method, grid, sim, int(toys), int(seed), int(workers), cluster, progress)
     if checker is not None:
-        region.calibration = _calibrate(region, checker, int(check), int(seed))
+        region.calibration = _calibrate(region, checker, int(check), int(seed), progress)
     return region
 
 
-def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0) -> dict:
+def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0, progress: bool = False) -> dict:
     """The coverage of a Wilks region's χ² threshold at its θ̂, from `toys` data sets of the same size
     drawn there with the simulator; warns (`CalibrationWarning`) when it is more than `UNDER_COVERAGE`
     binomial standard errors of the level below the level.
@@ -255,7 +276,7 @@ def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0) -
     from .diagnostics import coverage  # diagnostics builds on this module
 
     measured = coverage(region.model, region.mle.theta, region.mle.n_obs, region.level, "wilks", toys=toys,
-                        seed=seed, simulator=simulator, grid=region.grid)
+                        seed=seed, simulator=simulator, grid=region.grid, progress=progress)
     level = region.level
     under = measured["coverage"] < level - UNDER_COVERAGE * math.sqrt(level * (1 - level) / toys)
     out = {"toys": toys, "coverage": measured["coverage"], "stderr": measured["stderr"], "level": level,
@@ -265,13 +286,13 @@ def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0) -
     return out
 
 
-def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neyman'") -> list[str]:
+def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neyman'", names=None) -> list[str]:
     """One line per reason to doubt a region: θ̂ on the prior's edge in `edge_axes`, a measured coverage
     (`calibration`, as in `Region.calibration`) below the level; the measured coverage also when it is
-    fine. `neyman` is how the advice names the Neyman construction."""
+    fine. `neyman` is how the advice names the Neyman construction; `names` those of θ's components."""
     notes = []
     if edge_axes:
-        axes = ", ".join(f"θ_{a}" for a in edge_axes)
+        axes = ", ".join(names[a] if names is not None and a < len(names) else f"θ_{a}" for a in edge_axes)
         notes.append(f"θ̂ lies on the edge of the prior's box (in {axes}): the likelihood still rises there, so θ̂ "
                      f"is the bound and Wilks' χ² does not hold; widen the prior, or use {neyman}")
     if calibration is not None:
@@ -310,7 +331,8 @@ def expected_limits(
         n_obs: the number of observations.
         level: the confidence level in (0, 1).
         method: "asimov": the region of the Asimov data set, the simulator's exact x grid weighted
-            by n_obs·p(x|θ) (or, without one, ASIMOV_RUNS runs at θ weighted to a total of n_obs);
+            by n_obs·p(x|θ) (or, without one, ASIMOV_RUNS runs at θ weighted to a total of n_obs,
+            fewer for a large x: `goldmine.inference.toys.asimov_runs`);
             "toys": the region of median size over `toys` data sets drawn at θ.
         toys: toy data sets (method "toys").
         seed: the toys' (or the Asimov runs') seed.

@@ -90,7 +90,7 @@ class Posterior(KeptDraws):
         Raises:
             ValueError: n is not a positive integer, or exceeds the number of kept draws.
         """
-        n = checks.positive_int(n, "n")
+        n = checks.sample_count(n, "n")  # n, or sbi's sample shape (n,)
         samples = self.samples
         if n > len(samples):
             raise ValueError(f"the chains hold {len(samples)} draws, fewer than n={n}: ask for fewer, or run "
@@ -116,7 +116,7 @@ class Posterior(KeptDraws):
         chains, n, d = self.draws.shape
         head = (f"Posterior (MCMC: {chains} chains × {n} draws, acceptance {self.acceptance:.2f}) "
                 f"given {len(self.x_obs)} observation{'s' * (len(self.x_obs) != 1)}")
-        lines = [head, *summary_rows(self.samples, self.rhat, self.ess)]
+        lines = [head, *summary_rows(self.samples, self.rhat, self.ess, names=getattr(self.model, "theta_names", None))]
         worry = problems(self.rhat, self.ess)
         lines.append("diagnostics: " + ("; ".join(worry) if worry else
                                         f"R-hat ≤ {RHAT_WARN} and ESS ≥ {ESS_WARN} in every dimension"))
@@ -187,6 +187,9 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
     if not isinstance(model, Model) and "posterior" in capabilities(model):
         return direct_posterior(model, x_obs, prior, seed)
     model = _with_prior(model, prior)
+    if model.prior is None:
+        raise ValueError("a posterior needs the prior over θ: pass prior= (any torch distribution with log_prob and "
+                         "sample, or a simulator) to posterior or to Model.")
     x = model.check_x_obs(x_obs)
     chains, steps, thin = (checks.positive_int(v, name) for v, name in ((chains, "chains"), (steps, "steps"),
                                                                           (thin, "thin")))

@@ -67,7 +67,8 @@ def mle(model, x_obs, prior=None, grid=None, starts: int = 3, weights=None) -> M
         model: a `Model`, a fitted surrogate or a simulator with an exact likelihood.
         x_obs: observations (n, x_dim).
         prior: the prior (or its simulator) when `model` is a bare estimator.
-        grid: the first-stage θ grid (g, theta_dim); `Model.grid()` by default.
+        grid: the first-stage θ grid (g, theta_dim); `Model.grid()` by default (over the prior's box, or
+            `Model`'s `bounds` for an unbounded prior: the search stays inside that box).
         starts: local refinements started from the best separated grid points.
         weights: optional weights of the observations (n,), as in `Model.log_likelihood`.
 
@@ -90,7 +91,7 @@ def mle(model, x_obs, prior=None, grid=None, starts: int = 3, weights=None) -> M
                          "under every θ of the grid (check x_obs against the simulator's support).")
     values = torch.nan_to_num(values, nan=-torch.inf)
     best_theta, best_value = grid[int(values.argmax())], float(values.max())
-    if model.low is not None and starts > 0:
+    if model.grid_low is not None and starts > 0:
         spacing = _spacing(grid, model)
         for start in _separated_best(grid, values, spacing, starts, best_value - CONTENDER):
             theta, value = _refine(model, x, weights, start, spacing)
@@ -120,7 +121,7 @@ test_statistic.__test__ = False  # a statistic, not a test for pytest to collect
 
 def _spacing(grid: Tensor, model: Model) -> Tensor:
     points = max(2, round(len(grid) ** (1 / model.theta_dim)))
-    return (model.high - model.low) / (points - 1)
+    return (model.grid_high - model.grid_low) / (points - 1)
 
 
 def _separated_best(grid: Tensor, values: Tensor, spacing: Tensor, starts: int, floor: float) -> list[Tensor]:
@@ -137,8 +138,8 @@ def _separated_best(grid: Tensor, values: Tensor, spacing: Tensor, starts: int, 
 
 
 def _refine(model: Model, x: Tensor, weights, start: Tensor, spacing: Tensor) -> tuple[Tensor, float]:
-    low = torch.maximum(start - 2 * spacing, model.low).numpy()
-    high = torch.minimum(start + 2 * spacing, model.high).numpy()
+    low = torch.maximum(start - 2 * spacing, model.grid_low).numpy()
+    high = torch.minimum(start + 2 * spacing, model.grid_high).numpy()
     scale = np.where(high > low, high - low, 1.0)
 
     def negative(u: np.ndarray) -> float:

@@ -22,17 +22,26 @@ Example:
 
 from __future__ import annotations
 
+import multiprocessing
+
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+from tqdm.auto import tqdm
 
 from .. import checks
 from ..simulators.base import DTYPE, Simulator, box_bounds
+from ..simulators.priors import check_prior, grid_box
 from ..checks import warn_outside_training
 from .surrogate import ExactLikelihood, likelihood_terms
 
 #: rows evaluated in one call of the surrogate (θ points × observations)
 CHUNK = 1 << 18
+#: pairs per call of a simulator's exact likelihood: smaller blocks, so that its progress bar moves (a
+#: simulator's log p(x|θ) is evaluated row by row, so its values do not depend on the block)
+EXACT_CHUNK = 1 << 14
+#: seconds a call of `Model.terms` runs before it shows a progress bar (an exact likelihood can be slow)
+PROGRESS_DELAY = 2.0
 
 
 class Model:
@@ -42,8 +51,13 @@ class Model:
         source: a fitted surrogate with `log_likelihood_terms(x, theta)` or `log_ratio(x, theta)`
             (every ratio, histogram and likelihood estimator; `goldmine.inference.surrogate`), or a
             `Simulator` with an exact `log_prob` (the truth, through the same code).
-        prior: a torch distribution over θ, or a simulator whose prior to take. Defaults to the
-            simulator's prior for a simulator; required for every estimator.
+        prior: any torch distribution over θ with `log_prob` and `sample` (`goldmine.simulators.priors`),
+            or a simulator whose prior to take. Defaults to the simulator's prior for a simulator.
+            Without one, a surrogate gives ℓ(θ) and, with `bounds`, grids and the MLE; a posterior
+            needs a prior.
+        bounds: (low, high), the box that grids over θ and the MLE's search cover. By default the
+            prior's support when bounded, else the central 99.9% of each marginal of the prior
+            (`goldmine.simulators.priors.grid_box`).
         simulator: the simulator that toys are drawn from (Neyman regions, expected limits,
             coverage). Defaults to `source` when it is a simulator, or to `prior` when that is one.
 
@@ -52,12 +66,16 @@ class Model:
         source: the surrogate or simulator given; surrogate: what the terms come from (the simulator
             through `ExactLikelihood`). theta_dim, x_dim.
         low, high: the prior's box (theta_dim,), or None for a prior without bounded support.
+        theta_names: the names of θ's components (the simulator's `theta_names`, else θ or θ₀, θ₁, …).
+        grid_low, grid_high: the box of grids and of the MLE's search (theta_dim,), or None without a
+            prior and bounds.
 
     Raises:
         TypeError: `source` gives no likelihood (e.g. npe, whose posterior is used directly).
     """
 
-    def __init__(self, source, prior: Distribution | Simulator | None = None, simulator: Simulator | None = None):
+    def __init__(self, source, prior: Distribution | Simulator | None = None, simulator: Simulator | None = None,
+                 bounds=None):
         if isinstance(source, Model):
             source = source.source
         self.source = source
@@ -74,13 +92,9 @@ class Model:
         self.theta_dim, self.x_dim = self.surrogate.theta_dim_, self.surrogate.x_dim_
         if isinstance(prior, Simulator):
             prior = prior.prior
-        if prior is None:
-            raise ValueError(
-                f"inference with a {type(source).__name__} needs the prior over θ, whose box bounds the "
-                "MLE, the θ grids and the posterior: pass prior=sim (the simulator) or prior=a torch "
-                "distribution such as gm.simulators.box_prior(low, high)."
-            )
-        if prior.event_shape != (self.theta_dim,):
+        if prior is not None:
+            check_prior(prior, what="the prior")
+        if prior is not None and prior.event_shape != (self.theta_dim,):
             raise ValueError(
                 f"the prior has event shape {tuple(prior.event_shape)}, but θ has dimension {self.theta_dim}: "
                 f"pass a prior over ({self.theta_dim},)."
@@ -92,8 +106,19 @@ class Model:
                 "whose data the surrogate was trained on."
             )
         self.prior = prior
-        self.low, self.high = box_bounds(prior)
+        self.low, self.high = box_bounds(prior) if prior is not None else (None, None)
+        if prior is not None:
+            self.grid_low, self.grid_high = grid_box(prior, bounds)
+        else:
+            self.grid_low, self.grid_high = grid_box(None, bounds) if bounds is not None else (None, None)
+        if self.grid_low is not None and self.grid_low.shape != (self.theta_dim,):
+            raise ValueError(f"bounds have {len(self.grid_low)} values each, but θ has dimension {self.theta_dim}.")
+        #: the names of θ's components: the simulator's `theta_names` (or the surrogate's), else θ₀, θ₁, …
+        self.theta_names = checks.theta_names(simulator if getattr(simulator, "theta_names", None) else source,
+                                              self.theta_dim)
         self._warned: set = set()  # the observations warned about (outside the training range)
+        #: a progress bar on evaluations of ℓ that take longer than PROGRESS_DELAY seconds (main process only)
+        self.progress = True
 
     def __repr__(self) -> str:
         name = getattr(self.source, "name", None) or getattr(self.source, "method", type(self.source).__name__)
@@ -102,12 +127,13 @@ class Model:
     # -- validation at the boundary ---------------------------------------------------------
 
     def check_x_obs(self, x_obs, warn: bool = True) -> Tensor:
-        """Observations as (n, x_dim) float64 (see `check_x_obs`).
+        """Observations as (n, x_dim) float64 (see `check_x_obs`); x of more axes (a surrogate fitted on
+        images (n, C, H, W)) is given in its shape or as flat rows, and flattened.
 
         With `warn`, a RuntimeWarning when some lie outside the range of x the surrogate was trained on
         (`goldmine.checks.warn_outside_training`), once per Model and set of observations.
         """
-        x = check_x_obs(x_obs, self.x_dim)
+        x = check_x_obs(x_obs, self.x_dim, getattr(self.surrogate, "x_shape_", None))
         if warn:
             key = (tuple(x.shape), hash(x.detach().numpy().tobytes()))
             if key not in self._warned:
@@ -131,6 +157,8 @@ class Model:
         """Whether each row of θ (m, theta_dim) lies in the prior's support → (m,) bool."""
         if self.low is not None:
             return ((theta >= self.low) & (theta <= self.high)).all(-1)
+        if self.prior is None:  # no prior: every θ
+            return torch.ones(len(theta), dtype=torch.bool)
         return self.prior.support.check(theta).reshape(len(theta), -1).all(-1)
 
     def _box_text(self) -> str:
@@ -154,12 +182,16 @@ class Model:
         m, n = len(theta), len(x)
         out = torch.empty(m, n, dtype=DTYPE)
         table = getattr(self.surrogate, "log_likelihood_table", None)
-        if n <= CHUNK // 64:  # blocks of θ with every x
-            t_step, x_step = max(1, CHUNK // n), n
+        chunk = EXACT_CHUNK if self.kind == "exact" else CHUNK
+        if n <= chunk // 64:  # blocks of θ with every x
+            t_step, x_step = max(1, chunk // n), n
         else:  # blocks of x with every θ
-            x_step = max(1, CHUNK // m)
-            t_step = min(m, max(1, CHUNK // x_step))
-        with torch.no_grad():
+            x_step = max(1, chunk // m)
+            t_step = min(m, max(1, chunk // x_step))
+        show = self.progress and multiprocessing.parent_process() is None and -(-m // t_step) * -(-n // x_step) > 1
+        bar = tqdm(total=m * n, unit="pairs", unit_scale=True, desc=f"ℓ(θ) {self.kind}", delay=PROGRESS_DELAY,
+                   leave=False, disable=not show, dynamic_ncols=True)
+        with torch.no_grad(), bar:
             for xs in range(0, n, x_step):
                 xb = x[xs:xs + x_step]
                 for ts in range(0, m, t_step):
@@ -169,6 +201,7 @@ class Model:
                     else:
                         block = self._terms(xb.repeat(len(t), 1), t.repeat_interleave(len(xb), 0))
                     out[ts:ts + t_step, xs:xs + x_step] = block.to(DTYPE).reshape(len(t), len(xb))
+                    bar.update(len(t) * len(xb))
         return out
 
     def log_likelihood(self, theta, x_obs, weights=None) -> Tensor:
@@ -192,24 +225,31 @@ class Model:
     # -- grids -------------------------------------------------------------------------------
 
     def grid(self, points: int | None = None) -> Tensor:
-        """An even grid over the prior's box: `points` per axis (101 in 1-D, 41 in 2-D, fewer above)
-        → (points^d, theta_dim)."""
-        if self.low is None:
-            raise ValueError("the prior has no bounded box, so there is no default θ grid: pass theta_grid (g, d).")
+        """An even grid over the box `grid_low`..`grid_high` (the prior's box, or see `bounds`): `points` per
+        axis (101 in 1-D, 41 in 2-D, fewer above) → (points^d, theta_dim)."""
+        if self.grid_low is None:
+            raise ValueError("the model has no prior and no bounds, so there is no θ grid: pass prior= (a torch "
+                             "distribution) or bounds=(low, high) to Model, or give the grid (g, theta_dim).")
         if points is None:
             points = {1: 101, 2: 41, 3: 15}.get(self.theta_dim, 7)
         checks.int_at_least(points, "grid points per axis", 2)
-        axes = [torch.linspace(float(lo), float(hi), points, dtype=DTYPE) for lo, hi in zip(self.low, self.high)]
+        axes = [torch.linspace(float(lo), float(hi), points, dtype=DTYPE) for lo, hi in
+                zip(self.grid_low, self.grid_high)]
         return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, self.theta_dim)
 
 
-def check_x_obs(x_obs, x_dim: int) -> Tensor:
+def check_x_obs(x_obs, x_dim: int, x_shape: tuple[int, ...] | None = None) -> Tensor:
     """Observations as (n, x_dim) float64, shaped by `goldmine.checks.rows` (a 1-D array is n scalar
-    observations when x_dim = 1, else one observation).
+    observations when x_dim = 1, else one observation). An x of more axes (x_shape, e.g. images (1, 64, 64))
+    is given as (n, *x_shape), flat rows (n, x_dim) or one x (x_shape), and flattened: inference reads one flat
+    row per observation, and the surrogate reshapes it.
 
     Raises:
         ValueError: another shape, no rows, or NaN / infinite values.
     """
+    if x_shape is not None and len(x_shape) > 1:
+        x = checks.shaped_rows(x_obs, x_shape, "x_obs", hint=" (n observations of the simulator's x)")
+        x_obs = x.reshape(len(x), x_dim)
     x = checks.rows(x_obs, x_dim, "x_obs", hint=" (n observations of the simulator's x)")
     if len(x) == 0:
         raise ValueError(f"x_obs is empty: pass at least one observation, shape (n, {x_dim}).")
@@ -224,10 +264,10 @@ def distinct(x: Tensor) -> tuple[Tensor, Tensor | None]:
     return unique, torch.bincount(inverse, minlength=len(unique)).to(DTYPE)
 
 
-def as_model(model, prior=None, simulator=None) -> Model:
+def as_model(model, prior=None, simulator=None, bounds=None) -> Model:
     """`model` itself when it is a Model (prior and simulator fill what it lacks), else Model(model, ...)."""
     if isinstance(model, Model):
         if simulator is not None and model.simulator is None:
             model.simulator = simulator
         return model
-    return Model(model, prior=prior, simulator=simulator)
+    return Model(model, prior=prior, simulator=simulator, bounds=bounds)

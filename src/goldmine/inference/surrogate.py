@@ -52,7 +52,7 @@ from typing import Callable
 
 from torch import Tensor
 
-from ..simulators.base import Simulator
+from ..simulators.base import Simulator, shape_of_x
 
 CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary", "ensemble")
 
@@ -121,9 +121,13 @@ class ExactLikelihood:
             )
         self.simulator = simulator
         self.theta_dim_, self.x_dim_, self.reference_ = simulator.theta_dim, simulator.x_dim, simulator.reference
+        self.x_shape_ = shape_of_x(simulator)
 
     def log_likelihood_terms(self, x: Tensor, theta: Tensor) -> Tensor:
-        """log p(x|θ): x (n, x_dim), θ (n, theta_dim) → (n,)."""
+        """log p(x|θ): x (n, x_dim), θ (n, theta_dim) → (n,); an x of more axes goes to the simulator in its
+        shape (n, *x_shape)."""
+        if len(self.x_shape_) > 1:
+            x = x.reshape(len(x), *self.x_shape_)
         return self.simulator.log_prob(x, theta)
 
 

@@ -32,11 +32,20 @@ from ..simulators.base import DTYPE, Simulator
 from .grid import Mesh, cell_volume, make_grid
 from .model import Model, as_model
 
-__all__ = ["ASIMOV_RUNS", "asimov_data", "draw_toys", "neyman_thresholds", "toy_log_likelihood", "toy_quantile",
+__all__ = ["ASIMOV_RUNS", "ASIMOV_VALUES", "asimov_data", "asimov_runs",
+           "draw_toys", "neyman_thresholds", "toy_log_likelihood", "toy_quantile",
            "toy_setup", "toy_simulator", "toy_sizes", "toy_statistic"]
 
 #: simulated runs standing in for the Asimov data set when the simulator has no exact x grid
 ASIMOV_RUNS = 100_000
+#: values of x those runs may hold at most: fewer runs of a large x (2²⁴ / x_dim; 4096 images of 64 × 64)
+ASIMOV_VALUES = 1 << 24
+
+
+def asimov_runs(sim: Simulator) -> int:
+    """The runs that stand in for the Asimov data set: ASIMOV_RUNS, fewer when x is large (images), so that
+    they hold at most ASIMOV_VALUES values, and at least 1000."""
+    return min(ASIMOV_RUNS, max(1000, ASIMOV_VALUES // max(1, int(sim.x_dim))))
 #: likelihood terms (θ points × toy observations) held at once when continuous x is summed per toy
 TERMS_PER_PASS = 1 << 23
 
@@ -176,13 +185,14 @@ def asimov_data(sim: Simulator, theta: Tensor, n_obs: int, seed: int = 0) -> tup
     """The Asimov data set at θ (theta_dim,): x (m, x_dim) and weights (m,) summing to n_obs.
 
     The simulator's x grid weighted by n_obs·p(x|θ) when it has one and an exact likelihood, else
-    the distinct values of ASIMOV_RUNS runs at θ weighted by their counts.
+    the distinct values of `asimov_runs(sim)` runs at θ weighted by their counts.
     """
     try:
         x, w = sim.x_grid()
         weights = w * sim.log_prob(x, theta.expand(len(x), -1)).exp()
     except NotImplementedError:
-        runs = sim.sample(theta.expand(ASIMOV_RUNS, -1), generator=seeded_generator(seed, 0)).x.to(DTYPE)
+        runs = sim.sample(theta.expand(asimov_runs(sim), -1), generator=seeded_generator(seed, 0)).x.to(DTYPE)
+        runs = runs.reshape(len(runs), -1)  # x of more axes (images) as flat rows, as inference reads them
         runs = runs[torch.isfinite(runs).all(1)]
         x, weights = torch.unique(runs, dim=0, return_counts=True)
         weights = weights.to(DTYPE)

@@ -2,11 +2,14 @@
 
 from .base import BlackBoxSimulator, Draws, Simulator, box_prior, draw_prior
 from .galton import GaltonBoard
+from .lensing import StrongLensing
 from .lotka_volterra import LotkaVolterra
 from .mixture import GaussianMixture
 from .poisson import Poisson
+from .priors import check_prior, log_uniform
 from .pyro import PyroSimulator
 from .weinberg import Weinberg
 
 __all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "LotkaVolterra", "GaussianMixture", "Poisson", "PyroSimulator",
-           "Weinberg", "draw_prior"]
+           "Weinberg", "draw_prior", "check_prior", "log_uniform",
+           "StrongLensing"]

@@ -7,7 +7,9 @@ gets the joint likelihood ratio and the joint score ("gold"):
 
     r(x, z|θ, θ_ref) = p(x, z|θ) / p(x, z|θ_ref),    t(x, z|θ) = ∇_θ log p(x, z|θ).
 
-Everything runs in float64: joint log-ratios of long latent paths lose precision in float32.
+Everything runs in float64: joint log-ratios of long latent paths lose precision in float32. A
+black-box function (`BlackBoxSimulator`) gets θ in its own dtype, that of its prior's draws by
+default, and its x comes back in float64.
 The protocol's methods and how to add a built-in simulator: docs/architecture.md.
 """
 
@@ -123,26 +125,35 @@ class Simulator:
     Attributes:
         name: a short name, stored in data files to tell simulators apart.
         theta_dim: the dimension of θ.
-        x_dim: the dimension of x.
+        x_dim: the dimension of x (the number of its elements).
+        x_shape: the shape of one x when it has more than one axis, e.g. (1, 64, 64) for images; None
+            (the default) for a vector, (x_dim,). A class that sets x_shape alone gets x_dim = its size;
+            an instance that sets it sets x_dim too. `sample` returns x of shape (n, *x_shape).
         prior: a torch distribution over θ with event shape (theta_dim,).
         reference: θ_ref, (theta_dim,), the denominator of every likelihood ratio.
         has_gold: whether `joint_log_prob` exists (False for black boxes).
         block_size: rows that `goldmine.simulate` draws from one seed; the unit of
             reproducibility and of resumption (lower it for simulators with large latent paths).
         defined_outside_prior: whether the simulator can run at θ outside the prior's support.
+        theta_names: optional names of θ's components, (theta_dim,) strings, e.g. ("E", "G_f"); plots,
+            summaries, the command line and studies use them (θ, or θ₀, θ₁, … without them).
     """
 
     name: str = "simulator"
     theta_dim: int
     x_dim: int
+    x_shape: tuple[int, ...] | None = None
     prior: Distribution
     reference: Tensor
     has_gold: bool = True
     defined_outside_prior: bool = False
     block_size: int = 16384
+    theta_names: tuple[str, ...] | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("x_shape") is not None and "x_dim" not in cls.__dict__:
+            cls.x_dim = int(np.prod(cls.x_shape))
         for method, (first, second) in ARGUMENT_ORDER.items():
             fn = cls.__dict__.get(method)
             if not callable(fn):
@@ -235,6 +246,34 @@ class Simulator:
         return f"{type(self).__name__}({args})"
 
 
+def shape_of_x(sim: Simulator) -> tuple[int, ...]:
+    """The shape of one x of a simulator: its `x_shape`, or (x_dim,) for a vector.
+
+    Raises:
+        ValueError: x_shape is not a tuple of positive sizes, or its size differs from x_dim.
+    """
+    shape = getattr(sim, "x_shape", None)
+    if shape is None:
+        return (int(sim.x_dim),)
+    if not isinstance(shape, (tuple, list)) or not shape or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1 for d in shape):
+        raise ValueError(f"{sim.name}.x_shape must be a tuple of positive sizes such as (1, 64, 64); got {shape!r}.")
+    if int(np.prod(shape)) != sim.x_dim:
+        raise ValueError(f"{sim.name} has x_shape {tuple(shape)} of {int(np.prod(shape))} elements but x_dim = "
+                         f"{sim.x_dim}: set x_dim to the number of elements of one x.")
+    return tuple(int(d) for d in shape)
+
+
+def _prior_dtype(prior: Distribution) -> torch.dtype:
+    """The float dtype of a prior's draws (of its mean when it has one, else of one draw); float64 if unknown."""
+    try:
+        probe = prior.mean
+    except (NotImplementedError, AttributeError):
+        with torch.random.fork_rng(devices=[]):
+            probe = prior.sample()
+    return probe.dtype if torch.is_tensor(probe) and probe.is_floating_point() else DTYPE
+
+
 def _describe_support(prior: Distribution) -> str:
     base = prior.base_dist if isinstance(prior, Independent) else prior
     if isinstance(base, Uniform):
@@ -256,6 +295,8 @@ class BlackBoxSimulator(Simulator):
         prior: a torch distribution over θ with event shape (theta_dim,).
         reference: θ_ref; the prior's mean by default.
         name: stored in data files.
+        dtype: the float dtype θ is handed to `fn` in (x comes back in float64); by default the
+            dtype of the prior's draws, so that a float32 simulator (sbi's) runs in float32.
 
     Example:
         >>> import numpy as np
@@ -275,11 +316,18 @@ class BlackBoxSimulator(Simulator):
         numpy: bool = True,
         vectorized: bool = True,
         name: str = "black-box",
+        dtype: torch.dtype | None = None,
     ):
         self.fn = fn
+        self.dtype = _prior_dtype(prior) if dtype is None else dtype
         self.prior = prior
         self.theta_dim = int(prior.event_shape[0]) if prior.event_shape else 1
-        self.reference = torch.as_tensor(prior.mean if reference is None else reference, dtype=DTYPE).reshape(-1)
+        if reference is None:
+            try:
+                reference = prior.mean
+            except NotImplementedError:  # a prior without a mean: the mean of seeded draws
+                reference = draw_prior(prior, 1000, seed=0).mean(0)
+        self.reference = torch.as_tensor(reference, dtype=DTYPE).reshape(-1)
         self.numpy = numpy
         self.vectorized = vectorized
         self.name = name
@@ -295,7 +343,8 @@ class BlackBoxSimulator(Simulator):
             state = np.random.get_state()
             np.random.seed(seed % 2**32)
             try:
-                arg = theta.detach().numpy() if self.numpy else theta.detach()
+                arg = theta.detach().to(self.dtype)  # the simulator's own dtype, float64 by default
+                arg = arg.numpy() if self.numpy else arg
                 if self.vectorized:
                     out = self.fn(arg)
                 else:
@@ -339,4 +388,5 @@ class BlackBoxSimulator(Simulator):
         self.require_gold()
 
 
-__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE"]
+__all__ = ["Draws", "Simulator", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE",
+           "shape_of_x"]

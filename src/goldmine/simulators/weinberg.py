@@ -114,6 +114,7 @@ class Weinberg(Simulator):
 
     name = "weinberg"
     theta_dim = 2
+    theta_names = ("E", "G_f")  # the beam energy and the Fermi constant
     x_dim = 1
 
     def __init__(self, sigma: float = 0.1):

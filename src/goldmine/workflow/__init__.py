@@ -14,17 +14,17 @@
 The methods themselves are the registry's (`goldmine.estimators.registry`).
 """
 
-from .estimates import infer, inference_source
+from .estimates import exact_cost, infer, inference_source
 from .evaluation import evaluate_model
 from .files import jsonable, write_json
 from .observations import generate_observed, load_observed
-from .report import metric_text, one_line, plot_inference, region_notes, region_text
+from .report import duration, metric_text, one_line, plot_inference, region_notes, region_text
 from .simulators import BUILTIN_SIMULATORS, check_call, describe_prior, has_exact, import_object, make_simulator, \
     simulator_from_data, simulator_target
 from .training import MODEL_FILES, TRAINING_OPTIONS, canonical_options, estimator_class, make_estimator, \
     method_options, model_simulator, read_trained_on, train
 
-__all__ = ["BUILTIN_SIMULATORS", "MODEL_FILES", "TRAINING_OPTIONS", "canonical_options", "check_call",
+__all__ = ["duration", "exact_cost", "BUILTIN_SIMULATORS", "MODEL_FILES", "TRAINING_OPTIONS", "canonical_options", "check_call",
            "describe_prior", "estimator_class", "evaluate_model", "generate_observed", "has_exact", "import_object", "infer",
            "inference_source", "jsonable", "load_observed", "make_estimator", "make_simulator", "method_options",
            "metric_text", "model_simulator", "one_line", "plot_inference", "read_trained_on", "region_notes",

@@ -9,7 +9,7 @@ import torch
 
 from .. import checks
 from ..inference import Model, confidence_region
-from ..inference.intervals import CalibrationWarning
+from ..inference.intervals import CalibrationWarning, size_kind
 from ..checks import warn_outside_training
 from ..inference.surrogate import capabilities
 from ..simulators.base import DTYPE, Simulator
@@ -45,13 +45,15 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
 
     Returns:
         dict with kind, n_obs, level, method, mle (θ̂), mle_on_edge and edge_axes (θ̂ on the prior's
-        box), log_likelihood, size (length, area, ...), interval (1-D θ), calibration (with check),
+        box), log_likelihood, size (length, area, ...; size_kind says which, in units of theta_names), theta_names,
+        interval (1-D θ), calibration (with check),
         true_theta_inside (with true_theta), grid, q, threshold, inside. For npe (a posterior of one observation) the
         posterior mean, standard deviation and central credible interval per dimension instead.
     """
     if "posterior" in capabilities(source):
         return _posterior_summary(source, sim, x_obs, level, seed)
     model = Model(source, prior=sim, simulator=sim)
+    model.progress = progress  # the bar of a slow ℓ(θ) (the exact likelihood), hidden by --quiet
     x = model.check_x_obs(x_obs)
     grid = None if grid_points is None else model.grid(checks.int_at_least(grid_points, "grid", 2))
     check = check if method == "wilks" else None
@@ -66,7 +68,8 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
     size, segments = float(region.size), region.segments
     out = {"kind": model.kind, "n_obs": len(x), "level": level, "method": method,
            "mle": fit.theta.tolist(), "mle_on_edge": fit.on_edge, "edge_axes": list(fit.edge_axes),
-           "log_likelihood": fit.log_likelihood, "size": size}
+           "log_likelihood": fit.log_likelihood, "size": size, "theta_names": list(model.theta_names),
+           "size_kind": size_kind(model.theta_dim)}
     if interval is not None:
         out["interval"] = interval
     if segments:  # a 1-D region in several pieces shows here
@@ -91,4 +94,44 @@ def _posterior_summary(estimator, sim: Simulator, x_obs, level: float, seed: int
     tail = (1 - level) / 2
     bounds = torch.quantile(theta, torch.tensor([tail, 1 - tail], dtype=DTYPE), dim=0)
     return {"kind": "posterior", "n_obs": 1, "level": level, "draws": draws, "mean": theta.mean(0).tolist(),
+            "theta_names": list(checks.theta_names(sim, sim.theta_dim)),
             "std": theta.std(0).tolist(), "credible_interval": bounds.T.tolist()}
+
+
+#: pairs (x, θ) on which `exact_cost` times the simulator's log p(x|θ)
+COST_PROBE = 4096
+
+
+def exact_cost(sim: Simulator, x_obs, method: str = "wilks", toys: int | None = None, grid_points: int | None = None,
+               check: int | None = None) -> dict:
+    """What `infer` with the simulator's exact likelihood will cost: the evaluations of log p(x|θ) it makes and
+    the seconds they take at the speed measured on `COST_PROBE` pairs (a rough estimate: it leaves out the
+    refinement of θ̂ and the toys' simulation).
+
+    Arguments:
+        sim: a simulator with an exact `log_prob`. x_obs: the observations (n, x_dim).
+        method, toys, grid_points, check: as for `infer`.
+
+    Returns:
+        {"pairs": evaluations, "seconds": their estimated time, "per_second": the speed measured}.
+    """
+    import time
+
+    model = Model(sim)
+    x = model.check_x_obs(x_obs, warn=False)
+    grid = model.grid(grid_points)
+    g, n = len(grid), len(torch.unique(x, dim=0))
+    pairs = g * n  # the MLE's grid, which the region reuses
+    if method == "neyman":
+        pairs += g * (1000 if toys is None else toys) * len(x) * (g + 1)  # toys at every grid point, each on the grid
+    elif check:
+        pairs += check * len(x) * (g + 1)  # the check's toys at θ̂, each on the grid
+    take = torch.arange(COST_PROBE)
+    xs, ts = x[take % len(x)], grid[take % g]
+    with torch.no_grad():
+        sim.log_prob(xs[:16], ts[:16])  # first calls pay for caches and imports
+        start = time.perf_counter()
+        sim.log_prob(xs, ts)
+        seconds = max(time.perf_counter() - start, 1e-9)
+    speed = COST_PROBE / seconds
+    return {"pairs": int(pairs), "seconds": pairs / speed, "per_second": speed}

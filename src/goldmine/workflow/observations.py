@@ -107,6 +107,10 @@ def generate_observed(sim: Simulator, theta, n_obs: int, seed: int = 0) -> Tenso
     n_obs = checks.positive_int(n_obs, "n_obs")
     given = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
     if given.numel() != sim.theta_dim:
-        raise ValueError(f"the true θ of {sim.name} has {sim.theta_dim} component(s); got {given.tolist()}.")
+        names = checks.theta_names(sim, sim.theta_dim)
+        example = ",".join(f"{v:g}" for v in sim.reference.tolist())
+        raise ValueError(f"the true θ of {sim.name} has {sim.theta_dim} component(s) ({', '.join(names)}); got "
+                         f"{len(given)} ({given.tolist()}): give them comma-separated, e.g. --true-theta {example} "
+                         f"(in a study file, true_theta = [{example.replace(',', ', ')}]).")
     theta = sim.check_theta(given[None], "the true θ")
     return sim.sample(theta.expand(n_obs, -1), generator=torch.Generator().manual_seed(seed)).x.detach()

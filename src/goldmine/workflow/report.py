@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference.intervals import trust_notes
+from .. import checks
+from ..inference.intervals import size_text, trust_notes
 
 
 def metric_text(result: dict) -> str:
@@ -14,8 +15,14 @@ def metric_text(result: dict) -> str:
         return f"skipped: {result['skipped']}"
     if result["metric"] == "c2st":
         return f"c2st {result['c2st']:.3f} (0.5 is perfect)"
+    if result["metric"] == "coverage":  # no exact likelihood: calibration by toys
+        return (f"coverage of {result['level']:.0%} Wilks regions {result['coverage']:.3f} ± {result['stderr']:.3f} "
+                f"(toys at {len(result['per_theta'])} θ; no exact likelihood to measure errors against)")
     name = "mse(log r)" if result["metric"] == "log_ratio_mse" else "mse(t)"
     relative = f" (relative {result['relative']:.3g})" if result.get("relative") is not None else ""
+    if result.get("integration") == "monte carlo":  # no quadrature grid over x: an estimate, with its error
+        return f"{name} {result['mse']:.4g} ± {result['stderr']:.2g}{relative}, Monte Carlo over " \
+               f"{result['samples']:,} runs of x per θ"
     return f"{name} {result['mse']:.4g}{relative}"
 
 
@@ -23,14 +30,16 @@ def region_text(result: dict) -> str:
     if not result or "skipped" in result:
         return f"skipped: {result.get('skipped', 'not run')}"
     if result.get("kind") == "posterior":
+        names = checks.theta_names(result.get("theta_names"), len(result["mean"]))
         bounds = " × ".join(f"[{low:.3g}, {high:.3g}]" for low, high in result["credible_interval"])
-        return "posterior mean " + ", ".join(f"{v:.3g}" for v in result["mean"]) + \
+        return "posterior mean " + ", ".join(f"{n} = {v:.3g}" for n, v in zip(names, result["mean"])) + \
             f", {result['level']:.0%} credible {bounds}"
-    theta = ", ".join(f"{v:.3g}" for v in result["mle"])
+    names = checks.theta_names(result.get("theta_names"), len(result["mle"]))
+    theta = ", ".join(f"{n} = {v:.3g}" for n, v in zip(names, result["mle"]))
     if "interval" in result:
         region = f"[{result['interval'][0]:.3g}, {result['interval'][1]:.3g}]"
     else:
-        region = f"size {result['size']:.3g}"
+        region = size_text(result["size"], names)
     edge = " (θ̂ on the prior's edge)" if result.get("mle_on_edge") else ""
     return f"θ̂ = {theta}{edge}, {result['level']:.0%} {result['method']} {region}"
 
@@ -40,10 +49,18 @@ def region_notes(result: dict) -> list[str]:
     coverage measured by the calibration check, and whether the true θ (when known) lies inside."""
     if not result or "skipped" in result or result.get("kind") == "posterior":
         return []
-    notes = trust_notes(result.get("edge_axes", ()), result.get("calibration"), neyman="--method neyman")
+    notes = trust_notes(result.get("edge_axes", ()), result.get("calibration"), neyman="--method neyman",
+                        names=result.get("theta_names"))
     if "true_theta_inside" in result:
         notes.append(f"the true θ is {'inside' if result['true_theta_inside'] else 'outside'} the region")
     return notes
+
+
+def duration(seconds: float) -> str:
+    """A rough duration: "2 s", "3 min", "1.5 h"."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def one_line(err: BaseException) -> str:
@@ -77,16 +94,18 @@ def plot_inference(results: dict[str, dict], path, true_theta=None) -> Path | No
     threshold = _floats(first["threshold"])
     constant = bool(np.allclose(threshold, threshold[0]))
     truth = None if true_theta is None else np.ravel(np.asarray(true_theta, dtype=float))
+    names = checks.theta_names(first.get("theta_names"), grid.shape[1])
     if grid.shape[1] == 1:
         if not constant:  # Neyman: each method's toys give it a threshold curve of its own
             thresholds = {f"{name}: threshold": _floats(r["threshold"]) for name, r in shown.items()}
             top = 4 * max(t.max() for t in thresholds.values())  # clipping q zooms in on the thresholds
             q = {name: np.minimum(values, top) for name, values in {**q, **thresholds}.items()}
         return plots.llr_curves(grid, q, truth=None if truth is None else float(truth[0]),
-                                threshold=threshold[0] if constant else None, path=path)
+                                threshold=threshold[0] if constant else None, path=path, label=names[0])
     if not constant:  # each region's boundary is where q(θ) − t(θ) crosses 0
         q = {name: values - _floats(shown[name]["threshold"]) for name, values in q.items()}
-    return plots.contours_2d(grid, q, levels=(float(threshold[0]) if constant else 0.0,), truth=truth, path=path)
+    return plots.contours_2d(grid, q, levels=(float(threshold[0]) if constant else 0.0,), truth=truth, path=path,
+                             labels=names)
 
 
 def _floats(values) -> np.ndarray:

@@ -13,14 +13,15 @@ from ..simulators.describe import rebuild
 
 #: built-in simulators by their `name` (with - written as _), and the class in goldmine.simulators
 BUILTIN_SIMULATORS = {"galton": "GaltonBoard", "weinberg": "Weinberg", "poisson": "Poisson",
-                      "mixture": "GaussianMixture", "lotka_volterra": "LotkaVolterra"}
+                      "mixture": "GaussianMixture", "lotka_volterra": "LotkaVolterra",
+                      "lensing": "StrongLensing"}
 
 
 def make_simulator(spec: str, options: dict | None = None) -> Simulator:
     """A simulator from a built-in name or an import path, with constructor options.
 
     Arguments:
-        spec: a built-in name (galton, weinberg, poisson, mixture, lotka_volterra; case and - / _
+        spec: a built-in name (galton, weinberg, poisson, mixture, lotka_volterra, lensing; case and - / _
             do not matter) or `package.module:Name`, where Name is a Simulator class, a function
             returning a Simulator, or a Simulator instance (see `simulator_target`).
         options: keyword arguments of the class or function.

@@ -159,6 +159,8 @@ def train(method: str, data, out, options: dict | None = None, progress: bool = 
             "seconds": seconds,
             "epochs": len(history.get("train_loss", [])) or None,
             "best_val_loss": history.get("best_val_loss"),
+            "kept": history.get("kept"),  # the weights kept: "final" (the schedule's end) or "best" (early stopping)
+            "kept_val_loss": history.get("kept_val_loss"),
             "stop_reason": history.get("stop_reason"),
             **({"note": note} if note else {}),
             **(record or {}),
