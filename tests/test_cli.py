@@ -128,7 +128,7 @@ def test_list_one_method(capsys):
 def test_simulate_with_an_import_path_and_options(session, monkeypatch, capsys):
     work, runs = session
     out = ok(runs["simulate"])
-    assert "600 rows" in out and "next: goldmine train alices" in out
+    assert "600 rows" in out and "next: goldmine train alice " in out
     data = gm.Dataset(work / "data" / "data.h5")
     assert len(data) == 600 and data.complete and data.has_gold
     assert data.meta["block_size"] == 100  # --sim-option reached the factory mysims:board

@@ -97,6 +97,16 @@ def test_mean_and_spread_of_the_members(ensemble):
     assert ensemble.score(X, theta).shape == (len(X), 1)
 
 
+def test_the_table_of_every_pair_is_forwarded(ensemble):
+    grid = torch.linspace(-0.8, 0.8, 4)[:, None]
+    table = ensemble.log_likelihood_table(X, grid)
+    assert table.shape == (4, len(X))
+    for j, theta in enumerate(grid):  # the same terms as pair by pair, up to float rounding of other batch shapes
+        torch.testing.assert_close(table[j], ensemble.log_likelihood_terms(X, theta[None]).float(), rtol=1e-5,
+                                   atol=1e-5)
+    assert gm.Ensemble(gm.RatioEstimator("carl", **SMALL), 2).log_likelihood_table is None  # not fitted
+
+
 @pytest.mark.slow
 def test_save_load_is_exact(ensemble, tmp_path):
     ensemble.save(tmp_path / "m")
@@ -188,9 +198,9 @@ def test_default_method_follows_the_gold(galton, goldless_data, tmp_path):
     assert gm.RatioEstimator(**quick).method is None
     assert gm.RatioEstimator(**quick).fit(goldless_data).method == "carl"
     ratio = gm.RatioEstimator(**quick).fit(galton)
-    assert ratio.method == "alices" and ratio.params["method"] == "alices" and ratio.alpha == 1.0
+    assert ratio.method == "alice" and ratio.params["method"] == "alice" and ratio.alpha == 1.0
     ratio.save(tmp_path / "r")
-    assert gm.load(tmp_path / "r").method == "alices"
+    assert gm.load(tmp_path / "r").method == "alice"
     flow = {"epochs": 1, "hidden": (8,), "progress": False}
     assert gm.LikelihoodEstimator(**flow).fit(goldless_data).params["method"] == "nle"
     assert gm.LikelihoodEstimator(**flow).fit(galton).method == "scandal"

@@ -163,6 +163,9 @@ def build_parser() -> Parser:
     p.add_argument("--workers", type=positive_int, default=1, help="local processes (default 1)")
     p.add_argument("--chunk", type=positive_int, metavar="ROWS", help="rows per task and write")
     p.add_argument("--cluster", metavar="ADDRESS", help="a Dask scheduler, tcp://host:port")
+    p.add_argument("--layout", choices=("pairs", "prior"), default="pairs",
+                   help="pairs (default): half the runs at θ ~ prior, half at θ_ref, for every method; prior: every "
+                   "run at θ ~ prior, for methods that need no run at θ_ref (npe, nre, nle, scandal)")
 
     p = command("train", cmd_train, "train an estimator on a data set and save it to a folder", parents=[common])
     p.add_argument("method", metavar="METHOD", help="carl, alices, sally, scandal, npe, histogram, ... "
@@ -365,7 +368,7 @@ def cmd_simulate(args) -> int:
     resumed = out.exists()
     start = time.perf_counter()
     data = simulate(sim, args.n, out, seed=args.seed, workers=args.workers, cluster=args.cluster,
-                    chunk_size=args.chunk, progress=not args.quiet)
+                    chunk_size=args.chunk, progress=not args.quiet, layout=args.layout)
     seconds = time.perf_counter() - start
     kind = "gold: " + ", ".join(f for f in data.fields if f in ("log_r", "score", "score_ref")) if data.has_gold \
         else "no gold: a black box"
@@ -376,7 +379,8 @@ def cmd_simulate(args) -> int:
     print(f"  fields {', '.join(data.fields)} ({kind}); {seconds:.1f} s")
     if data.invalid_rows:
         print(f"  {data.invalid_rows} rows hold non-finite x or gold (training skips them where it reads those)")
-    print(f"next: goldmine train {'alices' if data.has_gold else 'carl'} {out} -o model/")
+    method = "nre" if data.layout == "prior" else "alice" if data.has_gold else "carl"  # RatioEstimator()'s choice
+    print(f"next: goldmine train {method} {out} -o model/")
     return 0
 
 

@@ -6,6 +6,11 @@ has gold, log_r = log r(x, z|θ_i, θ_ref), score = t(x, z|θ_i) and score_ref =
 Every method reads the rows it needs from the same file, so a budget means the same for all; the
 table of which method reads which rows and fields is in docs/architecture.md.
 
+A second layout, `simulate(..., layout="prior")`, spends every run at θ ~ prior (label 0, no run at
+θ_ref): for the methods that never read a run at θ_ref (npe, nre, nle, scandal; `layout_for`
+in `goldmine.estimators.registry` chooses the layout from the methods), which then learn from every
+run. Its header records "layout": "prior"; a file without the key has the pairs above.
+
 Reproducibility. Rows are drawn in blocks of `sim.block_size` rows; block b is drawn from a
 generator seeded by (seed, b) alone. A chunk, the unit of work and of writing, is a run of whole
 blocks, so the same seed gives bit-identical arrays whatever the number of workers, the chunk size
@@ -67,6 +72,26 @@ def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference:
     for key in parts[0]:
         out[key] = torch.stack([parts[0][key], parts[1][key]], dim=1).reshape(rows, *parts[0][key].shape[1:])
     return {k: v.detach().numpy() for k, v in out.items()}
+
+
+def draw_prior_block(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, np.ndarray]:
+    """Draws `rows` rows of the layout "prior": every run at its own θ ~ prior (label 0), as numpy arrays."""
+    theta = draw_prior(sim.prior, rows, seed=seed_from(generator))
+    draws = sim.sample(theta, generator=generator)
+    out = {"theta": theta, "label": torch.zeros(rows, dtype=torch.int8), "x": draws.x}
+    if sim.has_gold:
+        out.update(augment(sim, draws, theta, reference))
+    return {k: v.detach().numpy() for k, v in out.items()}
+
+
+def draw_prior_chunk(sim: Simulator, reference: Tensor, seed: int, blocks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """`draw_chunk` for the layout "prior"."""
+    parts = [draw_prior_block(sim, rows, seeded_generator(seed, b), reference) for b, rows in blocks]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+#: the row layouts of a data set, and the function that draws a chunk of each
+LAYOUTS = ("pairs", "prior")
 
 
 def draw_chunk(sim: Simulator, reference: Tensor, seed: int, blocks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
@@ -164,6 +189,8 @@ def _read_meta(f: h5py.File) -> dict:
             raise ValueError(f"{name} has a corrupt header: it lacks {key!r}. Simulate it again.")
         if not valid(meta[key]):
             raise ValueError(f"{name} has a corrupt header: {key} = {meta[key]!r}. Simulate it again.")
+    if meta.get("layout", "pairs") not in LAYOUTS:
+        raise ValueError(f"{name} has a corrupt header: layout = {meta['layout']!r}. Simulate it again.")
     shape = meta.get("x_shape", [meta["x_dim"]])
     if (not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
                                                              for d in shape) or int(np.prod(shape)) != meta["x_dim"]):
@@ -270,6 +297,7 @@ def simulate(
     chunk_size: int | None = None,
     reference=None,
     progress: bool = True,
+    layout: str = "pairs",
 ) -> "Dataset":
     """Simulates (and mines, when the simulator has gold) a training data set into one HDF5 file.
 
@@ -287,6 +315,11 @@ def simulate(
             by default a few chunks per worker, at most 16 blocks.
         reference: θ_ref; the simulator's own by default.
         progress: show a progress bar (rows done, rows per second).
+        layout: "pairs" (the default): half the runs at θ ~ prior, half at θ_ref, in pairs that share a
+            θ (every method can train on it); "prior": every run at θ ~ prior, for methods that read
+            no run at θ_ref (npe, nre, nle, scandal), which then learn from all n runs instead of
+            n/2 (nle, scandal: instead of n/2 at one θ_ref). `goldmine.estimators.registry.layout_for(methods)`
+            chooses it; a method that needs runs at θ_ref refuses a "prior" data set.
 
     Returns:
         The data set, opened.
@@ -308,8 +341,13 @@ def simulate(
         raise ValueError(f"n must be a positive even number of rows (half at θ, half at θ_ref); got {n!r}.")
     if not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers must be a positive integer; got {workers!r}.")
+    if layout not in LAYOUTS:
+        raise ValueError(f'layout must be "pairs" (runs at θ ~ prior and at θ_ref) or "prior" (every run at θ ~ '
+                         f'prior); got {layout!r}.')
     n, path, ref = int(n), Path(path), reference_of(sim, reference)
     meta = _meta(sim, n, int(seed), ref)
+    if layout != "pairs":  # files of the pairs layout keep the header they always had
+        meta["layout"] = layout
     block = sim.block_size
     if block % 2:
         raise ValueError(f"{sim.name}.block_size must be even; got {block}.")
@@ -329,19 +367,21 @@ def simulate(
             per_chunk = -(-int(chunk_size) // block)
         chunks = [blocks[i : i + per_chunk] for i in range(0, len(blocks), per_chunk)]
         _write(path, meta, chunks, (sim, ref, int(seed)), workers, cluster,
+               draw=draw_chunk if layout == "pairs" else draw_prior_chunk, bar=
                tqdm(total=n, initial=done, unit="rows", unit_scale=True, desc=f"simulate {sim.name}",
                     disable=not progress, dynamic_ncols=True))
     return Dataset(path)
 
 
-def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cluster, bar) -> None:
+def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cluster, bar=None, *,
+           draw=draw_chunk) -> None:
     """Draws the chunks and appends them in order, then marks the file complete."""
     f = h5py.File(path, "r+") if path.exists() else None
     bar.set_postfix_str(f"{meta['block_size']:,}-row blocks", refresh=False)  # why it moves in steps
     stop = threading.Event()  # the elapsed time ticks while a block is drawn, so a slow one shows it is alive
     threading.Thread(target=_tick, args=(bar, stop), name="goldmine-simulate-bar", daemon=True).start()
     try:
-        with closing(map_in_order(draw_chunk, chunks, shared, workers=workers, cluster=cluster,
+        with closing(map_in_order(draw, chunks, shared, workers=workers, cluster=cluster,
                                   what="goldmine.simulate")) as results:
             for chunk in results:
                 shape = tuple(meta.get("x_shape", [meta["x_dim"]]))
@@ -401,6 +441,8 @@ class Dataset:
         #: the shape of one x: (x_dim,) for a vector, e.g. (1, 64, 64) for images
         self.x_shape = tuple(self.meta.get("x_shape", [self.x_dim]))
         self.has_gold = self.meta["gold"]
+        #: "pairs" (runs at θ ~ prior and at θ_ref) or "prior" (every run at θ ~ prior): `simulate`'s layout
+        self.layout = self.meta.get("layout", "pairs")
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -411,6 +453,7 @@ class Dataset:
         return (
             f"Dataset('{self.path}': {len(self)} rows of {self.simulator}{view}, θ_ref={self.reference.tolist()}, "
             f"fields {', '.join(self.fields)}, {state}"
+            + ("" if self.layout == "pairs" else f", layout {self.layout}: every run at θ ~ prior")
             + (f", {self.invalid_rows} rows with non-finite x or gold" if self.invalid_rows else "")
             + ")"
         )

@@ -124,8 +124,15 @@ class Trainer:
         lr_final: the final learning rate as a fraction of lr, in [0, 1].
         weight_decay: AdamW's decoupled weight decay (≥ 0).
         validation: the fraction of rows held out for validation (and early stopping) by `fit`.
-        patience: early stopping: stop after this many epochs without a better validation loss and
-            restore the weights of the best epoch. None (the default) runs the whole cosine schedule
+        keep: which weights `fit` keeps: "final" (the default), the end of the cosine schedule; "best",
+            those of the epoch with the lowest validation loss; or the name of a validation monitor
+            the estimator offers (the ratio family's "xent": the classification cross-entropy between
+            the rows drawn at θ and at θ_ref, a proper scoring rule for every ratio surrogate that
+            needs no gold), the epoch where it is lowest. The history records what was kept and why
+            (`kept`, `kept_epoch`, `kept_by`, `kept_why`, `kept_val_loss`); the measurement behind the default is in benchmarks/README.md
+            ("Model selection").
+        patience: early stopping: stop after this many epochs without a better validation loss (of the
+            monitor `keep` names, if any) and restore the weights of the best epoch. None (the default) runs the whole cosine schedule
             and keeps its final, annealed weights: with noisy labels (joint ratios and scores) the
             validation loss is dominated by label noise and its minimum often falls on an early epoch
             of a still-improving network, whose weights then err more than the final ones
@@ -151,6 +158,7 @@ class Trainer:
     lr_final: float = 0.01
     weight_decay: float = 1e-4
     validation: float = 0.1
+    keep: str = "final"
     patience: int | None = None
     clip_grad: float = 5.0
     seed: int = 0
@@ -169,6 +177,8 @@ class Trainer:
         checks.real_between(self.lr_final, "lr_final", 0, 1)
         checks.non_negative_float(self.weight_decay, "weight_decay")
         checks.fraction(self.validation, "validation")
+        if not isinstance(self.keep, str) or not self.keep:
+            raise ValueError(f'keep must be "final", "best" or the name of a validation monitor; got {self.keep!r}.')
         if self.patience is not None:
             checks.positive_int(self.patience, "patience")
         checks.positive_float(self.clip_grad, "clip_grad", infinite=True)
@@ -183,7 +193,8 @@ class Trainer:
         return out
 
     def fit(self, network: nn.Module, loss: LossFn, data: RowSource, fields: Sequence[str], label: int | None = None,
-            desc: str = "train", *, val_loss: LossFn | None = None, finite: Sequence[str] | None = None) -> dict:
+            desc: str = "train", *, val_loss: LossFn | None = None, finite: Sequence[str] | None = None,
+            monitors: dict[str, LossFn] | None = None) -> dict:
         """Trains `network` in place on the rows of `data` and returns the history.
 
         Arguments:
@@ -199,6 +210,8 @@ class Trainer:
                 eval mode, batches of up to 4096 rows.
             finite: the fields that must be finite in every row; all of `fields` by default. (ALFI's
                 observations may hold a failed run's NaN, which its network leaves out by design.)
+            monitors: further validation criteria {name: loss}, each evaluated on the validation rows
+                every epoch (history["val_<name>"]); `keep` may name one to choose the weights by.
 
         Raises:
             ValueError: no rows (of `label`) to train or validate on.
@@ -226,7 +239,7 @@ class Trainer:
             train=lambda epoch: train_rows.batches(batch, seed=self.seed * 100_003 + epoch),
             val=lambda: val_rows.batches(EVAL_BATCH, seed=None),
             steps_per_epoch=max(1, math.ceil(train_rows.count / batch)),
-            desc=desc,
+            desc=desc, monitors=monitors,
         )
         history["batch_size"] = batch
         return history
@@ -271,8 +284,18 @@ class Trainer:
                           val=lambda: iter(validation), steps_per_epoch=steps, desc=desc)
 
     def _loop(self, network: nn.Module, loss: LossFn, val_loss: LossFn, train: Callable[[int], Iterable],
-              val: Callable[[], Iterable], steps_per_epoch: int, desc: str) -> dict:
-        """The epochs: `train(epoch)` gives the epoch's training batches, `val()` the validation batches."""
+              val: Callable[[], Iterable], steps_per_epoch: int, desc: str,
+              monitors: dict[str, LossFn] | None = None) -> dict:
+        """The epochs: `train(epoch)` gives the epoch's training batches, `val()` the validation batches.
+
+        Tracks the best epoch of the validation loss ("loss") and of every monitor; `self.best_states`
+        holds {criterion: (epoch, value, state_dict)} afterwards (for measurements that compare rules)."""
+        monitors = dict(monitors or {})
+        if self.keep not in ("final", "best", *monitors):
+            offered = ", ".join(f'"{k}"' for k in monitors) or "none"
+            raise ValueError(f'{desc}: keep={self.keep!r} names no validation monitor of this estimator (offered: '
+                             f'{offered}); use "final", "best" or one of these.')
+        select = self.keep if self.keep in monitors else "loss"
         steps = self.epochs * steps_per_epoch
         lr = DEFAULT_LR if self.lr is None else self.lr
         optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=self.weight_decay)
@@ -281,6 +304,9 @@ class Trainer:
         history = {"train_loss": [], "val_loss": [], "lr": [], "seconds": [], "best_epoch": None, "stop_reason": "epochs"}
         self.history = history
         best, best_state, since_best = math.inf, copy.deepcopy(network.state_dict()), 0
+        self.best_states = {}
+        for name in monitors:
+            history[f"val_{name}"] = []
         bar = tqdm(range(self.epochs), desc=desc, disable=not self.progress, dynamic_ncols=True)
         start = time.perf_counter()
         try:
@@ -316,24 +342,40 @@ class Trainer:
                 history["lr"].append(schedule.get_last_lr()[0])
                 history["seconds"].append(time.perf_counter() - start)
                 bar.set_postfix(loss=f"{total / max(count, 1):.4g}", val=f"{val_value:.4g}")
+                values = {"loss": val_value}
+                for name, monitor in monitors.items():
+                    values[name] = self.evaluate(network, monitor, val())
+                    history[f"val_{name}"].append(values[name])
+                for name, value in values.items():
+                    if value < self.best_states.get(name, (0, math.inf))[1]:
+                        self.best_states[name] = (epoch + 1, value, copy.deepcopy(network.state_dict()))
                 if val_value < best:
-                    best, best_state, since_best = val_value, copy.deepcopy(network.state_dict()), 0
+                    best = val_value
                     history["best_epoch"] = epoch + 1
+                if self.best_states.get(select, (None,))[0] == epoch + 1:
+                    since_best = 0
                 else:
                     since_best += 1
                     if self.patience is not None and since_best >= self.patience:
-                        history["stop_reason"] = f"early stopping: no better validation loss for {self.patience} epochs"
+                        what = "validation loss" if select == "loss" else f"validation {select}"
+                        history["stop_reason"] = f"early stopping: no better {what} for {self.patience} epochs"
                         break
         finally:
             bar.close()
-        if self.patience is not None:
-            network.load_state_dict(best_state)  # early stopping keeps the best epoch's weights
+        best_epochs = {name: kept[0] for name, kept in self.best_states.items()}
+        epochs = len(history["val_loss"])
+        if self.patience is not None or self.keep != "final":  # the best epoch's weights by the criterion
+            epoch, value, best_state = self.best_states.get(select, (None, None, best_state))
+            network.load_state_dict(best_state)
+            history.update(_kept("best", epoch, select, epochs, best_epochs))
+        else:
+            history.update(_kept("final", epochs, None, epochs, best_epochs))
+        # the validation loss of the weights the network holds now (what a user should be shown)
+        kept_epoch = history["kept_epoch"]
+        history["kept_val_loss"] = history["val_loss"][kept_epoch - 1] if kept_epoch else None
         network.eval()
         history["best_val_loss"] = best
-        # which weights the network holds now, and their validation loss (what a user should be shown)
-        history["kept"] = "best" if self.patience is not None else "final"
-        history["kept_val_loss"] = best if self.patience is not None else \
-            (history["val_loss"][-1] if history["val_loss"] else None)
+        history["best_epochs"] = best_epochs
         return history
 
     def evaluate(self, network: nn.Module, loss: LossFn, batches: Iterable) -> float:
@@ -347,6 +389,21 @@ class Trainer:
             count += n
         network.train()
         return total / max(count, 1)
+
+
+def _kept(weights: str, epoch: int | None, criterion: str | None, epochs: int, best_epochs: dict) -> dict:
+    """The history's record of the weights kept: `kept` ("final" or "best"), `kept_epoch`, `kept_by` (the
+    criterion of a best epoch: "loss" or a monitor's name; None for the final weights) and `kept_why`."""
+    if weights == "final":
+        others = ", ".join(f"{'validation loss' if k == 'loss' else k} at epoch {e}" for k, e in best_epochs.items())
+        why = (f"the final weights of the cosine schedule (epoch {epoch} of {epochs}), keep='final', the default: "
+               "against exact likelihoods they erred less than the weights of the best validation epoch, whose "
+               "choice follows the noise of the validation rows (benchmarks/README.md, 'Model selection')"
+               + (f"; best epochs, not kept: {others}" if others else ""))
+    else:
+        what = "validation loss" if criterion == "loss" else f"validation {criterion}"
+        why = f"the weights of epoch {epoch} of {epochs}, the lowest {what}"
+    return {"kept": weights, "kept_epoch": epoch, "kept_by": criterion, "kept_why": why}
 
 
 def _rows_in(batch) -> int:

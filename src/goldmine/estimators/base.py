@@ -90,6 +90,7 @@ class Estimator:
         """Opens and checks the data set, and builds a freshly seeded network for it."""
         data = as_data(data)
         data.require(*fields, method=method)
+        check_layout(data, method)
         self.theta_dim_, self.x_dim_ = data.theta_dim, data.x_dim
         self.x_shape_ = tuple(getattr(data, "x_shape", (data.x_dim,)))
         self.reference_ = data.reference.clone()
@@ -100,12 +101,13 @@ class Estimator:
         self.network_ = self._build(self.theta_dim_, self.x_dim_)
         return data
 
-    def _train(self, loss, data, fields: tuple[str, ...], label: int | None = None) -> None:
+    def _train(self, loss, data, fields: tuple[str, ...], label: int | None = None, monitors: dict | None = None) -> None:
         """Trains `network_` with the Trainer and stores the history; a fit that fails (a TrainingError on
         non-finite rows or losses, or an interrupt) leaves the estimator unfitted, never with half-trained
         weights."""
         try:
-            self.history_ = self.trainer.fit(self.network_, loss, data, fields, label=label, desc=self.method)
+            self.history_ = self.trainer.fit(self.network_, loss, data, fields, label=label, desc=self.method,
+                                             monitors=monitors)
         except BaseException:
             self.network_, self.history_ = None, {}
             raise
@@ -160,6 +162,17 @@ class Estimator:
         """What fit learned besides the weights, for config.json: dimensions, θ_ref, the range of x."""
         return {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist(),
                 **shape_record(self), **range_record(self)}
+
+
+def check_layout(data: Dataset, method: str) -> None:
+    """Raises a ValueError when `method` needs runs at θ_ref and `data` has none (layout "prior")."""
+    from .registry import methods
+
+    spec = methods().get(method)
+    if getattr(data, "layout", "pairs") == "prior" and spec is not None and spec.needs_reference_runs:
+        raise ValueError(f"{method} needs runs drawn at θ_ref, and {data.path} has none (simulated with "
+                         "layout='prior', every run at θ ~ prior): simulate with layout='pairs' (the default), or "
+                         "train a method that needs no runs at θ_ref (nre, npe, nle, scandal).")
 
 
 def write_folder(path: str | Path, config: dict, tensors: dict[str, Tensor], history: dict) -> Path:

@@ -206,6 +206,16 @@ class Ensemble(Estimator):
         """The mean of the members' likelihood terms, (n,) (`goldmine.inference.surrogate`)."""
         return self.member_terms(x, theta).mean(0)
 
+    @property
+    def log_likelihood_table(self):
+        """The mean of the members' `log_likelihood_table(x, theta)` → (m, n) when every member has one (a
+        ratio estimator evaluates its reference term once per run), else None: inference then pairs x and θ
+        itself (`goldmine.inference.surrogate`)."""
+        tables = [getattr(m, "log_likelihood_table", None) for m in self.members_]
+        if not tables or not all(callable(t) for t in tables):
+            return None
+        return lambda x, theta: torch.stack([table(x, theta) for table in tables]).mean(0)
+
     def log_ratio(self, x, theta) -> Tensor:
         """The mean over members of log r̂_j(x|θ, θ_ref): x (n, x_dim), θ (n, theta_dim) or one point → (n,)."""
         return self._stack("log_ratio", x, theta).mean(0)

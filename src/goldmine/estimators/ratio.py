@@ -43,6 +43,7 @@ from .. import checks, losses
 from ..data import Dataset
 from ..embeddings import embedding_record, embedding_spec, features, x_input
 from ..nn import Standardize, check_activation, mlp, with_theta_gradient
+from ..memory import as_data
 from .base import Estimator, register
 from .registry import FIELDS, Method, family_method, register_method
 
@@ -152,6 +153,15 @@ def _loss_inputs(e, spec: Method, taken: tuple[str, ...], net, b) -> dict[str, o
     return {k: out[k] for k in taken}
 
 
+def cross_entropy(net: nn.Module, b: dict[str, Tensor]) -> Tensor:
+    """The classification cross-entropy of ŝ = 1/(1 + r̂(x|θ)) between the rows drawn at θ (label 0) and
+    at θ_ref (label 1, with their pair's θ), `losses.carl` without re-pairing: a proper scoring rule for
+    every ratio surrogate, minimised by the true r(x|θ, θ_ref), that needs no gold. The ratio family's
+    validation monitor "xent" (`Trainer(keep="xent")`)."""
+    log_r_hat = net(b["x"], b["theta"])
+    return losses.carl(log_r_hat, b["label"].to(log_r_hat.dtype)).mean()
+
+
 class RatioNetwork(nn.Module):
     """log r̂(x|θ) = g(s, θ) − g(s, θ_ref) (anchored) or g(s, θ), g an MLP on standardised (s, θ), where
     s = x̃ (x standardised, flattened), or s = e(x̃) with an embedding network e (`goldmine.embeddings`)."""
@@ -191,8 +201,9 @@ class RatioEstimator(Estimator):
 
     Arguments:
         method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
-            registered later (`goldmine list methods`). None (the default): alices when the data have
-            gold (a simulator with a joint likelihood), else carl, decided by `fit`.
+            registered later (`goldmine list methods`). None (the default): nre on data without runs at
+            θ_ref (layout "prior"), else alice when the data have gold (a simulator with a joint
+            likelihood), else carl, decided by `fit`.
         alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
             than its score term, and 1 otherwise).
@@ -244,7 +255,12 @@ class RatioEstimator(Estimator):
 
     def fit(self, data: Dataset | str) -> "RatioEstimator":
         """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
-        data = self._resolve_method(data, "alices", "carl")
+        data = as_data(data)
+        if self.method is None and getattr(data, "layout", "pairs") == "prior":  # no runs at θ_ref: nre needs none
+            self.method = self.params["method"] = "nre"
+        # alice, not alices: the score term's weight that suits one simulator's joint scores does not suit
+        # another's (benchmarks/README.md, "Model selection and the default gold method")
+        data = self._resolve_method(data, "alice", "carl")
         spec = family_method("ratio", self.method, "RatioEstimator")
         if self.alpha is None:  # the method was chosen now: its own weight of the score term
             self.alpha = self.params["alpha"] = spec.defaults.get("alpha", 1.0)
@@ -258,7 +274,11 @@ class RatioEstimator(Estimator):
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             return spec.loss(**_loss_inputs(self, spec, taken, net, batch)).mean()
 
-        self._train(loss, data, spec.fields, label=spec.label)
+        fields, monitors = spec.fields, {}
+        if spec.label is None:  # rows of both labels: the gold-free cross-entropy between them is a monitor
+            fields = tuple(dict.fromkeys((*spec.fields, "label")))
+            monitors["xent"] = cross_entropy
+        self._train(loss, data, fields, label=spec.label, monitors=monitors)
         return self
 
     @staticmethod

@@ -105,6 +105,13 @@ class Method:
         return bool(self.gold)
 
     @property
+    def needs_reference_runs(self) -> bool:
+        """Whether it needs runs drawn at θ_ref, the second row of each pair (`goldmine.simulate`'s layout
+        "pairs"): every method trained from data but those on rows at θ only (nre, npe) and the flows
+        (nle, scandal), which read a run at θ_ref as just another (θ, x) pair."""
+        return self.from_data and self.label != 0 and self.family != "likelihood"
+
+    @property
     def trainable(self) -> bool:
         """Whether the command line and studies can train it from a data set."""
         return self.from_data and self.estimator is not None
@@ -181,6 +188,15 @@ def family_method(family: str, name: str, owner: str) -> Method:
     if method is None or method.family != family:
         raise ValueError(f"unknown method {name!r} for {owner}; known: {', '.join(methods(family))}.")
     return method
+
+
+def layout_for(names) -> str:
+    """The data layout for `goldmine.simulate(..., layout=...)` that suits the methods `names`: "prior" (every
+    run at θ ~ prior) when none of them needs runs at θ_ref, else "pairs".
+
+    For example "prior" for ["npe", "nre"], and "pairs" for ["nle", "carl"] (carl needs runs at θ_ref).
+    """
+    return "pairs" if any(get_method(n).needs_reference_runs for n in names) else "prior"
 
 
 def goldless(trainable: bool = False) -> list[str]:
