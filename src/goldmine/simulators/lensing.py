@@ -229,6 +229,7 @@ class StrongLensing(Simulator):
 
     name = "lensing"
     theta_dim = 2
+    theta_names = ("f_sub", "beta")  # the substructure fraction and the slope of the subhalo mass function
     block_size = 256  # rows per seed: a block is rendered in pieces of IMAGES images anyway
 
     def __init__(self, size: int = 64, fov: float = 6.4, psf_sigma: float = 0.08, noise: float = 0.05,

@@ -255,6 +255,7 @@ class LotkaVolterra(ExponentialFamily):
 
     name = "lotka-volterra"
     theta_dim = 4
+    theta_names = ("log_c0", "log_c1", "log_c2", "log_c3")  # predator born, predator dies, prey born, prey eaten
     x_dim = 9
     block_size = 1000  # rows per seed: a recorded path takes 9·max_events bytes per row
 
