@@ -83,13 +83,16 @@ class WeightedEvents(Simulator):
     def sample(self, theta, generator=None) -> Draws:
         """Events drawn with probability max(w_i(θ), 0)/Σ_j max(w_j(θ), 0), one per row of θ."""
         theta = self.check_theta(theta).detach()
+        u = torch.rand(theta.shape[0], generator=generator, dtype=DTYPE)
+        points, which = torch.unique(theta, dim=0, return_inverse=True)
         index = torch.empty(theta.shape[0], dtype=torch.int64)
-        for start in range(0, theta.shape[0], 64):
-            w = self.event_weights(theta[start:start + 64]).clamp(min=0.0)
-            if not bool((w.sum(-1) > 0).all()):
-                raise ValueError("some θ has no event of positive morphed weight: θ lies outside the region the "
-                                 "events cover; restrict the prior.")
-            index[start:start + 64] = torch.multinomial(w, 1, generator=generator)[:, 0]
+        for k in range(points.shape[0]):  # the rows at one θ share one cumulative distribution over events
+            rows = (which == k).nonzero()[:, 0]
+            cdf = torch.cumsum(self.event_weights(points[k:k + 1])[0].clamp(min=0.0), 0)
+            if not float(cdf[-1]) > 0:
+                raise ValueError(f"θ = {points[k].tolist()} gives no event a positive morphed weight: it lies "
+                                 "outside the region the events cover; restrict the prior.")
+            index[rows] = torch.searchsorted(cdf, u[rows] * cdf[-1], right=True).clamp(max=len(cdf) - 1)
         return Draws(self.x[index], {"index": index.to(DTYPE), "coefficients": self.coefficients[index]})
 
     def joint_log_prob(self, draws: Draws, theta) -> Tensor:
