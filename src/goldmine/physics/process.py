@@ -165,10 +165,12 @@ class EFTProcess(Simulator):
                              (2 * G1 * sq + 4 * KAPPA * G2) * i1, 4 * KAPPA * i2, (sq + 2 * KAPPA**2) * i2],
                             dtype=DTYPE)
 
-    def cross_section(self, theta, fiducial: bool = False) -> Tensor:
+    def cross_section(self, theta, fiducial: bool | None = None) -> Tensor:
         """σ(θ) (or σ_fid(θ) after the detector's efficiencies and cuts): θ (n, 2) → (n,), in units of
-        ∫ L dm (arbitrary; ratios are what matter)."""
+        ∫ L dm (arbitrary; ratios are what matter). By default the cross section of the events x
+        describes: fiducial at detector level, total at parton level."""
         theta = self.check_theta(theta)
+        fiducial = self.level == "detector" if fiducial is None else fiducial
         comps = self.fiducial_components if fiducial else self.sigma_components
         return monomials(theta, self.exponents) @ comps
 
