@@ -78,3 +78,14 @@ def test_extended_likelihood_refuses_bad_settings(setup):
         lim.ExtendedLikelihood(src, src.cross_section, 1.0, poi_dim=5)
     with pytest.raises(ValueError, match="minimizer"):
         lim.profile(full, grid, data, minimizer="scipy")
+
+
+def test_the_joint_score_with_nuisances_is_per_row(setup):
+    """Rows that share θ share σ(θ, ν) in the computation, but each keeps its own gradient."""
+    src, *_ = setup
+    theta = torch.tensor([[0.1, -0.2, 0.3, -0.4]], dtype=torch.float64).expand(6, 4)
+    d = src.sample(theta, torch.Generator().manual_seed(0))
+    together = src.joint_score(d, theta)
+    one_by_one = torch.cat([src.joint_score(type(d)(d.x[i:i + 1], {k: v[i:i + 1] for k, v in d.z.items()}),
+                                            theta[:1]) for i in range(6)])
+    assert torch.allclose(together, one_by_one, rtol=1e-10, atol=1e-12)

@@ -140,10 +140,18 @@ class WeightedEvents(Simulator):
         if nu.shape[1]:
             index = draws.z["index"].long()
             log_w = log_w + (self.a[index] * nu).sum(-1) + (self.b[index] * nu**2).sum(-1)
-        # rows often repeat θ (one θ for many events): σ(θ, ν) once per run of equal rows
+        if nu.shape[1] == 0:
+            return log_w - torch.log(m @ self.sigma_components)
+        # rows often repeat θ (one θ for many events): σ(θ, ν), a sum over all events, once per run of equal
+        # rows, expanded to first order around it so that each row keeps its own gradient
         _, inverse, counts = torch.unique_consecutive(theta.detach(), dim=0, return_inverse=True, return_counts=True)
         firsts = torch.cumsum(counts, 0) - counts
-        return log_w - torch.log(self.cross_section(theta[firsts]))[inverse]
+        point = theta[firsts].detach().requires_grad_(True)
+        with torch.enable_grad():
+            sigma = self.cross_section(point)
+            (grad,) = torch.autograd.grad(sigma.sum(), point)
+        sigma = sigma.detach()[inverse] + ((theta - theta.detach()) * grad[inverse]).sum(-1)
+        return log_w - torch.log(sigma)
 
     def _find(self, x: Tensor) -> Tensor:
         """The event of each row of x (n, x_dim), −1 where none has this x: (n,) int64 (the last answer is

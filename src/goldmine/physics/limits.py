@@ -85,15 +85,16 @@ class ExtendedLikelihood:
         poi_dim: d, the number of parameters of interest; the rest are nuisance parameters.
         nuisance_dim: K, when `model` is None (rate only); otherwise read from the model.
         rate: whether to include the Poisson term (False: shape only).
+        prior: the prior over (θ, ν) when `model` is a fitted surrogate (the event source's `prior`).
 
     Raises:
         ValueError: poi_dim larger than the parameters, or a non-positive luminosity.
     """
 
     def __init__(self, model, cross_section: Callable[[Tensor], Tensor], luminosity: float, poi_dim: int,
-                 nuisance_dim: int | None = None, rate: bool = True):
+                 nuisance_dim: int | None = None, rate: bool = True, prior=None):
         if model is not None and not isinstance(model, Model):
-            model = Model(model, prior=getattr(model, "prior", None) if isinstance(model, Simulator) else None)
+            model = Model(model, prior=prior)
         self.model = model
         self.cross_section = cross_section
         if not luminosity > 0:
