@@ -115,5 +115,7 @@ def ellipse(info: Tensor, center, level: float = 0.95, points: int = 200) -> Ten
 
 
 def ellipse_area(info: Tensor, level: float = 0.95) -> float:
-    """The area of the Cramér–Rao ellipse of a 2×2 information: π χ²₂(level) / √det I."""
-    return math.pi * float(chi2.ppf(level, 2)) / math.sqrt(float(torch.linalg.det(info)))
+    """The area of the Cramér–Rao ellipse of a 2×2 information: π χ²₂(level) / √det I (infinite when I
+    is singular, e.g. the rate alone, which constrains one direction only)."""
+    det = float(torch.linalg.det(info))
+    return math.pi * float(chi2.ppf(level, 2)) / math.sqrt(det) if det > 1e-12 * float(info.abs().max()) ** 2 else math.inf
