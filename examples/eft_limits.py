@@ -38,7 +38,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
-    events_n, runs, epochs, points = (3000, 4000, 5, 7) if args.quick else (10_000, 20_000, 30, 11)
+    events_n, runs, epochs, points = (2000, 2000, 3, 7) if args.quick else (10_000, 20_000, 30, 11)
     args.out.mkdir(parents=True, exist_ok=True)
 
     # 1. benchmarks, weighted events, an LHE file

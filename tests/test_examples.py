@@ -22,6 +22,7 @@ EXPECTED = {
     "galton.py": (["galton_llr.png"], ["exact", "carl", "alices", "histogram", "Cramér–Rao bound"]),
     "weinberg_limits.py": (["weinberg_regions.png"], ["exact", "alices", "scandal", "neyman", "wilks"]),
     "lotka_volterra_posterior.py": (["lotka_volterra_corner.png"], ["npe", "nle + MCMC", "log c₃ prey eaten"]),
+    "eft_limits.py": (["eft_limits.png"], ["truth", "alices", "pyhf", "sally", "morphing-weight spread"]),
 }
 
 
