@@ -24,7 +24,7 @@ import torch
 import goldmine as gm
 import goldmine.plots  # noqa: F401  (gm.plots)
 from goldmine.physics import (EFTProcess, ExtendedLikelihood, Nuisance, asimov, choose_benchmarks, ellipse_area,
-                              fisher_information, histogram_limits, lhe_source, limits, profile, read_lhe, write_lhe)
+                              fisher_information, histogram_limits, lhe_source, profile, read_lhe, wilks_limits, write_lhe)
 from goldmine.physics.process import EXPONENTS
 
 LEVELS = (0.68, 0.95)
@@ -82,9 +82,9 @@ def main():
     results, q95 = {}, {}
     for systematics in (True, False):
         tag = "with systematics" if systematics else "without"
-        found = {"truth": limits(profile(truth, grid, asimov_data, systematics=systematics), LEVELS),
-                 "alices": limits(profile(learned, grid, asimov_data, systematics=systematics), LEVELS),
-                 "rate only": limits(profile(rate, grid, asimov_data, systematics=systematics), LEVELS),
+        found = {"truth": wilks_limits(profile(truth, grid, asimov_data, systematics=systematics), LEVELS),
+                 "alices": wilks_limits(profile(learned, grid, asimov_data, systematics=systematics), LEVELS),
+                 "rate only": wilks_limits(profile(rate, grid, asimov_data, systematics=systematics), LEVELS),
                  "pyhf (m_ll, cos θ*)": histogram_limits(source, grid, [0.0, 0.0], luminosity, observables=(0, 1),
                                                          bins=4, systematics=systematics, levels=LEVELS)}
         results[tag] = {name: lim.areas for name, lim in found.items()}

@@ -65,9 +65,9 @@ def test_profiling_widens_and_shape_narrows_the_asimov_limits(setup):
     rate = lim.ExtendedLikelihood(None, src.cross_section, full.luminosity, poi_dim=2, nuisance_dim=2)
     rate_only = lim.profile(rate, grid, data, systematics=False)
     assert (rate_only.q <= fixed.q + 1e-9).all()                             # the shape adds information
-    limits = lim.limits(profiled)
+    limits = lim.wilks_limits(profiled)
     assert limits.contains([0.0, 0.0]) and limits.areas[0.68] <= limits.areas[0.95]
-    assert lim.limits(fixed).areas[0.95] <= limits.areas[0.95]
+    assert lim.wilks_limits(fixed).areas[0.95] <= limits.areas[0.95]
 
 
 def test_extended_likelihood_refuses_bad_settings(setup):

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..simulators.base import DTYPE
-from .limits import Limits, Profile, limits
+from .limits import Limits, Profile, wilks_limits
 
 
 def _pyhf():
@@ -112,4 +112,4 @@ def histogram_limits(source, grid, theta_true, luminosity: float, observables=(0
     bin_of = quantile_bins(source.x, w_true, observables, bins)
     n_bins = bins ** len(observables)
     counts = binned_counts(source, truth, bin_of, n_bins, luminosity)[0]
-    return limits(histogram_profile(source, grid, counts, bin_of, n_bins, luminosity, systematics), levels)
+    return wilks_limits(histogram_profile(source, grid, counts, bin_of, n_bins, luminosity, systematics), levels)

@@ -35,6 +35,7 @@ from torch import Tensor
 from ..inference.model import Model
 from ..inference.surrogate import likelihood_terms
 from ..simulators.base import DTYPE, Simulator
+from .events import NUISANCE_RANGE
 from .nuisance import log_constraint
 
 MINIMIZERS = ("torch", "iminuit")
@@ -169,36 +170,41 @@ class Profile:
 
 
 def profile(likelihood: ExtendedLikelihood, grid, data: EventData, minimizer: str = "torch",
-            systematics: bool = True) -> Profile:
-    """log L(θ, ν̂(θ)) at every θ of the grid (m, d): ν maximised (systematics) or fixed at 0."""
+            systematics: bool = True, bound: float = NUISANCE_RANGE) -> Profile:
+    """log L(θ, ν̂(θ)) at every θ of the grid (m, d): ν maximised within [−bound, bound] (the range
+    surrogates were trained on, `goldmine.physics.events.NUISANCE_RANGE`) or fixed at 0 (no systematics)."""
     if minimizer not in MINIMIZERS:
         raise ValueError(f"minimizer must be one of {MINIMIZERS}; got {minimizer!r}.")
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
     k = likelihood.nuisance_dim
     nu = torch.zeros(grid.shape[0], k, dtype=DTYPE)
     if k and systematics:
-        nu = _torch_profile(likelihood, grid, data) if minimizer == "torch" else _minuit_profile(likelihood, grid, data)
+        nu = _torch_profile(likelihood, grid, data, bound) if minimizer == "torch" else \
+            _minuit_profile(likelihood, grid, data, bound)
     with torch.no_grad():
         log_l = likelihood.log_likelihood(torch.cat([grid, nu], -1), data)
     return Profile(grid, log_l, nu)
 
 
-def _torch_profile(likelihood: ExtendedLikelihood, grid: Tensor, data: EventData) -> Tensor:
-    nu = torch.zeros(grid.shape[0], likelihood.nuisance_dim, dtype=DTYPE, requires_grad=True)
-    opt = torch.optim.LBFGS([nu], lr=1.0, max_iter=100, tolerance_grad=1e-7, tolerance_change=1e-12,
+def _torch_profile(likelihood: ExtendedLikelihood, grid: Tensor, data: EventData, bound: float) -> Tensor:
+    """L-BFGS over u with ν = bound·tanh(u), every θ of the grid at once (the objective is a sum of
+    independent terms)."""
+    u = torch.zeros(grid.shape[0], likelihood.nuisance_dim, dtype=DTYPE, requires_grad=True)
+    opt = torch.optim.LBFGS([u], lr=1.0, max_iter=100, tolerance_grad=1e-7, tolerance_change=1e-12,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
-        value, grad = likelihood.gradient(torch.cat([grid, nu.detach()], -1), data)
-        nu.grad = -grad
+        t = torch.tanh(u.detach())
+        value, grad = likelihood.gradient(torch.cat([grid, bound * t], -1), data)
+        u.grad = -grad * bound * (1.0 - t**2)
         return -value.sum()
 
     for _ in range(2):  # a restart clears a history that stalled
         opt.step(closure)
-    return nu.detach()
+    return bound * torch.tanh(u.detach())
 
 
-def _minuit_profile(likelihood: ExtendedLikelihood, grid: Tensor, data: EventData) -> Tensor:
+def _minuit_profile(likelihood: ExtendedLikelihood, grid: Tensor, data: EventData, bound: float) -> Tensor:
     try:
         from iminuit import Minuit
     except ImportError as error:
@@ -219,6 +225,7 @@ def _minuit_profile(likelihood: ExtendedLikelihood, grid: Tensor, data: EventDat
 
         m = Minuit(nll, np.zeros(likelihood.nuisance_dim), grad=grad)
         m.errordef = Minuit.LIKELIHOOD
+        m.limits = [(-bound, bound)] * likelihood.nuisance_dim
         m.tol = 1e-6
         m.migrad()
         out[j] = torch.as_tensor(np.asarray(m.values), dtype=DTYPE)
@@ -246,7 +253,7 @@ class Limits:
         return bool(self.inside[level][nearest])
 
 
-def limits(prof: Profile, levels=(0.68, 0.95)) -> Limits:
+def wilks_limits(prof: Profile, levels=(0.68, 0.95)) -> Limits:
     """The Wilks regions q(θ) < χ²_d(level) of a profile on an even grid, with their areas."""
     grid = prof.grid
     d = grid.shape[1]
@@ -260,4 +267,4 @@ def limits(prof: Profile, levels=(0.68, 0.95)) -> Limits:
 def expected_limits(likelihood: ExtendedLikelihood, grid, data: EventData, levels=(0.68, 0.95),
                     minimizer: str = "torch", systematics: bool = True) -> Limits:
     """The limits of `data` (typically `asimov(...)`: the median expected limits) on the grid."""
-    return limits(profile(likelihood, grid, data, minimizer, systematics), levels)
+    return wilks_limits(profile(likelihood, grid, data, minimizer, systematics), levels)
