@@ -47,6 +47,7 @@ def test_a_nuisance_without_a_constraint_is_refused():
 
 @pytest.mark.slow
 def test_torch_and_iminuit_profiles_agree(setup):
+    pytest.importorskip("iminuit")
     src, full, data, grid = setup
     grid = grid[::3]
     by_torch = lim.profile(full, grid, data, minimizer="torch")
@@ -89,3 +90,13 @@ def test_the_joint_score_with_nuisances_is_per_row(setup):
     one_by_one = torch.cat([src.joint_score(type(d)(d.x[i:i + 1], {k: v[i:i + 1] for k, v in d.z.items()}),
                                             theta[:1]) for i in range(6)])
     assert torch.allclose(together, one_by_one, rtol=1e-10, atol=1e-12)
+
+
+def test_toys_are_poisson_pseudo_experiments_with_observed_limits(setup):
+    src, full, data, grid = setup
+    counts = torch.tensor([lim.toy(src, src.reference, full.luminosity, seed=s).count for s in range(40)])
+    assert abs(float(counts.mean()) - data.count) < 4 * (data.count / 40) ** 0.5     # E[n] = L σ(SM) = 300
+    one = lim.toy(src, src.reference, full.luminosity, seed=0)
+    assert one.x.shape == (int(one.count), 3) and torch.equal(one.weights, torch.ones(int(one.count), dtype=torch.float64))
+    region = lim.wilks_limits(lim.profile(full, grid, one, systematics=False))
+    assert region.areas[0.68] <= region.areas[0.95] and bool(region.inside[0.95].any())

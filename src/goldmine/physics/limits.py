@@ -10,7 +10,8 @@ The profile likelihood ratio q(θ) = −2 [log L(θ, ν̂(θ)) − log L(θ̂, �
 log L at fixed θ, is χ²-distributed with d degrees of freedom asymptotically (Wilks), so the
 68% and 95% limits are q < 2.30 and q < 5.99 in two dimensions. "Without systematics" fixes ν = 0.
 The Asimov data set at θ₀ (every event weighted by L·w(z|θ₀, 0), or a large sample weighted to
-L·σ(θ₀)) gives the median expected limits in one evaluation.
+L·σ(θ₀)) gives the median expected limits in one evaluation; `toy` draws pseudo-experiments
+(n ~ Poisson(L σ(θ₀)) events) whose limits are observed limits like those of real data (`observed`).
 
 The maximisation over ν runs either in torch (L-BFGS over every θ of the grid at once, with
 gradients through the surrogate) or with iminuit's MIGRAD, one θ at a time.
@@ -72,6 +73,18 @@ def asimov(source, theta, luminosity: float, events: int = 20_000, seed: int = 0
     count = luminosity * float(source.cross_section(theta)[0])
     x = source.sample(theta.expand(events, -1), torch.Generator().manual_seed(seed)).x
     return EventData(x, torch.full((events,), count / events, dtype=DTYPE), count)
+
+
+def toy(source, theta, luminosity: float, seed: int = 0) -> EventData:
+    """One pseudo-experiment at the parameters θ (d + K,): n ~ Poisson(L σ(θ)) events drawn from `source`,
+    each of weight 1 (observed limits of toys give the distribution of limits that Asimov summarises)."""
+    theta = torch.as_tensor(theta, dtype=DTYPE).reshape(1, -1)
+    g = torch.Generator().manual_seed(seed)
+    mean = luminosity * source.cross_section(theta)[0]
+    n = int(torch.poisson(mean.reshape(1), generator=g)[0])
+    if n == 0:
+        return EventData(None, None, 0.0)
+    return observed(source.sample(theta.expand(n, -1), g).x)
 
 
 class ExtendedLikelihood:
