@@ -150,3 +150,18 @@ def test_weighted_events_refuse_mismatched_input(parton, morphing):
         WeightedEvents(torch.zeros(3, 2), torch.ones(3, 5), morphing, parton.prior, parton.reference)
     with pytest.raises(ValueError, match="same N"):
         WeightedEvents(torch.zeros(3, 2), torch.ones(4, 6), morphing, parton.prior, parton.reference)
+
+
+@pytest.mark.slow
+def test_the_detector_level_process_is_mined_like_any_simulator(tmp_path):
+    sim = EFTProcess("detector")
+    data = sim.sample(torch.zeros(500, 2), torch.Generator().manual_seed(0))
+    assert data.x.shape == (500, 14) and torch.isfinite(data.x).all()
+    assert (data.x[:, 0] > 0.025).all() and (data.x[:, 1].abs() < 2.5).all() and (data.x[:, 5] > 0.15).all()
+    # the fiducial cross section is a fraction of the total, the same polynomial structure
+    theta = gm.simulators.draw_prior(sim.prior, 5, seed=0)
+    ratio = sim.cross_section(theta) / sim.cross_section(theta, fiducial=False)
+    assert ((ratio > 0.3) & (ratio < 0.9)).all()
+    mined = gm.simulate(sim, 200, tmp_path / "eft.h5", seed=0)
+    fields = mined.tensors(["x", "log_r", "score", "score_ref"])
+    assert fields["x"].shape == (200, 14) and torch.isfinite(fields["score"]).all()
