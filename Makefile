@@ -10,7 +10,7 @@ STAMP := $(VENV)/.goldmine-installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,pyro,cluster,fast]"
+	$(PY) -m pip install -q -e ".[test,pyro,cluster,fast,physics]"
 	touch $(STAMP)
 
 demo: $(STAMP)

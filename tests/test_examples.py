@@ -23,6 +23,7 @@ EXPECTED = {
     "weinberg_limits.py": (["weinberg_regions.png"], ["exact", "alices", "scandal", "neyman", "wilks"]),
     "lotka_volterra_posterior.py": (["lotka_volterra_corner.png"], ["npe", "nle + MCMC", "log c₃ prey eaten"]),
     "lensing.py": (["lensing_images.png", "lensing_regions.png"], ["carl", "alices", "expected 95% area"]),
+    "eft_limits.py": (["eft_limits.png"], ["truth", "alices", "pyhf", "sally", "morphing-weight spread"]),
 }
 
 

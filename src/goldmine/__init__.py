@@ -17,11 +17,12 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # gm.plots on first use: matplotlib costs a second at import, which the command line should not pay
-    if name == "plots":
+    # gm.plots on first use: matplotlib costs a second at import, which the command line should not pay;
+    # gm.physics likewise, on first use
+    if name in ("plots", "physics"):
         import importlib
 
-        return importlib.import_module(".plots", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'goldmine' has no attribute {name!r}")
 
-__all__ = ["check_gold", "GoldCheck", "ALFI", "Ensemble", "evaluate", "inference", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load", "InMemoryData", "infer"]
+__all__ = ["check_gold", "GoldCheck", "ALFI", "Ensemble", "evaluate", "inference", "physics", "plots", "simulators", "Dataset", "simulate", "Gold", "mine", "HistogramRatio", "LikelihoodEstimator", "PosteriorEstimator", "RatioEstimator", "ScoreEstimator", "Trainer", "load", "InMemoryData", "infer"]

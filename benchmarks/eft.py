@@ -1,0 +1,131 @@
+"""Expected limits on two EFT coefficients at detector level: gold, carl and the binned analysis against the truth.
+
+The built-in process (`goldmine.physics.EFTProcess`) at detector level (14 observables) gives N
+weighted events with their weights at morphing benchmarks and two nuisances (a 10% normalisation and
+a scale-like shape variation of the parton mass). `WeightedEvents` unweights them at any (θ, ν), so
+every method trains on the same mined runs (equal budgets), and every limit uses the same Asimov data
+(all N events weighted by L·w_i(SM)) and the same luminosity (L·σ_fid(SM) = --expected events):
+
+    truth      the events' exact likelihood: it knows every event's parton-level weight, so it is the
+               bound that no detector-level method can beat
+    alices     gold: a ratio network on joint ratios and scores, r̂(x|θ, ν)
+    carl       no gold: a classifier between runs at (θ, ν) and at the reference
+    pyhf       the binned HistFactory analysis of (m_ℓℓ, cos θ_CS), 5 × 5 bins of equal expected count
+    rate       the Poisson count alone
+
+each with the nuisances profiled (torch's L-BFGS) and fixed ("without systematics"), on an even grid
+over (c₁, c₂). Alongside: the areas of the 95% Cramér–Rao ellipses of the Fisher information (truth,
+the histogram and sally's learned score), nuisances profiled. Estimators run with their default settings.
+
+Run as `python benchmarks/eft.py [--events N] [--runs R] [--points P] [--quick] [--out DIR]`; writes
+DIR/eft.json and DIR/eft.png (the 95% contours) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from mining_speed import machine_info  # noqa: E402
+
+import goldmine as gm  # noqa: E402
+import goldmine.plots  # noqa: E402,F401
+from goldmine.physics import (EFTProcess, ExtendedLikelihood, Nuisance, WeightedEvents, asimov,  # noqa: E402
+                              choose_benchmarks, ellipse_area, fisher_information, histogram_limits, profile, wilks_limits)
+from goldmine.physics.process import EXPONENTS, OBSERVABLES  # noqa: E402
+
+LEVELS = (0.68, 0.95)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000, help="weighted events generated (before cuts)")
+    parser.add_argument("--runs", type=int, default=10_000, help="mined runs every method trains on")
+    parser.add_argument("--points", type=int, default=11, help="grid points per axis over (c₁, c₂)")
+    parser.add_argument("--expected", type=float, default=500.0, help="expected SM events: L·σ_fid(SM)")
+    parser.add_argument("--width", type=float, default=0.5, help="the grid covers [−width, width]²")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 3000 events, 2000 runs, 5 points")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eft")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.runs, args.points = 3000, 2000, 5
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    sim = EFTProcess("detector")
+    morphing = choose_benchmarks(EXPONENTS, sim.prior, fixed=sim.reference, seed=0)
+    sample = sim.weighted_events(args.events, morphing.benchmarks, seed=1)
+    keep = sample.passed
+    tilt = (sample.parton[keep, 0] / 0.35) ** 0.3
+    nuisances = [Nuisance("normalisation", normalisation=0.1), Nuisance("scale", up=tilt, down=1 / tilt)]
+    source = WeightedEvents(sample.x[keep], sample.weights[keep], morphing, sim.prior, sim.reference,
+                            name="eft_detector", nuisances=nuisances)
+    luminosity = args.expected / float(source.cross_section(source.reference[None])[0])
+    path = args.out / "eft.h5"
+    path.unlink(missing_ok=True)
+    data = gm.simulate(source, args.runs, path, seed=0, progress=False)
+    fits = {}
+    for name, est in {"alices": gm.RatioEstimator("alices", progress=False),
+                      "carl": gm.RatioEstimator("carl", progress=False),
+                      "sally": gm.ScoreEstimator("sally", progress=False)}.items():
+        t0 = time.perf_counter()
+        fits[name] = (est.fit(data), time.perf_counter() - t0)
+    path.unlink(missing_ok=True)
+
+    axis = torch.linspace(-args.width, args.width, args.points, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    data_asimov = asimov(source, source.reference, luminosity)
+    likelihoods = {"truth": ExtendedLikelihood(source, source.cross_section, luminosity, poi_dim=2),
+                   "alices": ExtendedLikelihood(fits["alices"][0], source.cross_section, luminosity, 2, prior=source.prior),
+                   "carl": ExtendedLikelihood(fits["carl"][0], source.cross_section, luminosity, 2, prior=source.prior),
+                   "rate": ExtendedLikelihood(None, source.cross_section, luminosity, 2, nuisance_dim=2)}
+    obs = (OBSERVABLES.index("m_ll"), OBSERVABLES.index("cos_theta_cs"))
+    results, q95 = {}, {}
+    for systematics in (True, False):
+        tag = "systematics" if systematics else "none"
+        found = {name: wilks_limits(profile(lik, grid, data_asimov, systematics=systematics), LEVELS)
+                 for name, lik in likelihoods.items()}
+        found["pyhf"] = histogram_limits(source, grid, [0.0, 0.0], luminosity, observables=obs, bins=5,
+                                         systematics=systematics, levels=LEVELS)
+        results[tag] = {name: {str(lv): lim.areas[lv] for lv in LEVELS} for name, lim in found.items()}
+        if systematics:
+            q95 = {name: lim.profile.q for name, lim in found.items()}
+    fisher = {"truth": fisher_information(source, [0.0, 0.0], luminosity),
+              "histogram": fisher_information(source, [0.0, 0.0], luminosity, "histogram", observables=obs, bins=5),
+              "sally": fisher_information(source, [0.0, 0.0], luminosity, "score", score=fits["sally"][0].score)}
+    png = gm.plots.contours_2d(grid, q95, levels=(5.99,), truth=[0.0, 0.0], labels=("c₁", "c₂"),
+                               path=args.out / "eft.png")
+    record = {"benchmark": "eft", "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+              "machine": machine_info(), "settings": vars(args) | {"out": str(args.out)},
+              "events_after_cuts": int(keep.sum()), "mean_morphing_spread": morphing.mean_spread,
+              "luminosity": luminosity, "grid_cell": float((axis[1] - axis[0]) ** 2),
+              "areas": results, "fisher_95_areas": {k: ellipse_area(v) for k, v in fisher.items()},
+              "training_seconds": {k: v[1] for k, v in fits.items()}, "seconds": time.perf_counter() - start}
+    tmp = args.out / "eft.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, args.out / "eft.json")
+
+    print(f"{int(keep.sum())} detector-level events of {args.events}; {args.runs} mined runs; "
+          f"{args.expected:.0f} expected SM events; grid {args.points}² over [−{args.width}, {args.width}]²")
+    print(f"{'method':>8} {'68% syst':>9} {'95% syst':>9} {'68% none':>9} {'95% none':>9} {'95% syst / truth':>16}")
+    truth95 = results["systematics"]["truth"]["0.95"]
+    for name in results["systematics"]:
+        s, n = results["systematics"][name], results["none"][name]
+        print(f"{name:>8} {s['0.68']:9.4f} {s['0.95']:9.4f} {n['0.68']:9.4f} {n['0.95']:9.4f} "
+              f"{s['0.95'] / truth95 if truth95 else float('nan'):16.2f}")
+    print("Fisher information (nuisances profiled), area of the 95% ellipse: " +
+          ", ".join(f"{k} {v:.4f}" for k, v in record["fisher_95_areas"].items()))
+    print(f"{png}; {args.out / 'eft.json'}; {record['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

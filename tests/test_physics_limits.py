@@ -1,0 +1,102 @@
+"""Nuisance parameters, the extended likelihood, profiling (torch against iminuit) and Asimov limits."""
+
+import pytest
+import torch
+
+from goldmine.physics import limits as lim
+from goldmine.physics.events import WeightedEvents
+from goldmine.physics.morphing import choose_benchmarks
+from goldmine.physics.nuisance import Nuisance
+from goldmine.physics.process import EXPONENTS, EFTProcess
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    sim = EFTProcess("parton")
+    morph = choose_benchmarks(EXPONENTS, sim.prior, candidates=30, points=200, fixed=sim.reference)
+    ev = sim.weighted_events(1500, morph.benchmarks, seed=0)
+    tilt = (ev.parton[:, 0] / 0.35) ** 0.3  # a scale-like variation that tilts the mass spectrum
+    nuisances = [Nuisance("norm", normalisation=0.1), Nuisance("scale", up=tilt, down=1 / tilt)]
+    src = WeightedEvents(ev.parton, ev.weights, morph, sim.prior, sim.reference, nuisances=nuisances)
+    luminosity = 300.0 / float(src.cross_section(src.reference[None])[0])
+    full = lim.ExtendedLikelihood(src, src.cross_section, luminosity, poi_dim=2)
+    data = lim.asimov(src, src.reference, luminosity)
+    ax = torch.linspace(-0.3, 0.3, 5, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(ax, ax, indexing="ij"), -1).reshape(-1, 2)
+    return src, full, data, grid
+
+
+def test_nuisances_vary_the_weights_as_given(setup):
+    src, *_ = setup
+    theta = torch.tensor([[0.2, -0.1, 0.0, 0.0], [0.2, -0.1, 1.0, 0.0], [0.2, -0.1, 0.0, -1.0]], dtype=torch.float64)
+    w = src.event_weights(theta)
+    assert torch.allclose(w[1] / w[0], torch.full_like(w[0], 1.1), rtol=1e-12)
+    tilt = (src.x[:, 0] / 0.35) ** 0.3
+    assert torch.allclose(w[2] / w[0], 1 / tilt, rtol=1e-12)
+    assert src.theta_dim == 4 and src.reference.tolist() == [0, 0, 0, 0]
+
+
+def test_a_nuisance_without_a_constraint_is_refused():
+    with pytest.raises(ValueError, match="no constraint term.*constraint='normal'"):
+        Nuisance("scale", up=torch.ones(3), down=torch.ones(3), constraint=None)
+    with pytest.raises(ValueError, match="either up= and down="):
+        Nuisance("both", up=torch.ones(3), down=torch.ones(3), normalisation=0.1)
+
+
+@pytest.mark.slow
+def test_torch_and_iminuit_profiles_agree(setup):
+    pytest.importorskip("iminuit")
+    src, full, data, grid = setup
+    grid = grid[::3]
+    by_torch = lim.profile(full, grid, data, minimizer="torch")
+    by_minuit = lim.profile(full, grid, data, minimizer="iminuit")
+    assert torch.allclose(by_torch.q, by_minuit.q, atol=1e-5)
+    assert torch.allclose(by_torch.nuisances, by_minuit.nuisances, atol=1e-3)
+
+
+def test_profiling_widens_and_shape_narrows_the_asimov_limits(setup):
+    src, full, data, grid = setup
+    profiled = lim.profile(full, grid, data)
+    fixed = lim.profile(full, grid, data, systematics=False)
+    centre = int(((grid - 0.0) ** 2).sum(-1).argmin())
+    assert float(profiled.q[centre]) == pytest.approx(0.0, abs=1e-9)       # Asimov: the truth is the best fit
+    assert (profiled.q <= fixed.q + 1e-9).all()                              # profiling only relaxes
+    rate = lim.ExtendedLikelihood(None, src.cross_section, full.luminosity, poi_dim=2, nuisance_dim=2)
+    rate_only = lim.profile(rate, grid, data, systematics=False)
+    assert (rate_only.q <= fixed.q + 1e-9).all()                             # the shape adds information
+    limits = lim.wilks_limits(profiled)
+    assert limits.contains([0.0, 0.0]) and limits.areas[0.68] <= limits.areas[0.95]
+    assert lim.wilks_limits(fixed).areas[0.95] <= limits.areas[0.95]
+
+
+def test_extended_likelihood_refuses_bad_settings(setup):
+    src, full, data, grid = setup
+    with pytest.raises(ValueError, match="luminosity"):
+        lim.ExtendedLikelihood(src, src.cross_section, 0.0, poi_dim=2)
+    with pytest.raises(ValueError, match="poi_dim"):
+        lim.ExtendedLikelihood(src, src.cross_section, 1.0, poi_dim=5)
+    with pytest.raises(ValueError, match="minimizer"):
+        lim.profile(full, grid, data, minimizer="scipy")
+
+
+def test_the_joint_score_with_nuisances_is_per_row(setup):
+    """Rows that share θ share σ(θ, ν) in the computation, but each keeps its own gradient."""
+    src, *_ = setup
+    theta = torch.tensor([[0.1, -0.2, 0.3, -0.4]], dtype=torch.float64).expand(6, 4)
+    d = src.sample(theta, torch.Generator().manual_seed(0))
+    together = src.joint_score(d, theta)
+    one_by_one = torch.cat([src.joint_score(type(d)(d.x[i:i + 1], {k: v[i:i + 1] for k, v in d.z.items()}),
+                                            theta[:1]) for i in range(6)])
+    assert torch.allclose(together, one_by_one, rtol=1e-10, atol=1e-12)
+
+
+def test_toys_are_poisson_pseudo_experiments_with_observed_limits(setup):
+    src, full, data, grid = setup
+    counts = torch.tensor([lim.toy(src, src.reference, full.luminosity, seed=s).count for s in range(40)])
+    assert abs(float(counts.mean()) - data.count) < 4 * (data.count / 40) ** 0.5     # E[n] = L σ(SM) = 300
+    one = lim.toy(src, src.reference, full.luminosity, seed=0)
+    assert one.x.shape == (int(one.count), 3) and torch.equal(one.weights, torch.ones(int(one.count), dtype=torch.float64))
+    region = lim.wilks_limits(lim.profile(full, grid, one, systematics=False))
+    assert region.areas[0.68] <= region.areas[0.95] and bool(region.inside[0.95].any())
