@@ -7,6 +7,9 @@ from .mixture import GaussianMixture
 from .poisson import Poisson
 from .pyro import PyroSimulator
 from .weinberg import Weinberg
+from .slcp import SLCP
+from .two_moons import TwoMoons
 
 __all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "LotkaVolterra", "GaussianMixture", "Poisson", "PyroSimulator",
            "Weinberg", "draw_prior"]
+__all__ += ["SLCP", "TwoMoons"]
