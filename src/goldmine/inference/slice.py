@@ -73,15 +73,19 @@ def _step(target: Target, theta: Tensor, log_p: Tensor, chol: Tensor, generator:
     log_y = log_p - torch.empty(chains, dtype=DTYPE).exponential_(generator=generator)
     low = -WIDTH * torch.rand(chains, dtype=DTYPE, generator=generator)
     high = low + WIDTH
-    for end, sign in ((low, -1.0), (high, 1.0)):
-        active = torch.ones(chains, dtype=torch.bool)
-        for _ in range(MAX_OUT):
-            idx = active.nonzero()[:, 0]
-            if len(idx) == 0:
-                break
-            still = target.log_density(theta[idx] + end[idx, None] * v[idx]) > log_y[idx]
-            active[idx] = still
-            end[idx] += sign * WIDTH * still.to(DTYPE)
+    # step out both ends together: one batched call per round for every end still inside the slice
+    ends = torch.stack([low, high], 1)  # (chains, 2)
+    sign = torch.tensor([-1.0, 1.0], dtype=DTYPE)
+    active = torch.ones(chains, 2, dtype=torch.bool)
+    for _ in range(MAX_OUT):
+        idx = active.nonzero()
+        if len(idx) == 0:
+            break
+        c, e = idx[:, 0], idx[:, 1]
+        still = target.log_density(theta[c] + ends[c, e, None] * v[c]) > log_y[c]
+        active[c, e] = still
+        ends[c, e] += sign[e] * WIDTH * still.to(DTYPE)
+    low, high = ends[:, 0].clone(), ends[:, 1].clone()
     new, new_log_p = theta.clone(), log_p.clone()
     todo = torch.ones(chains, dtype=torch.bool)
     for _ in range(MAX_SHRINK):
