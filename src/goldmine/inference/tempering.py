@@ -113,9 +113,9 @@ def smc(target: Target, particles: int, generator: torch.Generator, progress: bo
     theta = draw_prior(target.model.prior, particles, generator)
     log_prior, log_lik = target.terms(theta)
     if not torch.isfinite(log_lik).any():
-        raise RuntimeError(f"the likelihood is zero at all {particles} prior draws: check x_obs against the "
-                           "simulator, or pass init= starting points near the maximum likelihood with "
-                           "sampler='metropolis'.")
+        raise RuntimeError(f"the tempering never reached a θ where the posterior density is positive (the "
+                           f"likelihood is zero at all {particles} prior draws): check x_obs against the simulator, or "
+                           "pass init= starting points near the maximum likelihood with sampler='metropolis'.")
     beta, stages, scale = 0.0, 0, 1.0
     bar = tqdm(total=1.0, desc="tempering", disable=not progress, dynamic_ncols=True, bar_format="{l_bar}{bar}| β={n:.3f}")
     while beta < 1.0:
