@@ -260,8 +260,11 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
         draws, acceptance = jump_chains(target, start, proposal, warmup, steps, thin, generator, progress)
     else:
         start = _starting_points(model, chains, init, *xw, generator)
+        # the starting points' candidates and the random walk's proposals are evaluated outside `target`
+        target.evaluations += 0 if init is not None else max(CANDIDATES, chains)
         if sampler == "metropolis":
             draws, acceptance = _metropolis(model, xw, start, warmup, steps, thin, generator, progress)
+            target.evaluations += chains * (warmup + steps)  # at most: proposals outside the prior cost nothing
         elif sampler == "slice":
             draws, acceptance = slice_chains(target, start, warmup, steps, thin, generator, progress)
         else:
