@@ -7,8 +7,8 @@ For i.i.d. observations x_1..x_n and a prior π(θ), every likelihood-type model
 
     log p(θ|x_1..x_n) = log π(θ) + ℓ(θ) + const,    ℓ(θ) = Σ_i log r̂(x_i|θ)  (or log p(x_i|θ), exact)
 
-whose constant (the evidence, and the surrogate's log p(x_i|θ_ref)) MCMC never needs. The sampler is
-random-walk Metropolis with many chains moved together, so that ℓ is evaluated once per step for
+whose constant (the evidence, and the surrogate's log p(x_i|θ_ref)) MCMC never needs. The "metropolis"
+sampler is random-walk Metropolis with many chains moved together, so that ℓ is evaluated once per step for
 all chains in one batched call. The proposal θ' = θ + s·L·ε, ε ~ N(0, I), uses the covariance LLᵀ
 of the draws of all chains in the last warm-up window (windows doubling in length, as in Stan) and
 a scale s tuned by Robbins–Monro toward the acceptance rate that is optimal for Gaussian targets
