@@ -53,6 +53,7 @@ def test_two_moons_is_impossible_off_its_half_plane_and_refuses_theta_outside_th
         sim.sample(torch.tensor([[1.5, 0.0]]))
 
 
+@pytest.mark.slow
 def test_slcp_samples_match_its_gaussian_and_its_posterior_is_symmetric():
     sim = SLCP()
     theta = torch.tensor([0.5, -1.0, 1.2, -0.8, 0.7], dtype=DTYPE)
