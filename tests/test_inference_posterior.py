@@ -54,9 +54,9 @@ def galton():
 def test_mcmc_matches_the_exact_weinberg_posterior(weinberg):
     x, post = weinberg
     assert post.kind == "mcmc" and post.draws.shape == (32, 1000, 2)
-    # measured R-hat 1.006, 1.005 and bulk ESS 3600, 3900 of 32 000 draws; acceptance 0.34 (target 0.35)
     assert post.rhat.max() < 1.05 and post.ess.min() > 1000, (post.rhat, post.ess)
-    assert 0.2 < post.acceptance < 0.5
+    # the default (tempered) sampler mixes kernel-density jumps with random-walk steps: measured 0.51
+    assert post.sampler == "tempered" and 0.2 < post.acceptance < 0.9
     n = 2000
     exact = grid_posterior_samples(WEINBERG, x, n, generator=torch.Generator().manual_seed(3))
     draws = post.sample(n, generator=torch.Generator().manual_seed(4))

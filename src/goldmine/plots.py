@@ -235,3 +235,37 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def posterior_checks(report, *, path: str | Path, columns: int = 4) -> Path:
+    """The figure of a `goldmine.inference.posterior_checks` report: per statistic the histogram of its
+    replicated values with the observed value (and its two-sided p-value), and the expected-coverage
+    curve when the report has one.
+
+    Arguments:
+        report: a `PosteriorChecks`. path: the PNG file. columns: panels per row.
+    """
+    p = report.predictive
+    panels = len(p.names) + (report.calibration is not None)
+    rows = (panels + columns - 1) // columns
+    fig, axes = plt.subplots(rows, min(columns, panels), figsize=(3.4 * min(columns, panels), 3.0 * rows),
+                             squeeze=False)
+    flat = axes.reshape(-1)
+    for j, name in enumerate(p.names):
+        ax = flat[j]
+        ax.hist(_array(p.replicated[:, j]), bins=30, color="lightsteelblue", edgecolor="white")
+        ax.axvline(float(p.observed[j]), color="black" if p.two_sided[j] >= p.alpha else "tab:red", lw=2)
+        ax.set(xlabel=name, title=f"p = {float(p.two_sided[j]):.2f}")
+        ax.set_yticks([])
+    if report.calibration is not None:
+        c = report.calibration
+        ax = flat[len(p.names)]
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
+        ax.errorbar(_array(c.levels), _array(c.coverage), yerr=2 * _array(c.stderr), fmt="o", color="black", ms=3,
+                    capsize=2)
+        ax.set(xlabel="credibility level", ylabel="expected coverage", xlim=(0, 1), ylim=(0, 1),
+               title=f"{c.problems} problems")
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)

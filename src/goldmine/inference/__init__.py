@@ -10,7 +10,9 @@ from .mle import MLE, mle, test_statistic
 from .model import Model, as_model
 from .convergence import ess, split_rhat
 from .mcmc import Posterior, posterior
+from .predictive import PosteriorChecks, PredictiveCheck, posterior_checks, predictive_check
 
 __all__ = ["ABCResult", "Calibration", "CalibrationWarning", "CramerRao", "DirectPosterior", "MLE", "Model", "Posterior",
            "Region", "as_model", "confidence_region", "coverage", "cramer_rao", "ess", "expected_coverage", "expected_limits",
            "fisher_information", "mle", "posterior", "rejection_abc", "smc_abc", "split_rhat", "test_statistic"]
+__all__ += ["PosteriorChecks", "PredictiveCheck", "posterior_checks", "predictive_check"]

@@ -105,10 +105,11 @@ def _ess_one(x: np.ndarray) -> float:
     return m * n / tau
 
 
-def problems(rhat: Tensor, ess_: Tensor) -> list[str]:
-    """What is wrong with chains of this R-hat and ESS (d,) each, as readable phrases; empty when nothing is."""
+def problems(rhat: Tensor | None, ess_: Tensor) -> list[str]:
+    """What is wrong with chains of this R-hat and ESS (d,) each, as readable phrases naming the θ
+    dimensions; empty when nothing is. rhat None: independent draws, only the ESS is judged."""
     worry = []
-    if not (rhat <= RHAT_WARN).all():
+    if rhat is not None and not (rhat <= RHAT_WARN).all():
         worry.append("R-hat " + ", ".join(f"{v:.3f}" for v in rhat.tolist()) + f" (want ≤ {RHAT_WARN})")
     if not (ess_ >= ESS_WARN).all():
         worry.append("ESS " + ", ".join(f"{v:.0f}" for v in ess_.tolist()) + f" (want ≥ {ESS_WARN})")

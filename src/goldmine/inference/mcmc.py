@@ -7,8 +7,8 @@ For i.i.d. observations x_1..x_n and a prior π(θ), every likelihood-type model
 
     log p(θ|x_1..x_n) = log π(θ) + ℓ(θ) + const,    ℓ(θ) = Σ_i log r̂(x_i|θ)  (or log p(x_i|θ), exact)
 
-whose constant (the evidence, and the surrogate's log p(x_i|θ_ref)) MCMC never needs. The sampler is
-random-walk Metropolis with many chains moved together, so that ℓ is evaluated once per step for
+whose constant (the evidence, and the surrogate's log p(x_i|θ_ref)) MCMC never needs. The "metropolis"
+sampler is random-walk Metropolis with many chains moved together, so that ℓ is evaluated once per step for
 all chains in one batched call. The proposal θ' = θ + s·L·ε, ε ~ N(0, I), uses the covariance LLᵀ
 of the draws of all chains in the last warm-up window (windows doubling in length, as in Stan) and
 a scale s tuned by Robbins–Monro toward the acceptance rate that is optimal for Gaussian targets
@@ -18,6 +18,22 @@ independent (which R-hat assumes). Proposals outside the prior's support have de
 are rejected without evaluating the model. The chains start at `init`, or at prior draws picked
 from 1000 in proportion to their posterior density (sampling-importance-resampling), so that
 warm-up begins near the mass even when the posterior is much narrower than the prior.
+
+`sampler=` chooses how the posterior is explored (every one of them batched over chains):
+
+- "tempered" (the default): tempered sequential Monte Carlo from the prior finds and weighs every
+  mode, then chains jump between the modes through a kernel-density independence proposal and take
+  random-walk steps within them (`goldmine.inference.tempering`);
+- "metropolis": the adaptive random walk described above, from importance-resampled prior draws;
+- "slice": slice sampling along random directions from the same starts (`goldmine.inference.slice`);
+- "hmc": Hamiltonian Monte Carlo through autograd on the surrogate (`goldmine.inference.hmc`);
+- "importance": prior draws weighted by the likelihood and resampled, for a posterior that is not
+  much narrower than the prior (`goldmine.inference.importance`).
+
+The default was chosen by measurement on the four-mode posterior of the exact SLCP likelihood
+(`benchmarks/samplers.py`, numbers in `benchmarks/README.md`): only the tempered sampler gave
+every mode its share. Chains that do not cross between modes (metropolis, slice, hmc) give each mode
+the share of chains that started in it, and their split R-hat warns when those shares disagree.
 
 A surrogate that learned the posterior directly (npe, the "posterior" capability of
 `goldmine.inference.surrogate`) is handed to `goldmine.inference.direct`: sampled as it is, for one
@@ -44,6 +60,11 @@ from .convergence import ESS_WARN, RHAT_WARN, ess, problems, split_rhat
 from .direct import DirectPosterior, KeptDraws, direct_posterior, summary_rows
 from .model import Model, as_model, distinct
 from .surrogate import capabilities
+from .hmc import hmc_chains
+from .importance import importance_draws
+from .slice import slice_chains
+from .target import Target
+from .tempering import PARTICLES, KernelProposal, jump_chains, smc
 
 FIRST_WINDOW = 25  # warm-up steps before the first covariance update; windows then double
 ADAPT_RATE = 0.1  # Robbins–Monro step on log s per step, times (acceptance − target)
@@ -52,6 +73,8 @@ ADAPT_RATE = 0.1  # Robbins–Monro step on log s per step, times (acceptance �
 NORMALISE_CELLS = {1: 1000, 2: 150}
 NORMALISE_MARGIN = 0.25  # the grid spans the chains' range widened by this fraction on each side
 CANDIDATES = 1000  # prior draws that the chains' starting points are picked from
+SAMPLERS = ("tempered", "metropolis", "slice", "hmc", "importance")
+DEFAULT_SAMPLER = "tempered"  # chosen by measurement: benchmarks/samplers.py, benchmarks/README.md
 
 __all__ = ["Posterior", "posterior"]
 
@@ -62,17 +85,23 @@ class Posterior(KeptDraws):
     Attributes:
         kind: "mcmc" (a posterior learned directly is a `goldmine.inference.direct.DirectPosterior`).
         model: the `Model` behind it. x_obs: the observations (n, x_dim).
-        draws: the kept draws (chains, draws, theta_dim).
-        rhat, ess: split R-hat and bulk ESS per dimension (theta_dim,).
-        acceptance: the Metropolis acceptance rate after warm-up.
+        sampler: the sampler that drew them ("tempered", "metropolis", "slice", "hmc", "importance").
+        draws: the kept draws (chains, draws, theta_dim); importance draws are one "chain".
+        rhat, ess: split R-hat and bulk ESS per dimension (theta_dim,); for importance sampling
+            rhat is None and ess the effective sample size of the weights in every dimension.
+        acceptance: the acceptance rate after warm-up (the mean acceptance probability for hmc,
+            surrogate evaluations per step for slice, ESS / prior draws for importance).
+        evaluations: θ points at which the likelihood was evaluated, warm-up included.
         normalised: whether `log_prob` is normalised (theta_dim ≤ 2).
     """
 
     kind = "mcmc"
 
-    def __init__(self, model: Model, x_obs: Tensor, draws: Tensor, acceptance: float, rhat: Tensor, ess: Tensor):
+    def __init__(self, model: Model, x_obs: Tensor, draws: Tensor, acceptance: float, rhat: Tensor | None,
+                 ess: Tensor, sampler: str = "metropolis", evaluations: int = 0):
         self.model, self.x_obs, self.draws = model, x_obs, draws
         self.acceptance, self.rhat, self.ess = acceptance, rhat, ess
+        self.sampler, self.evaluations = sampler, evaluations
         self._x, self._weights = distinct(x_obs)
         self.normalised = model.theta_dim in NORMALISE_CELLS
         self._log_z: float | None = None
@@ -114,7 +143,10 @@ class Posterior(KeptDraws):
     def summary(self) -> str:
         """A readable table: mean, std and central 68% / 95% intervals per dimension, and diagnostics."""
         chains, n, d = self.draws.shape
-        head = (f"Posterior (MCMC: {chains} chains × {n} draws, acceptance {self.acceptance:.2f}) "
+        rate = {"slice": "evaluations per step", "importance": "ESS / prior draws"}.get(self.sampler, "acceptance")
+        what = (f"importance sampling: {n} resampled draws" if self.sampler == "importance" else
+                f"MCMC, {self.sampler}: {chains} chains × {n} draws")
+        head = (f"Posterior ({what}, {rate} {self.acceptance:.2f}) "
                 f"given {len(self.x_obs)} observation{'s' * (len(self.x_obs) != 1)}")
         lines = [head, *summary_rows(self.samples, self.rhat, self.ess, names=getattr(self.model, "theta_names", None))]
         worry = problems(self.rhat, self.ess)
@@ -153,7 +185,8 @@ class Posterior(KeptDraws):
 
 
 def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, steps: int = 2000, thin: int = 1,
-              seed: int = 0, init=None, progress: bool = True) -> Posterior | DirectPosterior:
+              seed: int = 0, init=None, progress: bool = True, sampler: str = DEFAULT_SAMPLER
+              ) -> Posterior | DirectPosterior:
     """The posterior p(θ|x_obs): MCMC for likelihood-type models, direct sampling for npe.
 
     Arguments:
@@ -168,13 +201,21 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
         thin: keep every thin-th state (steps // thin ≥ 4 draws per chain).
         seed: seeds the starting points, the proposals and the npe draws.
         init: starting points (chains, theta_dim) inside the prior; by default prior draws picked
-            in proportion to their posterior density (see the module docstring).
+            in proportion to their posterior density (see the module docstring), or for "tempered"
+            the tempering's particles.
         progress: show a progress bar over the steps.
+        sampler: "tempered" (default), "metropolis", "slice", "hmc" or "importance" (see the module
+            docstring). "importance" draws chains × steps prior points and keeps chains × steps // thin
+            resampled draws.
 
     Returns:
         A `Posterior`, or for npe a `goldmine.inference.direct.DirectPosterior` (chains, warmup, steps,
-        thin, init and progress do not apply to it). A RuntimeWarning is issued when R-hat > 1.05 or the bulk ESS < 400 in some
-        dimension.
+        thin, init, progress and sampler do not apply to it). A RuntimeWarning is issued when R-hat > 1.05 or the
+        bulk ESS < 400 in some dimension (for "importance": the ESS of the weights < 400).
+
+    Raises:
+        ValueError: an unknown sampler, too few chains or draws, or init of the wrong shape or outside
+            the prior.
 
     Example:
         >>> import goldmine as gm
@@ -186,6 +227,9 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
     """
     if not isinstance(model, Model) and "posterior" in capabilities(model):
         return direct_posterior(model, x_obs, prior, seed)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is not one of {', '.join(map(repr, SAMPLERS))}: pick one "
+                         f"(the default, {DEFAULT_SAMPLER!r}, finds every mode).")
     model = _with_prior(model, prior)
     if model.prior is None:
         raise ValueError("a posterior needs the prior over θ: pass prior= (any torch distribution with log_prob and "
@@ -201,15 +245,40 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
         raise ValueError(f"chains={chains}: run at least 2 chains (R-hat compares them; 16 or more is best).")
     generator = torch.Generator().manual_seed(seed)
     xw = distinct(x)
-    start = _starting_points(model, chains, init, *xw, generator)
-    draws, acceptance = _metropolis(model, xw, start, warmup, steps, thin, generator, progress)
+    target = Target(model, *xw)
+    if sampler == "importance":
+        draws, weights_ess = importance_draws(target, chains * steps, chains * steps // thin, generator)
+        ess_ = torch.full((model.theta_dim,), weights_ess, dtype=DTYPE)
+        if weights_ess < ESS_WARN:
+            warnings.warn(f"importance sampling from the prior: the weights' effective sample size is "
+                          f"{weights_ess:.0f} of {chains * steps} prior draws (want ≥ {ESS_WARN}): the posterior is "
+                          "much narrower than the prior; use sampler='tempered' or draw more (chains, steps).",
+                          RuntimeWarning, stacklevel=2)
+        return Posterior(model, x, draws, weights_ess / (chains * steps), None, ess_, sampler, target.evaluations)
+    if sampler == "tempered":
+        particles, _ = smc(target, max(PARTICLES, chains), generator, progress)
+        start = (_starting_points(model, chains, init, *xw, generator) if init is not None else
+                 particles[torch.randperm(len(particles), generator=generator)[:chains]])
+        proposal = KernelProposal(particles, generator)
+        draws, acceptance = jump_chains(target, start, proposal, warmup, steps, thin, generator, progress)
+    else:
+        start = _starting_points(model, chains, init, *xw, generator)
+        # the starting points' candidates and the random walk's proposals are evaluated outside `target`
+        target.evaluations += 0 if init is not None else max(CANDIDATES, chains)
+        if sampler == "metropolis":
+            draws, acceptance = _metropolis(model, xw, start, warmup, steps, thin, generator, progress)
+            target.evaluations += chains * (warmup + steps)  # at most: proposals outside the prior cost nothing
+        elif sampler == "slice":
+            draws, acceptance = slice_chains(target, start, warmup, steps, thin, generator, progress)
+        else:
+            draws, acceptance = hmc_chains(target, start, warmup, steps, thin, generator, progress)
     rhat, ess_ = split_rhat(draws), ess(draws)
     worry = problems(rhat, ess_)
     if worry:
-        warnings.warn("the MCMC chains may not represent the posterior: " + "; ".join(worry) + ". Run longer "
-                      "(warmup, steps), use more chains, or look for several modes (plot the chains).",
-                      RuntimeWarning, stacklevel=2)
-    return Posterior(model, x, draws, acceptance, rhat, ess_)
+        warnings.warn(f"the MCMC chains may not represent the posterior ({sampler} sampler): " + "; ".join(worry) + ". Run "
+                      "longer (warmup, steps), use more chains, or, if the chains sit in different modes, use "
+                      "sampler='tempered' (plot the chains).", RuntimeWarning, stacklevel=2)
+    return Posterior(model, x, draws, acceptance, rhat, ess_, sampler, target.evaluations)
 
 
 # -- the sampler ------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from .poisson import Poisson
 from .priors import check_prior, log_uniform
 from .pyro import PyroSimulator
 from .weinberg import Weinberg
+from .slcp import SLCP
+from .two_moons import TwoMoons
 
 __all__ = ["BlackBoxSimulator", "Draws", "Simulator", "box_prior", "GaltonBoard", "LotkaVolterra", "GaussianMixture", "Poisson", "PyroSimulator",
            "Weinberg", "draw_prior", "check_prior", "log_uniform", "ExponentialFamily",
-           "StrongLensing"]
+           "StrongLensing", "SLCP", "TwoMoons"]

@@ -14,7 +14,7 @@ from ..simulators.describe import rebuild
 #: built-in simulators by their `name` (with - written as _), and the class in goldmine.simulators
 BUILTIN_SIMULATORS = {"galton": "GaltonBoard", "weinberg": "Weinberg", "poisson": "Poisson",
                       "mixture": "GaussianMixture", "lotka_volterra": "LotkaVolterra",
-                      "lensing": "StrongLensing"}
+                      "lensing": "StrongLensing", "slcp": "SLCP", "two_moons": "TwoMoons"}
 
 
 def make_simulator(spec: str, options: dict | None = None) -> Simulator:

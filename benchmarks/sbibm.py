@@ -1,0 +1,206 @@
+"""The sbi benchmark (sbibm): goldmine's npe, nle, nre (and gold, where the task has it) beside sbi's NPE, NLE, NRE.
+
+Tasks (sbibm 1.1.0, its observations and reference posteriors): two_moons, slcp, gaussian_linear,
+gaussian_mixture, bernoulli_glm. goldmine runs two_moons and slcp as its own built-in simulators
+(`gm.simulators.TwoMoons`, `gm.simulators.SLCP`, the same programs with gold: the joint likelihood
+ratio and score), the others as black boxes around sbibm's simulator (`gm.simulators.BlackBoxSimulator`
+with sbibm's prior).
+
+A budget N is simulator runs. goldmine draws its data set with `gm.simulate(sim, N, seed)` (half the
+runs at θ ~ prior, half at θ_ref, the library's default design; npe trains on the N/2 runs at θ);
+sbi gets N fresh runs at θ ~ prior (`benchmarks/peers.py`'s `prior_pairs`, sbi's own design). Every
+method runs with its default settings: goldmine's posteriors through `gm.inference.posterior`
+(npe: direct draws; nle, nre, alices, scandal: its default sampler), sbi's through `build_posterior()`
+(NPE: rejection in the prior's support; NLE_A and NRE_A: sbi's default MCMC, slice_np_vectorized).
+
+The quality is sbibm's C2ST (`sbibm.metrics.c2st`: an MLP classifier, sbibm's own settings,
+`--folds` stratified folds, 5 by default as in sbibm) between `--samples` posterior draws and as many
+of sbibm's reference posterior draws, for observations 1..`--observations` (sbibm numbers them 1-10).
+0.5 is a perfect posterior, 1 a useless one.
+
+Usage (sbi and sbibm come with the `bench` extra, see benchmarks/README.md):
+    python benchmarks/sbibm.py [--tasks two_moons ...] [--budgets 1000 ...] [--methods npe sbi_npe ...]
+                               [--observations 10] [--samples 1000] [--folds 5] [--out DIR]
+
+DIR/sbibm.json is rewritten after every entry (task, budget, method, observation); a rerun into the same
+DIR skips the finished entries and retries the failed ones. It prints a table of the mean C2ST over
+the observations per method (rows) and task × budget (columns), as in the sbibm paper. torch runs on
+one thread.
+
+References:
+    Lueckmann, Boelts, Greenberg, Gonçalves, Macke, "Benchmarking simulation-based inference",
+    AISTATS 2021, https://arxiv.org/abs/2101.04653
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import goldmine as gm  # noqa: E402
+from mining_speed import machine_info  # noqa: E402
+from peers import _fit, _f32, prior_pairs  # noqa: E402
+from sample_efficiency import write  # noqa: E402
+
+TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm")
+BUDGETS = (1_000, 10_000, 100_000)
+METHODS = ("npe", "nle", "nre", "alices", "scandal", "sbi_npe", "sbi_nle", "sbi_nre")
+BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
+GOLD = ("alices", "scandal")  # gold: a ratio method (log r and t) and a likelihood method (t only)
+
+
+def need_sbibm():
+    # this file is named sbibm.py too: import the package with the benchmarks folder off the path
+    here = str(Path(__file__).resolve().parent)
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != here]
+    sys.modules.pop("sbibm", None)
+    try:
+        import sbibm
+        from sbibm.metrics import c2st
+    except ImportError as error:
+        raise SystemExit(f"{error}: this benchmark needs sbi and sbibm: see benchmarks/README.md (sbibm).") from error
+    finally:
+        sys.path[:] = saved
+    return sbibm, c2st
+
+
+def goldmine_simulator(task):
+    """The task as a goldmine simulator: a built-in with gold, or a black box around sbibm's simulator."""
+    if task.name in BUILTIN:
+        return getattr(gm.simulators, BUILTIN[task.name])()
+    run = task.get_simulator()
+
+    def fn(theta):
+        return run(torch.as_tensor(theta, dtype=torch.float32)).double()
+
+    return gm.simulators.BlackBoxSimulator(fn, task.get_prior_dist(), numpy=False, name=task.name)
+
+
+def box(sim):
+    from goldmine.simulators.base import box_bounds
+
+    low, high = box_bounds(sim.prior)
+    if low is None:
+        raise ValueError(f"{sim.name}'s prior is no box; the sbi peers here take a BoxUniform prior.")
+    return low, high
+
+
+def goldmine_draws(method, data, sim, x_obs, n, seed):
+    if method == "npe":
+        est = gm.PosteriorEstimator("npe").fit(data)
+    elif method in ("nle", "scandal"):
+        est = gm.LikelihoodEstimator(method).fit(data)
+    else:
+        est = gm.RatioEstimator(method).fit(data)
+    post = gm.inference.posterior(est, x_obs, prior=None if method == "npe" else sim, progress=False, seed=seed)
+    return post.sample(n, generator=torch.Generator().manual_seed(seed)), getattr(post, "sampler", "direct")
+
+
+def sbi_draws(method, sim, budget, x_obs, n, seed):
+    theta, x = prior_pairs(sim, budget, seed)
+    low, high = box(sim)
+    trainer, net = _fit({"sbi_npe": "NPE_C", "sbi_nle": "NLE_A", "sbi_nre": "NRE_A"}[method], theta, x, low, high,
+                        seed, None)
+    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
+        torch.manual_seed(seed)
+        posterior = trainer.build_posterior(net)
+        draws = posterior.sample((n,), x=_f32(x_obs), show_progress_bars=False)
+    return draws.double(), "sbi default"
+
+
+def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
+    task = sbibm.get_task(task_name)
+    sim = goldmine_simulator(task)
+    x_obs = task.get_observation(k).double()
+    reference = task.get_reference_posterior_samples(k)[:args.samples]
+    start = time.time()
+    if method.startswith("sbi_"):
+        draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed)
+    else:
+        if method in GOLD and not (task_name in BUILTIN):
+            raise ValueError(f"{method} needs gold: {task_name} runs as a black box here")
+        key = (task_name, budget)
+        if key not in cache:
+            cache[key] = gm.simulate(sim, budget, Path(cache["dir"]) / f"{task_name}_{budget}.h5", seed=args.seed,
+                                     workers=1, progress=False)
+        draws, sampler = goldmine_draws(method, cache[key], sim, x_obs, args.samples, args.seed)
+    seconds = time.time() - start
+    value = float(c2st(reference.float(), draws.float(), seed=1, n_folds=args.folds))
+    return {"task": task_name, "budget": budget, "method": method, "observation": k, "c2st": value,
+            "sampler": sampler, "seconds": seconds, "samples": args.samples, "folds": args.folds}
+
+
+def table(entries, tasks, budgets, methods) -> str:
+    cols = [(t, b) for t in tasks for b in budgets]
+    head = f"{'method':>9} " + " ".join(f"{t[:10] + ' ' + format(b, '.0e'):>17}" for t, b in cols)
+    lines = [head]
+    for m in methods:
+        cells = []
+        for t, b in cols:
+            vals = [e["c2st"] for e in entries if (e["task"], e["budget"], e["method"]) == (t, b, m) and "c2st" in e]
+            cells.append(f"{sum(vals) / len(vals):.3f} ({len(vals)})" if vals else "-")
+        lines.append(f"{m:>9} " + " ".join(f"{c:>17}" for c in cells))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--observations", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "sbibm")
+    args = parser.parse_args(argv)
+    sbibm, c2st = need_sbibm()
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "sbibm.json"
+    results = json.loads(path.read_text()) if path.exists() else {"entries": []}
+    results["machine"] = machine_info()
+    results["settings"] = {"samples": args.samples, "folds": args.folds, "seed": args.seed}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = {"dir": tmp}
+        for task_name in args.tasks:
+            for budget in args.budgets:
+                for method in args.methods:
+                    for k in range(1, args.observations + 1):
+                        key = (task_name, budget, method, k)
+                        old = [e for e in results["entries"] if (e["task"], e["budget"], e["method"], e["observation"]) == key]
+                        if old and "c2st" in old[0] and old[0]["samples"] == args.samples and old[0]["folds"] == args.folds:
+                            continue
+                        results["entries"] = [e for e in results["entries"] if e not in old]
+                        try:
+                            entry = run_entry(sbibm, c2st, task_name, budget, method, k, args, cache)
+                            print(f"{task_name} {budget} {method} obs {k}: C2ST {entry['c2st']:.3f} "
+                                  f"({entry['seconds']:.0f} s)", flush=True)
+                        except Exception as error:  # noqa: BLE001 - a failed entry is recorded and retried next run
+                            entry = {"task": task_name, "budget": budget, "method": method, "observation": k,
+                                     "failed": f"{type(error).__name__}: {error}"[:300],
+                                     "traceback": traceback.format_exc()[-2000:]}
+                            print(f"{task_name} {budget} {method} obs {k}: FAILED {entry['failed']}", flush=True)
+                        results["entries"].append(entry)
+                        results["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+                        write(results, path)
+    print(f"\nC2ST, mean over observations (count); {args.samples} draws against as many reference draws, "
+          f"sbibm's c2st with {args.folds} folds")
+    print(table(results["entries"], args.tasks, args.budgets, args.methods))
+
+
+if __name__ == "__main__":
+    main()
