@@ -275,9 +275,10 @@ def posterior(model, x_obs, prior=None, chains: int = 32, warmup: int = 1000, st
     rhat, ess_ = split_rhat(draws), ess(draws)
     worry = problems(rhat, ess_)
     if worry:
+        modes = ("" if sampler == "tempered" else
+                 ", or, if the chains sit in different modes, use sampler='tempered'")
         warnings.warn(f"the MCMC chains may not represent the posterior ({sampler} sampler): " + "; ".join(worry) + ". Run "
-                      "longer (warmup, steps), use more chains, or, if the chains sit in different modes, use "
-                      "sampler='tempered' (plot the chains).", RuntimeWarning, stacklevel=2)
+                      f"longer (warmup, steps) or use more chains{modes} (plot the chains).", RuntimeWarning, stacklevel=2)
     return Posterior(model, x, draws, acceptance, rhat, ess_, sampler, target.evaluations)
 
 
