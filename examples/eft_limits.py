@@ -106,7 +106,7 @@ def main():
     print("\nFisher information at the SM (nuisances profiled): area of the 95% Cramér–Rao ellipse")
     for name, info in infos.items():
         print(f"{name:>26} {ellipse_area(info):10.4f}")
-    print(f"\nplot: {args.out / 'eft_limits.png'}; {time.perf_counter() - start:.0f} s")
+    print(f"\nplot: {args.out / 'eft_limits.png'}\nfinished in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

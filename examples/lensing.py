@@ -118,7 +118,7 @@ def main():
     plot_regions(expected, THETA_TRUE, args.out / "lensing_regions.png")
     box = float((sim.prior.base_dist.high - sim.prior.base_dist.low).prod())
     print(f"\nthe prior's box has area {box:.3f}; wrote {args.out / 'lensing_images.png'} and "
-          f"{args.out / 'lensing_regions.png'} in {time.perf_counter() - start:.0f} s")
+          f"{args.out / 'lensing_regions.png'}\nfinished in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

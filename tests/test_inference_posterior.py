@@ -108,7 +108,7 @@ def test_mcmc_matches_the_exact_galton_mean_and_std(galton):
 @pytest.mark.slow
 def test_summary_reads_well(weinberg):
     text = weinberg[1].summary()
-    assert "32 chains × 1000 draws" in text and "θ[1]" in text and "95% interval" in text
+    assert "32 chains × 1000 draws" in text and "G_f" in text and "95% interval" in text
     assert "R-hat ≤ 1.05" in text
 
 
