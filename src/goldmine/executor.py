@@ -155,6 +155,9 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.join(timeout=5)
+        if process.is_alive():  # SIGTERM not acted on within 5 s (a loaded machine): SIGKILL cannot be ignored
+            process.kill()
+            process.join(timeout=5)
 
 
 @contextmanager
