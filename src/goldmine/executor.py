@@ -152,7 +152,10 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     for process in processes:
         if process.is_alive():
             process.terminate()
+    manager = getattr(pool, "_executor_manager_thread", None)  # it joins the workers of a broken pool
     pool.shutdown(wait=False, cancel_futures=True)
+    if manager is not None:
+        manager.join(timeout=10)
     for process in processes:
         process.join(timeout=5)
         if process.is_alive():  # SIGTERM not acted on within 5 s (a loaded machine): SIGKILL cannot be ignored
