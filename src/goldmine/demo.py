@@ -84,8 +84,9 @@ def main(argv=None) -> dict:
     print(f"\n2. train {', '.join(METHODS)} with their default settings on the runs of every seed "
           f"({len(seeds) * len(METHODS)} fits in {args.workers} processes)")
     tasks = [(seed, method) for seed in seeds for method in METHODS]
-    fitted = dict(zip(tasks, map_in_order(fit_one, tasks, (str(out), args.epochs), workers=args.workers,
-                                          what="goldmine.demo")))
+    # list() runs the iterator to its end, which shuts the worker pool down cleanly (zip would stop one short)
+    fitted = dict(zip(tasks, list(map_in_order(fit_one, tasks, (str(out), args.epochs), workers=args.workers,
+                                               what="goldmine.demo"))))
     models = {method: gm.load(model_path(out, method, 0)) for method in METHODS}
     errors = {method: fitted[(0, method)][0] for method in METHODS}
 
