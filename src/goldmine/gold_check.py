@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from . import checks
+from .evaluate import _log_prob, log_prob_and_score
 from .mining import augment, reference_of
 from .simulators.base import DTYPE, Simulator, draw_prior
 
@@ -218,7 +219,7 @@ def check_gold(sim: Simulator, runs: int = 20_000, *, data=None, bins: int = 4, 
             found.append(("E[(r(x,z) − r(x))/(1 + r(x))] = 0 (at θ_ref)", where, (r - exact_r) / (1 + exact_r),
                           None))
             xt, tht = theta_rows["x"][in_theta], theta_rows["theta"][in_theta]
-            log_p, exact_t = _log_prob_and_score(sim, xt, tht)
+            log_p, exact_t = log_prob_and_score(sim, xt, tht)
             keep = log_p > -math.inf
             for j, name in enumerate(names):
                 diff = (theta_rows["score"][in_theta, j] - exact_t[:, j])[keep]
@@ -304,19 +305,6 @@ def _autograd_agreement(sim: Simulator, ref: Tensor, generator: torch.Generator)
     worst = float((hand[keep] - auto[keep]).abs().max()) if keep.any() else 0.0
     return Identity("hand-written joint_score = autograd of joint_log_prob", "θ ~ prior", worst, None, rel,
                     int(keep.sum()), rel < SCORE_TOLERANCE, "mean ± se column: the largest absolute difference")
-
-
-def _log_prob(sim: Simulator, x: Tensor, theta: Tensor) -> Tensor:
-    with torch.no_grad():
-        return sim.log_prob(x, theta).to(DTYPE)
-
-
-def _log_prob_and_score(sim: Simulator, x: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
-    theta = theta.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        log_p = sim.log_prob(x, theta)
-        (grad,) = torch.autograd.grad(log_p.sum(), theta)
-    return log_p.detach().to(DTYPE), grad.detach().to(DTYPE)
 
 
 __all__ = ["check_gold", "GoldCheck", "Identity"]
