@@ -3,24 +3,14 @@
 import pytest
 import torch
 
-from goldmine.physics.events import WeightedEvents
 from goldmine.physics.fisher import ellipse, ellipse_area, fisher_information
-from goldmine.physics.morphing import choose_benchmarks
-from goldmine.physics.nuisance import Nuisance
-from goldmine.physics.process import EXPONENTS, EFTProcess
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def sources():
-    sim = EFTProcess("parton")
-    morph = choose_benchmarks(EXPONENTS, sim.prior, candidates=30, points=200, fixed=sim.reference)
-    ev = sim.weighted_events(3000, morph.benchmarks, seed=0)
-    tilt = (ev.parton[:, 0] / 0.35) ** 0.3
-    nuisances = [Nuisance("norm", normalisation=0.1), Nuisance("scale", up=tilt, down=1 / tilt)]
-    plain = WeightedEvents(ev.parton, ev.weights, morph, sim.prior, sim.reference)
-    return sim, plain, WeightedEvents(ev.parton, ev.weights, morph, sim.prior, sim.reference, nuisances=nuisances)
+def sources(eft_sources):
+    return eft_sources(3000)
 
 
 def _psd(a):

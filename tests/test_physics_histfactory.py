@@ -5,23 +5,14 @@ import torch
 
 from goldmine.physics import histfactory as hf
 from goldmine.physics import limits as lim
-from goldmine.physics.events import WeightedEvents
-from goldmine.physics.morphing import choose_benchmarks
-from goldmine.physics.nuisance import Nuisance
-from goldmine.physics.process import EXPONENTS, EFTProcess
 
 pytest.importorskip("pyhf")
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def source():
-    sim = EFTProcess("parton")
-    morph = choose_benchmarks(EXPONENTS, sim.prior, candidates=30, points=200, fixed=sim.reference)
-    ev = sim.weighted_events(1500, morph.benchmarks, seed=0)
-    tilt = (ev.parton[:, 0] / 0.35) ** 0.3
-    nuisances = [Nuisance("norm", normalisation=0.1), Nuisance("scale", up=tilt, down=1 / tilt)]
-    return WeightedEvents(ev.parton, ev.weights, morph, sim.prior, sim.reference, nuisances=nuisances)
+def source(eft_sources):
+    return eft_sources(1500)[2]
 
 
 def test_pyhf_without_systematics_is_the_binned_poisson_likelihood(source):

@@ -4,22 +4,14 @@ import pytest
 import torch
 
 from goldmine.physics import limits as lim
-from goldmine.physics.events import WeightedEvents
-from goldmine.physics.morphing import choose_benchmarks
 from goldmine.physics.nuisance import Nuisance
-from goldmine.physics.process import EXPONENTS, EFTProcess
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def setup():
-    sim = EFTProcess("parton")
-    morph = choose_benchmarks(EXPONENTS, sim.prior, candidates=30, points=200, fixed=sim.reference)
-    ev = sim.weighted_events(1500, morph.benchmarks, seed=0)
-    tilt = (ev.parton[:, 0] / 0.35) ** 0.3  # a scale-like variation that tilts the mass spectrum
-    nuisances = [Nuisance("norm", normalisation=0.1), Nuisance("scale", up=tilt, down=1 / tilt)]
-    src = WeightedEvents(ev.parton, ev.weights, morph, sim.prior, sim.reference, nuisances=nuisances)
+def setup(eft_sources):
+    src = eft_sources(1500)[2]
     luminosity = 300.0 / float(src.cross_section(src.reference[None])[0])
     full = lim.ExtendedLikelihood(src, src.cross_section, luminosity, poi_dim=2)
     data = lim.asimov(src, src.reference, luminosity)
