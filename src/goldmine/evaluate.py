@@ -39,7 +39,7 @@ from torch import Tensor
 from torch.distributions import Independent, Uniform
 
 from . import checks
-from .simulators.base import DTYPE, Simulator
+from .simulators.base import DTYPE, Simulator, has_exact
 
 THRESHOLD = 1e-12
 PAIRS_PER_CHUNK = 100_000
@@ -253,7 +253,7 @@ def _check(estimator, sim: Simulator, method: str) -> Tensor:
 
 
 def _require_log_prob(sim: Simulator) -> None:
-    if type(sim).log_prob is Simulator.log_prob:
+    if not has_exact(sim):
         raise NotImplementedError(
             f"{sim.name} has no exact likelihood log p(x|θ), which goldmine.evaluate measures errors "
             "against. Use a simulator with a tractable likelihood (GaltonBoard, Poisson, Weinberg), or "

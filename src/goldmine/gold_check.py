@@ -48,7 +48,7 @@ from torch import Tensor
 from . import checks
 from .evaluate import _log_prob, log_prob_and_score
 from .mining import augment, reference_of
-from .simulators.base import DTYPE, Simulator, draw_prior
+from .simulators.base import DTYPE, Simulator, draw_prior, has_exact
 
 #: relative difference |t_hand − t_autograd| / max(1, |t_autograd|) above which a hand-written score disagrees
 SCORE_TOLERANCE = 1e-6
@@ -204,7 +204,7 @@ def check_gold(sim: Simulator, runs: int = 20_000, *, data=None, bins: int = 4, 
         ref = reference_of(sim, reference)
         theta_rows, ref_rows = _draw(sim, runs // 2, ref, generator)
     names = checks.theta_names(sim, sim.theta_dim)
-    has_log_prob = type(sim).log_prob is not Simulator.log_prob
+    has_log_prob = has_exact(sim)
     found: list[tuple] = []  # (name, where, values (n,), values whose mean is subtracted (m,) or None)
     for where, in_theta, in_ref in _bins(names, theta_rows["theta"], ref_rows["theta"], bins):
         r = ref_rows["log_r"][in_ref].exp()

@@ -43,13 +43,13 @@ from . import checks
 from .data import Dataset, simulate
 from .estimators import load, registry
 from .folders import claim
-from .simulators.base import DTYPE, Simulator
+from .simulators.base import DTYPE, Simulator, has_exact
 from .workflow.estimates import exact_cost, infer, inference_source
 from .workflow.evaluation import evaluate_model
 from .workflow.files import jsonable, write_json
 from .workflow.observations import generate_observed, load_observed
 from .workflow.report import duration, metric_text, one_line, plot_inference, region_text
-from .workflow.simulators import describe_prior, has_exact, make_simulator
+from .workflow.simulators import describe_prior, make_simulator
 from .workflow.training import (canonical_options, estimator_class, make_estimator, method_options, read_trained_on,
                                 train)
 

@@ -52,7 +52,7 @@ from typing import Callable
 
 from torch import Tensor
 
-from ..simulators.base import Simulator, shape_of_x
+from ..simulators.base import Simulator, has_exact, shape_of_x
 
 CAPABILITIES = ("likelihood", "ratio", "score", "posterior", "summary", "ensemble")
 
@@ -114,7 +114,7 @@ class ExactLikelihood:
     capabilities = frozenset({"likelihood"})
 
     def __init__(self, simulator: Simulator):
-        if type(simulator).log_prob is Simulator.log_prob:
+        if not has_exact(simulator):
             raise NotImplementedError(
                 f"{simulator.name} has no exact likelihood log p(x|θ): run inference on a surrogate trained "
                 "on its data instead (for example gm.RatioEstimator('alices'))."

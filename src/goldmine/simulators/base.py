@@ -459,5 +459,10 @@ class BlackBoxSimulator(Simulator):
         self.require_gold()
 
 
-__all__ = ["Draws", "Simulator", "ExponentialFamily", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE",
+def has_exact(sim: Simulator) -> bool:
+    """Whether the simulator has an exact likelihood log p(x|θ): its class overrides `Simulator.log_prob`."""
+    return type(sim).log_prob is not Simulator.log_prob
+
+
+__all__ = ["Draws", "Simulator", "ExponentialFamily", "has_exact", "BlackBoxSimulator", "box_prior", "box_bounds", "draw_prior", "seed_from", "DTYPE",
            "shape_of_x"]

@@ -19,7 +19,8 @@ from .evaluation import evaluate_model
 from .files import jsonable, write_json
 from .observations import generate_observed, load_observed
 from .report import duration, metric_text, one_line, plot_inference, region_notes, region_text
-from .simulators import BUILTIN_SIMULATORS, check_call, describe_prior, has_exact, import_object, make_simulator, \
+from ..simulators.base import has_exact
+from .simulators import BUILTIN_SIMULATORS, check_call, describe_prior, import_object, make_simulator, \
     simulator_from_data, simulator_target
 from .training import MODEL_FILES, TRAINING_OPTIONS, canonical_options, estimator_class, make_estimator, \
     method_options, model_simulator, read_trained_on, train

@@ -8,7 +8,7 @@ from torch import Tensor
 from ..evaluate import c2st, grid_posterior_samples, log_ratio_error, score_error
 from ..inference.surrogate import capabilities
 from ..simulators.base import DTYPE, Simulator, box_bounds, draw_prior
-from .simulators import has_exact
+from ..simulators.base import has_exact
 
 
 class _Zero:

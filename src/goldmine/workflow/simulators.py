@@ -115,11 +115,6 @@ def simulator_from_data(meta: dict, where) -> Simulator:
     return rebuild(meta, where=str(where))
 
 
-def has_exact(sim: Simulator) -> bool:
-    """Whether the simulator has an exact likelihood log p(x|θ)."""
-    return type(sim).log_prob is not Simulator.log_prob
-
-
 def describe_prior(prior) -> str:
     """A short text for a prior: U(low, high) for a box."""
     low, high = box_bounds(prior)
