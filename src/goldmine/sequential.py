@@ -227,9 +227,8 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             record.append({"round": 1, "runs": len(data), "proposal": "prior"})
         elif not joint_draws(method):  # pairs at θ_i from the proposal
             entry = {"round": r + 1, "runs": runs + runs % 2}
-            source = proposal if r == 0 else post
-            theta = _draws(source, entry["runs"] // 2, seed + r) if r else _proposal_draws(proposal, runs // 2 + runs % 2,
-                                                                                         seed, sim.theta_dim)
+            pairs_n = entry["runs"] // 2  # one θ_i per pair
+            theta = _draws(post, pairs_n, seed + r) if r else _proposal_draws(proposal, pairs_n, seed, sim.theta_dim)
             entry["proposal"] = "posterior" if r else "given proposal"
             _check_inside(prior, theta, "the proposal" if r == 0 else "the posterior of the last round")
             pairs.append(pair_rows_at(sim, theta, seed_from(torch.Generator().manual_seed(seed + 7919 * r))))

@@ -107,10 +107,9 @@ class Model:
             )
         self.prior = prior
         self.low, self.high = box_bounds(prior) if prior is not None else (None, None)
-        if prior is not None:
-            self.grid_low, self.grid_high = grid_box(prior, bounds)
-        else:
-            self.grid_low, self.grid_high = grid_box(None, bounds) if bounds is not None else (None, None)
+        # grid_box returns `bounds` when given, so the prior is needed only without them
+        no_box = prior is None and bounds is None
+        self.grid_low, self.grid_high = (None, None) if no_box else grid_box(prior, bounds)
         if self.grid_low is not None and self.grid_low.shape != (self.theta_dim,):
             raise ValueError(f"bounds have {len(self.grid_low)} values each, but θ has dimension {self.theta_dim}.")
         #: the names of θ's components: the simulator's `theta_names` (or the surrogate's), else θ₀, θ₁, …

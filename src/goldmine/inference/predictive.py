@@ -120,8 +120,7 @@ def predictive_check(post, simulator: Simulator, x_obs=None, replicates: int = 2
     if not isinstance(simulator, Simulator):
         raise TypeError(f"simulator must be a goldmine Simulator, got {type(simulator).__name__}.")
     replicates = checks.int_at_least(replicates, "replicates", 2)
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha}: pass a level strictly between 0 and 1, such as 0.05.")
+    alpha = checks.fraction(alpha, "alpha")
     x_obs = getattr(post, "x_obs", None) if x_obs is None else x_obs
     if x_obs is None:
         raise ValueError("the posterior holds no observations: pass x_obs (n, x_dim).")

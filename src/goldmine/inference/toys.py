@@ -40,14 +40,14 @@ __all__ = ["ASIMOV_RUNS", "ASIMOV_VALUES", "asimov_data", "asimov_runs",
 ASIMOV_RUNS = 100_000
 #: values of x those runs may hold at most: fewer runs of a large x (2²⁴ / x_dim; 4096 images of 64 × 64)
 ASIMOV_VALUES = 1 << 24
+#: likelihood terms (θ points × toy observations) held at once when continuous x is summed per toy
+TERMS_PER_PASS = 1 << 23
 
 
 def asimov_runs(sim: Simulator) -> int:
     """The runs that stand in for the Asimov data set: ASIMOV_RUNS, fewer when x is large (images), so that
     they hold at most ASIMOV_VALUES values, and at least 1000."""
     return min(ASIMOV_RUNS, max(1000, ASIMOV_VALUES // max(1, int(sim.x_dim))))
-#: likelihood terms (θ points × toy observations) held at once when continuous x is summed per toy
-TERMS_PER_PASS = 1 << 23
 
 
 def draw_toys(sim: Simulator, theta: Tensor, toys: int, n: int, generator: torch.Generator) -> Tensor:

@@ -62,7 +62,7 @@ def check_prior(prior, theta_dim: int | None = None, what: str = "prior") -> Dis
     return prior
 
 
-def support_bounds(prior: Distribution, theta_dim: int | None = None) -> tuple[Tensor, Tensor]:
+def support_bounds(prior: Distribution) -> tuple[Tensor, Tensor]:
     """The prior's support as one interval per θ dimension: (low, high), (theta_dim,) float64 each, ±inf
     where unbounded (a Gaussian: (−inf, inf); a log-normal: (0, inf)).
 
@@ -70,8 +70,6 @@ def support_bounds(prior: Distribution, theta_dim: int | None = None) -> tuple[T
         ValueError: a support that is no product of intervals (a simplex, a user's constraint).
     """
     shape = tuple(prior.event_shape) or (1,)
-    if theta_dim is not None:
-        shape = (theta_dim,)
     base = prior.base_dist if isinstance(prior, Independent) else prior
     if isinstance(base, Uniform):
         return (base.low.to(DTYPE).expand(shape).clone(), base.high.to(DTYPE).expand(shape).clone())
