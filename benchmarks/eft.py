@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mining_speed import machine_info  # noqa: E402
+from sample_efficiency import write  # noqa: E402
 
 import goldmine as gm  # noqa: E402
 import goldmine.plots  # noqa: E402,F401
@@ -125,9 +124,7 @@ def main():
               "areas": results, "fisher_95_areas": {k: ellipse_area(v) for k, v in fisher.items()},
               "targets": targets(results),
               "training_seconds": {k: v[1] for k, v in fits.items()}, "seconds": time.perf_counter() - start}
-    tmp = args.out / "eft.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, args.out / "eft.json")
+    write(record, args.out / "eft.json")
 
     print(f"{int(keep.sum())} detector-level events of {args.events}; {args.runs} mined runs; "
           f"{args.expected:.0f} expected SM events; grid {args.points}² over [−{args.width}, {args.width}]²")
