@@ -48,14 +48,18 @@ import datetime
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-import goldmine as gm
-from goldmine.simulators.base import DTYPE, draw_prior
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import goldmine as gm  # noqa: E402
+from goldmine.simulators.base import DTYPE, draw_prior  # noqa: E402
+from sample_efficiency import write  # noqa: E402
 
 RATIO = ("carl", "rolr", "rascal", "alices")
 METHODS = (*RATIO, "scandal", "sallino", "smc_abc")
@@ -289,9 +293,9 @@ def main(argv=None) -> dict:
                 "seconds": time.perf_counter() - t, "simulate_seconds": simulate_seconds}
             print(f"[{budget} runs] {method}: {results['runs'][f'{budget}/{method}']['summary']}")
             results["seconds"] = time.perf_counter() - started
-            json_path.write_text(json.dumps(results, indent=1))
+            write(results, json_path)
     results["targets"] = targets(results)
-    json_path.write_text(json.dumps(results, indent=1))
+    write(results, json_path)
     plot(results, args.out / "lotka_volterra.png")
     print()
     print(table(results))
