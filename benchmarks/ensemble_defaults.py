@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
+from sample_efficiency import write  # noqa: E402
 
 SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
 
@@ -65,7 +66,7 @@ def main(argv=None) -> dict:
                                  "error": log_ratio_error(est, sim)["mse"], "fit_seconds": time.perf_counter() - start}
                         results["entries"].append(entry)
                         print(f"{sim_name:8s} seed {seed} {method:6s} k={k} {entry['error']:.4g}", flush=True)
-                        file.write_text(json.dumps(results, indent=1))
+                        write(results, file)
     rows = {}
     for e in results["entries"]:
         rows.setdefault((e["simulator"], e["method"], e["k"]), []).append(e)
@@ -74,7 +75,7 @@ def main(argv=None) -> dict:
                            "max": max(e["error"] for e in v),
                            "fit_seconds": statistics.fmean(e["fit_seconds"] for e in v)}
                           for (s, m, k), v in sorted(rows.items())]
-    file.write_text(json.dumps(results, indent=1))
+    write(results, file)
     for r in results["summary"]:
         print(f"| {r['simulator']} | {r['method']} | {r['k']} | {r['mean']:.3g} [{r['min']:.2g}, {r['max']:.2g}] "
               f"| {r['max'] / r['min']:.1f}× | {r['fit_seconds']:.0f} |")

@@ -30,6 +30,7 @@ import goldmine as gm  # noqa: E402
 from goldmine.estimators.registry import get_method  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
+from sample_efficiency import write  # noqa: E402
 
 SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
 LAYOUTS = ("pairs", "prior")
@@ -68,13 +69,13 @@ def main(argv=None) -> dict:
                                  "fit_seconds": time.perf_counter() - start}
                         results["entries"].append(entry)
                         print(f"{sim_name:8s} seed {seed} {method:5s} {layout:5s} {entry['error']:.4g}", flush=True)
-                        file.write_text(json.dumps(results, indent=1))
+                        write(results, file)
     rows = {}
     for e in results["entries"]:
         rows.setdefault((e["simulator"], e["method"], e["layout"]), []).append(e["error"])
     results["summary"] = [{"simulator": s, "method": m, "layout": lay, "mean": statistics.fmean(v), "min": min(v),
                            "max": max(v), "seeds": len(v)} for (s, m, lay), v in sorted(rows.items())]
-    file.write_text(json.dumps(results, indent=1))
+    write(results, file)
     for r in results["summary"]:
         print(f"| {r['simulator']} | {r['method']} | {r['layout']} | {r['mean']:.3g} [{r['min']:.2g}, {r['max']:.2g}] |")
     return results

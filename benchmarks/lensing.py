@@ -163,11 +163,22 @@ def targets(results: dict) -> dict:
                 f"undetermined: {e['toys']} toys give a standard error of {e['neyman_stderr']:.2f}")
     s = results.get("speed")
     if s and s.get("size") == 64:
+        simulate = 1e4 / s["images_per_second"]
+        epoch = s["epoch_seconds"] * 1e4 / s["epoch_images"]
         out["10⁴ images in ≤ 120 s (2 cores)"] = {"measured_images_per_second": s["images_per_second"],
-                                                   "seconds_for_1e4_one_process": 1e4 / s["images_per_second"]}
-        out["alices epoch on 10⁴ images ≤ 60 s"] = {"seconds_per_epoch_scaled_to_1e4":
-                                                     s["epoch_seconds"] * 1e4 / s["epoch_images"]}
+                                                   "seconds_for_1e4_one_process": simulate,
+                                                   "met": two_cores_met(simulate, 120)}
+        out["alices epoch on 10⁴ images ≤ 60 s"] = {"seconds_per_epoch_scaled_to_1e4": epoch,
+                                                     "met": two_cores_met(epoch, 60)}
     return out
+
+
+def two_cores_met(seconds: float, limit: float) -> bool | str:
+    """A limit on two cores judged from one process's seconds: met if one process keeps it, not met if even a
+    perfect split over two would miss it, else undetermined."""
+    if seconds <= limit:
+        return True
+    return False if seconds / 2 > limit else "undetermined: one process measured, two cores might keep it"
 
 
 def plot(results: dict, path: Path) -> None:

@@ -48,17 +48,23 @@ import datetime
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-import goldmine as gm
-from goldmine.simulators.base import DTYPE, draw_prior
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import goldmine as gm  # noqa: E402
+from goldmine.simulators.base import DTYPE, draw_prior  # noqa: E402
+from sample_efficiency import write  # noqa: E402
 
 RATIO = ("carl", "rolr", "rascal", "alices")
 METHODS = (*RATIO, "scandal", "sallino", "smc_abc")
+GOLD = ("rolr", "rascal", "alices", "scandal", "sallino")  # the methods that train on mined gold
+TARGET_BUDGET = 10_000
 LEVEL = 0.95
 BOX_VOLUME = 7.0**4  # the prior box [−5, 2]⁴
 
@@ -154,6 +160,22 @@ def summarize(entry: dict) -> dict:
     return {"mse": mean(entry["squared_error"]), "mse_se": sem(entry["squared_error"]),
             "volume": mean(entry["volume"]), "volume_se": sem(entry["volume"]),
             "coverage": coverage, "coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n), "thetas": n}
+
+
+def targets(results: dict) -> dict:
+    """The issue's target, where the run has what it needs: at 10⁴ runs a gold method's 95% region is at
+    most half of carl's in volume, with coverage within 2 points of 95% (met if one gold method does both)."""
+    runs = [r for r in results["runs"].values() if r["budget"] == TARGET_BUDGET]
+    carl = next((r["summary"] for r in runs if r["method"] == "carl"), None)
+    gold = [r for r in runs if r["method"] in GOLD]
+    name = f"a gold method's region at {TARGET_BUDGET} runs ≤ half of carl's, coverage within 2 points of {LEVEL:.0%}"
+    if carl is None or not gold:
+        return {name: f"not run: needs carl and a gold method at {TARGET_BUDGET} runs"}
+    per_method = {r["method"]: {"volume_ratio_to_carl": r["summary"]["volume"] / carl["volume"],
+                                "coverage": r["summary"]["coverage"], "coverage_se": r["summary"]["coverage_se"]}
+                  for r in gold}
+    met = any(m["volume_ratio_to_carl"] <= 0.5 and abs(m["coverage"] - LEVEL) <= 0.02 for m in per_method.values())
+    return {name: {"met": met, **per_method}}
 
 
 def table(results: dict) -> str:
@@ -271,10 +293,14 @@ def main(argv=None) -> dict:
                 "seconds": time.perf_counter() - t, "simulate_seconds": simulate_seconds}
             print(f"[{budget} runs] {method}: {results['runs'][f'{budget}/{method}']['summary']}")
             results["seconds"] = time.perf_counter() - started
-            json_path.write_text(json.dumps(results, indent=1))
+            write(results, json_path)
+    results["targets"] = targets(results)
+    write(results, json_path)
     plot(results, args.out / "lotka_volterra.png")
     print()
     print(table(results))
+    for k, v in results["targets"].items():
+        print(f"target {k}: {v}")
     print(f"wrote {json_path} and {args.out / 'lotka_volterra.png'} in {time.perf_counter() - started:.0f} s")
     return results
 

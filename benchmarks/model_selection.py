@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
+from sample_efficiency import write  # noqa: E402
 
 SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
 RULES = ("final", "loss", "xent")
@@ -138,9 +139,9 @@ def main(argv=None) -> dict:
                     print(f"{sim_name:8s} seed {seed} {variant:12s} " + "  ".join(
                         f"{r} {entry['error'][r]:.4g} (ep {entry['epoch'][r]})" for r in entry["error"]), flush=True)
                     results["summary"] = summary(results["entries"])
-                    file.write_text(json.dumps(results, indent=1))
+                    write(results, file)
     results["summary"] = summary(results["entries"])
-    file.write_text(json.dumps(results, indent=1))
+    write(results, file)
     print(table(results["summary"]))
     return results
 

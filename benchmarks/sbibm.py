@@ -156,6 +156,31 @@ def table(entries, tasks, budgets, methods) -> str:
     return "\n".join(lines)
 
 
+def targets(entries) -> dict:
+    """The issue's targets, from the mean C2ST over the observations run (the count beside it), where the
+    run has what they need."""
+    runs = {}
+    for e in entries:
+        if "c2st" in e:
+            runs.setdefault((e["task"], e["budget"], e["method"]), []).append(e["c2st"])
+    mean = {k: {"c2st": sum(v) / len(v), "observations": len(v)} for k, v in runs.items()}
+    out = {}
+    pairs = {f"{t} {b} {m}": {"goldmine": mean[t, b, m], "sbi": mean[t, b, "sbi_" + m],
+                              "met": mean[t, b, m]["c2st"] <= mean[t, b, "sbi_" + m]["c2st"]}
+             for (t, b, m) in mean if (t, b, "sbi_" + m) in mean}
+    out["goldmine's C2ST no worse than sbi's, same family, every task and budget run"] = (
+        {"met": all(p["met"] for p in pairs.values()), **pairs} if pairs else "not run: no method beside its sbi twin")
+    nle = mean.get(("slcp", 10_000, "nle"))
+    out["nle on slcp ≤ 0.80 at 10⁴ runs"] = {"met": nle["c2st"] <= 0.80, **nle} if nle else "not run"
+    out["sequential npe at 10⁴ runs on slcp below single-round npe at 10⁵"] = "not run: no sequential method here"
+    gold = {f"two_moons {m}@{b} ≤ sbi_npe@{10 * b}": {"met": v["c2st"] <= mean[t, 10 * b, "sbi_npe"]["c2st"],
+                                                     m: v, "sbi_npe": mean[t, 10 * b, "sbi_npe"]}
+            for (t, b, m), v in mean.items() if t == "two_moons" and m in GOLD and (t, 10 * b, "sbi_npe") in mean}
+    out["gold on two_moons at N reaches sbi's NPE at 10·N"] = (
+        {"met": any(g["met"] for g in gold.values()), **gold} if gold else "not run: needs sbi_npe at 10·N")
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
@@ -200,6 +225,10 @@ def main(argv=None) -> None:
     print(f"\nC2ST, mean over observations (count); {args.samples} draws against as many reference draws, "
           f"sbibm's c2st with {args.folds} folds")
     print(table(results["entries"], args.tasks, args.budgets, args.methods))
+    results["targets"] = targets(results["entries"])
+    write(results, path)
+    for k, v in results["targets"].items():
+        print(f"target {k}: {v if isinstance(v, str) else v['met']}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import c2st  # noqa: E402
+from sample_efficiency import write  # noqa: E402
 
 SIGMA = 0.05
 PRIOR = gm.simulators.box_prior([-3.0, -3.0], [3.0, 3.0])
@@ -77,7 +78,7 @@ def main(argv=None) -> None:
                 if (budget, rounds, seed) in done:
                     continue
                 results["entries"].append(entry(budget, rounds, seed))
-                path.write_text(json.dumps(results, indent=1))
+                write(results, path)
                 e = results["entries"][-1]
                 print(f"budget {budget:>6}  rounds {rounds}  seed {seed}  C2ST {e['mean_c2st']:.3f}  "
                       f"({', '.join(f'{v:.3f}' for v in e['c2st'])})  {sum(e['seconds']):.0f} s", flush=True)

@@ -21,7 +21,7 @@ def make_simulator(spec: str, options: dict | None = None) -> Simulator:
     """A simulator from a built-in name or an import path, with constructor options.
 
     Arguments:
-        spec: a built-in name (galton, weinberg, poisson, mixture, lotka_volterra, lensing; case and - / _
+        spec: a built-in name (a key of `BUILTIN_SIMULATORS` or its class name; case and - / _
             do not matter) or `package.module:Name`, where Name is a Simulator class, a function
             returning a Simulator, or a Simulator instance (see `simulator_target`).
         options: keyword arguments of the class or function.
