@@ -160,9 +160,7 @@ class InMemoryData:
         fields = self.fields if fields is None else fields
         return sum(int(np.prod(self._rows[k].shape[1:])) for k in fields if k in self._rows)
 
-    def scan_rows(self, fields=("x",)) -> int:
-        """Rows per batch for reading `fields` in one pass, as `Dataset.scan_rows` (at most 2²² values)."""
-        return max(1, min(65536, 2**22 // max(self.values_per_row(fields), 1)))
+    scan_rows = Dataset.scan_rows  # rows per batch from `values_per_row`, the same rule as a Dataset's
 
     def x_range(self) -> tuple[Tensor, Tensor] | None:
         """The per-dimension minimum and maximum of the finite x (two (x_dim,) float64), or None."""
