@@ -214,9 +214,9 @@ def _rows_of(data) -> dict[str, Tensor]:
     for k, t in rows.items():
         if len(t) != n:
             raise ValueError(f"in-memory data: {k} has {len(t)} rows, theta has {n}; give one row per simulation.")
-    d = rows["theta"].shape[1] if rows["theta"].ndim == 2 else None
-    if d is None or rows["theta"].ndim != 2:
+    if rows["theta"].ndim != 2:
         raise ValueError(f"theta must have shape (n, theta_dim) or (n,); got {tuple(rows['theta'].shape)}.")
+    d = rows["theta"].shape[1]
     if rows["x"].ndim < 2 or 0 in rows["x"].shape[1:]:
         raise ValueError(f"x must have shape (n, x_dim), (n,) or (n, *x_shape); got {tuple(rows['x'].shape)}.")
     if not torch.isfinite(rows["theta"]).all():
