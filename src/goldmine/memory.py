@@ -128,17 +128,9 @@ class InMemoryData:
     def _select(self, fields, label, dtype, drop_invalid) -> dict[str, Tensor]:
         fields = self.fields if fields is None else tuple(fields)
         self.require(*fields)
-        keep = torch.ones(len(self), dtype=torch.bool)
-        if label is not None:
-            keep &= self._rows["label"] == label
-        if drop_invalid:
-            for k in ("x", *(k for k in GOLD_FIELDS if k in fields)):
-                keep &= torch.isfinite(self._rows[k].reshape(len(self), -1)).all(1)
-        out = {}
-        for k in fields:
-            t = self._rows[k][keep]
-            out[k] = t.to(dtype) if t.is_floating_point() else t.long()
-        return out
+        # Dataset's reading of rows (label, non-finite rows, dtype) applied to the rows in memory as numpy views
+        arrays = {k: v.numpy() for k, v in self._rows.items()}
+        return Dataset._read(self, arrays, fields, 0, len(self), label, dtype, drop_invalid)
 
     def tensors(self, fields=None, label: int | None = None, dtype=torch.float32, drop_invalid: bool = True,
                 max_rows: int | None = None) -> dict[str, Tensor]:
