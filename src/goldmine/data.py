@@ -251,17 +251,22 @@ def _create(path: Path, meta: dict, first: dict[str, np.ndarray]) -> h5py.File:
     return h5py.File(path, "r+")
 
 
+def invalid_rows(arrays: dict[str, np.ndarray], rows: int) -> int:
+    """How many of the `rows` rows of `arrays` are invalid: x or its gold NaN or infinite."""
+    bad = np.zeros(rows, dtype=bool)
+    for key in ("x", *GOLD_FIELDS):
+        if key in arrays:
+            bad |= ~np.isfinite(arrays[key].reshape(rows, -1)).all(axis=1)
+    return int(bad.sum())
+
+
 def _append(f: h5py.File, chunk: dict[str, np.ndarray]) -> None:
     done = int(f.attrs["rows_done"])
     rows = len(chunk["theta"])
     for key, arr in chunk.items():
         f[key].resize(done + rows, axis=0)
         f[key][done:] = arr
-    bad = np.zeros(rows, dtype=bool)
-    for key in ("x", *GOLD_FIELDS):  # a row is invalid where x or its gold is NaN or infinite
-        if key in chunk:
-            bad |= ~np.isfinite(chunk[key].reshape(rows, -1)).all(axis=1)
-    f.attrs["invalid_rows"] = int(f.attrs.get("invalid_rows", 0)) + int(bad.sum())
+    f.attrs["invalid_rows"] = int(f.attrs.get("invalid_rows", 0)) + invalid_rows(chunk, rows)
     f.attrs["rows_done"] = done + rows
     f.flush()
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import checks
-from .data import BASE_FIELDS, GOLD_FIELDS, Dataset
+from .data import BASE_FIELDS, GOLD_FIELDS, Dataset, invalid_rows
 
 DTYPE = torch.float64
 FIELDS = (*BASE_FIELDS, *GOLD_FIELDS)
@@ -79,11 +79,7 @@ class InMemoryData:
         self.has_gold = all(k in self._rows for k in GOLD_FIELDS)
         self.meta = {"simulator": self.simulator, "theta_dim": self.theta_dim, "x_dim": self.x_dim,
                      "n": len(self), "reference": self.reference.tolist(), "gold": self.has_gold}
-        finite = torch.ones(len(self), dtype=torch.bool)
-        for k in ("x", *GOLD_FIELDS):
-            if k in self._rows:
-                finite &= torch.isfinite(self._rows[k].reshape(len(self), -1)).all(1)
-        self.invalid_rows = int((~finite).sum())
+        self.invalid_rows = invalid_rows({k: v.numpy() for k, v in self._rows.items()}, len(self))
 
     def __len__(self) -> int:
         return len(self._rows["theta"])
