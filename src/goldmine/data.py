@@ -26,6 +26,7 @@ or infinite is counted as invalid, and reads skip it when they use the non-finit
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from contextlib import closing
@@ -168,6 +169,13 @@ HEADER = {
 }
 
 
+def holds_x_dim(shape, x_dim: int) -> bool:
+    """Whether a recorded x_shape (a data set's header, a saved estimator's config) is a non-empty list of
+    positive integers with x_dim elements in all."""
+    return (isinstance(shape, list) and bool(shape) and all(checks._is_int(d) and d >= 1 for d in shape)
+            and math.prod(shape) == x_dim)
+
+
 def _read_meta(f: h5py.File) -> dict:
     """The header of an open data set, checked: a ValueError naming the file and the key otherwise."""
     name = f.filename
@@ -192,8 +200,7 @@ def _read_meta(f: h5py.File) -> dict:
     if meta.get("layout", "pairs") not in LAYOUTS:
         raise ValueError(f"{name} has a corrupt header: layout = {meta['layout']!r}. Simulate it again.")
     shape = meta.get("x_shape", [meta["x_dim"]])
-    if (not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
-                                                             for d in shape) or int(np.prod(shape)) != meta["x_dim"]):
+    if not holds_x_dim(shape, meta["x_dim"]):
         raise ValueError(f"{name} has a corrupt header: x_shape = {shape!r} does not hold x_dim = {meta['x_dim']} "
                          "elements. Simulate it again.")
     if len(meta["reference"]) != meta["theta_dim"]:
@@ -251,17 +258,22 @@ def _create(path: Path, meta: dict, first: dict[str, np.ndarray]) -> h5py.File:
     return h5py.File(path, "r+")
 
 
+def invalid_rows(arrays: dict[str, np.ndarray], rows: int) -> int:
+    """How many of the `rows` rows of `arrays` are invalid: x or its gold NaN or infinite."""
+    bad = np.zeros(rows, dtype=bool)
+    for key in ("x", *GOLD_FIELDS):
+        if key in arrays:
+            bad |= ~np.isfinite(arrays[key].reshape(rows, -1)).all(axis=1)
+    return int(bad.sum())
+
+
 def _append(f: h5py.File, chunk: dict[str, np.ndarray]) -> None:
     done = int(f.attrs["rows_done"])
     rows = len(chunk["theta"])
     for key, arr in chunk.items():
         f[key].resize(done + rows, axis=0)
         f[key][done:] = arr
-    bad = np.zeros(rows, dtype=bool)
-    for key in ("x", *GOLD_FIELDS):  # a row is invalid where x or its gold is NaN or infinite
-        if key in chunk:
-            bad |= ~np.isfinite(chunk[key].reshape(rows, -1)).all(axis=1)
-    f.attrs["invalid_rows"] = int(f.attrs.get("invalid_rows", 0)) + int(bad.sum())
+    f.attrs["invalid_rows"] = int(f.attrs.get("invalid_rows", 0)) + invalid_rows(chunk, rows)
     f.attrs["rows_done"] = done + rows
     f.flush()
 

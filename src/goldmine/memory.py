@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import checks
-from .data import BASE_FIELDS, GOLD_FIELDS, Dataset
+from .data import BASE_FIELDS, GOLD_FIELDS, Dataset, invalid_rows
 
 DTYPE = torch.float64
 FIELDS = (*BASE_FIELDS, *GOLD_FIELDS)
@@ -79,11 +79,7 @@ class InMemoryData:
         self.has_gold = all(k in self._rows for k in GOLD_FIELDS)
         self.meta = {"simulator": self.simulator, "theta_dim": self.theta_dim, "x_dim": self.x_dim,
                      "n": len(self), "reference": self.reference.tolist(), "gold": self.has_gold}
-        finite = torch.ones(len(self), dtype=torch.bool)
-        for k in ("x", *GOLD_FIELDS):
-            if k in self._rows:
-                finite &= torch.isfinite(self._rows[k].reshape(len(self), -1)).all(1)
-        self.invalid_rows = int((~finite).sum())
+        self.invalid_rows = invalid_rows({k: v.numpy() for k, v in self._rows.items()}, len(self))
 
     def __len__(self) -> int:
         return len(self._rows["theta"])
@@ -128,17 +124,9 @@ class InMemoryData:
     def _select(self, fields, label, dtype, drop_invalid) -> dict[str, Tensor]:
         fields = self.fields if fields is None else tuple(fields)
         self.require(*fields)
-        keep = torch.ones(len(self), dtype=torch.bool)
-        if label is not None:
-            keep &= self._rows["label"] == label
-        if drop_invalid:
-            for k in ("x", *(k for k in GOLD_FIELDS if k in fields)):
-                keep &= torch.isfinite(self._rows[k].reshape(len(self), -1)).all(1)
-        out = {}
-        for k in fields:
-            t = self._rows[k][keep]
-            out[k] = t.to(dtype) if t.is_floating_point() else t.long()
-        return out
+        # Dataset's reading of rows (label, non-finite rows, dtype) applied to the rows in memory as numpy views
+        arrays = {k: v.numpy() for k, v in self._rows.items()}
+        return Dataset._read(self, arrays, fields, 0, len(self), label, dtype, drop_invalid)
 
     def tensors(self, fields=None, label: int | None = None, dtype=torch.float32, drop_invalid: bool = True,
                 max_rows: int | None = None) -> dict[str, Tensor]:
@@ -160,9 +148,7 @@ class InMemoryData:
         fields = self.fields if fields is None else fields
         return sum(int(np.prod(self._rows[k].shape[1:])) for k in fields if k in self._rows)
 
-    def scan_rows(self, fields=("x",)) -> int:
-        """Rows per batch for reading `fields` in one pass, as `Dataset.scan_rows` (at most 2²² values)."""
-        return max(1, min(65536, 2**22 // max(self.values_per_row(fields), 1)))
+    scan_rows = Dataset.scan_rows  # rows per batch from `values_per_row`, the same rule as a Dataset's
 
     def x_range(self) -> tuple[Tensor, Tensor] | None:
         """The per-dimension minimum and maximum of the finite x (two (x_dim,) float64), or None."""
@@ -216,9 +202,9 @@ def _rows_of(data) -> dict[str, Tensor]:
     for k, t in rows.items():
         if len(t) != n:
             raise ValueError(f"in-memory data: {k} has {len(t)} rows, theta has {n}; give one row per simulation.")
-    d = rows["theta"].shape[1] if rows["theta"].ndim == 2 else None
-    if d is None or rows["theta"].ndim != 2:
+    if rows["theta"].ndim != 2:
         raise ValueError(f"theta must have shape (n, theta_dim) or (n,); got {tuple(rows['theta'].shape)}.")
+    d = rows["theta"].shape[1]
     if rows["x"].ndim < 2 or 0 in rows["x"].shape[1:]:
         raise ValueError(f"x must have shape (n, x_dim), (n,) or (n, *x_shape); got {tuple(rows['x'].shape)}.")
     if not torch.isfinite(rows["theta"]).all():

@@ -303,7 +303,7 @@ class Trainer:
 
         history = {"train_loss": [], "val_loss": [], "lr": [], "seconds": [], "best_epoch": None, "stop_reason": "epochs"}
         self.history = history
-        best, best_state, since_best = math.inf, copy.deepcopy(network.state_dict()), 0
+        best_state, since_best = copy.deepcopy(network.state_dict()), 0
         self.best_states = {}
         for name in monitors:
             history[f"val_{name}"] = []
@@ -349,9 +349,7 @@ class Trainer:
                 for name, value in values.items():
                     if value < self.best_states.get(name, (0, math.inf))[1]:
                         self.best_states[name] = (epoch + 1, value, copy.deepcopy(network.state_dict()))
-                if val_value < best:
-                    best = val_value
-                    history["best_epoch"] = epoch + 1
+                history["best_epoch"] = self.best_states["loss"][0]
                 if self.best_states.get(select, (None,))[0] == epoch + 1:
                     since_best = 0
                 else:
@@ -374,7 +372,7 @@ class Trainer:
         kept_epoch = history["kept_epoch"]
         history["kept_val_loss"] = history["val_loss"][kept_epoch - 1] if kept_epoch else None
         network.eval()
-        history["best_val_loss"] = best
+        history["best_val_loss"] = self.best_states["loss"][1]
         history["best_epochs"] = best_epochs
         return history
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from .. import checks
-from ..data import Dataset
+from ..data import Dataset, holds_x_dim
 from ..folders import claim
 from ..memory import as_data
 from ..training import Trainer
@@ -344,8 +343,7 @@ def shape_record(est) -> dict:
 def restore_shape(fitted: dict) -> tuple[int, ...]:
     """The x_shape_ of config.json's "fitted", checked against x_dim; (x_dim,) when it has none."""
     shape = fitted.get("x_shape", [fitted["x_dim"]])
-    if (not isinstance(shape, list) or not shape or not all(checks._is_int(d) and d >= 1 for d in shape)
-            or math.prod(shape) != fitted["x_dim"]):
+    if not holds_x_dim(shape, fitted["x_dim"]):
         raise ValueError(f"fitted x_shape {shape!r} must be a list of positive sizes with x_dim = {fitted['x_dim']} "
                          "elements.")
     return tuple(int(d) for d in shape)

@@ -170,9 +170,9 @@ class RatioNetwork(nn.Module):
                  embedding=None, x_shape: tuple[int, ...] | None = None):
         super().__init__()
         self.anchored = anchored
-        self.x_norm, self.embedding, features = x_input(embedding, x_dim, x_shape)
+        self.x_norm, self.embedding, width = x_input(embedding, x_dim, x_shape)
         self.theta_norm = Standardize(theta_dim)
-        self.g = mlp(features + theta_dim, 1, hidden, activation)
+        self.g = mlp(width + theta_dim, 1, hidden, activation)
         self.register_buffer("reference", reference.float().reshape(1, -1))
 
     def features(self, x: Tensor) -> Tensor:
