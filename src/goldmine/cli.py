@@ -42,7 +42,7 @@ from . import __version__, checks, simulators, study, workflow
 from .estimators import load
 from .folders import marked
 from .training import TrainingError
-from .estimators.registry import get_method, methods
+from .estimators.registry import default_method, get_method, methods
 from .inference.surrogate import capabilities
 
 #: toy data sets at θ̂ with which goldmine infer checks the coverage of a Wilks region
@@ -382,7 +382,7 @@ def cmd_simulate(args) -> int:
     print(f"  fields {', '.join(data.fields)} ({kind}); {seconds:.1f} s")
     if data.invalid_rows:
         print(f"  {data.invalid_rows} rows hold non-finite x or gold (training skips them where it reads those)")
-    method = "nre" if data.layout == "prior" else "alice" if data.has_gold else "carl"  # RatioEstimator()'s choice
+    method = default_method("ratio", data.has_gold, data.layout)  # what RatioEstimator() trains on these data
     print(f"next: goldmine train {method} {out} -o model/")
     return 0
 

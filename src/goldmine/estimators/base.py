@@ -75,13 +75,15 @@ class Estimator:
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         raise NotImplementedError
 
-    def _resolve_method(self, data: Dataset | str, gold: str, goldless: str) -> Dataset:
-        """The data set, opened; a `method` left None becomes `gold` when the data have gold (the joint
-        ratio and score of a simulator with a joint likelihood), else `goldless`, recorded in `params` so
-        that a saved estimator names the method it was trained with."""
+    def _resolve_method(self, data: Dataset | str, family: str) -> Dataset:
+        """The data set, opened; a `method` left None becomes `family`'s default for these data (with or
+        without gold, of their layout: `registry.default_method`), recorded in `params` so that a saved
+        estimator names the method it was trained with."""
+        from .registry import default_method
+
         data = as_data(data)  # a Dataset, its path, or tensors in memory (goldmine.memory)
         if self.method is None:
-            self.method = gold if data.has_gold else goldless
+            self.method = default_method(family, data.has_gold, getattr(data, "layout", "pairs"))
             self.params["method"] = self.method
         return data
 
