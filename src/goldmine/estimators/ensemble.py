@@ -168,6 +168,7 @@ class Ensemble(Estimator):
         self.method = getattr(first, "method", None)
         self.theta_dim_, self.x_dim_, self.reference_ = first.theta_dim_, first.x_dim_, first.reference_
         self.x_shape_ = getattr(first, "x_shape_", None)
+        self.theta_names_ = getattr(first, "theta_names_", None)
         self.network_ = nn.ModuleList([m.network_ for m in members])
         self.history_ = {**first.history_, "members": [m.history_ for m in members]}
         self._record()
