@@ -47,3 +47,13 @@ def test_rows_without_a_simulator_give_no_names_and_load_checks_them(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="theta_names"):
         gm.load(tmp_path / "m")
+
+
+def test_histograms_keep_the_names(weinberg, tmp_path):
+    sim, data = weinberg
+    histogram = gm.HistogramRatio(theta_bins=2).fit(data)
+    assert histogram.theta_names_ == ("E", "G_f")
+    assert gm.load(histogram.save(tmp_path / "h")).theta_names_ == ("E", "G_f")
+    sallino = gm.ScoreEstimator("sallino", epochs=1, hidden=(8,), progress=False).fit(data)
+    assert sallino.theta_names_ == ("E", "G_f")
+    assert Model(sallino.likelihood_surrogate(data), prior=sim.prior).theta_names == ("E", "G_f")
