@@ -208,9 +208,18 @@ def test_bad_embedding_settings_are_refused_when_the_estimator_is_built(embeddin
         gm.RatioEstimator(embedding=embedding)
 
 
-def test_the_likelihood_flows_take_no_embedding_and_say_what_does():
-    with pytest.raises(ValueError, match=r"RatioEstimator\(embedding=\.\.\.\) or a PosteriorEstimator"):
-        gm.LikelihoodEstimator(embedding="cnn")
+@pytest.mark.parametrize("method, instead", [
+    ("nle", r"train nre \(RatioEstimator\('nre', embedding=\.\.\.\)\) or npe \(PosteriorEstimator\(embedding="),
+    ("scandal", r"train alices or rascal \(RatioEstimator\('alices', embedding=\.\.\.\)\), which use the same gold"),
+    (None, r"train a ratio method .*npe .*sally"),
+])
+def test_the_likelihood_flows_take_no_embedding_and_say_why_and_what_does(method, instead):
+    """x is the flow's variable, not its input: the refusal says so, and names the methods that read x through an
+    embedding (the ones with gold for scandal, the goldless ones for nle)."""
+    with pytest.raises(ValueError, match=r"density p\(x\|θ\) of x itself.*squeezing s to a point.*" + instead):
+        gm.LikelihoodEstimator(method, embedding="cnn")
+    with pytest.raises(ValueError, match="takes no embedding"):
+        gm.LikelihoodEstimator(method, embedding=TinyCNN())
 
 
 @pytest.fixture(scope="module")
