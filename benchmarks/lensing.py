@@ -17,7 +17,12 @@ quality   for each budget N (images) a data set of N images of --size pixels per
             wilks     the fraction of toys whose Wilks region contains θ₀;
             neyman    the Neyman coverage at θ₀: the threshold is the 95% quantile of q(θ₀) over half the
                       toys (calibration), and the coverage is measured on the other half (as
-                      `gm.inference.coverage(method="neyman")` does with two streams of toys).
+                      `gm.inference.coverage(method="neyman")` does with two streams of toys);
+            bias      why a Wilks region misses θ₀: the surrogate's score t̂(x|θ₀) = ∇_θ log r̂(x|θ₀) over the
+                      toys' lenses, its mean per lens m and spread s per component, and √n·m/s, the mean of
+                      the summed score of n lenses in its own standard deviations. The exact score has mean 0;
+                      |·| ≫ 1 means the per-lens bias, added up n times, outgrows the noise, which adds up √n
+                      times: ℓ is on average not stationary at θ₀, and a region misses θ₀ unless it is wide.
 
 --log-f-sub runs the simulator with θ = (log f_sub, β) (`StrongLensing(log_f_sub=True)`, a prior uniform in
 log f_sub), θ₀ = (log 0.1, −1.9): the same lenses, a joint score of spread √λ in the first component instead
@@ -112,6 +117,15 @@ def region_stats(model, toys_x, grid: torch.Tensor, theta0: torch.Tensor, box: f
             "toys": int(len(q0))}
 
 
+def score_bias(est, toys_x, theta0: torch.Tensor, n_obs: int) -> dict:
+    """The surrogate's score at θ₀ over the toys' lenses: mean and spread per lens, and √n·mean/spread."""
+    x = toys_x.reshape(-1, toys_x.shape[-1])
+    t = torch.cat([est.score(x[s:s + 1024], theta0.float()).double() for s in range(0, len(x), 1024)])
+    mean, spread = t.mean(0), t.std(0)
+    return {"score_mean_at_theta0": mean.tolist(), "score_std_at_theta0": spread.tolist(),
+            "score_bias_sigmas": (math.sqrt(n_obs) * mean / spread.clamp(min=1e-300)).tolist()}
+
+
 def quality(config: dict, results: dict, path: Path, log=print) -> None:
     log_f = config.get("log_f_sub", False)
     sim = StrongLensing(size=config["size"], log_f_sub=log_f)
@@ -137,7 +151,8 @@ def quality(config: dict, results: dict, path: Path, log=print) -> None:
                 grid = model.grid(config["grid"])
                 t1 = time.perf_counter()
                 entry = {"budget": budget, "method": method, "train_seconds": train_s, "epochs": config["epochs"],
-                         **region_stats(model, toys_x, grid, theta0, box)}
+                         **region_stats(model, toys_x, grid, theta0, box),
+                         **score_bias(est, toys_x, theta0, config["n_obs"])}
                 entry["inference_seconds"] = time.perf_counter() - t1
                 results["entries"][key] = entry
                 write(results, path)
@@ -152,7 +167,9 @@ def theta_0(log_f_sub: bool) -> tuple[float, float]:
 def line(e: dict) -> str:
     return (f"{e['budget']:>7} {e['method']:>7}  area {e['area']:.4f} ({e['area_fraction']:.3f} of the box)  "
             f"Wilks {e['wilks_coverage']:.2f}  Neyman {e['neyman_coverage']:.2f} ± {e['neyman_stderr']:.2f}  "
-            f"train {e['train_seconds']:.0f} s")
+            + (f"score bias {', '.join(f'{b:+.1f}' for b in e['score_bias_sigmas'])} σ  "
+               if "score_bias_sigmas" in e else "")
+            + f"train {e['train_seconds']:.0f} s")
 
 
 def targets(results: dict) -> dict:
