@@ -84,7 +84,7 @@ def kernel_scale(data: Dataset, fallback: Tensor) -> Tensor:
     batch = next(iter(data.batches(65536, ["x"], label=1, shuffle=False)), None)
     if batch is None or len(batch["x"]) < 2:
         return fallback
-    x = batch["x"].double()
+    x = batch["x"].flatten(1).double()  # images and other x of more axes: the flow's variable is the flat x
     q = torch.quantile(x, torch.tensor([0.25, 0.75], dtype=x.dtype), dim=0)
     spread = torch.minimum(x.std(0), (q[1] - q[0]) / 1.349).float()
     return torch.where(spread > 0, spread, fallback)
