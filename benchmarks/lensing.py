@@ -18,11 +18,13 @@ quality   for each budget N (images) a data set of N images of --size pixels per
             neyman    the Neyman coverage at θ₀: the threshold is the 95% quantile of q(θ₀) over half the
                       toys (calibration), and the coverage is measured on the other half (as
                       `gm.inference.coverage(method="neyman")` does with two streams of toys);
-            bias      why a Wilks region misses θ₀: the surrogate's score t̂(x|θ₀) = ∇_θ log r̂(x|θ₀) over the
-                      toys' lenses, its mean per lens m and spread s per component, and √n·m/s, the mean of
-                      the summed score of n lenses in its own standard deviations. The exact score has mean 0;
-                      |·| ≫ 1 means the per-lens bias, added up n times, outgrows the noise, which adds up √n
-                      times: ℓ is on average not stationary at θ₀, and a region misses θ₀ unless it is wide.
+            bias      why a Wilks region misses θ₀: the surrogate's score t̂(x|θ₀) = ∇_θ log r̂(x|θ₀)
+                      over the toys' lenses, its mean per lens m and spread s per component, and √n·m/s,
+                      the mean of the summed score of n lenses in its own standard deviations. The exact
+                      score has mean 0; |·| ≫ 1 means the per-lens bias, added up n times, outgrows the
+                      noise, which adds up √n times: ℓ is on average not stationary at θ₀, and a region
+                      misses θ₀ unless it is wide. (Too steep an ℓ shows in the Neyman threshold instead,
+                      far above χ²₂(95%) = 5.99.)
 
 --log-f-sub runs the simulator with θ = (log f_sub, β) (`StrongLensing(log_f_sub=True)`, a prior uniform in
 log f_sub), θ₀ = (log 0.1, −1.9): the same lenses, a joint score of spread √λ in the first component instead

@@ -331,4 +331,5 @@ def test_an_observed_site_of_images_keeps_its_shape_through_simulate_and_an_embe
     assert est.log_ratio(rows["x"][:5], torch.zeros(5, 1)).shape == (5,)
     est.save(tmp_path / "model")
     again = gm.load(tmp_path / "model")
-    assert torch.equal(again.log_ratio(rows["x"][:5], torch.zeros(5, 1)), est.log_ratio(rows["x"][:5], torch.zeros(5, 1)))
+    images, theta = rows["x"][:5], torch.zeros(5, 1)
+    assert torch.equal(again.log_ratio(images, theta), est.log_ratio(images, theta))

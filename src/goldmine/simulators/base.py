@@ -362,9 +362,10 @@ class BlackBoxSimulator(Simulator):
         fn: maps θ (n, theta_dim) to x (n, x_dim) (or (n,) for x_dim = 1), or to x of more axes
             (n, *x_shape) (images (n, C, H, W), series, sets), as numpy arrays when ``numpy=True`` and
             torch tensors otherwise. The shape returned at the reference becomes the simulator's
-            `x_shape` (None for a vector), which data sets record and embeddings read. Its randomness should come from the
-            global numpy / torch generators, which are seeded from ``generator`` on every call so
-            that runs are reproducible. With ``vectorized=False`` it is called once per row.
+            `x_shape` (None for a vector), which data sets record and embeddings read. Its randomness
+            should come from the global numpy / torch generators, which are seeded from ``generator``
+            on every call so that runs are reproducible. With ``vectorized=False`` it is called once
+            per row.
         prior: a torch distribution over θ with event shape (theta_dim,).
         reference: θ_ref; the prior's mean by default.
         name: stored in data files.

@@ -211,9 +211,10 @@ def gaussian_kernel(sigma_pixels: float) -> Tensor | None:
 class StrongLensing(Simulator):
     """Images of a galaxy-scale strong lens with a population of subhalos: θ = (f_sub, β).
 
-    Prior uniform on f_sub ∈ [0.001, 0.2] × β ∈ [−2.5, −1.5], θ_ref = (0.05, −1.9); with ``log_f_sub=True``,
-    θ = (log f_sub, β), uniform on [log 0.001, log 0.2] × [−2.5, −1.5], θ_ref = (log 0.05, −1.9). The physics
-    and the joint density are in the module docstring; the host and source distributions in `HOST` and `SOURCE`.
+    Prior uniform on f_sub ∈ [0.001, 0.2] × β ∈ [−2.5, −1.5], θ_ref = (0.05, −1.9); with
+    ``log_f_sub=True``, θ = (log f_sub, β), uniform on [log 0.001, log 0.2] × [−2.5, −1.5], θ_ref =
+    (log 0.05, −1.9). The physics and the joint density are in the module docstring; the host and source
+    distributions in `HOST` and `SOURCE`.
 
     x is the image: (n, 1, size, size) (`x_shape`), or (n, size·size) flattened row by row with
     ``flatten=True`` (for networks without an embedding). Row i of an image is y, from −L upwards; column j
