@@ -17,7 +17,18 @@ quality   for each budget N (images) a data set of N images of --size pixels per
             wilks     the fraction of toys whose Wilks region contains θ₀;
             neyman    the Neyman coverage at θ₀: the threshold is the 95% quantile of q(θ₀) over half the
                       toys (calibration), and the coverage is measured on the other half (as
-                      `gm.inference.coverage(method="neyman")` does with two streams of toys).
+                      `gm.inference.coverage(method="neyman")` does with two streams of toys);
+            bias      why a Wilks region misses θ₀: the surrogate's score t̂(x|θ₀) = ∇_θ log r̂(x|θ₀)
+                      over the toys' lenses, its mean per lens m and spread s per component, and √n·m/s,
+                      the mean of the summed score of n lenses in its own standard deviations. The exact
+                      score has mean 0; |·| ≫ 1 means the per-lens bias, added up n times, outgrows the
+                      noise, which adds up √n times: ℓ is on average not stationary at θ₀, and a region
+                      misses θ₀ unless it is wide. (Too steep an ℓ shows in the Neyman threshold instead,
+                      far above χ²₂(95%) = 5.99.)
+
+--log-f-sub runs the simulator with θ = (log f_sub, β) (`StrongLensing(log_f_sub=True)`, a prior uniform in
+log f_sub), θ₀ = (log 0.1, −1.9): the same lenses, a joint score of spread √λ in the first component instead
+of √λ/f_sub; areas are then fractions of the (log f_sub, β) box, coverages compare directly.
 
 The issue's targets, checked under "targets" when the run reaches them: gold at N images reaches the area
 that carl needs ≥ 10·N images for; Neyman coverage within 2 points of 95%; 10⁴ images of 64 × 64 simulated
@@ -26,7 +37,7 @@ and mined in ≤ 2 minutes, and an alices epoch with the CNN on 10⁴ images in 
 Usage:
     python benchmarks/lensing.py [--size 32] [--budgets N ...] [--methods carl alices rascal] [--epochs E]
         [--n-obs 100] [--toys T] [--grid G] [--speed-images N] [--speed-size 64] [--epoch-images N]
-        [--skip-speed] [--skip-quality] [--quick] [--out DIR]
+        [--skip-speed] [--skip-quality] [--log-f-sub] [--quick] [--out DIR]
 
 DIR/lensing.json holds the settings, the machine, the speed and one entry per (budget, method), rewritten
 after each; DIR/lensing.png plots area and coverage against the budget. torch runs on one thread.
@@ -108,12 +119,22 @@ def region_stats(model, toys_x, grid: torch.Tensor, theta0: torch.Tensor, box: f
             "toys": int(len(q0))}
 
 
+def score_bias(est, toys_x, theta0: torch.Tensor, n_obs: int) -> dict:
+    """The surrogate's score at θ₀ over the toys' lenses: mean and spread per lens, and √n·mean/spread."""
+    x = toys_x.reshape(-1, toys_x.shape[-1])
+    t = torch.cat([est.score(x[s:s + 1024], theta0.float()).double() for s in range(0, len(x), 1024)])
+    mean, spread = t.mean(0), t.std(0)
+    return {"score_mean_at_theta0": mean.tolist(), "score_std_at_theta0": spread.tolist(),
+            "score_bias_sigmas": (math.sqrt(n_obs) * mean / spread.clamp(min=1e-300)).tolist()}
+
+
 def quality(config: dict, results: dict, path: Path, log=print) -> None:
-    sim = StrongLensing(size=config["size"])
-    theta0 = torch.tensor([THETA0], dtype=torch.float64)
+    log_f = config.get("log_f_sub", False)
+    sim = StrongLensing(size=config["size"], log_f_sub=log_f)
+    theta0 = torch.tensor([theta_0(log_f)], dtype=torch.float64)
     start = time.perf_counter()
     toys_x = draw_toys(sim, theta0[0], config["toys"], config["n_obs"], seeded_generator(12345, 0))
-    log(f"{config['toys']} toy data sets of {config['n_obs']} lenses at θ₀ = {THETA0}: "
+    log(f"{config['toys']} toy data sets of {config['n_obs']} lenses at θ₀ = {theta0[0].tolist()}: "
         f"{time.perf_counter() - start:.0f} s")
     low, high = sim.prior.base_dist.low, sim.prior.base_dist.high
     box = float((high - low).prod())
@@ -132,17 +153,25 @@ def quality(config: dict, results: dict, path: Path, log=print) -> None:
                 grid = model.grid(config["grid"])
                 t1 = time.perf_counter()
                 entry = {"budget": budget, "method": method, "train_seconds": train_s, "epochs": config["epochs"],
-                         **region_stats(model, toys_x, grid, theta0, box)}
+                         **region_stats(model, toys_x, grid, theta0, box),
+                         **score_bias(est, toys_x, theta0, config["n_obs"])}
                 entry["inference_seconds"] = time.perf_counter() - t1
                 results["entries"][key] = entry
                 write(results, path)
                 log(line(entry))
 
 
+def theta_0(log_f_sub: bool) -> tuple[float, float]:
+    """θ₀ in the simulator's parametrisation: (f_sub, β), or (log f_sub, β)."""
+    return (math.log(THETA0[0]), THETA0[1]) if log_f_sub else THETA0
+
+
 def line(e: dict) -> str:
     return (f"{e['budget']:>7} {e['method']:>7}  area {e['area']:.4f} ({e['area_fraction']:.3f} of the box)  "
             f"Wilks {e['wilks_coverage']:.2f}  Neyman {e['neyman_coverage']:.2f} ± {e['neyman_stderr']:.2f}  "
-            f"train {e['train_seconds']:.0f} s")
+            + (f"score bias {', '.join(f'{b:+.1f}' for b in e['score_bias_sigmas'])} σ  "
+               if "score_bias_sigmas" in e else "")
+            + f"train {e['train_seconds']:.0f} s")
 
 
 def targets(results: dict) -> dict:
@@ -226,6 +255,7 @@ def main(argv=None) -> dict:
                         "part's data set when equal to --speed-images, the default)")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--log-f-sub", action="store_true", help="θ = (log f_sub, β) instead of (f_sub, β)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 16×16 images, 400 images, 2 epochs, 6 toys of 10 lenses, a 7×7 grid")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "lensing")
@@ -238,7 +268,9 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "lensing.json"
     config = {k: getattr(args, k) for k in ("size", "budgets", "methods", "epochs", "n_obs", "toys", "grid")}
-    config["theta0"] = list(THETA0)
+    config["theta0"] = list(theta_0(args.log_f_sub))
+    if args.log_f_sub:  # only when set, so that earlier results keep their config
+        config["log_f_sub"] = True
     old = json.loads(path.read_text()) if path.is_file() else {}
     results = old if old.get("config") == config else {"config": config, "entries": {}}
     if not (args.skip_speed and args.skip_quality):  # else only the report is redrawn from the stored JSON

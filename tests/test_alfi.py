@@ -154,3 +154,55 @@ def test_bad_input(machine):
         machine.infer(torch.zeros(10, 1), simulator=gm.simulators.Weinberg())
     with pytest.raises(TypeError, match="Simulator"):
         ALFI(**TINY).fit(lambda theta: theta)
+
+
+def alfi_images(theta):
+    """Images (n, 1, 6, 6): θ in every pixel plus N(0, 0.3²) noise."""
+    return theta[:, :, None, None] + 0.3 * np.random.normal(size=(theta.shape[0], 1, 6, 6))
+
+
+class ImageNet(torch.nn.Module):
+    """A user's embedding of the (1, 6, 6) images: one convolution, then 4 features."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, stride=2, padding=1), torch.nn.Flatten(),
+                                       torch.nn.Linear(18, 4))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_images_through_an_embedding_save_load_and_bad_input(tmp_path):
+    """x of shape (n, 1, 6, 6) read through a built-in cnn or a user's module: inference takes images of one
+    problem or many, a saved machine rebuilds the built-in from config.json and the user's module only when
+    passed again, and images of another shape, a quantile standardisation with an embedding and an embedding
+    that does not fit the images are refused, each naming the fix."""
+    sim = gm.simulators.BlackBoxSimulator(alfi_images, gm.simulators.box_prior([-1.0], [1.0]))
+    assert sim.x_shape == (1, 6, 6)
+    x = sim.sample(torch.full((5, 1), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(3)).x
+    cnn = {"name": "cnn", "channels": [2], "out": 4}
+    alfi = ALFI(**TINY, embedding=cnn).fit(sim)
+    assert alfi.params["standardize"] == "affine" and alfi.x_shape_ == (1, 6, 6)
+    result = alfi.infer(x, seed=0)
+    assert result.mu.shape == (3, 1) and torch.isfinite(result.mu).all()
+    assert alfi.infer(torch.stack([x, x]), seed=0).mu.shape == (2, 3, 1)
+    alfi.save(tmp_path / "cnn")
+    config = json.loads((tmp_path / "cnn" / "config.json").read_text())
+    assert config["params"]["embedding"]["name"] == "cnn" and config["fitted"]["x_shape"] == [1, 6, 6]
+    loaded = gm.load(tmp_path / "cnn")
+    assert torch.equal(loaded.infer(x, simulator=sim, seed=1).mu, alfi.infer(x, simulator=sim, seed=1).mu)
+    with pytest.raises(ValueError, match=r"x_obs must have shape \(n, 1, 6, 6\)"):
+        alfi.infer(torch.zeros(5, 1, 4, 4))
+
+    user = ALFI(**TINY, embedding=ImageNet()).fit(sim)
+    user.save(tmp_path / "user")
+    with pytest.raises(ValueError, match=r"pass it again when loading, goldmine.load\(path, embedding="):
+        gm.load(tmp_path / "user")
+    again = gm.load(tmp_path / "user", embedding=ImageNet())
+    assert torch.equal(again.infer(x, simulator=sim, seed=1).mu, user.infer(x, simulator=sim, seed=1).mu)
+
+    with pytest.raises(ValueError, match="drop standardize="):
+        ALFI(embedding=cnn, standardize="quantile")
+    with pytest.raises(ValueError, match="the gru embedding takes series"):
+        ALFI(**TINY, embedding="gru").fit(sim)

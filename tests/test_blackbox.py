@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
+import goldmine as gm
 from goldmine.simulators import BlackBoxSimulator, box_prior
 from goldmine.estimators.registry import goldless
 from goldmine.simulators.base import DTYPE
@@ -111,12 +112,12 @@ def test_no_gold(sim, method):
     "fn",
     [
         lambda t: np.zeros((t.shape[0] + 1, 2)),  # one run too many
-        lambda t: np.zeros((t.shape[0], 2, 2)),  # x is not a vector
+        lambda t: np.zeros((t.shape[0], 0, 2)),  # an x of no elements
         lambda t: np.float64(0.0),  # a scalar
     ],
 )
 def test_bad_function_output_shape(fn):
-    with pytest.raises(ValueError, match=r"must return \(n, x_dim\) or \(n,\)"):
+    with pytest.raises(ValueError, match=r"must return one x per row of θ: \(n, x_dim\), \(n,\), or \(n, \*x_shape\)"):
         BlackBoxSimulator(fn, PRIOR)
 
 
@@ -128,7 +129,7 @@ def test_bad_function_output_shape_at_sample_time():
 
 def test_output_dimension_must_not_change():
     sim = BlackBoxSimulator(lambda t: np.zeros((t.shape[0], t.shape[0])), PRIOR)  # x_dim = n
-    with pytest.raises(ValueError, match="x_dim"):
+    with pytest.raises(ValueError, match=r"returned x of shape \(n, 3\), but \(n, 1\) when probed.*must not change"):
         sim.sample(torch.tensor([[0.0, 1.0]]).expand(3, 2))
 
 
@@ -152,3 +153,35 @@ def test_theta_that_requires_grad():
 def test_bad_theta(sim, theta, match):
     with pytest.raises(ValueError, match=match):
         sim.sample(theta, generator=gen(9))
+
+
+def image_fn(theta: np.ndarray) -> np.ndarray:
+    """Images (n, 1, 8, 8): θ_0 times a ramp plus θ_1 plus N(0, 0.5²) per pixel."""
+    ramp = np.linspace(-1, 1, 8)[:, None] * np.ones(8)[None, :]
+    mean = theta[:, 0, None, None, None] * ramp + theta[:, 1, None, None, None]
+    return mean + 0.5 * np.random.normal(size=(theta.shape[0], 1, 8, 8))
+
+
+def test_a_function_of_images_gives_x_of_its_shape_through_simulate_and_an_embedding(tmp_path):
+    """A function returning (n, 1, 8, 8): x_shape recorded from the probe, kept by sample and simulate (the data
+    set's x_shape), trained by carl through the cnn embedding, and images of another shape refused."""
+    sim = BlackBoxSimulator(image_fn, PRIOR)
+    assert sim.x_shape == (1, 8, 8) and sim.x_dim == 64
+    x = sim.sample(prior_theta(5, 12), generator=gen(2)).x
+    assert x.shape == (5, 1, 8, 8) and x.dtype == torch.float64
+    assert torch.equal(x, sim.sample(prior_theta(5, 12), generator=gen(2)).x)
+    data = gm.simulate(sim, 128, tmp_path / "images.h5", seed=0, progress=False)
+    assert data.x_shape == (1, 8, 8) and data.meta["format"] == 2
+    est = gm.RatioEstimator("carl", embedding={"name": "cnn", "channels": [4], "out": 4}, hidden=(16,),
+                            epochs=1, progress=False).fit(data)
+    images = data.tensors(["x"])["x"][:4]
+    assert est.x_shape_ == (1, 8, 8) and est.log_ratio(images, torch.tensor([0.0, 1.0])).shape == (4,)
+    with pytest.raises(ValueError, match=r"x_shape"):
+        est.log_ratio(torch.zeros(4, 1, 4, 4), torch.tensor([0.0, 1.0]))
+
+
+def test_a_function_whose_image_shape_changes_is_refused():
+    sim = BlackBoxSimulator(lambda t: np.zeros((len(t), 1, len(t), 2)), PRIOR)  # the shape follows n
+    assert sim.x_shape == (1, 1, 2)
+    with pytest.raises(ValueError, match=r"returned x of shape \(n, 1, 3, 2\), but \(n, 1, 1, 2\).*must not change"):
+        sim.sample(prior_theta(3, 1))

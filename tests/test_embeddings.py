@@ -208,9 +208,18 @@ def test_bad_embedding_settings_are_refused_when_the_estimator_is_built(embeddin
         gm.RatioEstimator(embedding=embedding)
 
 
-def test_the_likelihood_flows_take_no_embedding_and_say_what_does():
-    with pytest.raises(ValueError, match=r"RatioEstimator\(embedding=\.\.\.\) or a PosteriorEstimator"):
-        gm.LikelihoodEstimator(embedding="cnn")
+@pytest.mark.parametrize("method, instead", [
+    ("nle", r"train nre \(RatioEstimator\('nre', embedding=\.\.\.\)\) or npe \(PosteriorEstimator\(embedding="),
+    ("scandal", r"train alices or rascal \(RatioEstimator\('alices', embedding=\.\.\.\)\), which use the same gold"),
+    (None, r"train a ratio method .*npe .*sally"),
+])
+def test_the_likelihood_flows_take_no_embedding_and_say_why_and_what_does(method, instead):
+    """x is the flow's variable, not its input: the refusal says so, and names the methods that read x through an
+    embedding (the ones with gold for scandal, the goldless ones for nle)."""
+    with pytest.raises(ValueError, match=r"density p\(x\|θ\) of x itself.*squeezing s to a point.*" + instead):
+        gm.LikelihoodEstimator(method, embedding="cnn")
+    with pytest.raises(ValueError, match="takes no embedding"):
+        gm.LikelihoodEstimator(method, embedding=TinyCNN())
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +317,21 @@ def test_alices_with_the_cnn_finds_the_mle_of_the_exact_likelihood(tmp_path):
     se = float(curvature) ** -0.5
     theta_hat = gm.inference.mle(est, x, prior=sim.prior).theta.item()
     assert abs(theta_hat - grid[best].item()) < 3 * se, (theta_hat, grid[best].item(), se)
+
+
+@pytest.mark.parametrize("method", ["nle", "scandal"])
+def test_the_likelihood_flows_read_images_flattened_round_trip_and_refuse_another_shape(tmp_path, method):
+    """Without an embedding the likelihood flow's variable is the flat image: it records x_shape, samples images,
+    survives save and load (no pickle: config.json and safetensors) with the same numbers, and refuses images of
+    another shape naming the one it was fitted on."""
+    data = gm.simulate(Blobs(size=6), 256, tmp_path / "small.h5", seed=1, progress=False)
+    nle = gm.LikelihoodEstimator(method, hidden=(16,), transforms=1, bins=4, epochs=1, progress=False).fit(data)
+    x = data.tensors(["x"])["x"][:4]
+    assert nle.x_shape_ == (1, 6, 6) and nle.log_prob(x, torch.tensor([[1.0]])).shape == (4,)
+    assert nle.sample(torch.tensor([1.0]), 3, generator=torch.Generator().manual_seed(0)).shape == (3, 1, 6, 6)
+    nle.save(tmp_path / "nle")
+    assert json.loads((tmp_path / "nle" / "config.json").read_text())["fitted"]["x_shape"] == [1, 6, 6]
+    again = gm.load(tmp_path / "nle")
+    assert torch.equal(again.log_prob(x, torch.tensor([[1.0]])), nle.log_prob(x, torch.tensor([[1.0]])))
+    with pytest.raises(ValueError, match=r"shape \(n, 1, 6, 6\)"):
+        nle.log_prob(torch.zeros(4, 1, 8, 8), torch.tensor([[1.0]]))

@@ -25,18 +25,45 @@ def latent_draws(sim, theta, n, seed):
     return Draws(torch.zeros(n, 0, dtype=DTYPE), sim.sample_latent(theta, gen(seed)))
 
 
-def test_gold_identities_hold_on_average():
-    """E[r(x, z|θ, θ_ref)] = 1 over runs at θ_ref and E[t(x, z|θ)] = 0 over runs at θ, within 5 standard errors."""
-    sim = StrongLensing(size=8)
+@pytest.mark.parametrize("log_f_sub", [False, True])
+def test_gold_identities_hold_on_average(log_f_sub):
+    """E[r(x, z|θ, θ_ref)] = 1 over runs at θ_ref and E[t(x, z|θ)] = 0 over runs at θ, within 5 standard errors,
+    with θ = (f_sub, β) and with θ = (log f_sub, β)."""
+    sim = StrongLensing(size=8, log_f_sub=log_f_sub)
     n = 20_000
     ref = sim.reference[None].expand(n, 2)
-    theta = torch.tensor([[0.06, -1.8]], dtype=DTYPE).expand(n, 2)
+    theta = torch.tensor([[math.log(0.06) if log_f_sub else 0.06, -1.8]], dtype=DTYPE).expand(n, 2)
     at_ref = latent_draws(sim, sim.reference, n, 0)
     r = torch.exp(sim.joint_log_prob(at_ref, theta) - sim.joint_log_prob(at_ref, ref))
     assert abs(float(r.mean()) - 1) < 5 * float(r.std()) / math.sqrt(n)
     at_theta = latent_draws(sim, theta[0], n, 1)
     t = sim.joint_score(at_theta, theta)
     assert (t.mean(0).abs() < 5 * t.std(0) / math.sqrt(n)).all()
+
+
+def test_log_f_sub_is_a_reparametrisation():
+    """θ = (log f_sub, β) draws the same runs as θ = (f_sub, β) from the same seed; its joint log-density is the
+    same; its joint score is the chain rule's (f_sub·t_f, t_β), whose f component N − λ has the Poisson
+    variance λ (within 5 standard errors) instead of λ/f_sub²."""
+    lin, log = StrongLensing(size=8), StrongLensing(size=8, log_f_sub=True)
+    assert log.theta_names == ("log_f_sub", "beta") and lin.theta_names == ("f_sub", "beta")
+    assert log.config()["log_f_sub"] is True and "log_f_sub" not in lin.config()
+    assert math.isclose(float(log.reference[0]), math.log(0.05)) and float(log.reference[1]) == -1.9
+    n = 2000
+    theta = torch.tensor([0.02, -2.1], dtype=DTYPE).expand(n, 2)
+    theta_log = torch.stack([theta[:, 0].log(), theta[:, 1]], 1)
+    a, b = latent_draws(lin, theta[0], n, 7), latent_draws(log, theta_log[0], n, 7)
+    assert torch.equal(a.z["n_sub"], b.z["n_sub"]) and torch.equal(a.z["mass"], b.z["mass"])
+    torch.testing.assert_close(log.joint_log_prob(b, theta_log), lin.joint_log_prob(a, theta), rtol=1e-12, atol=1e-9)
+    t_lin, t_log = lin.joint_score(a, theta), log.joint_score(b, theta_log)
+    torch.testing.assert_close(t_log, t_lin * torch.stack([theta[:, 0], torch.ones(n, dtype=DTYPE)], 1),
+                               rtol=1e-9, atol=1e-9)
+    lam = log.expected_count(theta_log, b.z["theta_e"])
+    # Var(N − λ) = E[Var(N|λ)] = E[λ]; the sample variance of a Poisson(λ) count has relative error
+    # √(2/n + 1/(nλ))
+    ratio = float(t_log[:, 0].var() / lam.mean())
+    assert abs(ratio - 1) < 5 * math.sqrt(2 / n + 1 / (n * float(lam.mean())))
+    assert float(t_lin[:, 0].std()) > 20 * float(t_log[:, 0].std())  # 1/f_sub = 50 times wider in f_sub
 
 
 def test_population_follows_its_distributions():
@@ -78,8 +105,9 @@ def test_mass_function_closed_forms():
         assert abs(frac - 0.3) < 1e-4
 
 
-def test_joint_score_matches_autograd_and_finite_differences():
-    sim = StrongLensing(size=8)
+@pytest.mark.parametrize("log_f_sub", [False, True])
+def test_joint_score_matches_autograd_and_finite_differences(log_f_sub):
+    sim = StrongLensing(size=8, log_f_sub=log_f_sub)
     n = 200
     theta = gm.simulators.draw_prior(sim.prior, n, seed=3)
     draws = Draws(torch.zeros(n, 0, dtype=DTYPE), sim.sample_latent(theta, gen(4)))

@@ -3,7 +3,10 @@
 An estimator given `embedding=` feeds its network e(x̃) instead of x, where x̃ is x standardised with
 statistics learned from the training data (per element, or shared along the axes a built-in names, e.g.
 one mean and std per channel of an image), and trains e together with the rest of its network on the
-same loss. A ratio network then reads g(e(x̃), θ); a score network t̂(e(x̃)); a posterior flow q(θ|e(x̃)).
+same loss. A ratio network then reads g(e(x̃), θ); a score network t̂(e(x̃)); a posterior flow q(θ|e(x̃));
+ALFI's encoder φ(e(x̃)). The likelihood flows (nle, scandal) take none: x is their variable, not an input, and
+a summary trained to raise its own density log p̂(e(x)|θ) does so by collapsing rather than by keeping what x
+says about θ.
 
 `embedding=` takes one of
 

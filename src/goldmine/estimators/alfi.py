@@ -6,6 +6,7 @@ prior mean) and for t = 0..T−1
 
     θ_k ~ q(θ|ψ_t), k = 1..K;   x_kj ~ p(x|θ_k), j = 1..M                       (K·M simulator runs)
     e_obs = mean_i φ(x_i),   e_k = mean_j φ(x_kj)                                (φ: MLP, tanh output)
+                             (φ(x) = MLP(e(x̃)) with an embedding network e, `embedding=`)
     g_k = ∇_ψ log q(θ_k|ψ_t), standardised over the K draws
     a_t = mean_k ρ(e_obs, e_k, θ_k, g_k)                                         (ρ: MLP, tanh output)
     (Δψ_t, h_{t+1}) = GRU(a_t, ψ_t, h_t),   Δψ_t ∈ (−b, b)
@@ -41,6 +42,11 @@ behind the defaults"):
   cosine schedule instead of constant-rate Adam; w_t on the grid t/T (the paper's code spaces it
   from 0, giving ψ_1 no weight).
 
+x of more axes (images, series, sets; the simulator's `x_shape`) is read through an embedding network e
+(`embedding=`, a built-in of `goldmine.embeddings` or a module of the user's) trained jointly with the
+machine: φ(x) = MLP(e(x̃)), x̃ standardised as the embedding asks (one mean and standard deviation per
+channel of an image, for the cnn) rather than by quantiles per component.
+
 θ is standardised by the mean and standard deviation of the meta-training problems' θ*. All
 statistics come from the meta-training problems, prior-predictive draws, and are saved with the
 weights.
@@ -62,8 +68,9 @@ from torch import Tensor, nn
 
 from .. import checks
 from ..checks import warn_outside_training
+from ..embeddings import embedding_record, embedding_spec, x_input
 from ..nn import Standardize, check_activation, mlp
-from ..simulators.base import DTYPE, Simulator, draw_prior, seed_from
+from ..simulators.base import DTYPE, Simulator, draw_prior, seed_from, shape_of_x
 from ..simulators.describe import describe, rebuild
 from .base import Estimator, register
 from .registry import Method, register_method
@@ -140,16 +147,21 @@ class ALFINetwork(nn.Module):
     """The encoder φ, the aggregator ρ and the recurrent update, on standardised θ and x."""
 
     def __init__(self, theta_dim: int, x_dim: int, hidden: int, features: int, state: int, bound: float,
-                 activation: str, standardize: str):
+                 activation: str, standardize: str, embedding=None, x_shape: tuple[int, ...] | None = None):
         super().__init__()
         d = theta_dim
         self.bound = bound
-        self.x_norm = Standardize(x_dim) if standardize == "affine" else Gaussianize(x_dim, KNOTS)
+        self.x_shape = tuple(x_shape or (x_dim,))
+        if embedding is None:
+            self.x_norm = Standardize(x_dim) if standardize == "affine" else Gaussianize(x_dim, KNOTS)
+            self.embedding, width = None, x_dim
+        else:  # the standardisation the embedding asks for, the embedding network and its features
+            self.x_norm, self.embedding, width = x_input(embedding, x_dim, self.x_shape)
         self.theta_norm = Standardize(theta_dim)
         # the prior's bounds in θ units (±inf where unbounded): proposal draws are clamped onto them
         self.register_buffer("low", torch.full((d,), -math.inf, dtype=DTYPE))
         self.register_buffer("high", torch.full((d,), math.inf, dtype=DTYPE))
-        self.encoder = mlp(x_dim, features, (hidden, hidden), activation)
+        self.encoder = mlp(width, features, (hidden, hidden), activation)
         self.aggregator = mlp(2 * features + 3 * d, features, (hidden, hidden), activation)
         self.into = mlp(features + 2 * d, hidden, (hidden,), activation)
         self.cell = nn.GRUCell(hidden, state)
@@ -160,12 +172,25 @@ class ALFINetwork(nn.Module):
         nn.init.zeros_(self.out[-1].bias)
 
     def encode(self, x: Tensor) -> Tensor:
-        """The permutation-invariant summary of a set of runs: (..., runs, x_dim) → (..., features).
+        """The permutation-invariant summary of a set of runs: (..., runs, x_dim) → (..., features), each x flat
+        (reshaped to x_shape for an embedding network).
 
         Runs with a non-finite x (a simulator's failed runs) are left out of the mean."""
         valid = torch.isfinite(x).all(-1, keepdim=True)
-        codes = torch.tanh(self.encoder(self.x_norm(torch.where(valid, x, 0.0)).float())) * valid
+        x = torch.where(valid, x, 0.0)
+        if self.embedding is None:
+            s = self.x_norm(x).float()
+        else:
+            s = self.embedding(self.x_norm(x.reshape(-1, *self.x_shape).float())).reshape(*x.shape[:-1], -1)
+        codes = torch.tanh(self.encoder(s)) * valid
         return codes.sum(-2) / valid.sum(-2).clamp(min=1)
+
+    def fit_x(self, rows: Tensor) -> None:
+        """Learns the standardisation of x from finite rows (N, x_dim)."""
+        if self.embedding is None or isinstance(self.x_norm, Gaussianize):
+            self.x_norm.fit([rows])
+        else:
+            self.x_norm.fit([rows.reshape(-1, *self.x_shape).float()])
 
     def step(self, e_obs: Tensor, e_sim: Tensor, v: Tensor, score: Tensor, psi: Tensor, h: Tensor):
         """One update. e_obs (B, F), e_sim (B, K, F), v (B, K, d) standardised draws, score (B, K, 2d),
@@ -254,7 +279,11 @@ class ALFI(Estimator):
         state: the size of the GRU state.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
         standardize: how x is standardised: "quantile" (Φ⁻¹ of the empirical CDF per component) or
-            "affine" (mean and standard deviation, the paper's).
+            "affine" (mean and standard deviation, the paper's). None (the default): "quantile", or with an
+            embedding "affine", as the embedding asks (per channel of an image for the cnn).
+        embedding: a network e that summarises each x first, trained with the machine (φ(x) = MLP(e(x̃))):
+            a built-in by name or a dict of its name and settings, or a torch.nn.Module
+            (`goldmine.embeddings`); for x of more axes such as images. None: x itself, flattened.
         **training: settings of the `goldmine.training.Trainer`; `batch_size` counts problems per
             meta-batch and `epochs` passes over the problems. Unset ones take the paper's values:
             epochs=130, batch_size=16, lr=2e-4.
@@ -281,8 +310,8 @@ class ALFI(Estimator):
 
     def __init__(self, steps: int = 15, thetas: int = 8, runs: int = 64, n_obs: int = 500, problems: int = 1000,
                  sigma: float = 1.0, init: str = "prior", bound: float = 0.2, beta: float = 3.0, hidden: int = 50,
-                 features: int = 60, state: int = 40, activation: str = "silu", standardize: str = "quantile",
-                 **training):
+                 features: int = 60, state: int = 40, activation: str = "silu", standardize: str | None = None,
+                 embedding=None, **training):
         for name, value in (("steps", steps), ("thetas", thetas), ("runs", runs), ("n_obs", n_obs),
                             ("problems", problems), ("hidden", hidden), ("features", features), ("state", state)):
             checks.positive_int(value, name)
@@ -292,8 +321,14 @@ class ALFI(Estimator):
         if init not in ("prior", "mean"):
             raise ValueError(f"init must be 'prior' (a prior draw) or 'mean' (the prior's mean); got {init!r}.")
         check_activation(activation)
-        if standardize not in ("affine", "quantile"):
+        if standardize not in (None, "affine", "quantile"):
             raise ValueError(f"standardize must be 'affine' or 'quantile'; got {standardize!r}.")
+        self.embedding = embedding_spec(embedding)
+        if self.embedding is not None and standardize == "quantile":
+            raise ValueError("standardize='quantile' maps each component of a flat x by its own quantiles, which an "
+                             "embedding network does not read: with embedding=, x is standardised as the embedding "
+                             "asks; drop standardize= (or give 'affine').")
+        standardize = standardize or ("quantile" if self.embedding is None else "affine")
         super().__init__(**{**PAPER_TRAINING, **training})
         validation = self.trainer.validation
         if not 0 < round(problems * (1 - validation)) < problems:
@@ -307,13 +342,15 @@ class ALFI(Estimator):
                        "sigma": self.sigma, "init": init, "bound": self.bound, "beta": self.beta, "hidden": hidden,
                        "features": features, "state": state, "activation": activation,
                        "standardize": standardize}
+        if self.embedding is not None:
+            self.params["embedding"] = embedding_record(self.embedding)
         self.simulator_: Simulator | None = None
         self.simulator_info_: dict | None = None
         self._calls = 0  # simulator runs drawn so far by fit
 
     def _build(self, theta_dim: int, x_dim: int) -> ALFINetwork:
         return ALFINetwork(theta_dim, x_dim, self.hidden, self.features, self.state, self.bound, self.activation,
-                            self.standardize)
+                           self.standardize, self.embedding, self.x_shape_)
 
     # -- the machine ---------------------------------------------------------------------------
 
@@ -389,14 +426,15 @@ class ALFI(Estimator):
         self._calls = self.problems * self.n_obs
 
         self.theta_dim_, self.x_dim_ = sim.theta_dim, sim.x_dim
+        self.x_shape_ = shape_of_x(sim)
         self.reference_ = torch.as_tensor(sim.reference, dtype=DTYPE).reshape(-1).clone()
         torch.manual_seed(trainer.seed)
         net = self.network_ = self._build(sim.theta_dim, sim.x_dim)
         net.theta_norm.fit([theta_star])
         rows = x_obs.reshape(-1, sim.x_dim)
         rows = rows[torch.isfinite(rows).all(1)]
-        net.x_norm.fit([rows])
-        if len(rows):
+        net.fit_x(rows)
+        if len(rows) and len(self.x_shape_) == 1:  # images have no range per element worth a warning
             self.x_low_, self.x_high_ = rows.amin(0).to(DTYPE), rows.amax(0).to(DTYPE)
         net.low.copy_(_bounds(sim)[0])
         net.high.copy_(_bounds(sim)[1])
@@ -437,6 +475,11 @@ class ALFI(Estimator):
                 f"{simulator.x_dim}, but this ALFI machine was meta-trained for θ of dimension {self.theta_dim_} "
                 f"and x of dimension {self.x_dim_}: pass the simulator it was fitted on."
             )
+        if fitted and len(self.x_shape_ or ()) > 1 and shape_of_x(simulator) != self.x_shape_:
+            raise ValueError(
+                f"the simulator {simulator.name} draws x of shape {shape_of_x(simulator)}, but this ALFI machine was "
+                f"meta-trained on x of shape {self.x_shape_}: pass the simulator it was fitted on."
+            )
         return simulator
 
     # -- inference -----------------------------------------------------------------------------
@@ -446,7 +489,8 @@ class ALFI(Estimator):
 
         Arguments:
             x_obs: the observed runs of one problem (n, x_dim), or of P problems at once (P, n, x_dim);
-                a vector is n scalar observations when x_dim = 1.
+                a vector is n scalar observations when x_dim = 1. x of more axes (the simulator's x_shape,
+                e.g. images) as (n, *x_shape) or (P, n, *x_shape).
             simulator: the simulator to run; by default the one fitted on, or for a loaded machine
                 the built-in simulator rebuilt from its saved class and config.
             seed: seeds the proposal draws and the simulator.
@@ -482,7 +526,16 @@ class ALFI(Estimator):
     def _check_observations(self, x_obs) -> tuple[Tensor, bool]:
         """x_obs as (P, n, x_dim) float64, and whether it held a single problem."""
         x = torch.as_tensor(x_obs).to(DTYPE)
-        d = self.x_dim_
+        d, shape = self.x_dim_, tuple(self.x_shape_ or (self.x_dim_,))
+        if len(shape) > 1:  # x of more axes: (n, *x_shape) or (P, n, *x_shape), each x flattened
+            k = len(shape)
+            if x.ndim not in (k + 1, k + 2) or tuple(x.shape[-k:]) != shape:
+                raise ValueError(
+                    f"x_obs must have shape (n, {', '.join(map(str, shape))}) for one problem or "
+                    f"(P, n, {', '.join(map(str, shape))}) for P problems, the x_shape this machine was meta-trained "
+                    f"on; got {tuple(x.shape)}."
+                )
+            x = x.flatten(-k)
         if x.ndim == 1:
             x = x[:, None] if d == 1 else x[None]
         single = x.ndim == 2

@@ -84,10 +84,28 @@ def kernel_scale(data: Dataset, fallback: Tensor) -> Tensor:
     batch = next(iter(data.batches(65536, ["x"], label=1, shuffle=False)), None)
     if batch is None or len(batch["x"]) < 2:
         return fallback
-    x = batch["x"].double()
+    x = batch["x"].flatten(1).double()  # images and other x of more axes: the flow's variable is the flat x
     q = torch.quantile(x, torch.tensor([0.25, 0.75], dtype=x.dtype), dim=0)
     spread = torch.minimum(x.std(0), (q[1] - q[0]) / 1.349).float()
     return torch.where(spread > 0, spread, fallback)
+
+
+def no_embedding_message(method: str | None) -> str:
+    """Why nle and scandal take no `embedding=`, and what to train instead (an embedding summarises x, the input of a
+    network; here x is the flow's variable, not its input)."""
+    which = method or "nle and scandal"
+    instead = {"nle": "nre (RatioEstimator('nre', embedding=...)) or npe (PosteriorEstimator(embedding=...)), which "
+                      "need no gold either",
+               "scandal": "alices or rascal (RatioEstimator('alices', embedding=...)), which use the same gold, or "
+                          "npe (PosteriorEstimator(embedding=...))"}
+    alternatives = instead.get(method, "a ratio method (RatioEstimator('nre' or 'alices', embedding=...)), npe "
+                                       "(PosteriorEstimator(embedding=...)) or sally (ScoreEstimator(embedding=...))")
+    return (f"LikelihoodEstimator ({which}) takes no embedding: its flow learns the density p(x|θ) of x itself, so x "
+            "is the flow's variable and θ, its condition, needs no summary. An embedding would replace x by a learned "
+            "summary s = e(x), and training e with the flow to maximise log p̂(e(x)|θ) is won by squeezing s to a "
+            "point, not by keeping what x says about θ. For images, series or sets, train "
+            f"{alternatives}, which read x through an embedding; without one, {which} reads x of any shape "
+            "flattened.")
 
 
 def _gauss_legendre(n: int) -> tuple[Tensor, Tensor]:
@@ -185,10 +203,7 @@ class LikelihoodEstimator(Estimator):
                  hidden=(64, 64), bins: int = 8, activation: str = "silu", noise: float | None = None,
                  **training):
         if "embedding" in training:
-            raise ValueError("LikelihoodEstimator takes no embedding: nle and scandal learn the density of x itself, "
-                             "which a learned summary of x would replace. For images, series or sets, train a "
-                             "RatioEstimator(embedding=...) or a PosteriorEstimator(embedding=...) instead; x of "
-                             "any shape is otherwise read flattened.")
+            raise ValueError(no_embedding_message(method))
         if method is not None:
             family_method("likelihood", method, "LikelihoodEstimator")
         checks.non_negative_float(alpha, "alpha")

@@ -359,10 +359,13 @@ class BlackBoxSimulator(Simulator):
     (`goldmine.estimators.registry.goldless()`, the "gold: no" rows of `goldmine list methods`).
 
     Arguments:
-        fn: maps θ (n, theta_dim) to x (n, x_dim) (or (n,) for x_dim = 1), as numpy arrays when
-            ``numpy=True`` and torch tensors otherwise. Its randomness should come from the
-            global numpy / torch generators, which are seeded from ``generator`` on every call so
-            that runs are reproducible. With ``vectorized=False`` it is called once per row.
+        fn: maps θ (n, theta_dim) to x (n, x_dim) (or (n,) for x_dim = 1), or to x of more axes
+            (n, *x_shape) (images (n, C, H, W), series, sets), as numpy arrays when ``numpy=True`` and
+            torch tensors otherwise. The shape returned at the reference becomes the simulator's
+            `x_shape` (None for a vector), which data sets record and embeddings read. Its randomness
+            should come from the global numpy / torch generators, which are seeded from ``generator``
+            on every call so that runs are reproducible. With ``vectorized=False`` it is called once
+            per row.
         prior: a torch distribution over θ with event shape (theta_dim,).
         reference: θ_ref; the prior's mean by default.
         name: stored in data files.
@@ -374,6 +377,10 @@ class BlackBoxSimulator(Simulator):
         >>> sim = BlackBoxSimulator(lambda t: t + np.random.normal(size=t.shape), box_prior([-1], [1]))
         >>> sim.sample(torch.zeros(3, 1), generator=torch.Generator().manual_seed(0)).x.shape
         torch.Size([3, 1])
+        >>> images = BlackBoxSimulator(lambda t: t[:, :, None, None] + np.random.normal(size=(len(t), 1, 8, 8)),
+        ...                            box_prior([-1], [1]))
+        >>> images.x_shape, images.x_dim
+        ((1, 8, 8), 64)
     """
 
     has_gold = False
@@ -403,7 +410,8 @@ class BlackBoxSimulator(Simulator):
         self.vectorized = vectorized
         self.name = name
         probe = self._call(self.reference[None], seed=0)
-        self.x_dim = probe.shape[1]
+        self.x_shape = tuple(probe.shape[1:]) if probe.ndim > 2 else None  # None: a vector of x_dim
+        self.x_dim = int(np.prod(probe.shape[1:]))
 
     def config(self) -> dict:
         return {"fn": getattr(self.fn, "__qualname__", repr(self.fn)), "name": self.name}
@@ -426,20 +434,23 @@ class BlackBoxSimulator(Simulator):
         x = torch.as_tensor(np.asarray(out) if self.numpy else out).to(DTYPE)
         if x.ndim == 1:
             x = x[:, None]
-        if x.ndim != 2 or x.shape[0] != theta.shape[0]:
+        if x.ndim < 2 or x.shape[0] != theta.shape[0] or 0 in x.shape:
             raise ValueError(
                 f"the simulator function returned shape {tuple(x.shape)} for θ of shape "
-                f"{tuple(theta.shape)}; it must return (n, x_dim) or (n,)."
+                f"{tuple(theta.shape)}; it must return one x per row of θ: (n, x_dim), (n,), or "
+                "(n, *x_shape) for x of more axes such as images (n, C, H, W)."
             )
         return x
 
     def sample(self, theta, generator=None) -> Draws:
         theta = self.check_theta(theta)
         x = self._call(theta, seed_from(generator))
-        if x.shape[1] != self.x_dim:
+        shape = self.x_shape or (self.x_dim,)
+        if tuple(x.shape[1:]) != shape:
             raise ValueError(
-                f"the simulator function returned x of dimension {x.shape[1]}, but {self.x_dim} when probed "
-                "at the reference: x_dim must not change with θ or the number of rows."
+                f"the simulator function returned x of shape (n, {', '.join(map(str, x.shape[1:]))}), but "
+                f"(n, {', '.join(map(str, shape))}) when probed at the reference: the shape of one x must not "
+                "change with θ or the number of rows."
             )
         return Draws(x, None)
 

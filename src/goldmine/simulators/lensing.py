@@ -44,6 +44,14 @@ and only the population depends on θ, so the joint log-ratio and the joint scor
 which is what `joint_log_prob` returns: log p(x, z|θ) up to terms free of θ (the noise, the host and
 the source). The gold is therefore exact, and the renderer never needs differentiating.
 
+**log f_sub** (``log_f_sub=True``): θ = (log f_sub, β), natural log, with a prior uniform in log f_sub over
+the same range of f_sub. Then λ = e^(θ₀) M_field / E_β[m] and the count's score is
+
+    ∂/∂ log f_sub log p(z_sub|θ) = N − λ,
+
+of standard deviation √λ, where in f_sub it is (N − λ)/f_sub, of standard deviation √λ / f_sub, which
+grows like 1/√f_sub towards small f_sub (λ ∝ f_sub). The β component is the same in both.
+
 **Source**: an elliptical Sérsic profile I(r) = I_e exp(−b_n((r/R_e)^(1/n) − 1)), r² = q_s x″² + y″²/q_s,
 b_n = 2n − 1/3 + 4/(405n) + 46/(25515n²) (Ciotti & Bertin 1999), whose flux is
 2π n R_e² I_e e^(b_n) Γ(2n)/b_n^(2n).
@@ -83,6 +91,9 @@ HOST = {"theta_e": (1.0, 1.5), "q": (0.6, 0.95), "phi": (0.0, math.pi), "center"
         "shear": (-0.05, 0.05)}
 SOURCE = {"center": (-0.3, 0.3), "r_e": (0.15, 0.4), "n": (0.7, 1.5), "q": (0.5, 1.0), "phi": (0.0, math.pi),
           "amp": (0.5, 1.5)}
+
+#: the range of the substructure fraction f_sub in the prior
+F_SUB = (0.001, 0.2)
 
 #: (subhalo, pixel) pairs evaluated at once while rendering
 PAIRS = 1 << 16
@@ -200,8 +211,10 @@ def gaussian_kernel(sigma_pixels: float) -> Tensor | None:
 class StrongLensing(Simulator):
     """Images of a galaxy-scale strong lens with a population of subhalos: θ = (f_sub, β).
 
-    Prior uniform on f_sub ∈ [0.001, 0.2] × β ∈ [−2.5, −1.5], θ_ref = (0.05, −1.9). The physics and the
-    joint density are in the module docstring; the host and source distributions in `HOST` and `SOURCE`.
+    Prior uniform on f_sub ∈ [0.001, 0.2] × β ∈ [−2.5, −1.5], θ_ref = (0.05, −1.9); with
+    ``log_f_sub=True``, θ = (log f_sub, β), uniform on [log 0.001, log 0.2] × [−2.5, −1.5], θ_ref =
+    (log 0.05, −1.9). The physics and the joint density are in the module docstring; the host and source
+    distributions in `HOST` and `SOURCE`.
 
     x is the image: (n, 1, size, size) (`x_shape`), or (n, size·size) flattened row by row with
     ``flatten=True`` (for networks without an embedding). Row i of an image is y, from −L upwards; column j
@@ -219,6 +232,7 @@ class StrongLensing(Simulator):
         noise: the standard deviation of the Gaussian noise per pixel (0: none).
         m_min, m_max: the bounds of the subhalo mass function, M_sun.
         flatten: x as (n, size·size) rows rather than (n, 1, size, size) images.
+        log_f_sub: θ's first component is log f_sub (natural log) rather than f_sub.
 
     Example:
         >>> sim = StrongLensing(size=16, flatten=True)
@@ -233,7 +247,7 @@ class StrongLensing(Simulator):
     block_size = 256  # rows per seed: a block is rendered in pieces of IMAGES images anyway
 
     def __init__(self, size: int = 64, fov: float = 6.4, psf_sigma: float = 0.08, noise: float = 0.05,
-                 m_min: float = 1e8, m_max: float = 1e10, flatten: bool = False):
+                 m_min: float = 1e8, m_max: float = 1e10, flatten: bool = False, log_f_sub: bool = False):
         self.size = checks.positive_int(size, "size")
         if self.size < 4:
             raise ValueError(f"size must be at least 4 pixels per side; got {size}.")
@@ -252,8 +266,14 @@ class StrongLensing(Simulator):
         self.flatten = flatten
         self.x_shape = None if flatten else (1, self.size, self.size)  # None: a vector of x_dim
         self.x_dim = self.size * self.size
-        self.prior = box_prior([0.001, -2.5], [0.2, -1.5])
-        self.reference = torch.tensor([0.05, -1.9], dtype=DTYPE)
+        if not isinstance(log_f_sub, bool):
+            raise ValueError(f"log_f_sub must be True or False; got {log_f_sub!r}.")
+        self.log_f_sub = log_f_sub
+        f = (lambda v: math.log(v)) if log_f_sub else (lambda v: v)
+        self.prior = box_prior([f(F_SUB[0]), -2.5], [f(F_SUB[1]), -1.5])
+        self.reference = torch.tensor([f(0.05), -1.9], dtype=DTYPE)
+        if log_f_sub:
+            self.theta_names = ("log_f_sub", "beta")
         half = self.fov / 2.0
         pixel = self.fov / self.size
         axis = -half + pixel * (torch.arange(self.size, dtype=DTYPE) + 0.5)
@@ -264,14 +284,19 @@ class StrongLensing(Simulator):
 
     def config(self) -> dict:
         return {"size": self.size, "fov": self.fov, "psf_sigma": self.psf_sigma, "noise": self.noise,
-                "m_min": self.m_min, "m_max": self.m_max, "flatten": self.flatten}
+                "m_min": self.m_min, "m_max": self.m_max, "flatten": self.flatten,
+                **({"log_f_sub": True} if self.log_f_sub else {})}
 
     # -- the population --------------------------------------------------------------------------------
+
+    def f_sub(self, theta: Tensor) -> Tensor:
+        """The substructure fraction of θ (n, 2): its first component, or e^(θ₀) with ``log_f_sub`` → (n,)."""
+        return theta[:, 0].exp() if self.log_f_sub else theta[:, 0]
 
     def expected_count(self, theta: Tensor, theta_e: Tensor) -> Tensor:
         """λ = f_sub · M_field(θ_E) / E_β[m]: θ (n, 2), θ_E (n,) → (n,)."""
         m_field = 4.0 * math.asinh(1.0) * theta_e * (self.fov / 2.0) * MASS_UNIT / math.pi
-        return theta[:, 0] * m_field / mean_mass(theta[:, 1], self.m_min, self.m_max)
+        return self.f_sub(theta) * m_field / mean_mass(theta[:, 1], self.m_min, self.m_max)
 
     def sample_latent(self, theta, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """The latent z of n runs at θ (n, 2) (the dict described in the class docstring), without images."""
@@ -365,7 +390,8 @@ class StrongLensing(Simulator):
 
     def joint_score(self, draws: Draws, theta) -> Tensor:
         """t = ∇_θ log p(z_sub|θ), by hand: with λ ∝ f_sub / E_β[m],
-        ∂/∂f_sub = (N − λ)/f_sub and ∂/∂β = −(N − λ)·∂_β log E_β[m] + Σ_k log m_k − N ∂_β log Z(β),
+        ∂/∂f_sub = (N − λ)/f_sub (∂/∂ log f_sub = N − λ with ``log_f_sub``) and
+        ∂/∂β = −(N − λ)·∂_β log E_β[m] + Σ_k log m_k − N ∂_β log Z(β),
         where ∂_β log Z(β) = E_β[log m] and ∂_β log E_β[m] = E_{β+1}[log m] − E_β[log m]."""
         theta = self.check_theta(theta).detach()
         z = self._population(draws, theta)
@@ -374,7 +400,7 @@ class StrongLensing(Simulator):
         beta = theta[:, 1]
         mean_log = self._mean_log_mass(beta)
         log_m = torch.where(z["mask"], torch.log(z["mass"].to(DTYPE)), torch.zeros((), dtype=DTYPE))
-        d_f = (count - lam) / theta[:, 0]
+        d_f = (count - lam) if self.log_f_sub else (count - lam) / theta[:, 0]
         d_beta = -(count - lam) * (self._mean_log_mass(beta + 1.0) - mean_log) + log_m.sum(1) - count * mean_log
         return torch.stack([d_f, d_beta], dim=1)
 

@@ -58,7 +58,10 @@ class PyroSimulator(Simulator):
         observed: the name of the sample site that holds x, or a list of names whose values are
             concatenated in order as the columns of x (each flattened to (n, -1)). Use
             ``pyro.sample(name, dist.Delta(value))`` or ``pyro.deterministic(name, value,
-            event_dim=0)`` to expose a function of the latents as x.
+            event_dim=0)`` to expose a function of the latents as x. One site whose value per run
+            has more than one axis (an image (C, H, W), a series, a set; e.g. a distribution with
+            ``.to_event(3)``) keeps its shape: x is (n, *x_shape) and `x_shape` records it.
+        flatten: x as flat rows (n, x_dim) even when the one observed site has more axes.
         reference: θ_ref; the prior's mean by default.
         name: stored in data files.
 
@@ -84,8 +87,12 @@ class PyroSimulator(Simulator):
         observed: str | Sequence[str] = "x",
         reference=None,
         name: str = "pyro",
+        flatten: bool = False,
     ):
         _import_pyro()
+        if not isinstance(flatten, bool):
+            raise ValueError(f"flatten must be True or False; got {flatten!r}.")
+        self.flatten = flatten
         self.model = model
         self.prior = prior
         self.observed = [observed] if isinstance(observed, str) else list(observed)
@@ -96,7 +103,8 @@ class PyroSimulator(Simulator):
         self.name = name
         # two runs, so that sites shared by all runs are caught here and not at mining time
         probe = self.sample(self.reference.expand(2, -1), torch.Generator().manual_seed(0))
-        self.x_dim = probe.x.shape[1]
+        self.x_shape = tuple(probe.x.shape[1:]) if probe.x.ndim > 2 else None  # None: a vector of x_dim
+        self.x_dim = int(probe.x[0].numel())
         self.joint_log_prob(probe, self.reference.expand(2, -1))
 
     def config(self) -> dict:
@@ -105,11 +113,12 @@ class PyroSimulator(Simulator):
             "observed": self.observed,
             "reference": self.reference.tolist(),
             "name": self.name,
+            **({"flatten": True} if self.flatten else {}),
         }
 
     def sample(self, theta, generator=None) -> Draws:
-        """Runs the model once per row of θ: (n, theta_dim) → Draws(x (n, x_dim), z), where z maps
-        every sample site to its value with runs along the first dimension."""
+        """Runs the model once per row of θ: (n, theta_dim) → Draws(x (n, x_dim) or (n, *x_shape), z), where
+        z maps every sample site to its value with runs along the first dimension."""
         pyro = _import_pyro()
         theta = self.check_theta(theta).detach()
         n = theta.shape[0]
@@ -131,7 +140,14 @@ class PyroSimulator(Simulator):
                 f"observed site(s) {missing} are not sample sites of the model; its sample sites "
                 f"are {list(z)}. Expose x with pyro.sample(name, dist.Delta(value))."
             )
-        x = torch.cat([z[s].reshape(n, -1).to(DTYPE) for s in self.observed], dim=1)
+        if len(self.observed) == 1 and z[self.observed[0]].ndim > 2 and not self.flatten:
+            x = z[self.observed[0]].to(DTYPE)  # one x of more axes per run: its shape is kept
+        else:
+            x = torch.cat([z[s].reshape(n, -1).to(DTYPE) for s in self.observed], dim=1)
+        shape = getattr(self, "x_shape", None)
+        if shape is not None and tuple(x.shape[1:]) != shape:
+            raise ValueError(f"the observed site {self.observed[0]!r} has per-run shape {tuple(x.shape[1:])}, but "
+                             f"{shape} when probed at the reference: the shape of one x must not change with θ.")
         return Draws(x, z)
 
     def joint_log_prob(self, draws: Draws, theta) -> Tensor:
