@@ -146,8 +146,9 @@ class Ensemble(Estimator):
             params["embedding"] = self.template.embedding
         return cls(**params, **training)
 
-    def fit(self, data: Dataset | str) -> "Ensemble":
-        """Trains the k members one after the other and returns self (a failed member leaves it unfitted)."""
+    def fit(self, data: Dataset | str, device=None) -> "Ensemble":
+        """Trains the k members one after the other (each on `device`, the CPU by default) and returns self (a
+        failed member leaves it unfitted)."""
         data = as_data(data)
         members = []
         self.members_, self.network_ = [], None
@@ -158,7 +159,7 @@ class Ensemble(Estimator):
                 seed, validation = member.trainer.seed, member.trainer.validation
                 rows = (Bootstrap(data, validation, seed) if isinstance(data, Dataset)
                         else data.resample(validation, seed))
-            members.append(member.fit(rows))
+            members.append(member.fit(rows, device=device))
         self._fitted(members)
         return self
 
