@@ -284,7 +284,10 @@ class RatioEstimator(Estimator):
         if spec.label is None:  # rows of both labels: the gold-free cross-entropy between them is a monitor
             fields = tuple(dict.fromkeys((*spec.fields, "label")))
             monitors["xent"] = cross_entropy
-        self._train(loss, data, fields, label=spec.label, monitors=monitors, device=device)
+        # log r = ±∞ is a correct label (a run outside the support of θ or θ_ref, `data.valid_values`) that every
+        # ratio loss reads finitely (sigmoid, clipping); NaN log r never reaches here (reads skip it)
+        finite = tuple(f for f in fields if f != "log_r")
+        self._train(loss, data, fields, label=spec.label, monitors=monitors, device=device, finite=finite)
         return self
 
     @staticmethod
