@@ -196,7 +196,7 @@ class PosteriorEstimator(Estimator):
             return self._prior
         if not (torch.isfinite(net.low).all() and torch.isfinite(net.high).all()):
             return None
-        return box_prior(net.low.double(), net.high.double())
+        return box_prior(net.low.double().cpu(), net.high.double().cpu())
 
     def _check_x(self, x) -> Tensor:
         """x as flat rows (n, x_dim): the flow reads its context flat and reshapes it for an embedding."""
