@@ -103,8 +103,9 @@ class Estimator:
     def _train(self, loss, data, fields: tuple[str, ...], label: int | None = None, monitors: dict | None = None,
                device=None, finite: tuple[str, ...] | None = None) -> None:
         """Trains `network_` with the Trainer (on `device`, `checks.device`: the CPU by default; the network stays
-        there, see `to`; `finite`: the fields that must be finite, `Trainer.fit`) and stores the history; a fit that fails (a TrainingError on non-finite rows or losses,
-        or an interrupt) leaves the estimator unfitted, never with half-trained weights."""
+        there, see `to`; `finite`: the fields that must be finite, `Trainer.fit`) and stores the history; a fit
+        that fails (a TrainingError on non-finite rows or losses, or an interrupt) leaves the estimator unfitted,
+        never with half-trained weights."""
         try:
             self.history_ = self.trainer.fit(self.network_, loss, data, fields, label=label, desc=self.method,
                                              monitors=monitors, device=device, finite=finite)
