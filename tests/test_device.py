@@ -23,15 +23,18 @@ def rows():
 
 
 def fitted(cls, rows, **fit):
-    return cls(**({"method": "nre"} if cls is gm.RatioEstimator else {}), epochs=2, progress=False).fit(rows, **fit)
+    method = {gm.RatioEstimator: {"method": "nre"}, gm.LikelihoodEstimator: {"method": "nle"}}.get(cls, {})
+    return cls(**method, epochs=2, progress=False).fit(rows, **fit)
 
 
-@pytest.mark.parametrize("cls", [gm.RatioEstimator, gm.PosteriorEstimator])
+@pytest.mark.parametrize("cls", [gm.RatioEstimator, gm.PosteriorEstimator, gm.LikelihoodEstimator])
 def test_device_cpu_gives_the_default_result(rows, cls):
     default, on_cpu = fitted(cls, rows), fitted(cls, rows, device="cpu")
     x, theta = torch.tensor([[0.3]]).expand(5, 1), torch.linspace(-1, 1, 5)[:, None]
     if cls is gm.RatioEstimator:
         assert torch.equal(default.log_ratio(x, theta), on_cpu.log_ratio(x, theta))
+    elif cls is gm.LikelihoodEstimator:
+        assert torch.equal(default.log_prob(x, theta), on_cpu.log_prob(x, theta))
     else:
         assert torch.equal(default.log_prob(theta, x[:1]), on_cpu.log_prob(theta, x[:1]))
     assert default.history_["val_loss"] == on_cpu.history_["val_loss"]
@@ -85,3 +88,19 @@ def test_inference_reads_the_surrogate_through_its_device(rows):
     model = gm.inference.Model(est, prior=prior)
     ll = model.log_likelihood(torch.tensor([[0.0], [0.5]], dtype=torch.float64), torch.tensor([[0.2], [0.4]]))
     assert ll.dtype == torch.float64 and ll.device.type == "cpu" and torch.isfinite(ll).all()
+
+
+def test_infer_trains_on_the_device_given():
+    prior = gm.simulators.box_prior([-2.0, -2.0], [2.0, 2.0])
+
+    def shift(theta):
+        return theta.float() + 0.2 * torch.randn(theta.shape)
+
+    x_o = torch.tensor([[0.5, -0.3]])
+    runs = [gm.infer(shift, prior, x_o, budget=200, epochs=2, progress=False, **device) for device in ({}, {"device": "cpu"})]
+    assert runs[1].estimator.device_ == torch.device("cpu")
+    g = [torch.Generator().manual_seed(0) for _ in runs]
+    assert torch.equal(runs[0].sample(20, generator=g[0]), runs[1].sample(20, generator=g[1]))
+    if NO_CUDA:
+        with pytest.raises(ValueError, match="no CUDA device"):
+            gm.infer(shift, prior, x_o, budget=200, device="cuda", progress=False)

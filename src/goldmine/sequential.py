@@ -166,7 +166,7 @@ def truncated_prior(estimator, prior: Distribution, x_obs: Tensor, n: int, seed:
     kept, drawn = [], 0
     while sum(len(k) for k in kept) < n and drawn < REJECTION_LIMIT:
         theta = draw_prior(prior, REJECTION_BATCH, seed=seed_from(generator))
-        keep = estimator.log_prob(theta, x_obs).double() >= tau
+        keep = (estimator.log_prob(theta, x_obs).double() >= tau).cpu()  # from the estimator's device
         kept.append(theta[keep])
         drawn += REJECTION_BATCH
     accepted = sum(len(k) for k in kept)
@@ -185,7 +185,7 @@ def _posterior(estimator, method: str, prior, x_obs, seed: int, progress: bool, 
 
 def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, budget: int, make_estimator,
                rounds: int = 1, seed: int = 0, proposal=None, progress: bool = True,
-               mcmc: dict | None = None) -> Inference:
+               mcmc: dict | None = None, device=None) -> Inference:
     """Simulates, fits and samples the posterior of x_obs in `rounds` rounds (module docstring).
 
     Arguments:
@@ -203,6 +203,8 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
         progress: progress bars.
         mcmc: options of `goldmine.inference.posterior` for the MCMC posteriors of likelihood and ratio
             estimators (chains, warmup, steps, ...).
+        device: where every round's estimator trains and computes (`goldmine.checks.device`); None: the CPU,
+            and the estimator's `fit` is called without it.
 
     Raises:
         ValueError: rounds > 1 with another method, fewer than 2 runs per round, a proposal outside the
@@ -258,7 +260,7 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             theta_all, x_all = torch.cat(thetas), torch.cat(xs)
             order = torch.randperm(len(theta_all), generator=torch.Generator().manual_seed(seed + r))
             data = InMemoryData((theta_all[order], x_all[order]), name=f"the {len(theta_all)} runs of rounds 1–{r + 1}")
-        estimator = make_estimator().fit(data)
+        estimator = make_estimator().fit(data, **({} if device is None else {"device": device}))
         post = _posterior(estimator, method, prior, x_obs, seed + r, progress, mcmc)
     return Inference(post, estimator, method, x_obs, prior, sum(e["runs"] for e in record), record, data)
 
