@@ -161,7 +161,7 @@ class SummaryHistogram:
     def fit(self, data: Dataset | str) -> "SummaryHistogram":
         data = as_data(data)
         rows = data.tensors(["theta", "x", "label"], dtype=torch.float64)
-        score = self.estimator.score(rows["x"]).double()
+        score = self.estimator.score(rows["x"]).double().cpu()
         theta, at_ref = rows["theta"], rows["label"] == 1
         self.reference_ = self.estimator.reference_.double()
         self.theta_dim_, self.x_dim_ = self.estimator.theta_dim_, self.estimator.x_dim_
@@ -198,7 +198,7 @@ class SummaryHistogram:
     def log_ratio(self, x, theta) -> Tensor:
         """log r̂(x|θ, θ_ref): x (n, x_dim), θ (n, theta_dim) or one point → (n,)."""
         x, theta = self.estimator._check_x_theta(x, theta)
-        score, bins = self.estimator.score(x).double(), self._theta_bin(theta.double())
+        score, bins = self.estimator.score(x).double().cpu(), self._theta_bin(theta.double())
         out = torch.empty(len(x), dtype=torch.float64)
         for k in bins.unique().tolist():
             rows = bins == k
