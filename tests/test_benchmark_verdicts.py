@@ -33,3 +33,12 @@ def test_a_tie_is_met_only_with_the_power_to_see_a_twofold_deficit():
 
 def test_fewer_than_three_seeds_cannot_decide():
     assert no_worse(entries([0.5, 0.5]), "s", 100, "ours", "peer")["met"] is None
+
+
+def test_ensemble_defaults_seeds_k_1_as_the_first_member():
+    """benchmarks/ensemble_defaults.py: the k = 1 fit has the training seed s, member j of the ensemble s + j."""
+    from ensemble_defaults import estimator
+
+    assert estimator("carl", 1, 7).training["seed"] == 7
+    ensemble = estimator("carl", 3, 7)
+    assert [ensemble._member(j).training["seed"] for j in range(3)] == [7, 8, 9]

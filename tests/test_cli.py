@@ -307,3 +307,23 @@ def test_usage_text(capsys):
     text = capsys.readouterr().out
     for name in ("list", "simulate", "train", "evaluate", "infer", "run", "benchmark"):
         assert f"    {name}" in text
+
+
+@pytest.mark.parametrize("argv", [["simulate", "galton", "-n", "2", "-o", "x.h5"], ["evaluate", "model"],
+                                  ["infer", "model", "--true-theta", "0.3"], ["check", "galton"],
+                                  ["posterior", "galton", "--true-theta", "0.3"]])
+def test_every_sim_option_reads_key_values_and_json_objects(argv):
+    from goldmine.cli import build_parser, merged
+
+    args = build_parser().parse_args([*argv, "--sim-option", '{"sigma": 0.2}', "--sim-option", "block_size=3"])
+    assert merged(args.sim_option) == {"sigma": 0.2, "block_size": 3}
+
+
+def test_sim_option_has_one_help_text(capsys):
+    helps = set()
+    for command in ("simulate", "evaluate", "infer", "check", "posterior"):
+        assert main([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        start = text.index("--sim-option KEY=VALUE a constructor")
+        helps.add(text[start:text.index("of them", start)].replace("--simulator", "the simulator"))
+    assert len(helps) == 1, helps

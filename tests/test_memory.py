@@ -139,3 +139,24 @@ def test_sample_takes_sbi_shapes():
         post.sample((5, 2))
     with pytest.raises(TypeError, match="needs the observation"):
         npe.sample()
+
+
+@pytest.mark.parametrize("layout", ["pairs", "prior"])
+def test_one_bootstrap_for_files_and_memory(tmp_path, layout):
+    """goldmine.memory.resample draws the same rows of a data set and of the same rows in memory: whole pairs
+    when the rows come in pairs, single rows when every run is at θ ~ prior (layout "prior")."""
+    from goldmine.memory import bootstrap_rows, resample
+
+    data = gm.simulate(gm.simulators.GaltonBoard(), 400, tmp_path / "g.h5", progress=False, layout=layout)
+    rows = data.tensors(drop_invalid=False, dtype=torch.float64)
+    memory = InMemoryData(rows, reference=data.reference)
+    from_file, in_memory = resample(data, 0.1, seed=3), resample(memory, 0.1, seed=3)
+    train = data.split(0.1)[0]
+    expected = bootstrap_rows(len(train), layout == "pairs", 3)
+    np.testing.assert_array_equal(from_file.rows, expected)
+    if layout == "prior":
+        assert (expected % 2 == 1).any() and not (expected[1::2] == expected[::2] + 1).all()
+    for key in ("theta", "x", "label"):
+        torch.testing.assert_close(from_file.tensors([key], drop_invalid=False, dtype=torch.float64)[key],
+                                   in_memory.tensors([key], drop_invalid=False, dtype=torch.float64)[key])
+    assert from_file.split(0.1)[1].start == train.stop and len(in_memory.split(0.1)[1]) == len(data) - len(train)

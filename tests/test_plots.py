@@ -56,3 +56,25 @@ def test_sample_efficiency(tmp_path):
     errors = {"alices": (1 / np.sqrt(budgets), 0.8 / np.sqrt(budgets), 1.2 / np.sqrt(budgets)),
               "carl": (3 / np.sqrt(budgets), 2 / np.sqrt(budgets), 4 / np.sqrt(budgets))}
     assert written(plots.sample_efficiency(budgets, errors, path=tmp_path / "nested" / "eff.png"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["wilks", "neyman"])
+def test_a_region_and_its_inference_result_draw_one_picture(tmp_path, method):
+    """plots.region (a Region) and workflow.plot_inference (infer's JSON dict) draw through plots.q_figure: the
+    same region gives the same picture (Neyman's one-dimensional curves zoomed in the report, as before)."""
+    import matplotlib.image
+
+    import goldmine as gm
+    from goldmine import workflow
+    from goldmine.inference import Model, confidence_region
+
+    sim = gm.simulators.Weinberg()
+    x = sim.sample(torch.tensor([[45.0, 0.8]]).expand(50, 2), generator=torch.Generator().manual_seed(0)).x
+    model = Model(sim, prior=sim, simulator=sim)
+    settings = {"toys": 10} if method == "neyman" else {}
+    region = confidence_region(model, x, 0.9, method, grid=model.grid(7), progress=False, **settings)
+    result = workflow.infer(sim, sim, x, level=0.9, method=method, grid_points=7, progress=False, **settings)
+    drawn = plots.region(region, truth=[45.0, 0.8], name="exact", path=tmp_path / "region.png")
+    reported = workflow.plot_inference({"exact": result}, tmp_path / "report.png", [45.0, 0.8])
+    np.testing.assert_array_equal(matplotlib.image.imread(drawn), matplotlib.image.imread(reported))

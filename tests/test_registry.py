@@ -162,3 +162,25 @@ def test_a_toy_loss_with_a_score_term_reads_gold_and_the_gradient(tmp_path):
         assert toy.needs_gold and toy.theta_gradient and toy.fields == ("theta", "x", "label", "score")
         est = gm.RatioEstimator("toy_scored", alpha=0.5, epochs=1, hidden=(8,), progress=False).fit(data)
         assert est.score(torch.tensor([[10.0]]), torch.tensor([[0.2]])).shape == (1, 1)
+
+
+def test_one_default_method_for_estimators_and_the_command_line(tmp_path, capsys):
+    """RatioEstimator() and LikelihoodEstimator() train the registry's default_method, and goldmine simulate
+    suggests the same one."""
+    from goldmine.estimators.registry import default_method
+
+    assert [default_method("ratio", True), default_method("ratio", False), default_method("ratio", True, "prior"),
+            default_method("likelihood", True), default_method("likelihood", False, "prior")] == \
+        ["alice", "carl", "nre", "scandal", "nle"]
+    with pytest.raises(ValueError, match="no default method"):
+        default_method("posterior", True)
+    theta = torch.rand(40, 1)
+    data = gm.InMemoryData((theta, theta + 0.1 * torch.randn(40, 1)))
+    for est, family in ((gm.RatioEstimator(epochs=1, progress=False), "ratio"),
+                        (gm.LikelihoodEstimator(epochs=1, progress=False), "likelihood")):
+        assert est.fit(data).method == default_method(family, data.has_gold)
+    for layout in ("pairs", "prior"):
+        path = tmp_path / f"{layout}.h5"
+        assert main(["simulate", "galton", "-n", "20", "-o", str(path), "--layout", layout, "--quiet"]) == 0
+        expected = default_method("ratio", True, layout)
+        assert f"next: goldmine train {expected} " in capsys.readouterr().out

@@ -309,3 +309,23 @@ def test_load_observed(tmp_path):
     (tmp_path / "a.json").write_text("[]")
     with pytest.raises(ValueError, match="give .npy, .csv or .h5"):
         workflow.load_observed(tmp_path / "a.json")
+
+
+@pytest.mark.slow
+def test_a_study_of_methods_without_reference_runs_simulates_every_run_at_the_prior(tmp_path):
+    """layout "prior" when every method can use rows at θ ~ prior only, pairs as soon as one needs θ_ref; the
+    data stage's fingerprint of a pairs study is the one it had before layouts were chosen."""
+    text = 'simulator = "galton"\n[data]\nn = 200\n[train]\nmethods = ["nre"]\nepochs = 1\nhidden = [8]\n' \
+        '[evaluate]\nenabled = false\n'
+    lines = Lines()
+    run(write(tmp_path, text), output=tmp_path / "prior", progress=False, echo=lines.append)
+    data = gm.Dataset(tmp_path / "prior" / "data.h5")
+    assert data.layout == "prior" and (data.tensors(["label"])["label"] == 0).all()
+    assert "layout prior" in lines.stage("simulate")
+    both = text.replace('"nre"', '"nre", "carl"')
+    run(write(tmp_path, both, "both.toml"), output=tmp_path / "pairs", progress=False, echo=lambda line: None)
+    assert gm.Dataset(tmp_path / "pairs" / "data.h5").layout == "pairs"
+    from goldmine.study import fingerprint
+
+    fp = json.loads((tmp_path / "pairs" / "stages.json").read_text())["simulate"]["fingerprint"]
+    assert fp == fingerprint({"simulator": "galton", "options": {}, "n": 200, "seed": 0})

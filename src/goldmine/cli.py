@@ -42,7 +42,7 @@ from . import __version__, checks, simulators, study, workflow
 from .estimators import load
 from .folders import marked
 from .training import TrainingError
-from .estimators.registry import get_method, methods
+from .estimators.registry import default_method, get_method, methods
 from .inference.surrogate import capabilities
 
 #: toy data sets at θ̂ with which goldmine infer checks the coverage of a Wilks region
@@ -157,8 +157,7 @@ def build_parser() -> Parser:
     p.add_argument("-n", "--rows", dest="n", type=positive_int, required=True,
                    help="simulator runs (even): half at θ ~ prior, half at θ_ref")
     p.add_argument("-o", "--output", required=True, metavar="FILE.h5", help="the data set to write")
-    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
-                   help="a constructor argument of the simulator (repeatable), or a JSON object of them")
+    sim_option_argument(p)
     p.add_argument("--seed", type=integer, default=0, help="the same seed gives the same data (default 0)")
     p.add_argument("--workers", type=positive_int, default=1, help="local processes (default 1)")
     p.add_argument("--chunk", type=positive_int, metavar="ROWS", help="rows per task and write")
@@ -219,8 +218,7 @@ def build_parser() -> Parser:
                 "it must satisfy, in standard errors per θ bin; exit code 1 when one fails", parents=[common])
     p.add_argument("simulator", metavar="SIMULATOR", help="a built-in name (goldmine list simulators) or "
                    "package.module:Class of your own")
-    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
-                   help="a constructor argument of the simulator (repeatable), or a JSON object of them")
+    sim_option_argument(p)
     p.add_argument("--runs", type=positive_int, default=20_000, help="simulator runs, half at θ_ref (default 20000)")
     p.add_argument("--bins", type=positive_int, default=4, help="quantile bins per component of θ (default 4)")
     p.add_argument("--seed", type=integer, default=0, help="seeds the runs (default 0)")
@@ -234,8 +232,7 @@ def build_parser() -> Parser:
     given.add_argument("--observed", metavar="FILE", help="the observation(s), one per row: .npy, .csv or .h5")
     given.add_argument("--true-theta", type=numbers(float), metavar="θ", help="simulate the observation at this θ")
     p.add_argument("--n-obs", type=positive_int, default=1, help="observations at --true-theta (default 1; npe: 1)")
-    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
-                   help="a constructor argument of the simulator (repeatable)")
+    sim_option_argument(p)
     p.add_argument("--method", default="npe", help="npe (default), nle, nre, alices, ... (goldmine list methods)")
     p.add_argument("--budget", type=positive_int, default=10_000, help="simulator runs in total (default 10000)")
     p.add_argument("--rounds", type=positive_int, default=1, help="sequential rounds (default 1)")
@@ -257,10 +254,16 @@ def build_parser() -> Parser:
     return parser
 
 
+def sim_option_argument(p: Parser, simulator: str = "the simulator") -> None:
+    """Adds --sim-option, the one definition of it: a constructor argument of `simulator`, repeatable (KEY=VALUE
+    or a JSON object of them; `merged(args.sim_option)` gives the dict)."""
+    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
+                   help=f"a constructor argument of {simulator} (repeatable), or a JSON object of them")
+
+
 def simulator_arguments(p: Parser) -> None:
     p.add_argument("--simulator", metavar="SIMULATOR", help="default: the simulator of the model's training data")
-    p.add_argument("--sim-option", action="append", type=key_value, metavar="KEY=VALUE",
-                   help="a constructor argument of --simulator (repeatable)")
+    sim_option_argument(p, "--simulator")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -379,7 +382,7 @@ def cmd_simulate(args) -> int:
     print(f"  fields {', '.join(data.fields)} ({kind}); {seconds:.1f} s")
     if data.invalid_rows:
         print(f"  {data.invalid_rows} rows hold non-finite x or gold (training skips them where it reads those)")
-    method = "nre" if data.layout == "prior" else "alice" if data.has_gold else "carl"  # RatioEstimator()'s choice
+    method = default_method("ratio", data.has_gold, data.layout)  # what RatioEstimator() trains on these data
     print(f"next: goldmine train {method} {out} -o model/")
     return 0
 

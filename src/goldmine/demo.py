@@ -35,17 +35,23 @@ THETA_TRUE, N_OBS, LEVEL = 0.3, 100, 0.95
 METHODS = ("carl", "alice", "alices")
 
 
-def fit_one(out: str, epochs: int, task: tuple[int, str]) -> tuple[float, float]:
+def fit_one(out: str, epochs: int | None, task: tuple[int, str]) -> tuple[float, float]:
     """Fits `method` with its default settings on the runs of data seed `seed` (in a worker), saves it to
     OUT/METHOD_seedS and returns (its error against the exact ratio, fit seconds)."""
     torch.set_num_threads(1)  # small networks: a second thread only waits on a shared machine
     seed, method = task
     sim = gm.simulators.GaltonBoard()
     start = time.perf_counter()
-    est = gm.RatioEstimator(method, epochs=epochs, seed=0, progress=False).fit(gm.Dataset(data_path(out, seed)))
+    est = estimator(method, epochs).fit(gm.Dataset(data_path(out, seed)))
     seconds = time.perf_counter() - start
     est.save(model_path(out, method, seed))
     return log_ratio_error(est, sim)["mse"], seconds
+
+
+def estimator(method: str, epochs: int | None = None) -> gm.RatioEstimator:
+    """The demo's unfitted estimator of `method`: its default settings, seed 0, and `epochs` when given (else the
+    estimator's own default, the one place that says how long a fit trains)."""
+    return gm.RatioEstimator(method, seed=0, progress=False, **({} if epochs is None else {"epochs": epochs}))
 
 
 def data_path(out, seed: int) -> Path:
@@ -56,14 +62,20 @@ def model_path(out, method: str, seed: int) -> Path:
     return Path(out) / (method if seed == 0 else f"{method}_seed{seed}")
 
 
-def main(argv=None) -> dict:
+def arguments() -> argparse.ArgumentParser:
+    """The demo's command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000, help="simulator runs to train on")
-    parser.add_argument("--epochs", type=int, default=50, help="the Trainer's default; fewer for a quick look")
+    parser.add_argument("--epochs", type=int, help=f"default: the estimators' own ({estimator('carl').trainer.epochs}); "
+                        "fewer for a quick look")
     parser.add_argument("--seeds", type=int, default=3, help="data seeds 0..K-1 (each 'runs' runs)")
     parser.add_argument("--workers", type=int, default=2, help="processes that fit the estimators")
     parser.add_argument("--out", default="demo-output")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> dict:
+    args = arguments().parse_args(argv)
     torch.set_num_threads(1)  # small networks: a second thread only waits on a shared machine
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

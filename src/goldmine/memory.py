@@ -28,7 +28,7 @@ from .data import BASE_FIELDS, GOLD_FIELDS, Dataset, invalid_rows
 DTYPE = torch.float64
 FIELDS = (*BASE_FIELDS, *GOLD_FIELDS)
 
-__all__ = ["InMemoryData", "as_data"]
+__all__ = ["Bootstrap", "InMemoryData", "as_data", "resample"]
 
 
 class InMemoryData:
@@ -109,17 +109,8 @@ class InMemoryData:
         return self._view(slice(0, cut)), self._view(slice(cut, n))
 
     def resample(self, validation: float, seed: int) -> "InMemoryData":
-        """A bootstrap resample of the training rows (whole pairs when paired) whose `split(validation)` gives
-        (the resample, the original validation rows), as `goldmine.estimators.ensemble.Bootstrap`."""
-        train, held_out = self.split(validation)
-        paired = bool((self._rows["label"] == 1).any())
-        unit = 2 if paired else 1
-        units = len(train) // unit
-        chosen = np.sort(np.random.default_rng(seed).integers(0, units, units))
-        index = torch.from_numpy((unit * chosen[:, None] + np.arange(unit)).reshape(-1))
-        out = train._view(index)
-        out.split = lambda fraction=validation: _fixed_split(out, held_out, validation, fraction)
-        return out
+        """A bootstrap resample of the training rows, as `resample(self, validation, seed)`."""
+        return resample(self, validation, seed)
 
     def _select(self, fields, label, dtype, drop_invalid) -> dict[str, Tensor]:
         fields = self.fields if fields is None else tuple(fields)
@@ -160,6 +151,87 @@ class InMemoryData:
         """A few lines on the rows, as `Dataset.summary`."""
         theta = self._rows["theta"]
         return f"{self!r}\n  θ in [{theta.amin(0).tolist()}, {theta.amax(0).tolist()}]"
+
+
+# -- the bootstrap ------------------------------------------------------------------------------
+
+
+def resample(data, validation: float, seed: int):
+    """A bootstrap resample of the training rows of a row source (a `Dataset` or `InMemoryData`), the rows an
+    ensemble's member trains on: the rows before the validation cut of `data.split(validation)` drawn with
+    replacement, as many as there are, in whole pairs when the rows come in pairs (a row at θ_ref beside
+    each row at θ, sharing its θ), seeded by `seed`. Its `split(validation)` gives (the resample, the original
+    validation rows), so that a model is validated on rows it never trained on.
+
+    Arguments:
+        data: the rows. validation: the validation fraction of the Trainer that will fit on them.
+        seed: seeds the draw (the same seed, the same resample).
+
+    Returns:
+        A `Bootstrap` of a `Dataset`, or an `InMemoryData` of the chosen rows.
+    """
+    data = as_data(data)
+    if isinstance(data, Dataset):
+        return Bootstrap(data, validation, seed)
+    train, index, held_out = _draw(data, validation, seed)
+    out = train._view(torch.from_numpy(index))
+    out.split = lambda fraction=validation: _fixed_split(out, held_out, validation, fraction)
+    return out
+
+
+def _draw(data, validation: float, seed: int):
+    """(the training rows, the indices of the resample among them, the validation rows) of `resample`."""
+    train, held_out = data.split(validation)
+    return train, bootstrap_rows(len(train), _paired(data), seed), held_out
+
+
+def bootstrap_rows(rows: int, paired: bool, seed: int) -> np.ndarray:
+    """`rows` row indices in [0, rows) drawn with replacement, sorted: whole pairs (2i, 2i + 1) when `paired`."""
+    unit = 2 if paired else 1
+    units = rows // unit
+    chosen = np.sort(np.random.default_rng(seed).integers(0, units, units))
+    return (unit * chosen[:, None] + np.arange(unit)).reshape(-1)
+
+
+def _paired(data) -> bool:
+    """Whether the rows come in pairs that share θ: a data set of the layout "pairs", rows in memory with a label 1."""
+    if isinstance(data, InMemoryData):
+        return bool((data._rows["label"] == 1).any())
+    return getattr(data, "layout", "pairs") != "prior"
+
+
+class Bootstrap(Dataset):
+    """A bootstrap resample of a data set's training rows (`resample`), read from its file.
+
+    Reads go through the file in sorted row order, a chunk at a time, as `Dataset`'s do; `split(validation)`
+    (the fraction it was made with) gives (the resample, the original validation rows).
+
+    Arguments:
+        data: the data set.
+        validation: the validation fraction of the Trainer that will fit on it.
+        seed: seeds the resample.
+    """
+
+    def __init__(self, data: Dataset, validation: float, seed: int):
+        train, index, held_out = _draw(data, validation, seed)
+        self.__dict__.update(vars(train))
+        self.rows = train.start + index
+        self.start, self.stop = 0, len(self.rows)
+        self.validation, self.held_out = validation, held_out
+
+    def __repr__(self) -> str:
+        return f"Bootstrap({len(self)} rows resampled from {self.path})"
+
+    def split(self, validation: float = 0.1) -> tuple[Dataset, Dataset]:
+        return _fixed_split(self, self.held_out, self.validation, validation)
+
+    def _read(self, f, fields, lo: int, hi: int, label, dtype, drop_invalid) -> dict[str, Tensor]:
+        """Rows lo..hi of the resample: the file's rows `self.rows[lo:hi]` (sorted, with repeats)."""
+        idx = self.rows[lo:hi]
+        first = int(idx[0]) if len(idx) else 0
+        last = int(idx[-1]) + 1 if len(idx) else 0
+        picked = {k: f[k][first:last][idx - first] for k in {*fields, "x", "label"}}
+        return super()._read(picked, fields, 0, len(idx), label, dtype, drop_invalid)
 
 
 def _fixed_split(train, held_out, validation, fraction):

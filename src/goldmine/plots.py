@@ -72,27 +72,57 @@ def llr_curves(theta_grid, curves: dict, truth: float | None = None, threshold=N
 
 def region(region, truth=None, name: str = "q(θ)", *, path: str | Path) -> Path:
     """A confidence region of `goldmine.inference.confidence_region`, its axes named after θ's components:
-    q(θ) = −2 Δlog L against its threshold for one-dimensional θ (`llr_curves`), the region's boundary
-    q(θ) = t(θ) for two-dimensional θ (`contours_2d`).
+    q(θ) = −2 Δlog L against its threshold for one-dimensional θ, the region's boundary q(θ) = t(θ) for
+    two-dimensional θ (`q_figure`).
 
     Arguments:
         region: a `Region`. truth: the true θ (theta_dim,), marked when given. name: the legend's entry.
         path: the PNG file.
     """
-    grid, names = region.grid, region.theta_names
-    threshold = torch.as_tensor(region.threshold, dtype=torch.float64).expand(len(region.q))
-    constant = bool((threshold == threshold[0]).all())
-    truth = None if truth is None else _array(truth).reshape(-1)
-    if grid.shape[1] == 1:
-        curves = {name: region.q} if constant else {name: region.q, f"{name}: threshold": threshold}
-        return llr_curves(grid, curves, truth=None if truth is None else float(truth[0]),
-                          threshold=float(threshold[0]) if constant else None, path=path, label=names[0])
-    if grid.shape[1] != 2:
+    grid = region.grid
+    if grid.shape[1] > 2:
         raise ValueError(f"a region of {grid.shape[1]}-D θ cannot be drawn in one figure: use corner() on samples, "
                          "or region.contains(theta) and region.size.")
-    q = region.q if constant else region.q - threshold
-    return contours_2d(grid, {name: q}, levels=(float(threshold[0]) if constant else 0.0,), truth=truth,
-                       labels=names, path=path)
+    threshold = torch.as_tensor(region.threshold, dtype=torch.float64).expand(len(region.q))
+    return q_figure(grid, {name: region.q}, {name: threshold}, truth, region.theta_names, path=path)
+
+
+def q_figure(grid, q: dict, thresholds: dict, truth=None, labels=None, *, path: str | Path,
+             zoom: bool = False) -> Path:
+    """q(θ) = −2 Δlog L of one or more methods on one θ grid against their thresholds t(θ): for one-dimensional
+    θ the curves (`llr_curves`), the threshold a line when it is constant, else a curve per method; for
+    two-dimensional θ each region's boundary q(θ) = t(θ) (`contours_2d`). `plots.region` and the command line's
+    and studies' `workflow.plot_inference` draw through it.
+
+    Arguments:
+        grid: (g, 1) or (g, 2). q: name → q on the grid (g,). thresholds: name → t(θ) on the grid (g,) of every
+            name in q (the first one's says whether the thresholds are constant, as they are for Wilks).
+        truth: the true θ (d,), marked when given. labels: the names of θ's components.
+        zoom: for thresholds that vary (Neyman) in one dimension, clip the curves at 4× the largest threshold, to
+            zoom on where q crosses them.
+        path: the PNG file.
+    """
+    grid = _array(grid)
+    d = grid.shape[1]
+    if d not in (1, 2):
+        raise ValueError(f"q(θ) of {d}-D θ cannot be drawn in one figure; got a grid of shape {grid.shape}.")
+    labels = labels or (("θ",) if d == 1 else ("θ₀", "θ₁"))
+    first = _array(next(iter(thresholds.values()))).reshape(-1)
+    constant = bool(np.allclose(first, first[0]))
+    truth = None if truth is None else _array(truth).reshape(-1)
+    if d == 1:
+        if not constant:  # Neyman: each method's toys give it a threshold curve of its own
+            curves = {**q, **{f"{name}: threshold": thresholds[name] for name in q}}
+            if zoom:
+                top = 4 * max(_array(t).max() for t in thresholds.values())
+                curves = {name: np.minimum(_array(values), top) for name, values in curves.items()}
+            q = curves
+        return llr_curves(grid, q, truth=None if truth is None else float(truth[0]),
+                          threshold=float(first[0]) if constant else None, path=path, label=labels[0])
+    if not constant:  # each region's boundary is where q(θ) − t(θ) crosses 0
+        q = {name: _array(values) - _array(thresholds[name]) for name, values in q.items()}
+    return contours_2d(grid, q, levels=(float(first[0]) if constant else 0.0,), truth=truth, labels=labels,
+                       path=path)
 
 
 def contours_2d(grid, q: dict, levels=(2.30, 5.99), truth=None, labels=("θ₀", "θ₁"), *, path: str | Path) -> Path:

@@ -5,7 +5,9 @@ observations to infer θ from (a file, or runs at a true θ). `run(path)` carrie
 output folder, which it creates or which is empty or a study's output already (goldmine's marker
 `.goldmine` says so; any other folder is refused, so a study never overwrites a file it did not write):
 
-    data.h5                       the training data (goldmine.simulate; a partial file resumes)
+    data.h5                       the training data (goldmine.simulate; a partial file resumes), of the
+                                  layout "prior" (every run at θ ~ prior) when no method of the study
+                                  needs runs at θ_ref (`registry.layout_for`), else pairs
     models/<method>/              each trained estimator: config.json, weights.safetensors,
                                   trained_on.json, evaluation.json, inference.json
     observed.npy                  the observations inferred from
@@ -371,8 +373,10 @@ def run(study, output=None, progress: bool = True, echo=print) -> dict:
 
     # simulate
     data_path = out / "data.h5"
+    # every run at θ ~ prior when no method of the study reads runs at θ_ref (npe, nre, nle, scandal), else pairs
+    layout = registry.layout_for(study.methods)
     data_fp = fingerprint({"simulator": study.simulator, "options": study.simulator_options, "n": study.data["n"],
-                           "seed": study.data["seed"]})
+                           "seed": study.data["seed"], **({"layout": layout} if layout != "pairs" else {})})
     fps["simulate"] = data_fp
     if stages.done("simulate", data_fp, data_path):
         say("simulate", f"done earlier: {data_path}")
@@ -386,10 +390,11 @@ def run(study, output=None, progress: bool = True, echo=print) -> dict:
         stages.start("simulate", data_fp)
         start = time.perf_counter()
         data = simulate(sim, study.data["n"], data_path, seed=study.data["seed"], workers=study.data["workers"],
-                        chunk_size=study.data["chunk"], progress=progress)
+                        chunk_size=study.data["chunk"], progress=progress, layout=layout)
         seconds = time.perf_counter() - start
         stages.finish("simulate", data_fp, seconds=seconds, rows=len(data))
-        say("simulate", f"{len(data):,} rows of {sim.name} in {seconds:.1f} s → {data_path}")
+        every = ", every run at θ ~ prior (layout prior)" if layout == "prior" else ""
+        say("simulate", f"{len(data):,} rows of {sim.name}{every} in {seconds:.1f} s → {data_path}")
     data = Dataset(data_path)
 
     # train

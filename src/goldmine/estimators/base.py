@@ -55,6 +55,10 @@ class Estimator:
     x_high_: Tensor | None = None
     #: the shape of one x it was fitted on: (x_dim,) for a vector, e.g. (1, 64, 64) for images
     x_shape_: tuple[int, ...] | None = None
+    #: the names of θ's components, the `theta_names` of the simulator of the data it was fitted on (None when
+    #: the data do not say: rows in memory, a simulator of your own or one without names); inference and plots
+    #: name θ by them when no simulator is given (`goldmine.checks.theta_names`)
+    theta_names_: tuple[str, ...] | None = None
 
     #: the family's own defaults of Trainer settings (the flows and sally train with lr 1e-3 and batches
     #: of at least 128 rows, as their benchmarks did; the ratio family uses the Trainer's own defaults)
@@ -75,13 +79,15 @@ class Estimator:
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         raise NotImplementedError
 
-    def _resolve_method(self, data: Dataset | str, gold: str, goldless: str) -> Dataset:
-        """The data set, opened; a `method` left None becomes `gold` when the data have gold (the joint
-        ratio and score of a simulator with a joint likelihood), else `goldless`, recorded in `params` so
-        that a saved estimator names the method it was trained with."""
+    def _resolve_method(self, data: Dataset | str, family: str) -> Dataset:
+        """The data set, opened; a `method` left None becomes `family`'s default for these data (with or
+        without gold, of their layout: `registry.default_method`), recorded in `params` so that a saved
+        estimator names the method it was trained with."""
+        from .registry import default_method
+
         data = as_data(data)  # a Dataset, its path, or tensors in memory (goldmine.memory)
         if self.method is None:
-            self.method = gold if data.has_gold else goldless
+            self.method = default_method(family, data.has_gold, getattr(data, "layout", "pairs"))
             self.params["method"] = self.method
         return data
 
@@ -93,6 +99,7 @@ class Estimator:
         self.theta_dim_, self.x_dim_ = data.theta_dim, data.x_dim
         self.x_shape_ = tuple(getattr(data, "x_shape", (data.x_dim,)))
         self.reference_ = data.reference.clone()
+        self.theta_names_ = data_theta_names(data)
         # the range of x per element, for the warning beyond it; an x of more axes (images) has none: a pixel
         # beyond its training range says little about whether the image is
         self.x_low_, self.x_high_ = (data.x_range() or (None, None)) if len(self.x_shape_) == 1 else (None, None)
@@ -173,6 +180,7 @@ class Estimator:
         est.theta_dim_, est.x_dim_ = fitted["theta_dim"], fitted["x_dim"]
         est.x_shape_ = restore_shape(fitted)
         est.reference_ = torch.tensor(fitted["reference"], dtype=torch.float64)
+        est.theta_names_ = restore_names(fitted)
         restore_range(est, fitted)
         est.network_ = est._build(est.theta_dim_, est.x_dim_)
         est.network_.load_state_dict(state)
@@ -187,9 +195,9 @@ class Estimator:
         return write_folder(path, config, network.state_dict(), self.history_)  # device-free: CPU tensors
 
     def _fitted_record(self) -> dict:
-        """What fit learned besides the weights, for config.json: dimensions, θ_ref, the range of x."""
+        """What fit learned besides the weights, for config.json: dimensions, θ_ref, the names of θ, the range of x."""
         return {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "reference": self.reference_.tolist(),
-                **shape_record(self), **range_record(self)}
+                **names_record(self), **shape_record(self), **range_record(self)}
 
 
 def check_layout(data: Dataset, method: str) -> None:
@@ -365,6 +373,42 @@ def _check_config(config, file: Path) -> None:
             checks.positive_int(fitted[key], f"fitted {key}")
         except ValueError as err:
             raise ValueError(f"{file}: {err}") from None
+
+
+def data_theta_names(data) -> tuple[str, ...] | None:
+    """The names of θ's components of the simulator behind `data`: a "theta_names" of its header, else the
+    `theta_names` of the built-in simulator its header records (rebuilt from the record by
+    `simulators.describe.rebuild`, which imports nothing the file names); None for rows in memory, a simulator of
+    your own (its code is not run from a file's record) or a simulator without names."""
+    from ..simulators.describe import rebuild
+
+    meta = getattr(data, "meta", None) or {}
+    names = meta.get("theta_names")
+    if names is None and meta.get("simulator_class"):
+        try:
+            names = getattr(rebuild(meta), "theta_names", None)
+        except (ValueError, TypeError):  # not built in, or a record it cannot rebuild: the file gives no names
+            names = None
+    if names is None or isinstance(names, str) or len(names) != data.theta_dim or \
+            not all(isinstance(n, str) for n in names):
+        return None
+    return tuple(names)
+
+
+def names_record(est) -> dict:
+    """The names of θ's components an estimator was fitted with, for config.json's "fitted": {theta_names} or {}."""
+    names = getattr(est, "theta_names_", None)
+    return {} if names is None else {"theta_names": list(names)}
+
+
+def restore_names(fitted: dict) -> tuple[str, ...] | None:
+    """The theta_names_ of config.json's "fitted" (None for a model saved without them), checked against theta_dim."""
+    names = fitted.get("theta_names")
+    if names is None:
+        return None
+    if not isinstance(names, list) or len(names) != fitted["theta_dim"] or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"fitted theta_names {names!r} must be a list of theta_dim = {fitted['theta_dim']} strings.")
+    return tuple(names)
 
 
 def shape_record(est) -> dict:

@@ -28,7 +28,7 @@ from torch import Tensor
 from .. import checks
 from ..data import Dataset
 from ..memory import as_data
-from .base import range_record, register, restore_range, write_folder
+from .base import data_theta_names, names_record, range_record, register, restore_names, restore_range, write_folder
 from .registry import Method, register_method
 
 DTYPE = torch.float64
@@ -114,6 +114,7 @@ class HistogramRatio:
         self.x_low_ = torch.tensor([scan["x_min"]], dtype=DTYPE)
         self.x_high_ = torch.tensor([scan["x_max"]], dtype=DTYPE)
         self.reference_ = data.reference.to(DTYPE).clone()
+        self.theta_names_ = data_theta_names(data)
         self.theta_low_, self.theta_high_ = low, high
         self.discrete_, self.x_edges_ = discrete, edges
         k = len(edges) + 1
@@ -196,7 +197,7 @@ class HistogramRatio:
             raise RuntimeError("this HistogramRatio is not fitted yet: call fit(dataset) first.")
         config = {"class": "HistogramRatio", "params": self.config(), "training": {},
                   "fitted": {"theta_dim": self.theta_dim_, "x_dim": self.x_dim_, "discrete": self.discrete_,
-                             **range_record(self)}}
+                             **names_record(self), **range_record(self)}}
         return write_folder(path, config, {k: getattr(self, k) for k in self.STATE}, {})
 
     @classmethod
@@ -204,6 +205,7 @@ class HistogramRatio:
         est = cls(**config["params"])
         est.theta_dim_, est.x_dim_ = config["fitted"]["theta_dim"], config["fitted"]["x_dim"]
         est.discrete_ = config["fitted"]["discrete"]
+        est.theta_names_ = restore_names(config["fitted"])
         restore_range(est, config["fitted"])
         for key in cls.STATE:
             setattr(est, key, state[key])

@@ -1,9 +1,9 @@
 """Ensembles of neural estimators: k members trained on bootstrap resamples, averaged in log space.
 
 Member j is the template estimator (same class, method and options) with the Trainer's seed s + j,
-trained on a bootstrap resample of the training rows: the rows of the data set before its
-validation cut are drawn with replacement in whole pairs (rows 2i and 2i + 1 share θ_i), seeded by
-s + j; the validation rows stay as they are, so that every member is validated on rows it never
+trained on a bootstrap resample of the training rows (`goldmine.memory.resample`): the rows of the data
+before their validation cut are drawn with replacement, in whole pairs when they come in pairs (rows 2i and
+2i + 1 share θ_i), seeded by s + j; the validation rows stay as they are, so that every member is validated on rows it never
 saw. The ensemble's surrogate is the mean in log space,
 
     log r̂(x|θ) = (1/k) Σ_j log r̂_j(x|θ),    log p̂(x|θ) = (1/k) Σ_j log p̂_j(x|θ)
@@ -31,13 +31,12 @@ References:
 from __future__ import annotations
 
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .. import checks
 from ..data import Dataset
-from ..memory import as_data
+from ..memory import Bootstrap, as_data, resample
 from .base import REGISTRY, Estimator, register
 
 #: the families whose methods take the option `ensemble=k` on the command line and in studies
@@ -46,45 +45,6 @@ ENSEMBLE_FAMILIES = ("ratio", "likelihood")
 SHARED = frozenset({"likelihood", "ratio", "score"})
 
 __all__ = ["Bootstrap", "ENSEMBLE_FAMILIES", "Ensemble", "ensembled"]
-
-
-class Bootstrap(Dataset):
-    """The training rows of a data set resampled with replacement in whole pairs, and its validation rows.
-
-    `split(validation)` (the fraction it was made with) gives (the resampled rows, the original
-    validation rows); reads of the resampled rows go through the file in sorted row order, a chunk
-    at a time, as `Dataset`'s do.
-
-    Arguments:
-        data: the data set.
-        validation: the validation fraction of the Trainer that will fit on it.
-        seed: seeds the resample.
-    """
-
-    def __init__(self, data: Dataset, validation: float, seed: int):
-        train, held_out = data.split(validation)
-        self.__dict__.update(vars(train))
-        pairs = len(train) // 2
-        chosen = np.sort(np.random.default_rng(seed).integers(0, pairs, pairs))
-        self.rows = (train.start + 2 * chosen[:, None] + np.arange(2)).reshape(-1)
-        self.start, self.stop = 0, len(self.rows)
-        self.validation, self.held_out = validation, held_out
-
-    def __repr__(self) -> str:
-        return f"Bootstrap({len(self)} rows resampled from {self.path})"
-
-    def split(self, validation: float = 0.1) -> tuple[Dataset, Dataset]:
-        if validation != self.validation:
-            raise ValueError(f"this bootstrap resample was cut at validation={self.validation}; got {validation}.")
-        return self, self.held_out
-
-    def _read(self, f, fields, lo: int, hi: int, label, dtype, drop_invalid) -> dict[str, Tensor]:
-        """Rows lo..hi of the resample: the file's rows `self.rows[lo:hi]` (sorted, with repeats)."""
-        idx = self.rows[lo:hi]
-        first = int(idx[0]) if len(idx) else 0
-        last = int(idx[-1]) + 1 if len(idx) else 0
-        picked = {k: f[k][first:last][idx - first] for k in {*fields, "x", "label"}}
-        return super()._read(picked, fields, 0, len(idx), label, dtype, drop_invalid)
 
 
 @register
@@ -154,11 +114,7 @@ class Ensemble(Estimator):
         self.members_, self.network_ = [], None
         for j in range(self.k):
             member = self._member(j)
-            rows = data
-            if self.bootstrap:
-                seed, validation = member.trainer.seed, member.trainer.validation
-                rows = (Bootstrap(data, validation, seed) if isinstance(data, Dataset)
-                        else data.resample(validation, seed))
+            rows = resample(data, member.trainer.validation, member.trainer.seed) if self.bootstrap else data
             members.append(member.fit(rows, device=device))
         self._fitted(members)
         return self
@@ -169,6 +125,7 @@ class Ensemble(Estimator):
         self.method = getattr(first, "method", None)
         self.theta_dim_, self.x_dim_, self.reference_ = first.theta_dim_, first.x_dim_, first.reference_
         self.x_shape_ = getattr(first, "x_shape_", None)
+        self.theta_names_ = getattr(first, "theta_names_", None)
         self.network_ = nn.ModuleList([m.network_ for m in members])
         self.history_ = {**first.history_, "members": [m.history_ for m in members]}
         self._record()

@@ -221,7 +221,7 @@ class LikelihoodEstimator(Estimator):
         Raises:
             NotImplementedError: the data's x are integers and x_dim > 1 (the mass quadrature is 1-D).
         """
-        data = self._resolve_method(data, "scandal", "nle")
+        data = self._resolve_method(data, "likelihood")
         spec = family_method("likelihood", self.method, "LikelihoodEstimator")
         fields = spec.fields
         data = self._setup(data, fields, self.method)

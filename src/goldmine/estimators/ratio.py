@@ -43,7 +43,6 @@ from .. import checks, losses
 from ..data import Dataset
 from ..embeddings import embedding_record, embedding_spec, features, x_input
 from ..nn import Standardize, check_activation, mlp, with_theta_gradient
-from ..memory import as_data
 from .base import Estimator, register
 from .registry import FIELDS, Method, family_method, register_method
 
@@ -261,12 +260,7 @@ class RatioEstimator(Estimator):
             device: where to train and then compute (`goldmine.checks.device`): None or "cpu" (the default),
                 "cuda", "mps", a torch.device, or "auto" (an accelerator when present).
         """
-        data = as_data(data)
-        if self.method is None and getattr(data, "layout", "pairs") == "prior":  # no runs at θ_ref: nre needs none
-            self.method = self.params["method"] = "nre"
-        # alice, not alices: the score term's weight that suits one simulator's joint scores does not suit
-        # another's (benchmarks/README.md, "Model selection and the default gold method")
-        data = self._resolve_method(data, "alice", "carl")
+        data = self._resolve_method(data, "ratio")  # alice on gold, carl without, nre without runs at θ_ref
         spec = family_method("ratio", self.method, "RatioEstimator")
         if self.alpha is None:  # the method was chosen now: its own weight of the score term
             self.alpha = self.params["alpha"] = spec.defaults.get("alpha", 1.0)

@@ -199,6 +199,34 @@ def layout_for(names) -> str:
     return "pairs" if any(get_method(n).needs_reference_runs for n in names) else "prior"
 
 
+#: the method an estimator of a family trains when it is built without one: (on data with gold, on data without,
+#: on data of the layout "prior", None for the same as without that layout)
+DEFAULT_METHODS = {"ratio": ("alice", "carl", "nre"), "likelihood": ("scandal", "nle", None)}
+
+
+def default_method(family: str, gold: bool, layout: str = "pairs") -> str:
+    """The method that `family`'s estimator, built without one (`RatioEstimator()`), trains on data with or without
+    gold of `layout`; the command line suggests the same one after goldmine simulate.
+
+    The ratio family trains alice on gold, not alices: the score term's weight that suits one simulator's joint
+    scores does not suit another's (benchmarks/README.md, "Model selection and the default gold method"); carl
+    without gold, and nre on data without runs at θ_ref (layout "prior"), which is all it needs.
+
+    Example:
+        >>> default_method("ratio", True), default_method("ratio", False), default_method("ratio", True, "prior")
+        ('alice', 'carl', 'nre')
+
+    Raises:
+        ValueError: `family` has no default method (its estimators need a method named).
+    """
+    if family not in DEFAULT_METHODS:
+        raise ValueError(f"the {family} family has no default method; name one of {', '.join(methods(family))}.")
+    with_gold, without, prior = DEFAULT_METHODS[family]
+    if layout == "prior" and prior is not None:
+        return prior
+    return with_gold if gold else without
+
+
 def goldless(trainable: bool = False) -> list[str]:
     """The methods that need no gold (all of them, or those the command line and studies can train)."""
     return [name for name, m in methods().items() if not m.needs_gold and (m.trainable or not trainable)]
@@ -244,6 +272,6 @@ def rows_table() -> str:
     return "\n".join(rows)
 
 
-__all__ = ["FIELDS", "GOLD_FIELDS", "Method", "family_method", "get_method", "goldless", "goldless_text",
+__all__ = ["DEFAULT_METHODS", "FIELDS", "GOLD_FIELDS", "Method", "default_method", "family_method", "get_method", "goldless", "goldless_text",
            "loss_name", "markdown_table", "methods", "register_method", "registered", "rows_table",
            "unregister_method"]

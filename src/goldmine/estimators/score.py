@@ -166,6 +166,7 @@ class SummaryHistogram:
         self.reference_ = self.estimator.reference_.double()
         self.theta_dim_, self.x_dim_ = self.estimator.theta_dim_, self.estimator.x_dim_
         self.x_shape_ = self.estimator.x_shape_
+        self.theta_names_ = self.estimator.theta_names_
         # the range of x behind the histograms: the rows filling them (the network saw the rows at θ_ref only);
         # none for x of more axes (images), as for the estimators
         self.x_low_, self.x_high_ = (rows["x"].amin(0), rows["x"].amax(0)) if rows["x"].ndim == 2 else (None, None)

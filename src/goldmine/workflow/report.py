@@ -70,7 +70,7 @@ def one_line(err: BaseException) -> str:
 
 def plot_inference(results: dict[str, dict], path, true_theta=None) -> Path | None:
     """q(θ) of every method against the threshold (1-D θ), or each region's boundary (2-D θ), drawn by
-    goldmine.plots.llr_curves / contours_2d.
+    goldmine.plots.q_figure (which draws `plots.region` too), zoomed on the thresholds when they vary.
 
     Arguments:
         results: name → the dict of `infer`; those without a grid, or on another grid than the
@@ -91,21 +91,9 @@ def plot_inference(results: dict[str, dict], path, true_theta=None) -> Path | No
         return None
     shown = {name: r for name, r in shown.items() if np.array_equal(np.asarray(r["grid"], dtype=float), grid)}
     q = {name: _floats(r["q"]) for name, r in shown.items()}
-    threshold = _floats(first["threshold"])
-    constant = bool(np.allclose(threshold, threshold[0]))
-    truth = None if true_theta is None else np.ravel(np.asarray(true_theta, dtype=float))
+    thresholds = {name: _floats(r["threshold"]) for name, r in shown.items()}
     names = checks.theta_names(first.get("theta_names"), grid.shape[1])
-    if grid.shape[1] == 1:
-        if not constant:  # Neyman: each method's toys give it a threshold curve of its own
-            thresholds = {f"{name}: threshold": _floats(r["threshold"]) for name, r in shown.items()}
-            top = 4 * max(t.max() for t in thresholds.values())  # clipping q zooms in on the thresholds
-            q = {name: np.minimum(values, top) for name, values in {**q, **thresholds}.items()}
-        return plots.llr_curves(grid, q, truth=None if truth is None else float(truth[0]),
-                                threshold=threshold[0] if constant else None, path=path, label=names[0])
-    if not constant:  # each region's boundary is where q(θ) − t(θ) crosses 0
-        q = {name: values - _floats(shown[name]["threshold"]) for name, values in q.items()}
-    return plots.contours_2d(grid, q, levels=(float(threshold[0]) if constant else 0.0,), truth=truth, path=path,
-                             labels=names)
+    return plots.q_figure(grid, q, thresholds, true_theta, names, path=path, zoom=True)
 
 
 def _floats(values) -> np.ndarray:
