@@ -10,7 +10,7 @@ A budget N is simulator runs. goldmine draws its data set with `gm.simulate(sim,
 runs at θ ~ prior, half at θ_ref, the library's default design; npe trains on the N/2 runs at θ);
 sbi gets N fresh runs at θ ~ prior (`benchmarks/peers.py`'s `prior_pairs`, sbi's own design). Every
 method runs with its default settings: goldmine's posteriors through `gm.inference.posterior`
-(npe: direct draws; nle, nre, alices, scandal: its default sampler), sbi's through `build_posterior()`
+(npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler), sbi's through `build_posterior()`
 (NPE: rejection in the prior's support; NLE_A and NRE_A: sbi's default MCMC, slice_np_vectorized).
 
 The quality is sbibm's C2ST (`sbibm.metrics.c2st`: an MLP classifier, sbibm's own settings,
@@ -56,9 +56,9 @@ from sample_efficiency import write  # noqa: E402
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm")
 BUDGETS = (1_000, 10_000, 100_000)
-METHODS = ("npe", "nle", "nre", "alices", "scandal", "sbi_npe", "sbi_nle", "sbi_nre")
+METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "sbi_npe", "sbi_nle", "sbi_nre")
 BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
-GOLD = ("alices", "scandal")  # gold: a ratio method (log r and t) and a likelihood method (t only)
+GOLD = ("alices", "rascal", "scandal")  # gold: ratio methods (log r and t) and a likelihood method (t only)
 
 
 def need_sbibm():

@@ -51,7 +51,7 @@ def test_a_proposal_outside_the_prior_is_refused():
             return 3 * torch.ones(n, 2)
 
     with pytest.raises(ValueError, match="outside the prior's support"):
-        gm.infer(shift, PRIOR, X_O, budget=100, proposal=Wide(), progress=False)
+        gm.infer(shift, PRIOR, X_O, method="nre", budget=100, proposal=Wide(), progress=False)
 
 
 class _NoDensity(torch.distributions.Distribution):

@@ -194,6 +194,48 @@ def choice(value, known, name: str):
     return value
 
 
+def device(value, name: str = "device") -> torch.device:
+    """A device to train or infer on: None or "cpu" (the default: the CPU), "cuda", "cuda:1", "mps", a
+    torch.device, or "auto": the first accelerator present (CUDA, then Apple's MPS), else the CPU.
+
+    Raises:
+        ValueError: not a device name, or a device this machine (or this build of torch) does not have; the
+            message names the fix.
+
+    Example:
+        >>> device(None), device("cpu")
+        (device(type='cpu'), device(type='cpu'))
+    """
+    if value is None:
+        return torch.device("cpu")
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f'{name} must be "cpu", "cuda", "cuda:<index>", "mps", "auto" or a torch.device; got '
+                         f"{value!r}.") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index or 0) >= count:
+            have = "no CUDA device" if count == 0 else f"{count} CUDA device(s)"
+            raise ValueError(f"{name}={value!r}, but this machine and torch {torch.__version__} see {have}: pass "
+                             f'{name}="cpu", or {name}="auto" to use an accelerator only when one is present (or '
+                             "install a CUDA build of torch on a machine with a GPU).")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f'{name}={value!r}, but Apple\'s MPS is not available here: pass {name}="cpu", or '
+                             f'{name}="auto" to use an accelerator only when one is present.')
+    elif dev.type != "cpu":
+        raise ValueError(f'{name}={value!r}: goldmine trains and infers on "cpu", "cuda" or "mps"; pass one of '
+                         'them or "auto".')
+    return dev
+
+
 def rows(value, dim: int, name: str, dtype: torch.dtype = DTYPE, finite: bool = True, hint: str = "") -> Tensor:
     """Points of a `dim`-dimensional quantity as a matrix (n, dim) of `dtype` (the module's shape rule).
 

@@ -20,7 +20,8 @@ flushed after each one) and the same call resumes after the last of them.
 Safety. Chunks run through `goldmine.executor` (here, in local processes that die with their parent,
 or on a Dask cluster). While it writes, `simulate` holds an OS lock on the file (`goldmine.locking`),
 so a second writer on the same path is refused rather than interleaved. A row whose x or gold is NaN
-or infinite is counted as invalid, and reads skip it when they use the non-finite field.
+or infinite is counted as invalid, and reads skip it when they use the non-finite field; an infinite
+log_r is valid (`valid_values`): the joint ratio of a run outside the support of θ or of θ_ref is 0 or ∞.
 """
 
 from __future__ import annotations
@@ -258,12 +259,23 @@ def _create(path: Path, meta: dict, first: dict[str, np.ndarray]) -> h5py.File:
     return h5py.File(path, "r+")
 
 
+def valid_values(key: str, array: np.ndarray, rows: int) -> np.ndarray:
+    """Which of the `rows` rows of one field are valid → (rows,) bool: finite, or for log_r not NaN.
+
+    log r(x, z|θ, θ_ref) = ±∞ is a correct label, not a failure: a run drawn at θ outside the support of
+    p(·|θ_ref) has r = ∞, one drawn at θ_ref outside that of p(·|θ) has r = 0 (a simulator whose support moves
+    with θ, such as two_moons). The ratio losses read r only through sigmoid(−log r) or log r clipped to
+    [−clip, clip], both finite there (`goldmine.losses`)."""
+    flat = array.reshape(rows, -1)
+    return ~np.isnan(flat).any(axis=1) if key == "log_r" else np.isfinite(flat).all(axis=1)
+
+
 def invalid_rows(arrays: dict[str, np.ndarray], rows: int) -> int:
-    """How many of the `rows` rows of `arrays` are invalid: x or its gold NaN or infinite."""
+    """How many of the `rows` rows of `arrays` are invalid: x or its gold NaN or infinite (log_r: NaN)."""
     bad = np.zeros(rows, dtype=bool)
     for key in ("x", *GOLD_FIELDS):
         if key in arrays:
-            bad |= ~np.isfinite(arrays[key].reshape(rows, -1)).all(axis=1)
+            bad |= ~valid_values(key, arrays[key], rows)
     return int(bad.sum())
 
 
@@ -505,7 +517,7 @@ class Dataset:
             keep &= np.isfinite((arrays["x"] if "x" in arrays else f["x"][lo:hi]).reshape(hi - lo, -1)).all(axis=1)
             for k in GOLD_FIELDS:
                 if k in arrays:
-                    keep &= np.isfinite(arrays[k].reshape(hi - lo, -1)).all(axis=1)
+                    keep &= valid_values(k, arrays[k], hi - lo)
         out = {}
         for k, a in arrays.items():
             t = torch.from_numpy(a[keep])

@@ -289,7 +289,7 @@ def log_prob_and_score(sim: Simulator, x: Tensor, theta: Tensor) -> tuple[Tensor
 
 
 def _as_rows(out, n: int, tail: tuple, method: str) -> Tensor:
-    out = torch.as_tensor(out).detach().to(DTYPE)
+    out = torch.as_tensor(out).detach().to("cpu", DTYPE)  # from the estimator's device
     if out.shape == (n, 1) and tail == ():
         out = out[:, 0]
     if out.shape != (n, *tail):

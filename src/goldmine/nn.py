@@ -128,7 +128,7 @@ class ConditionalFlow(nn.Module):
     def sample(self, c: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One v ~ q(v|c) per row of c: (n, c_dim) → (n, v_dim); the flow's base noise from `generator`."""
         dist = self.flow(self.context(c))
-        z = torch.randn(len(c), len(self.v_norm.mean), generator=generator)
+        z = torch.randn(len(c), len(self.v_norm.mean), generator=generator).to(c.device)  # same draws anywhere
         return dist.transform.inv(z) * self.v_norm.std + self.v_norm.mean
 
 

@@ -27,7 +27,8 @@ __all__ = ["infer"]
 
 
 def infer(simulator, prior=None, x_obs=None, method: str = "npe", budget: int = 10_000, *, rounds: int = 1,
-          seed: int = 0, proposal=None, progress: bool = True, mcmc: dict | None = None, **options) -> Inference:
+          seed: int = 0, proposal=None, progress: bool = True, mcmc: dict | None = None, device=None,
+          **options) -> Inference:
     """The posterior of one observation from a simulator, in one call (sbi's `infer`, with goldmine's methods).
 
     Arguments:
@@ -49,6 +50,8 @@ def infer(simulator, prior=None, x_obs=None, method: str = "npe", budget: int = 
         progress: show progress bars.
         mcmc: options of `goldmine.inference.posterior` (chains, warmup, steps, ...) for the MCMC
             posteriors of nle, nre and the other likelihood and ratio methods.
+        device: where the estimators train and compute (`goldmine.checks.device`): the CPU by default, "cuda",
+            "mps", or "auto" for an accelerator when present.
         **options: options of the method's estimator (`goldmine list METHOD`), e.g. epochs=100.
 
     Returns:
@@ -83,6 +86,7 @@ def infer(simulator, prior=None, x_obs=None, method: str = "npe", budget: int = 
         raise ValueError(f"npe learns q(θ|x) for one observation, but x_obs has {len(x)} rows: pass one row, or use "
                          "nle or nre for i.i.d. observations.")
     checks.flag(progress, "progress")
+    device = None if device is None else checks.device(device)  # an absent device fails before any simulation
     known = _options(method)
     options = {**{k: v for k, v in (("progress", progress), ("seed", seed)) if k in known}, **options}
     if "prior" in known:
@@ -95,7 +99,7 @@ def infer(simulator, prior=None, x_obs=None, method: str = "npe", budget: int = 
     if not joint_draws(method) and prior is not sim.prior:
         _check_same_support(sim, prior)
     return run_rounds(sim, prior, x, method, budget, build, rounds=rounds, seed=seed, proposal=proposal,
-                      progress=progress, mcmc=mcmc)
+                      progress=progress, mcmc=mcmc, device=device)
 
 
 def _options(method: str) -> dict:

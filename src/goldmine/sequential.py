@@ -166,7 +166,7 @@ def truncated_prior(estimator, prior: Distribution, x_obs: Tensor, n: int, seed:
     kept, drawn = [], 0
     while sum(len(k) for k in kept) < n and drawn < REJECTION_LIMIT:
         theta = draw_prior(prior, REJECTION_BATCH, seed=seed_from(generator))
-        keep = estimator.log_prob(theta, x_obs).double() >= tau
+        keep = (estimator.log_prob(theta, x_obs).double() >= tau).cpu()  # from the estimator's device
         kept.append(theta[keep])
         drawn += REJECTION_BATCH
     accepted = sum(len(k) for k in kept)
@@ -185,7 +185,7 @@ def _posterior(estimator, method: str, prior, x_obs, seed: int, progress: bool, 
 
 def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, budget: int, make_estimator,
                rounds: int = 1, seed: int = 0, proposal=None, progress: bool = True,
-               mcmc: dict | None = None) -> Inference:
+               mcmc: dict | None = None, device=None) -> Inference:
     """Simulates, fits and samples the posterior of x_obs in `rounds` rounds (module docstring).
 
     Arguments:
@@ -198,14 +198,18 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
         seed: seeds the draws of θ, the runs and the posteriors.
         proposal: the first round's proposal instead of the prior: a torch distribution, or anything
             with `sample(n)` such as the posterior of an earlier call; its draws must lie inside the
-            prior's support.
+            prior's support. Not for npe, whose loss on θ ~ p̃ learns p̃(θ)·p(x|θ) instead of the posterior
+            (no atomic correction here): its later rounds truncate the prior instead.
         progress: progress bars.
         mcmc: options of `goldmine.inference.posterior` for the MCMC posteriors of likelihood and ratio
             estimators (chains, warmup, steps, ...).
+        device: where every round's estimator trains and computes (`goldmine.checks.device`); None: the CPU,
+            and the estimator's `fit` is called without it.
 
     Raises:
-        ValueError: rounds > 1 with another method, fewer than 2 runs per round, or a proposal
-            outside the prior's support.
+        ValueError: rounds > 1 with another method, fewer than 2 runs per round, a proposal outside the
+            prior's support, or a proposal other than the prior for npe.
+        TypeError: a proposal that cannot draw (no `sample`).
     """
     rounds = checks.positive_int(rounds, "rounds")
     budget = checks.positive_int(budget, "budget")
@@ -218,6 +222,7 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
         raise ValueError(f"a budget of {budget} runs over {rounds} rounds leaves {min(per_round)} runs in a round: "
                          "give at least 20 per round.")
     prior = check_prior(prior, sim.theta_dim)
+    _check_proposal(proposal, prior, method)
     thetas, xs, pairs, record = [], [], [], []
     estimator = post = None
     for r, runs in enumerate(per_round):
@@ -255,9 +260,24 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             theta_all, x_all = torch.cat(thetas), torch.cat(xs)
             order = torch.randperm(len(theta_all), generator=torch.Generator().manual_seed(seed + r))
             data = InMemoryData((theta_all[order], x_all[order]), name=f"the {len(theta_all)} runs of rounds 1–{r + 1}")
-        estimator = make_estimator().fit(data)
+        estimator = make_estimator().fit(data, **({} if device is None else {"device": device}))
         post = _posterior(estimator, method, prior, x_obs, seed + r, progress, mcmc)
     return Inference(post, estimator, method, x_obs, prior, sum(e["runs"] for e in record), record, data)
+
+
+def _check_proposal(proposal, prior: Distribution, method: str) -> None:
+    """Refuses a proposal that cannot draw, and a proposal other than the prior for npe (see `run_rounds`)."""
+    if proposal is None or proposal is prior:
+        return
+    if not callable(getattr(proposal, "sample", None)):
+        raise TypeError(f"proposal ({type(proposal).__name__}) has no sample(n): give a torch distribution over θ, or "
+                        "the posterior of an earlier call (anything with sample(n)), or leave proposal=None for the "
+                        "prior.")
+    if method == "npe":
+        raise ValueError("npe trained on θ from a proposal p̃ learns p̃(θ)·p(x|θ), not the posterior under the prior "
+                         "(goldmine has no atomic correction): leave proposal=None and use rounds= (later npe rounds "
+                         "draw from the truncated prior), or pass the proposal with nle or nre, whose surrogates do "
+                         "not depend on where θ was drawn.")
 
 
 def _proposal_draws(proposal, n: int, seed: int, theta_dim: int) -> Tensor:

@@ -194,7 +194,7 @@ class Trainer:
 
     def fit(self, network: nn.Module, loss: LossFn, data: RowSource, fields: Sequence[str], label: int | None = None,
             desc: str = "train", *, val_loss: LossFn | None = None, finite: Sequence[str] | None = None,
-            monitors: dict[str, LossFn] | None = None) -> dict:
+            monitors: dict[str, LossFn] | None = None, device=None) -> dict:
         """Trains `network` in place on the rows of `data` and returns the history.
 
         Arguments:
@@ -212,9 +212,12 @@ class Trainer:
                 observations may hold a failed run's NaN, which its network leaves out by design.)
             monitors: further validation criteria {name: loss}, each evaluated on the validation rows
                 every epoch (history["val_<name>"]); `keep` may name one to choose the weights by.
+            device: where to train (`checks.device`): None or "cpu" (the default), "cuda", "mps", a
+                torch.device, or "auto" (an accelerator when present). The network is moved there and stays
+                there; every batch is moved there as it is used (the rows stay where they are).
 
         Raises:
-            ValueError: no rows (of `label`) to train or validate on.
+            ValueError: no rows (of `label`) to train or validate on, or a device this machine does not have.
             TrainingError: some rows hold NaN or ±inf in a field of `finite` (before training starts,
                 with the count per field), or the loss became non-finite.
         """
@@ -222,6 +225,7 @@ class Trainer:
             raise TypeError(f"data must be a row source (len(), split(fraction), tensors(fields, label=...)) such as "
                             f"a goldmine.Dataset; got {type(data).__name__}. For iterables of batches use "
                             "Trainer.fit_batches(network, loss, train_batches, val_batches).")
+        device = checks.device(device)
         fields = tuple(fields)
         finite = fields if finite is None else tuple(finite)
         if set(finite) - set(fields):
@@ -239,13 +243,13 @@ class Trainer:
             train=lambda epoch: train_rows.batches(batch, seed=self.seed * 100_003 + epoch),
             val=lambda: val_rows.batches(EVAL_BATCH, seed=None),
             steps_per_epoch=max(1, math.ceil(train_rows.count / batch)),
-            desc=desc, monitors=monitors,
+            desc=desc, monitors=monitors, device=device,
         )
         history["batch_size"] = batch
         return history
 
     def fit_batches(self, network: nn.Module, loss: LossFn, train: Iterable, validation: Iterable,
-                    desc: str = "train", *, val_loss: LossFn | None = None) -> dict:
+                    desc: str = "train", *, val_loss: LossFn | None = None, device=None) -> dict:
         """Trains `network` in place on batch iterables and returns the history.
 
         Every epoch iterates `train` once, in its own order, and then `validation`; the Trainer's
@@ -259,6 +263,7 @@ class Trainer:
                 row count weights its loss in the epoch's mean.
             desc: the name of the fit in the progress bar and in messages.
             val_loss: the validation loss, if it differs from `loss`.
+            device: where to train, as in `fit`; every batch (a dict, tuple or tensor) is moved there.
 
         Raises:
             TypeError: an iterator or generator, which a second epoch would find empty.
@@ -273,6 +278,7 @@ class Trainer:
             >>> len(h["train_loss"]), len(h["val_loss"])
             (3, 3)
         """
+        device = checks.device(device)
         for name, batches in (("train", train), ("validation", validation)):
             if iter(batches) is batches:
                 raise TypeError(f"{name} is an iterator, which one epoch would exhaust: pass a re-iterable collection "
@@ -281,16 +287,21 @@ class Trainer:
         if steps == 0 or not any(True for _ in validation):
             raise ValueError(f"{desc}: {'train' if steps == 0 else 'validation'} holds no batches.")
         return self._loop(network, loss, val_loss or loss, train=lambda epoch: iter(train),
-                          val=lambda: iter(validation), steps_per_epoch=steps, desc=desc)
+                          val=lambda: iter(validation), steps_per_epoch=steps, desc=desc, device=device)
 
     def _loop(self, network: nn.Module, loss: LossFn, val_loss: LossFn, train: Callable[[int], Iterable],
               val: Callable[[], Iterable], steps_per_epoch: int, desc: str,
-              monitors: dict[str, LossFn] | None = None) -> dict:
+              monitors: dict[str, LossFn] | None = None, device: torch.device | None = None) -> dict:
         """The epochs: `train(epoch)` gives the epoch's training batches, `val()` the validation batches.
 
         Tracks the best epoch of the validation loss ("loss") and of every monitor; `self.best_states`
         holds {criterion: (epoch, value, state_dict)} afterwards (for measurements that compare rules)."""
         monitors = dict(monitors or {})
+        if device is not None:  # on the CPU, tensors already there are not copied: the default's numbers stay
+            network.to(device)
+            train_batches, val_batches = train, val
+            train = lambda epoch: (to_device(b, device) for b in train_batches(epoch))  # noqa: E731
+            val = lambda: (to_device(b, device) for b in val_batches())  # noqa: E731
         if self.keep not in ("final", "best", *monitors):
             offered = ", ".join(f'"{k}"' for k in monitors) or "none"
             raise ValueError(f'{desc}: keep={self.keep!r} names no validation monitor of this estimator (offered: '
@@ -402,6 +413,17 @@ def _kept(weights: str, epoch: int | None, criterion: str | None, epochs: int, b
         what = "validation loss" if criterion == "loss" else f"validation {criterion}"
         why = f"the weights of epoch {epoch} of {epochs}, the lowest {what}"
     return {"kept": weights, "kept_epoch": epoch, "kept_by": criterion, "kept_why": why}
+
+
+def to_device(batch, device: torch.device):
+    """A batch (a dict of tensors, a tuple or list of them, or a tensor) with its tensors on `device`."""
+    if isinstance(batch, Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
 
 
 def _rows_in(batch) -> int:

@@ -107,16 +107,38 @@ class Estimator:
         self.network_ = self._build(self.theta_dim_, self.x_dim_)
         return data
 
-    def _train(self, loss, data, fields: tuple[str, ...], label: int | None = None, monitors: dict | None = None) -> None:
-        """Trains `network_` with the Trainer and stores the history; a fit that fails (a TrainingError on
-        non-finite rows or losses, or an interrupt) leaves the estimator unfitted, never with half-trained
-        weights."""
+    def _train(self, loss, data, fields: tuple[str, ...], label: int | None = None, monitors: dict | None = None,
+               device=None, finite: tuple[str, ...] | None = None) -> None:
+        """Trains `network_` with the Trainer (on `device`, `checks.device`: the CPU by default; the network stays
+        there, see `to`; `finite`: the fields that must be finite, `Trainer.fit`) and stores the history; a fit
+        that fails (a TrainingError on non-finite rows or losses, or an interrupt) leaves the estimator unfitted,
+        never with half-trained weights."""
         try:
             self.history_ = self.trainer.fit(self.network_, loss, data, fields, label=label, desc=self.method,
-                                             monitors=monitors)
+                                             monitors=monitors, device=device, finite=finite)
         except BaseException:
             self.network_, self.history_ = None, {}
             raise
+
+    @property
+    def device_(self) -> torch.device:
+        """Where the fitted network lives and computes (the CPU unless fit or `to` was given a device)."""
+        net = self._check_fitted()
+        tensor = next(iter(net.parameters()), None)
+        if tensor is None:
+            tensor = next(iter(net.buffers()), None)
+        return torch.device("cpu") if tensor is None else tensor.device
+
+    def to(self, device) -> "Estimator":
+        """Moves the fitted network to `device` ("cpu", "cuda", "mps", a torch.device or "auto",
+        `checks.device`) and returns self: its methods then take inputs anywhere, compute there and return
+        tensors on that device (inference brings them back to the CPU). A saved model holds CPU tensors.
+
+        Raises:
+            ValueError: a device this machine does not have (the message names the fix).
+        """
+        self._check_fitted().to(checks.device(device))
+        return self
 
     def _check_fitted(self) -> nn.Module:
         if self.network_ is None:
@@ -127,13 +149,20 @@ class Estimator:
         """x as (n, *x_shape) float32: rows of the data's shape, flat rows (n, x_dim), or one x (x_shape)."""
         shape = self.x_shape_ or (self.x_dim_,)
         if len(shape) == 1:
-            return checks.rows(x, self.x_dim_, "x", dtype=torch.float32, hint=" (the data's x_dim)")
-        return checks.shaped_rows(x, shape, "x", dtype=torch.float32, hint=" (the data's x_shape)")
+            x = checks.rows(x, self.x_dim_, "x", dtype=torch.float32, hint=" (the data's x_dim)")
+        else:
+            x = checks.shaped_rows(x, shape, "x", dtype=torch.float32, hint=" (the data's x_shape)")
+        return self._on_device(x)
+
+    def _on_device(self, tensor: Tensor) -> Tensor:
+        """`tensor` on the fitted network's device (itself when both are on the CPU)."""
+        net = self.network_
+        return tensor if net is None else tensor.to(self.device_)
 
     def _check_x_theta(self, x, theta) -> tuple[Tensor, Tensor]:
         """x (n, x_dim) and θ (n, theta_dim), a single θ (theta_dim,) or (1, theta_dim) broadcast to n."""
         x = self._check_x(x)
-        theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
+        theta = self._on_device(checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32))
         if theta.shape[0] not in (1, len(x)):
             raise ValueError(
                 f"x has shape {tuple(x.shape)} and theta has shape {tuple(theta.shape)}: theta must be "
@@ -163,7 +192,7 @@ class Estimator:
         network = self._check_fitted()
         config = {"class": type(self).__name__, "params": self.params, "training": self.training,
                   "fitted": self._fitted_record()}
-        return write_folder(path, config, network.state_dict(), self.history_)
+        return write_folder(path, config, network.state_dict(), self.history_)  # device-free: CPU tensors
 
     def _fitted_record(self) -> dict:
         """What fit learned besides the weights, for config.json: dimensions, θ_ref, the names of θ, the range of x."""
@@ -193,12 +222,12 @@ def write_folder(path: str | Path, config: dict, tensors: dict[str, Tensor], his
     path = Path(path)
     claim(path, "model", "save into a new or empty folder, or one an estimator was saved to")
     (path / "config.json").write_text(json.dumps({"goldmine_format": FORMAT, **config}, indent=2))
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "weights.safetensors"))
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / "weights.safetensors"))
     (path / "history.json").write_text(json.dumps(history, indent=1, default=float))
     return path
 
 
-def load(path: str | Path, embedding=None) -> Estimator:
+def load(path: str | Path, embedding=None, device=None) -> Estimator:
     """Rebuilds a saved estimator from its folder (no pickle).
 
     Arguments:
@@ -206,6 +235,8 @@ def load(path: str | Path, embedding=None) -> Estimator:
         embedding: the embedding network of your own (a torch.nn.Module built as when it was trained) of a model
             trained with one; its saved weights are loaded into a copy of it. A built-in embedding is rebuilt
             from config.json and needs nothing here (`goldmine.embeddings`).
+        device: where the loaded network computes (`Estimator.to`): the CPU by default, whatever device it was
+            trained on (saved weights are CPU tensors).
 
     Raises:
         FileNotFoundError: the folder or one of its files is missing.
@@ -217,6 +248,7 @@ def load(path: str | Path, embedding=None) -> Estimator:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    device = checks.device(device)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{path} is a file, not a model folder: give the folder that est.save(folder) or "
@@ -248,6 +280,8 @@ def load(path: str | Path, embedding=None) -> Estimator:
     if not isinstance(est.history_, dict):
         raise ValueError(f"{history} holds a JSON {type(est.history_).__name__}, not the training history (an "
                          "object): delete it to load the model without its history.")
+    if device.type != "cpu" and callable(getattr(est, "to", None)):
+        est.to(device)
     return est
 
 

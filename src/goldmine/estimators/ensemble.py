@@ -106,15 +106,16 @@ class Ensemble(Estimator):
             params["embedding"] = self.template.embedding
         return cls(**params, **training)
 
-    def fit(self, data: Dataset | str) -> "Ensemble":
-        """Trains the k members one after the other and returns self (a failed member leaves it unfitted)."""
+    def fit(self, data: Dataset | str, device=None) -> "Ensemble":
+        """Trains the k members one after the other (each on `device`, the CPU by default) and returns self (a
+        failed member leaves it unfitted)."""
         data = as_data(data)
         members = []
         self.members_, self.network_ = [], None
         for j in range(self.k):
             member = self._member(j)
             rows = resample(data, member.trainer.validation, member.trainer.seed) if self.bootstrap else data
-            members.append(member.fit(rows))
+            members.append(member.fit(rows, device=device))
         self._fitted(members)
         return self
 

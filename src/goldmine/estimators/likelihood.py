@@ -226,11 +226,12 @@ class LikelihoodEstimator(Estimator):
         return FlowNetwork(theta_dim, x_dim, self.reference_, self.flow, transforms, self.hidden,
                            self.bins, self.activation)
 
-    def fit(self, data: Dataset | str) -> "LikelihoodEstimator":
+    def fit(self, data: Dataset | str, device=None) -> "LikelihoodEstimator":
         """Trains on every run and returns self: a row drawn at θ (label 0) is the pair (θ, x) with the joint
         score t(x, z|θ), a row drawn at θ_ref (label 1) the pair (θ_ref, x) with t(x, z|θ_ref). The
         maximum-likelihood objective is minimised by p̂ = p whatever the distribution of θ, so the whole
-        budget trains the flow.
+        budget trains the flow. `device`: where to train and then compute (`goldmine.checks.device`), the CPU
+        by default.
 
         Raises:
             NotImplementedError: the data's x are integers and x_dim > 1 (the mass quadrature is 1-D).
@@ -264,20 +265,20 @@ class LikelihoodEstimator(Estimator):
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             at_ref = batch["label"][:, None] == 1
-            x, theta = batch["x"].flatten(1), torch.where(at_ref, reference, batch["theta"])
+            x, theta = batch["x"].flatten(1), torch.where(at_ref, reference.to(at_ref.device), batch["theta"])
             if net.training and x_scale is not None:
-                x = x + x_scale * torch.randn(x.shape, generator=rng)
+                x = x + x_scale * torch.randn(x.shape, generator=rng).to(x.device)
             # training sees dequantised v; validation scores the mass P̂(x|θ) that the estimator serves
             dequantise = discrete and net.training
             if dequantise:
-                x = x + torch.rand(x.shape, generator=rng)
+                x = x + torch.rand(x.shape, generator=rng).to(x.device)
             log_p, score_hat = self._forward(net, x, theta, spec.theta_gradient, dequantise)
             if score_hat is None:
                 return spec.loss(log_p).mean()
             score = torch.where(at_ref, batch["score_ref"], batch["score"])
             return spec.loss(log_p, score_hat, score, self.alpha).mean()
 
-        self._train(loss, data, fields)
+        self._train(loss, data, fields, device=device)
         return self
 
     @staticmethod

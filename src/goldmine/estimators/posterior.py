@@ -152,8 +152,13 @@ class PosteriorEstimator(Estimator):
         return PosteriorNetwork(theta_dim, x_dim, self.reference_, self.flow, self.transforms, self.hidden,
                                 self.bins, self.activation, self.embedding, self.x_shape_)
 
-    def fit(self, data: Dataset | str) -> "PosteriorEstimator":
+    def fit(self, data: Dataset | str, device=None) -> "PosteriorEstimator":
         """Trains on the rows drawn at θ (label 0) and returns self.
+
+        Arguments:
+            data: the rows (a Dataset, its path, or tensors in memory, `goldmine.memory.as_data`).
+            device: where to train and then compute (`goldmine.checks.device`): None or "cpu" (the default),
+                "cuda", "mps", a torch.device, or "auto" (an accelerator when present).
 
         Raises:
             ValueError: the prior's box has another dimension than the data's θ.
@@ -179,7 +184,7 @@ class PosteriorEstimator(Estimator):
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             return spec.loss(net(batch["theta"], batch["x"])).mean()
 
-        self._train(loss, data, fields, label=spec.label)
+        self._train(loss, data, fields, label=spec.label, device=device)
         return self
 
     @property
@@ -191,7 +196,7 @@ class PosteriorEstimator(Estimator):
             return self._prior
         if not (torch.isfinite(net.low).all() and torch.isfinite(net.high).all()):
             return None
-        return box_prior(net.low.double(), net.high.double())
+        return box_prior(net.low.double().cpu(), net.high.double().cpu())
 
     def _check_x(self, x) -> Tensor:
         """x as flat rows (n, x_dim): the flow reads its context flat and reshapes it for an embedding."""
@@ -293,10 +298,10 @@ class PosteriorEstimator(Estimator):
             )
         if not torch.isfinite(theta).all():
             raise ValueError("theta holds NaN or infinite values.")
-        theta, x = theta.expand(n, -1), x.expand(n, -1)
+        theta, x = self._on_device(theta).expand(n, -1), x.expand(n, -1)
         with torch.no_grad():
             rows, index = torch.unique(x, dim=0, return_inverse=True)
-            log_z = torch.tensor([self._log_z(row[None]) for row in rows])[index]
+            log_z = torch.tensor([self._log_z(row[None]) for row in rows], device=x.device)[index]
             log_q = net(theta, x) - log_z
         return torch.where(net.inside(theta), log_q, torch.full_like(log_q, -math.inf))
 

@@ -252,8 +252,14 @@ class RatioEstimator(Estimator):
                             family_method("ratio", self.method, "RatioEstimator").anchored, self.embedding,
                             self.x_shape_)
 
-    def fit(self, data: Dataset | str) -> "RatioEstimator":
-        """Trains on the rows the method reads (both labels; nre: label 0) and returns self."""
+    def fit(self, data: Dataset | str, device=None) -> "RatioEstimator":
+        """Trains on the rows the method reads (both labels; nre: label 0) and returns self.
+
+        Arguments:
+            data: the rows (a Dataset, its path, or tensors in memory, `goldmine.memory.as_data`).
+            device: where to train and then compute (`goldmine.checks.device`): None or "cpu" (the default),
+                "cuda", "mps", a torch.device, or "auto" (an accelerator when present).
+        """
         data = self._resolve_method(data, "ratio")  # alice on gold, carl without, nre without runs at θ_ref
         spec = family_method("ratio", self.method, "RatioEstimator")
         if self.alpha is None:  # the method was chosen now: its own weight of the score term
@@ -272,7 +278,10 @@ class RatioEstimator(Estimator):
         if spec.label is None:  # rows of both labels: the gold-free cross-entropy between them is a monitor
             fields = tuple(dict.fromkeys((*spec.fields, "label")))
             monitors["xent"] = cross_entropy
-        self._train(loss, data, fields, label=spec.label, monitors=monitors)
+        # log r = ±∞ is a correct label (a run outside the support of θ or θ_ref, `data.valid_values`) that every
+        # ratio loss reads finitely (sigmoid, clipping); NaN log r never reaches here (reads skip it)
+        finite = tuple(f for f in fields if f != "log_r")
+        self._train(loss, data, fields, label=spec.label, monitors=monitors, device=device, finite=finite)
         return self
 
     @staticmethod
@@ -299,7 +308,7 @@ class RatioEstimator(Estimator):
         reference term g(x_i, θ_ref) evaluated once per x_i rather than once per pair."""
         net = self._check_fitted()
         x = self._check_x(x)
-        theta = checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32)
+        theta = self._on_device(checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32))
         m, n = len(theta), len(x)
         with torch.no_grad():
             s = self._features_of(net, x)  # the embedding once per x, not once per pair
@@ -314,7 +323,7 @@ class RatioEstimator(Estimator):
         if net.embedding is None:
             return net.features(x)
         x = x.contiguous()
-        key = (id(net), tuple(x.shape), hashlib.blake2b(x.numpy().tobytes(), digest_size=16).digest(),
+        key = (id(net), tuple(x.shape), hashlib.blake2b(x.cpu().numpy().tobytes(), digest_size=16).digest(),
                tuple(p._version for p in net.parameters()))
         cached = getattr(self, "_features_cache", None)
         if cached is None or cached[0] != key:

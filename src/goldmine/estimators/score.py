@@ -84,8 +84,14 @@ class ScoreEstimator(Estimator):
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         return ScoreNetwork(theta_dim, x_dim, self.hidden, self.activation, self.embedding, self.x_shape_)
 
-    def fit(self, data: Dataset | str) -> "ScoreEstimator":
-        """Trains on the rows drawn at θ_ref (label 1) and returns self."""
+    def fit(self, data: Dataset | str, device=None) -> "ScoreEstimator":
+        """Trains on the rows drawn at θ_ref (label 1) and returns self.
+
+        Arguments:
+            data: the rows (a Dataset, its path, or tensors in memory, `goldmine.memory.as_data`).
+            device: where to train and then compute (`goldmine.checks.device`): None or "cpu" (the default),
+                "cuda", "mps", a torch.device, or "auto" (an accelerator when present).
+        """
         spec = family_method("score", self.method, "ScoreEstimator")
         fields = spec.fields
         data = self._setup(data, fields + ("label",), self.method)
@@ -96,7 +102,7 @@ class ScoreEstimator(Estimator):
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
             return spec.loss(net(batch["x"]), batch["score_ref"]).mean()
 
-        self._train(loss, data, fields, label=1)
+        self._train(loss, data, fields, label=1, device=device)
         return self
 
     def score(self, x) -> Tensor:
@@ -112,7 +118,7 @@ class ScoreEstimator(Estimator):
         if theta is None:
             raise ValueError("sallino's summary h = t̂(x)·(θ − θ_ref) needs theta.")
         x, theta = self._check_x_theta(x, theta)
-        return (self.score(x) * (theta - self.reference_.float())).sum(-1)
+        return (self.score(x) * (theta - self.reference_.float().to(theta.device))).sum(-1)
 
     def fisher_information_at_reference(self, x) -> Tensor:
         """I(θ_ref) ≈ mean of t̂ t̂ᵀ over x ~ p(x|θ_ref): (n, x_dim) → (theta_dim, theta_dim)."""
@@ -155,7 +161,7 @@ class SummaryHistogram:
     def fit(self, data: Dataset | str) -> "SummaryHistogram":
         data = as_data(data)
         rows = data.tensors(["theta", "x", "label"], dtype=torch.float64)
-        score = self.estimator.score(rows["x"]).double()
+        score = self.estimator.score(rows["x"]).double().cpu()
         theta, at_ref = rows["theta"], rows["label"] == 1
         self.reference_ = self.estimator.reference_.double()
         self.theta_dim_, self.x_dim_ = self.estimator.theta_dim_, self.estimator.x_dim_
@@ -193,7 +199,7 @@ class SummaryHistogram:
     def log_ratio(self, x, theta) -> Tensor:
         """log r̂(x|θ, θ_ref): x (n, x_dim), θ (n, theta_dim) or one point → (n,)."""
         x, theta = self.estimator._check_x_theta(x, theta)
-        score, bins = self.estimator.score(x).double(), self._theta_bin(theta.double())
+        score, bins = self.estimator.score(x).double().cpu(), self._theta_bin(theta.double())
         out = torch.empty(len(x), dtype=torch.float64)
         for k in bins.unique().tolist():
             rows = bins == k

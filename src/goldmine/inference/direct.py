@@ -58,12 +58,12 @@ class DirectPosterior(KeptDraws):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n fresh draws of the estimator → (n, theta_dim) float64; n may be a sample shape (n,) as in sbi."""
         n = checks.sample_count(n, "n")
-        return self.estimator.sample(self.x_obs, n, generator=generator).to(DTYPE)
+        return self.estimator.sample(self.x_obs, n, generator=generator).to("cpu", DTYPE)
 
     def log_prob(self, theta) -> Tensor:
         """log q(θ|x_obs) at each row of θ (m, theta_dim) → (m,) float64, −inf outside the prior's support."""
         theta = checks.rows(theta, self.draws.shape[-1], "theta")
-        return self.estimator.log_prob(theta, self.x_obs).to(DTYPE)
+        return self.estimator.log_prob(theta, self.x_obs).to("cpu", DTYPE)
 
     def summary(self) -> str:
         """A readable table: mean, std and central 68% / 95% intervals per dimension."""
@@ -105,7 +105,7 @@ def direct_posterior(estimator, x_obs, prior=None, seed: int = 0) -> DirectPoste
                                  f"prior it was trained on (support {box_low.tolist()} to {box_high.tolist()}); it "
                                  "cannot change prior: leave prior=None, or use a ratio or likelihood estimator with "
                                  "the new prior.")
-    draws = estimator.sample(x, DRAWS, generator=torch.Generator().manual_seed(seed)).to(DTYPE)
+    draws = estimator.sample(x, DRAWS, generator=torch.Generator().manual_seed(seed)).to("cpu", DTYPE)
     return DirectPosterior(estimator, x, draws[None], float(estimator.acceptance_))
 
 

@@ -199,7 +199,8 @@ class Model:
                         block = table(xb, t)
                     else:
                         block = self._terms(xb.repeat(len(t), 1), t.repeat_interleave(len(xb), 0))
-                    out[ts:ts + t_step, xs:xs + x_step] = block.to(DTYPE).reshape(len(t), len(xb))
+                    # the one place inference reads a surrogate's terms: from its device (`Estimator.to`) to the CPU
+                    out[ts:ts + t_step, xs:xs + x_step] = block.to("cpu", DTYPE).reshape(len(t), len(xb))
                     bar.update(len(t) * len(xb))
         return out
 

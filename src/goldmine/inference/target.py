@@ -63,7 +63,7 @@ class Target:
         surrogate's likelihood terms) → (m,)."""
         m, n = len(theta), len(self.x)
         self.evaluations += m
-        terms = self.model._terms(self.x.repeat(m, 1), theta.repeat_interleave(n, 0)).to(DTYPE).reshape(m, n)
+        terms = self.model._terms(self.x.repeat(m, 1), theta.repeat_interleave(n, 0)).to("cpu", DTYPE).reshape(m, n)
         if self.weights is not None:
             terms = terms * self.weights
         return self.model.prior.log_prob(theta).to(DTYPE) + terms.sum(1)

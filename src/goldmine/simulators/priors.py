@@ -35,12 +35,14 @@ __all__ = ["check_prior", "grid_box", "log_uniform", "support_bounds"]
 
 
 def check_prior(prior, theta_dim: int | None = None, what: str = "prior") -> Distribution:
-    """`prior` itself, once it is known to draw (`sample`) and to have a density (`log_prob`).
+    """`prior` itself, once it is known to draw (`sample`) and to have a density (`log_prob`) that is finite, one
+    number per θ, at its own draws.
 
     Raises:
         TypeError: no `sample` or no `log_prob`, or a `log_prob` that raises NotImplementedError (a
             `torch.distributions.Distribution` subclass that did not implement it), naming the fix.
-        ValueError: an event shape other than (theta_dim,).
+        ValueError: an event shape other than (theta_dim,); a log_prob that is not one number per draw, or is
+            NaN or −inf at the prior's own draws.
     """
     fix = ("give a torch.distributions prior with sample and log_prob, e.g. "
            "Independent(Normal(loc, scale), 1), gm.simulators.box_prior(low, high) or "
@@ -52,13 +54,21 @@ def check_prior(prior, theta_dim: int | None = None, what: str = "prior") -> Dis
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             draw = prior.sample((2,))
-        prior.log_prob(draw)
+        log_p = prior.log_prob(draw)
     except NotImplementedError:
         raise TypeError(f"{what} ({type(prior).__name__}) does not implement log_prob (or sample): {fix}.") from None
     shape = tuple(getattr(prior, "event_shape", ()) or ())
     if theta_dim is not None and shape != (theta_dim,) and not (theta_dim == 1 and shape == ()):
         raise ValueError(f"{what} has event shape {shape}, but θ has dimension {theta_dim}: pass a prior over "
                          f"({theta_dim},), e.g. Independent(..., 1) of one distribution per θ dimension.")
+    log_p = torch.as_tensor(log_p)
+    if log_p.shape != (2,):
+        raise ValueError(f"{what}'s log_prob of 2 draws has shape {tuple(log_p.shape)}, not (2,): it must give one "
+                         "log-density per θ; wrap independent components in Independent(..., 1) so that the θ "
+                         "dimensions form the event.")
+    if not bool((log_p > -math.inf).all()):  # NaN fails this too
+        raise ValueError(f"{what}'s log_prob at its own draws {draw.tolist()} is {log_p.tolist()}: a prior must have a "
+                         "finite log-density where it draws; check its log_prob (and its support).")
     return prior
 
 

@@ -13,9 +13,21 @@ joint density of x and the latent draws is the likelihood, by the change of vari
 
 The gold is therefore exact: t(x, z|θ) = ∇_θ log p(x|θ). Its θ enters through |θ_0 + θ_1|, so the
 posterior of one observation is a pair of crescents mirrored in θ_0 + θ_1 = 0 (two modes), and the
-likelihood has a hard edge: x is impossible at every θ whose half-plane excludes it. The joint ratio
-to θ_ref is then ±inf for the runs that θ_ref (or θ) cannot produce; such rows have non-finite gold
-and are skipped by the methods that read `log_r` (the scores at the run's own θ stay finite).
+likelihood has a hard edge: the support is the half-plane x_0 > b(θ) = 0.25 − |θ_0 + θ_1|/√2, which
+moves with θ, and the density does not vanish at it (it is (1/π)·N(|v|; 0.1, 0.01²)/|v| there). So:
+
+- A run drawn at θ left of θ_ref's edge (x_0 ≤ 0.25 for θ_ref = 0: about 92% of the runs at θ ~ prior)
+  has p(x|θ_ref) = 0 and log r(x, z|θ, θ_ref) = +∞ exactly; one drawn at θ_ref left of θ's edge would
+  have log r = −∞ (none here: θ_ref = 0 has the rightmost edge). No choice of latent variables or of
+  θ_ref in the prior makes these finite: where p(x|θ_ref) = 0, p(x, z|θ_ref) = 0 for almost every z.
+  They are correct labels (r = ∞ or 0), which data sets keep (`goldmine.data.valid_values`) and the
+  ratio losses read finitely (ALICE's soft label 1/(1 + r) = 0; rolr clips log r); the scores are finite.
+- E_{θ_ref}[r(x, z|θ, θ_ref)] = 1 holds only with the runs of r = ∞ counted, as `check_gold` does
+  (E_{θ_ref}[r·1{r ≤ c}] + P_θ(r > c) = 1).
+- E_θ[t(x, z|θ)] is not 0 but the boundary term of the moving support, ∂b/∂θ · ∫ p(b, x_1|θ) dx_1 =
+  ∓(1/√2)·(2/π)·E[1/ρ] ≈ ∓4.5 per component for θ_0 + θ_1 ≷ 0 (ρ ~ N(0.1, 0.01²)), small against the
+  score's spread (about 70 per run). The regression target of the score losses, E[t|x, θ] = ∇_θ log p(x|θ),
+  is unaffected: it holds run by run.
 
 sbibm's `_likelihood` keeps only the Gaussian term in r; the density here also has −log r and
 −log π, the Jacobian and the angle's density, so that it integrates to one over x.
