@@ -1,7 +1,7 @@
 """goldmine.simulate writes the arrays of its definition, bit for bit: every block drawn from its own seed, the
 rows at θ_i and at θ_ref interleaved, the blocks in order. The reference below builds them the plain way
-(stack the two halves, concatenate the blocks), as `simulate` did before it wrote blocks into one set of arrays
-and wrote chunks in a thread of its own; the count of invalid rows is checked row by row."""
+(stack the two halves, concatenate the blocks), as `simulate` did before it wrote blocks into one set of
+arrays; the count of invalid rows is checked row by row."""
 
 import h5py
 import numpy as np

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import queue
 import threading
 from contextlib import closing
 from pathlib import Path
@@ -377,7 +376,8 @@ def simulate(
             reference), the call resumes it (or just opens it for reading when complete). While
             the call writes it holds the lock `<path>.lock`; another writer is refused.
         seed: the seed; the same seed gives bit-identical arrays for any workers or chunk_size.
-        workers: local processes that simulate chunks in parallel.
+        workers: local processes that simulate chunks in parallel (this process simulates until the first
+            has started, which takes seconds).
         cluster: a Dask scheduler address ("tcp://host:port") or a `dask.distributed.Client`;
             chunks then run on that cluster and `workers` is ignored.
         chunk_size: rows per task and per write, rounded up to whole blocks of `sim.block_size`;
@@ -445,11 +445,11 @@ def simulate(
 def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cluster, bar=None, *,
            draw=draw_chunk) -> None:
     """Draws the chunks and appends them in order, then marks the file complete."""
+    f = h5py.File(path, "r+") if path.exists() else None
     bar.set_postfix_str(f"{meta['block_size']:,}-row blocks", refresh=False)  # why it moves in steps
     stop = threading.Event()  # the elapsed time ticks while a block is drawn, so a slow one shows it is alive
     threading.Thread(target=_tick, args=(bar, stop), name="goldmine-simulate-bar", daemon=True).start()
     shape = tuple(meta.get("x_shape", [meta["x_dim"]]))
-    writer = _Appender(path, meta, h5py.File(path, "r+") if path.exists() else None, bar)
     try:
         with closing(map_in_order(draw, chunks, shared, workers=workers, cluster=cluster,
                                   what="goldmine.simulate")) as results:
@@ -458,62 +458,16 @@ def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cl
                     raise ValueError(f"{meta['simulator']} returned x of shape {chunk['x'].shape}, but its x_shape "
                                      f"says rows of {shape}: make sample return x (n, *x_shape) and set x_shape "
                                      "(and x_dim) to the shape of one x.")
-                writer.put(chunk)
-        writer.close()
-        writer.f.attrs["complete"] = True
+                if f is None:
+                    f = _create(path, meta, chunk)
+                _append(f, chunk)
+                bar.update(len(chunk["theta"]))
+        f.attrs["complete"] = True
     finally:
-        writer.close(check=False)
         stop.set()
         bar.close()
-        if writer.f is not None:
-            writer.f.close()
-
-
-class _Appender:
-    """Appends chunks to a data set in a thread of its own, in the order given, so that the next chunk is drawn
-    while this one is written. `put` waits until the previous chunk is written: at most two chunks are in memory,
-    the one written and the one drawn. The file (`f`, created at the first chunk when None) is the caller's to close.
-    """
-
-    def __init__(self, path: Path, meta: dict, f: h5py.File | None, bar):
-        self.path, self.meta, self.f, self.bar = path, meta, f, bar
-        self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="goldmine-simulate-writer", daemon=True)
-        self.thread.start()
-
-    def put(self, chunk: dict[str, np.ndarray]) -> None:
-        self.queue.join()
-        self._check()
-        self.queue.put(chunk)
-
-    def close(self, check: bool = True) -> None:
-        """Waits until every chunk given is written; raises the writer's error (with `check`)."""
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-        if check:
-            self._check()
-
-    def _check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def _run(self) -> None:
-        while True:
-            chunk = self.queue.get()
-            try:
-                if chunk is None:
-                    return
-                if self.error is None:  # after an error, the chunks still given are dropped
-                    if self.f is None:
-                        self.f = _create(self.path, self.meta, chunk)
-                    _append(self.f, chunk)
-                    self.bar.update(len(chunk["theta"]))
-            except BaseException as error:  # noqa: BLE001 — handed to the caller's thread by put and close
-                self.error = error
-            finally:
-                self.queue.task_done()
+        if f is not None:
+            f.close()
 
 
 def _tick(bar, stop: threading.Event, period: float = 1.0) -> None:
