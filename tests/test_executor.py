@@ -2,6 +2,7 @@
 death is named, the __main__ guard check, and Dask as an optional extra."""
 
 import multiprocessing
+import os
 import sys
 import textwrap
 
@@ -13,9 +14,19 @@ from goldmine.executor import map_in_order, seeded_generator
 
 TASKS = textwrap.dedent(
     """
-    import os, time
+    import os, pathlib, time
+
+    STARTED = pathlib.Path(__file__).with_name("a-worker-started")
+    WORKER = os.getpid() != PARENT  # PARENT: the test's process, written above by the fixture
+    if WORKER:  # a worker imports this module as it starts
+        STARTED.touch()
+
+    def until_a_worker_starts():  # the calling process runs tasks itself until then
+        while not WORKER and not STARTED.exists():
+            time.sleep(0.01)
 
     def slow_square(delay, item):
+        until_a_worker_starts()
         time.sleep(delay * (5 - item % 5))  # early items finish last
         return item * item, os.getpid()
 
@@ -25,14 +36,17 @@ TASKS = textwrap.dedent(
         return item
 
     def die(item):
-        os._exit(3)
+        until_a_worker_starts()
+        if WORKER:
+            os._exit(3)
+        time.sleep(0.05)
     """
 )
 
 
 @pytest.fixture
 def tasks(tmp_path, monkeypatch):
-    (tmp_path / "executor_tasks.py").write_text(TASKS)
+    (tmp_path / "executor_tasks.py").write_text(f"PARENT = {os.getpid()}\n" + TASKS)
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers get this process's sys.path
     import executor_tasks
 
@@ -48,9 +62,11 @@ def test_seeded_generator_depends_on_the_seed_and_the_index_alone():
 
 @pytest.mark.slow
 def test_local_workers_keep_the_order_and_stop_on_an_error(tasks):
-    results = list(map_in_order(tasks.slow_square, range(10), (0.05,), workers=2))
-    assert [r for r, _ in results] == [i * i for i in range(10)]
-    assert len({pid for _, pid in results}) == 2 and multiprocessing.active_children() == []
+    results = list(map_in_order(tasks.slow_square, range(20), (0.05,), workers=2))
+    assert [r for r, _ in results] == [i * i for i in range(20)]
+    pids = [pid for _, pid in results]
+    assert pids[0] == os.getpid() and set(pids) - {os.getpid()}  # here until a worker started, then the workers
+    assert multiprocessing.active_children() == []
     with pytest.raises(ValueError, match="task 3 failed"):
         list(map_in_order(tasks.fail_at, range(50), (3,), workers=2))
     assert multiprocessing.active_children() == []  # the workers were stopped, not left to finish
@@ -59,7 +75,7 @@ def test_local_workers_keep_the_order_and_stop_on_an_error(tasks):
 @pytest.mark.slow
 def test_a_worker_that_dies_is_named(tasks):
     with pytest.raises(RuntimeError, match="a worker process ended abruptly"):
-        list(map_in_order(tasks.die, range(4), workers=2))
+        list(map_in_order(tasks.die, range(50), workers=2))
     assert multiprocessing.active_children() == []
 
 
@@ -90,3 +106,4 @@ def test_a_cluster_without_dask_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if dask were not installed
     with pytest.raises(ImportError, match=r"pip install goldmine\[cluster\]"):
         list(map_in_order(pow, [1], (2,), cluster="tcp://localhost:8786"))
+

@@ -131,20 +131,20 @@ def test_simulate_mines_an_exponential_family(tmp_path):
 
 def test_in_process_simulate_runs_on_one_thread_and_restores_the_count(tmp_path, monkeypatch):
     import goldmine as gm
-    from goldmine import data as data_module
 
     seen = []
-    draw_block = data_module.draw_block
+    sample = GaltonBoard.sample
 
-    def spy(*args):
+    def spy(self, *args, **kwargs):
         seen.append(torch.get_num_threads())
-        return draw_block(*args)
+        return sample(self, *args, **kwargs)
 
-    monkeypatch.setattr(data_module, "draw_block", spy)
+    monkeypatch.setattr(GaltonBoard, "sample", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        gm.simulate(GaltonBoard(), 200, tmp_path / "g.h5", progress=False)
-        assert seen == [1] and torch.get_num_threads() == 2
+        for layout in ("pairs", "prior"):
+            gm.simulate(GaltonBoard(), 200, tmp_path / f"{layout}.h5", progress=False, layout=layout)
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2  # pairs: runs at θ and at θ_ref; prior: one
     finally:
         torch.set_num_threads(before)

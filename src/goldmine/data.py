@@ -54,42 +54,92 @@ BASE_FIELDS = ("theta", "x", "label")
 
 
 # -- drawing one chunk (runs in a worker) ------------------------------------------------------
+#
+# A block's fields come as tensors, each in one or two parts (the rows at θ_i and those at θ_ref), and are
+# written straight into the chunk's arrays, allocated once: one copy per value, with no stacking of the
+# parts and no concatenation of the blocks.
 
 
-def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, np.ndarray]:
-    """Draws `rows` (even) rows in the layout of this module's docstring, as numpy arrays."""
+def _pair_fields(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, tuple]:
+    """A block of `rows` (even) rows in the layout of this module's docstring, each field as (its rows at θ_i,
+    its rows at θ_ref): rows 2i and 2i + 1 of the block."""
     pairs = rows // 2
     theta = draw_prior(sim.prior, pairs, seed=seed_from(generator))
     ref = reference.expand(pairs, -1)
     at_theta = sim.sample(theta, generator=generator)
     at_ref = sim.sample(ref, generator=generator)
-    parts = [{"x": at_theta.x}, {"x": at_ref.x}]
-    if sim.has_gold:
-        parts[0].update(augment(sim, at_theta, theta, reference))
-        parts[1].update(augment(sim, at_ref, theta, reference))
-    out = {
-        "theta": theta.repeat_interleave(2, dim=0),
-        "label": torch.tensor([0, 1], dtype=torch.int8).repeat(pairs),
+    fields = {
+        "theta": (theta, theta),
+        "label": (torch.zeros(pairs, dtype=torch.int8), torch.ones(pairs, dtype=torch.int8)),
+        "x": (at_theta.x, at_ref.x),
     }
-    for key in parts[0]:
-        out[key] = torch.stack([parts[0][key], parts[1][key]], dim=1).reshape(rows, *parts[0][key].shape[1:])
-    return {k: v.detach().numpy() for k, v in out.items()}
+    if sim.has_gold:
+        gold = augment(sim, at_theta, theta, reference), augment(sim, at_ref, theta, reference)
+        fields.update({key: (gold[0][key], gold[1][key]) for key in gold[0]})
+    return fields
+
+
+def _prior_fields(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, tuple]:
+    """A block of `rows` rows of the layout "prior", every run at its own θ ~ prior (label 0), each field in one part."""
+    theta = draw_prior(sim.prior, rows, seed=seed_from(generator))
+    draws = sim.sample(theta, generator=generator)
+    fields = {"theta": (theta,), "label": (torch.zeros(rows, dtype=torch.int8),), "x": (draws.x,)}
+    if sim.has_gold:
+        fields.update({key: (value,) for key, value in augment(sim, draws, theta, reference).items()})
+    return fields
+
+
+def _assemble(blocks, rows: int) -> dict[str, np.ndarray]:
+    """The numpy arrays of `rows` rows from the blocks' fields, in order; a field in k parts is interleaved,
+    row k·i + j of a block holding row i of part j."""
+    out, start = None, 0
+    for fields in blocks:
+        if out is None:
+            out = {key: np.empty((rows, *parts[0].shape[1:]),
+                                 dtype=np.result_type(*(p.detach().numpy().dtype for p in parts)))
+                   for key, parts in fields.items()}
+        size = sum(len(p) for p in fields["theta"])
+        for key, parts in fields.items():
+            k, into = len(parts), out[key][start : start + size]
+            for j, part in enumerate(parts):
+                part = np.ascontiguousarray(part.detach().numpy())
+                if part.dtype == into.dtype:  # whole rows as opaque items: a strided copy of a few numbers a row is slow
+                    _as_items(into)[j::k] = _as_items(part)
+                else:
+                    into[j::k] = part
+        start += size
+    if out is None or start != rows:
+        raise ValueError(f"the blocks hold {start} rows, {rows} asked.")
+    return out
+
+
+def _as_items(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous array (n, ...) viewed as n opaque items, one row each, (n, 1)."""
+    a = a.reshape(len(a), -1)
+    return a.view(np.dtype((np.void, a.shape[1] * a.itemsize)))
+
+
+def draw_block(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, np.ndarray]:
+    """Draws `rows` (even) rows in the layout of this module's docstring, as numpy arrays."""
+    return _assemble([_pair_fields(sim, rows, generator, reference)], rows)
 
 
 def draw_prior_block(sim: Simulator, rows: int, generator: torch.Generator, reference: Tensor) -> dict[str, np.ndarray]:
     """Draws `rows` rows of the layout "prior": every run at its own θ ~ prior (label 0), as numpy arrays."""
-    theta = draw_prior(sim.prior, rows, seed=seed_from(generator))
-    draws = sim.sample(theta, generator=generator)
-    out = {"theta": theta, "label": torch.zeros(rows, dtype=torch.int8), "x": draws.x}
-    if sim.has_gold:
-        out.update(augment(sim, draws, theta, reference))
-    return {k: v.detach().numpy() for k, v in out.items()}
+    return _assemble([_prior_fields(sim, rows, generator, reference)], rows)
+
+
+def _draw(fields, sim: Simulator, reference: Tensor, seed: int, blocks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """The blocks [(index, rows), ...] of a chunk, block b from `seeded_generator(seed, b)`, in one set of
+    arrays. Torch runs on one thread here, in a worker or in the calling process alike."""
+    with one_thread():
+        return _assemble((fields(sim, rows, seeded_generator(seed, b), reference) for b, rows in blocks),
+                         sum(rows for _, rows in blocks))
 
 
 def draw_prior_chunk(sim: Simulator, reference: Tensor, seed: int, blocks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
     """`draw_chunk` for the layout "prior"."""
-    parts = [draw_prior_block(sim, rows, seeded_generator(seed, b), reference) for b, rows in blocks]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return _draw(_prior_fields, sim, reference, seed, blocks)
 
 
 #: the row layouts of a data set, and the function that draws a chunk of each
@@ -97,11 +147,9 @@ LAYOUTS = ("pairs", "prior")
 
 
 def draw_chunk(sim: Simulator, reference: Tensor, seed: int, blocks: list[tuple[int, int]]) -> dict[str, np.ndarray]:
-    """Draws the blocks [(index, rows), ...] of a chunk, block b from `seeded_generator(seed, b)`,
-    and concatenates them. Torch runs on one thread here, in a worker or in the calling process alike."""
-    with one_thread():
-        parts = [draw_block(sim, rows, seeded_generator(seed, b), reference) for b, rows in blocks]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    """Draws the blocks [(index, rows), ...] of a chunk, block b from `seeded_generator(seed, b)`, as one set of
+    numpy arrays. Torch runs on one thread here, in a worker or in the calling process alike."""
+    return _draw(_pair_fields, sim, reference, seed, blocks)
 
 
 # -- the file -----------------------------------------------------------------------------------
@@ -271,11 +319,20 @@ def valid_values(key: str, array: np.ndarray, rows: int) -> np.ndarray:
 
 
 def invalid_rows(arrays: dict[str, np.ndarray], rows: int) -> int:
-    """How many of the `rows` rows of `arrays` are invalid: x or its gold NaN or infinite (log_r: NaN)."""
+    """How many of the `rows` rows of `arrays` are invalid: x or its gold NaN or infinite (log_r: NaN only,
+    `valid_values`).
+
+    A finite sum of a whole field shows at once that every value is finite (a NaN or an infinity makes the sum
+    NaN or infinite); the rows are looked at one by one only when some sum is not finite (a non-finite value, or
+    finite values whose sum overflows).
+    """
+    keys = [k for k in ("x", *GOLD_FIELDS) if k in arrays]
+    with np.errstate(over="ignore", invalid="ignore"):
+        if all(not np.issubdtype(arrays[k].dtype, np.inexact) or np.isfinite(arrays[k].sum()) for k in keys):
+            return 0
     bad = np.zeros(rows, dtype=bool)
-    for key in ("x", *GOLD_FIELDS):
-        if key in arrays:
-            bad |= ~valid_values(key, arrays[key], rows)
+    for key in keys:
+        bad |= ~valid_values(key, arrays[key], rows)
     return int(bad.sum())
 
 
@@ -332,7 +389,8 @@ def simulate(
             reference), the call resumes it (or just opens it for reading when complete). While
             the call writes it holds the lock `<path>.lock`; another writer is refused.
         seed: the seed; the same seed gives bit-identical arrays for any workers or chunk_size.
-        workers: local processes that simulate chunks in parallel.
+        workers: local processes that simulate chunks in parallel (this process simulates until the first
+            has started, which takes seconds).
         cluster: a Dask scheduler address ("tcp://host:port") or a `dask.distributed.Client`;
             chunks then run on that cluster and `workers` is ignored.
         chunk_size: rows per task and per write, rounded up to whole blocks of `sim.block_size`;
@@ -404,11 +462,11 @@ def _write(path: Path, meta: dict, chunks: list, shared: tuple, workers: int, cl
     bar.set_postfix_str(f"{meta['block_size']:,}-row blocks", refresh=False)  # why it moves in steps
     stop = threading.Event()  # the elapsed time ticks while a block is drawn, so a slow one shows it is alive
     threading.Thread(target=_tick, args=(bar, stop), name="goldmine-simulate-bar", daemon=True).start()
+    shape = tuple(meta.get("x_shape", [meta["x_dim"]]))
     try:
         with closing(map_in_order(draw, chunks, shared, workers=workers, cluster=cluster,
                                   what="goldmine.simulate")) as results:
             for chunk in results:
-                shape = tuple(meta.get("x_shape", [meta["x_dim"]]))
                 if chunk["x"].shape[1:] != shape:
                     raise ValueError(f"{meta['simulator']} returned x of shape {chunk['x'].shape}, but its x_shape "
                                      f"says rows of {shape}: make sample return x (n, *x_shape) and set x_shape "

@@ -15,6 +15,10 @@ state they are), which receive `shared` once when they start. Each worker
   - exits as soon as its parent dies, even by kill -9: a watchdog thread waits on the pipe that only
     the parent holds open (multiprocessing's parent sentinel, which reads end-of-file when the parent
     is gone) and also checks the parent's pid.
+Starting a worker takes seconds (it imports torch; tens of seconds on a loaded machine), so until the
+first one has started this process runs the tasks itself, in order, on one torch thread as the workers
+do; the workers take the tasks left from then on. When every result is in, the idle workers are ended
+at once rather than left to exit cleanly, which takes seconds more.
 A script whose top level starts workers outside `if __name__ == "__main__":` would start them again
 in every worker (spawned processes import the main script); that is caught before any process starts,
 and the work runs in this process with a warning instead.
@@ -126,7 +130,16 @@ def _on_processes(fn, items, shared, workers: int) -> Iterator:
             return pool.submit(*args)
 
     try:
-        yield from _in_order(submit, _run_task, items, AHEAD_PER_WORKER * workers)
+        started = [submit(_started) for _ in range(workers)]  # starts the workers; each probe ends once one has
+        done = 0
+        while done < len(items) and not any(probe.done() for probe in started):  # until a worker has started,
+            with one_thread():  # this process works, on one thread as they do (importing torch takes them seconds)
+                result = fn(*shared, items[done])
+            done += 1
+            yield result
+        yield from _in_order(submit, _run_task, items[done:], AHEAD_PER_WORKER * workers)
+        for probe in started:
+            probe.result()  # a worker that could not start is reported even when this process did every task
     except BrokenProcessPool:
         _stop(pool)
         raise RuntimeError(
@@ -139,7 +152,7 @@ def _on_processes(fn, items, shared, workers: int) -> Iterator:
     except BaseException:  # KeyboardInterrupt, an error of a task or of the consumer, or closed early
         _stop(pool)
         raise
-    pool.shutdown(wait=True)
+    _stop(pool)  # every result is in and the workers idle: ending them is immediate, their clean exit takes seconds
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -189,6 +202,10 @@ def _start_worker(parent: int, fn: Callable, shared: tuple) -> None:
     torch.set_num_threads(1)
     threading.Thread(target=_watch_parent, args=(parent,), name="goldmine-watchdog", daemon=True).start()
     _task = (fn, shared)
+
+
+def _started() -> None:
+    """A task that does nothing: its end shows that a worker has started."""
 
 
 def _run_task(item):
