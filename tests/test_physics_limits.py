@@ -92,3 +92,32 @@ def test_toys_are_poisson_pseudo_experiments_with_observed_limits(setup):
     assert one.x.shape == (int(one.count), 3) and torch.equal(one.weights, torch.ones(int(one.count), dtype=torch.float64))
     region = lim.wilks_limits(lim.profile(full, grid, one, systematics=False))
     assert region.areas[0.68] <= region.areas[0.95] and bool(region.inside[0.95].any())
+
+
+class ValuesOnly:
+    """The exact likelihood as a fitted surrogate gives it: values in float32, without a graph."""
+
+    kind, capabilities = "ratio", frozenset({"likelihood"})
+
+    def __init__(self, src):
+        self.src, self.theta_dim_, self.x_dim_ = src, src.theta_dim, src.x_dim
+
+    def log_likelihood_terms(self, x, theta):
+        with torch.no_grad():
+            return self.src.log_prob(x, theta).float()
+
+    def log_likelihood_table(self, x, theta):
+        with torch.no_grad():
+            return self.src.log_prob_table(x, theta).float()
+
+
+def test_a_surrogate_without_gradients_is_profiled_like_the_exact_likelihood(setup):
+    """The shape term of a surrogate has no graph while the rate term has one: the profile over ν must still
+    follow the whole likelihood (it once followed the rate and constraint alone, and was overconfident)."""
+    src, full, data, grid = setup
+    grid = grid[::4]
+    surrogate = lim.ExtendedLikelihood(ValuesOnly(src), src.cross_section, full.luminosity, 2, prior=src.prior)
+    exact, learned = lim.profile(full, grid, data), lim.profile(surrogate, grid, data)
+    assert torch.allclose(learned.nuisances, exact.nuisances, atol=1e-3)
+    assert torch.allclose(learned.q, exact.q, atol=1e-3)
+    assert float(exact.nuisances.abs().max()) > 0.1   # the shape pulls ν away from 0: the test can tell

@@ -136,32 +136,63 @@ class ExtendedLikelihood:
     def log_likelihood(self, params: Tensor, data: EventData) -> Tensor:
         """log L at parameter points (m, d + K) → (m,); differentiable in the parameters when the
         shape model is (simulators' exact likelihoods; surrogates give values only)."""
+        return self._rate_part(params, data) + self._shape_part(params, data)
+
+    def _rate_part(self, params: Tensor, data: EventData) -> Tensor:
+        """The constraint and the Poisson term: (m, d + K) → (m,)."""
         out = log_constraint(params[:, self.poi_dim:])
         if self.rate:
             mu = self.luminosity * self.cross_section(params)
             out = out + data.count * torch.log(mu) - mu
-        if self._terms is not None and data.x is not None:
-            t = self.shape_terms(params, data.x).to(DTYPE)
-            out = out + torch.where(data.weights > 0, t * data.weights, torch.zeros((), dtype=DTYPE)).sum(-1)
         return out
 
-    def gradient(self, params: Tensor, data: EventData, nuisance_only: bool = True) -> tuple[Tensor, Tensor]:
-        """log L (m,) and its gradient in ν (m, K): by autograd, or by central differences (step 10⁻⁵)
-        when the shape model gives values only."""
+    def _shape_part(self, params: Tensor, data: EventData) -> Tensor:
+        """Σ_i w_i log r̂(x_i|θ, ν): (m, d + K) → (m,); zeros without a shape model or events."""
+        if self._terms is None or data.x is None:
+            return torch.zeros(params.shape[0], dtype=DTYPE)
+        t = self.shape_terms(params, data.x).to(DTYPE)
+        return torch.where(data.weights > 0, t * data.weights, torch.zeros((), dtype=DTYPE)).sum(-1)
+
+    def gradient(self, params: Tensor, data: EventData) -> tuple[Tensor, Tensor]:
+        """log L (m,) and its gradient in ν (m, K).
+
+        Each part of log L (constraint and rate; shape) is differentiated by autograd where it carries a
+        gradient, and by forward differences with step `FD_STEP` where it gives values only (a fitted
+        surrogate evaluates its network without a graph, in float32): K more evaluations of that part.
+        The parts are summed, so a part without a graph is never dropped from the gradient while the line
+        search sees its values.
+        """
         params = params.detach().requires_grad_(True)
-        with torch.enable_grad():
-            value = self.log_likelihood(params, data)
-            if value.requires_grad:
-                (g,) = torch.autograd.grad(value.sum(), params)
-                return value.detach(), g[:, self.poi_dim:]
-        h, grads = 1e-5, []
-        with torch.no_grad():
-            for k in range(self.poi_dim, params.shape[1]):
-                up, down = params.detach().clone(), params.detach().clone()
-                up[:, k] += h
-                down[:, k] -= h
-                grads.append((self.log_likelihood(up, data) - self.log_likelihood(down, data)) / (2 * h))
-        return value.detach(), torch.stack(grads, -1)
+        value = torch.zeros(params.shape[0], dtype=DTYPE)
+        grad = torch.zeros(params.shape[0], self.nuisance_dim, dtype=DTYPE)
+        for part in (self._rate_part, self._shape_part):
+            with torch.enable_grad():
+                v = part(params, data)
+            if v.requires_grad:
+                (g,) = torch.autograd.grad(v.sum(), params)
+                grad = grad + g[:, self.poi_dim:]
+            else:
+                grad = grad + _forward_differences(part, params.detach(), v.detach(), data, self.poi_dim)
+            value = value + v.detach()
+        return value, grad
+
+
+#: the step of finite differences in ν where a part of log L gives values only. Surrogates evaluate in
+#: float32 (relative rounding ~1e-7 per event), so a step of 1e-5 leaves a gradient of rounding noise; at
+#: 1e-3 the truncation error (h/2 times the curvature, ν being of order 1) moves ν̂ by about h/2, which
+#: changes log L(θ, ν̂) only at second order.
+FD_STEP = 1e-3
+
+
+def _forward_differences(part, params: Tensor, value: Tensor, data: EventData, poi_dim: int) -> Tensor:
+    """∂ part/∂ν_k by forward differences from its `value` at `params`: (m, d + K) → (m, K)."""
+    grads = []
+    with torch.no_grad():
+        for k in range(poi_dim, params.shape[1]):
+            up = params.clone()
+            up[:, k] += FD_STEP
+            grads.append((part(up, data) - value) / FD_STEP)
+    return torch.stack(grads, -1) if grads else torch.zeros(params.shape[0], 0, dtype=DTYPE)
 
 
 @dataclass
