@@ -9,7 +9,8 @@ from .events import WeightedEvents
 from .fisher import ellipse, ellipse_area, fisher_information
 from .histfactory import histogram_limits, histogram_profile
 from .lhe import LHEEvents, declared_weights, lhe_source, read_lhe, write_lhe
-from .limits import EventData, ExtendedLikelihood, Limits, Profile, asimov, expected_limits, observed, profile, toy, wilks_limits
+from .limits import (EventData, ExtendedLikelihood, Limits, Profile, ToyLimits, asimov, expected_limits, observed, profile,
+                     toy, toy_limits, wilks_limits)
 from .morphing import Morphing, choose_benchmarks, components
 from .nuisance import Nuisance
 from .process import EFTProcess
@@ -18,5 +19,5 @@ from .root import read_root, variation_nuisances
 __all__ = ["EFTProcess", "EventData", "ExtendedLikelihood", "LHEEvents", "Limits", "Morphing", "Nuisance", "Profile",
            "WeightedEvents", "asimov", "choose_benchmarks", "components", "declared_weights", "ellipse", "ellipse_area",
            "expected_limits", "fisher_information", "histogram_limits", "histogram_profile", "lhe_source",
-           "observed", "profile", "read_lhe", "read_root", "toy", "variation_nuisances", "wilks_limits",
+           "observed", "profile", "read_lhe", "read_root", "toy", "toy_limits", "ToyLimits", "variation_nuisances", "wilks_limits",
            "write_lhe"]

@@ -11,7 +11,10 @@ log L at fixed θ, is χ²-distributed with d degrees of freedom asymptotically 
 68% and 95% limits are q < 2.30 and q < 5.99 in two dimensions. "Without systematics" fixes ν = 0.
 The Asimov data set at θ₀ (every event weighted by L·w(z|θ₀, 0), or a large sample weighted to
 L·σ(θ₀)) gives the median expected limits in one evaluation; `toy` draws pseudo-experiments
-(n ~ Poisson(L σ(θ₀)) events) whose limits are observed limits like those of real data (`observed`).
+(n ~ Poisson(L σ(θ₀)) events, and auxiliary measurements a ~ N(ν₀, 1) that centre the constraints
+−Σ_k (ν_k − a_k)²/2) whose limits are observed limits like those of real data (`observed`);
+`toy_limits` gives the distribution of their limits (median and ±1σ, ±2σ bands) and the Neyman
+coverage of the regions, the fraction of toys whose region holds θ₀.
 
 The maximisation over ν runs either in torch (L-BFGS over every θ of the grid at once, with
 gradients through the surrogate) or with iminuit's MIGRAD, one θ at a time.
@@ -46,12 +49,15 @@ MINIMIZERS = ("torch", "iminuit")
 class EventData:
     """Events for the extended likelihood: x (n, x_dim) with weights (n,), and the count n_obs.
 
-    Observed data have unit weights and count = n; an Asimov set has the expected counts.
+    Observed data have unit weights and count = n; an Asimov set has the expected counts. `auxiliary`
+    (K,) holds the auxiliary measurements a of the nuisances, the centres of their constraints
+    −Σ_k (ν_k − a_k)²/2; None means a = 0 (the nominal measurement, as for real data and Asimov sets).
     """
 
     x: Tensor | None
     weights: Tensor | None
     count: float
+    auxiliary: Tensor | None = None
 
 
 def observed(x) -> EventData:
@@ -77,14 +83,18 @@ def asimov(source, theta, luminosity: float, events: int = 20_000, seed: int = 0
 
 def toy(source, theta, luminosity: float, seed: int = 0) -> EventData:
     """One pseudo-experiment at the parameters θ (d + K,): n ~ Poisson(L σ(θ)) events drawn from `source`,
-    each of weight 1 (observed limits of toys give the distribution of limits that Asimov summarises)."""
+    each of weight 1, and for the K nuisances of the source (its `poi_dim` < d + K) auxiliary
+    measurements a ~ N(ν, 1), the fluctuation of the measurements that constrain them (observed limits of
+    toys give the distribution of limits that Asimov summarises)."""
     theta = torch.as_tensor(theta, dtype=DTYPE).reshape(1, -1)
     g = torch.Generator().manual_seed(seed)
     mean = luminosity * source.cross_section(theta)[0]
     n = int(torch.poisson(mean.reshape(1), generator=g)[0])
-    if n == 0:
-        return EventData(None, None, 0.0)
-    return observed(source.sample(theta.expand(n, -1), g).x)
+    data = EventData(None, None, 0.0) if n == 0 else observed(source.sample(theta.expand(n, -1), g).x)
+    nu = theta[0, getattr(source, "poi_dim", theta.shape[1]):]
+    if len(nu):
+        data = EventData(data.x, data.weights, data.count, nu + torch.randn(len(nu), generator=g, dtype=DTYPE))
+    return data
 
 
 class ExtendedLikelihood:
@@ -140,7 +150,8 @@ class ExtendedLikelihood:
 
     def _rate_part(self, params: Tensor, data: EventData) -> Tensor:
         """The constraint and the Poisson term: (m, d + K) → (m,)."""
-        out = log_constraint(params[:, self.poi_dim:])
+        nu = params[:, self.poi_dim:]
+        out = log_constraint(nu if data.auxiliary is None else nu - data.auxiliary.to(nu.dtype))
         if self.rate:
             mu = self.luminosity * self.cross_section(params)
             out = out + data.count * torch.log(mu) - mu
@@ -312,3 +323,67 @@ def expected_limits(likelihood: ExtendedLikelihood, grid, data: EventData, level
                     minimizer: str = "torch", systematics: bool = True) -> Limits:
     """The limits of `data` (typically `asimov(...)`: the median expected limits) on the grid."""
     return wilks_limits(profile(likelihood, grid, data, minimizer, systematics), levels)
+
+
+@dataclass
+class ToyLimits:
+    """Limits of pseudo-experiments: the distribution of the limits that Asimov data summarise, and
+    the coverage of the regions.
+
+    Attributes:
+        theta: (d + K,) the parameters the toys were drawn at; levels: the confidence levels.
+        areas: level → (T,) the area of each toy's region; covered: level → (T,) whether it holds the
+        grid point nearest θ's parameters of interest; counts: (T,) the toys' numbers of events.
+    """
+
+    theta: Tensor
+    levels: tuple
+    areas: dict
+    covered: dict
+    counts: Tensor
+
+    def bands(self, level: float = 0.95) -> dict:
+        """The median and the ±1σ, ±2σ quantiles (2.3%, 15.9%, 84.1%, 97.7%) of the toys' areas."""
+        a = self.areas[level].to(DTYPE)
+        q = torch.quantile(a, torch.tensor(BAND_QUANTILES, dtype=DTYPE))
+        return dict(zip(("-2σ", "-1σ", "median", "+1σ", "+2σ"), q.tolist()))
+
+    def coverage(self, level: float = 0.95) -> tuple[float, float]:
+        """The fraction of toys whose region covers θ, and its binomial standard error."""
+        c = self.covered[level].to(DTYPE)
+        p = float(c.mean())
+        return p, (p * (1.0 - p) / len(c)) ** 0.5 if len(c) else float("nan")
+
+
+#: the normal quantiles of the ±2σ, ±1σ bands and the median
+BAND_QUANTILES = (0.02275, 0.15866, 0.5, 0.84134, 0.97725)
+
+
+def toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, seed: int = 0,
+               levels=(0.68, 0.95), minimizer: str = "torch", systematics: bool = True,
+               progress: bool = True) -> ToyLimits:
+    """The Wilks limits of `toys` pseudo-experiments drawn at θ (d + K,) (`toy`, seeds seed, seed + 1, ...).
+
+    Their areas give the expected limits with their ±1σ and ±2σ bands (`ToyLimits.bands`), beside
+    the median of Asimov data; the fraction of regions that hold θ is their Neyman coverage
+    (`ToyLimits.coverage`), which should match the level where Wilks' theorem holds. The regions are
+    those of `wilks_limits` on the grid: q is measured from the grid's best point, and a region holds
+    θ when it holds the grid point nearest θ.
+    """
+    from tqdm.auto import tqdm
+
+    theta = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
+    grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
+    nearest = int(((grid - theta[: likelihood.poi_dim]) ** 2).sum(-1).argmin())
+    areas = {lv: [] for lv in levels}
+    covered = {lv: [] for lv in levels}
+    counts = []
+    for t in tqdm(range(toys), desc="toys", disable=not progress, dynamic_ncols=True):
+        data = toy(source, theta, likelihood.luminosity, seed=seed + t)
+        found = wilks_limits(profile(likelihood, grid, data, minimizer, systematics), levels)
+        counts.append(data.count)
+        for lv in levels:
+            areas[lv].append(found.areas[lv])
+            covered[lv].append(bool(found.inside[lv][nearest]))
+    return ToyLimits(theta, tuple(levels), {lv: torch.tensor(areas[lv], dtype=DTYPE) for lv in levels},
+                     {lv: torch.tensor(covered[lv]) for lv in levels}, torch.tensor(counts, dtype=DTYPE))
