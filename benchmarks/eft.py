@@ -62,9 +62,9 @@ def targets(areas: dict) -> dict:
 
 
 def run_toys(args, source, likelihoods: dict, grid, data_asimov) -> dict:
-    """The toys' limits at the SM: truth and alices with ν fixed, truth with ν profiled (`--toys` each),
-    alices with ν profiled (`--profiled-toys`), beside each one's Asimov areas."""
-    plan = [("truth", False, args.toys), ("alices", False, args.toys), ("truth", True, args.toys),
+    """The toys' limits at the SM: truth and alices with ν fixed (`--toys`) and with ν profiled
+    (`--profiled-toys`), beside each one's Asimov areas."""
+    plan = [("truth", False, args.toys), ("alices", False, args.toys), ("truth", True, args.profiled_toys),
             ("alices", True, args.profiled_toys)]
     out = {}
     for name, systematics, n in plan:
@@ -111,10 +111,10 @@ def main():
     parser.add_argument("--points", type=int, default=11, help="grid points per axis over (c₁, c₂)")
     parser.add_argument("--expected", type=float, default=500.0, help="expected SM events: L·σ_fid(SM)")
     parser.add_argument("--width", type=float, default=0.5, help="the grid covers [−width, width]²")
-    parser.add_argument("--toys", type=int, default=0, help="toys at the SM, ν fixed, for truth and alices "
-                        "(and truth with ν profiled): bands of the limits and Neyman coverage (0: none)")
-    parser.add_argument("--profiled-toys", type=int, default=0,
-                        help="toys of alices with ν profiled (each profiles ν at every grid point: slow)")
+    parser.add_argument("--toys", type=int, default=0, help="toys at the SM with ν fixed, for truth and alices: "
+                        "bands of the limits and Neyman coverage (0: none)")
+    parser.add_argument("--profiled-toys", type=int, default=0, help="toys with ν profiled, for truth and alices "
+                        "(each profiles ν at every grid point: alices' are slow)")
     parser.add_argument("--only-toys", action="store_true", help="train alices only, run the toys and write "
                         "DIR/eft_toys.json (no Asimov table)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3000 events, 2000 runs, 5 points")

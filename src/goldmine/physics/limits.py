@@ -130,6 +130,9 @@ class ExtendedLikelihood:
         self.nuisance_dim = total - self.poi_dim
         self._terms = likelihood_terms(model.surrogate) if model is not None else None
         source = model.source if model is not None else None
+        #: whether the shape terms come without gradients (a fitted surrogate): profiles then difference them
+        #: and stop at the tolerances `VALUES_ONLY_TOLERANCES` that their float32 rounding allows
+        self.values_only = model is not None and not isinstance(source, Simulator)
         self._table = getattr(source, "log_prob_table", None) if isinstance(source, Simulator) else \
             getattr(getattr(model, "surrogate", None), "log_likelihood_table", None)
 
@@ -241,11 +244,19 @@ def profile(likelihood: ExtendedLikelihood, grid, data: EventData, minimizer: st
     return Profile(grid, log_l, nu)
 
 
+#: L-BFGS's tolerances on the gradient in ν and on the change of Σ_θ −log L per step when the shape terms
+#: give values only: their float32 rounding (~1e-5 in a sum over thousands of events) never lets the
+#: exact tolerances be met, so L-BFGS would run to its iteration limit; a change below 1e-4 of the sum
+#: moves no point's q by more than 2e-4
+VALUES_ONLY_TOLERANCES = (1e-3, 1e-4)
+
+
 def _torch_profile(likelihood: ExtendedLikelihood, grid: Tensor, data: EventData, bound: float) -> Tensor:
     """L-BFGS over u with ν = bound·tanh(u), every θ of the grid at once (the objective is a sum of
     independent terms)."""
     u = torch.zeros(grid.shape[0], likelihood.nuisance_dim, dtype=DTYPE, requires_grad=True)
-    opt = torch.optim.LBFGS([u], lr=1.0, max_iter=100, tolerance_grad=1e-7, tolerance_change=1e-12,
+    grad_tol, change_tol = VALUES_ONLY_TOLERANCES if likelihood.values_only else (1e-7, 1e-12)
+    opt = torch.optim.LBFGS([u], lr=1.0, max_iter=100, tolerance_grad=grad_tol, tolerance_change=change_tol,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
