@@ -22,7 +22,7 @@ LAYERS = {
     "goldmine.estimators": 3, "goldmine.evaluate": 3, "goldmine.gold_check": 3,
     "goldmine.inference": 4,
     "goldmine.workflow": 5, "goldmine.plots": 5, "goldmine.sequential": 5,
-    "goldmine.study": 6, "goldmine.pipeline": 6, "goldmine.cli": 6, "goldmine.__main__": 6, "goldmine.demo": 6, "goldmine": 6,
+    "goldmine.study": 6, "goldmine.physics.study": 6, "goldmine.pipeline": 6, "goldmine.cli": 6, "goldmine.__main__": 6, "goldmine.demo": 6, "goldmine": 6,
 }
 #: below a layer, yet never imported: estimators and inference meet only in the surrogate protocol
 FORBIDDEN = {"goldmine.inference": "goldmine.estimators", "goldmine.evaluate": "goldmine.estimators",
