@@ -17,8 +17,15 @@ each with the nuisances profiled (torch's L-BFGS) and fixed ("without systematic
 over (c₁, c₂). Alongside: the areas of the 95% Cramér–Rao ellipses of the Fisher information (truth,
 the histogram and sally's learned score), nuisances profiled. Estimators run with their default settings.
 
-Run as `python benchmarks/eft.py [--events N] [--runs R] [--points P] [--quick] [--out DIR]`; writes
-DIR/eft.json and DIR/eft.png (the 95% contours) and prints the table.
+Toys (`--toys T`, `--profiled-toys T'`): T pseudo-experiments at the SM (n ~ Poisson(L σ) events,
+auxiliary measurements of ν fluctuated) for the truth and alices with ν fixed, T' with ν profiled:
+the median and ±1σ/±2σ bands of their 68% and 95% areas beside Asimov's, and the Neyman coverage of
+the regions (the fraction that holds the SM) with its binomial standard error. `--only-toys` trains
+alices alone and writes DIR/eft_toys.json instead of the Asimov table.
+
+Run as `python benchmarks/eft.py [--events N] [--runs R] [--points P] [--toys T] [--profiled-toys T']
+[--only-toys] [--quick] [--out DIR]`; writes DIR/eft.json and DIR/eft.png (the 95% contours) and
+prints the table.
 """
 
 from __future__ import annotations
