@@ -246,8 +246,8 @@ def profile(likelihood: ExtendedLikelihood, grid, data: EventData, minimizer: st
 
 #: L-BFGS's tolerances on the gradient in ν and on the change of Σ_θ −log L per step when the shape terms
 #: give values only: their float32 rounding (~1e-5 in a sum over thousands of events) never lets the
-#: exact tolerances be met, so L-BFGS would run to its iteration limit; a change below 1e-4 of the sum
-#: moves no point's q by more than 2e-4
+#: exact tolerances be met, so L-BFGS would run to its iteration limit; a last step that changes the sum by
+#: less than 1e-4 changed no point's q by more than 2e-4
 VALUES_ONLY_TOLERANCES = (1e-3, 1e-4)
 
 
