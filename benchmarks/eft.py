@@ -17,8 +17,15 @@ each with the nuisances profiled (torch's L-BFGS) and fixed ("without systematic
 over (c₁, c₂). Alongside: the areas of the 95% Cramér–Rao ellipses of the Fisher information (truth,
 the histogram and sally's learned score), nuisances profiled. Estimators run with their default settings.
 
-Run as `python benchmarks/eft.py [--events N] [--runs R] [--points P] [--quick] [--out DIR]`; writes
-DIR/eft.json and DIR/eft.png (the 95% contours) and prints the table.
+Toys (`--toys T`, `--profiled-toys T'`): T pseudo-experiments at the SM (n ~ Poisson(L σ) events,
+auxiliary measurements of ν fluctuated) for the truth and alices with ν fixed, T' with ν profiled:
+the median and ±1σ/±2σ bands of their 68% and 95% areas beside Asimov's, and the Neyman coverage of
+the regions (the fraction that holds the SM) with its binomial standard error. `--only-toys` trains
+alices alone and writes DIR/eft_toys.json instead of the Asimov table.
+
+Run as `python benchmarks/eft.py [--events N] [--runs R] [--points P] [--toys T] [--profiled-toys T']
+[--only-toys] [--quick] [--out DIR]`; writes DIR/eft.json and DIR/eft.png (the 95% contours) and
+prints the table.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ from sample_efficiency import write  # noqa: E402
 import goldmine as gm  # noqa: E402
 import goldmine.plots  # noqa: E402,F401
 from goldmine.physics import (EFTProcess, ExtendedLikelihood, Nuisance, WeightedEvents, asimov,  # noqa: E402
-                              choose_benchmarks, ellipse_area, fisher_information, histogram_limits, profile, wilks_limits)
+                              choose_benchmarks, ellipse_area, fisher_information, histogram_limits, profile, toy_limits,
+                              wilks_limits)
 from goldmine.physics.process import EXPONENTS, OBSERVABLES  # noqa: E402
 
 LEVELS = (0.68, 0.95)
@@ -60,6 +68,49 @@ def targets(areas: dict) -> dict:
     return out
 
 
+def run_toys(args, source, likelihoods: dict, grid, data_asimov) -> dict:
+    """The toys' limits at the SM: truth and alices with ν fixed (`--toys`) and with ν profiled
+    (`--profiled-toys`), beside each one's Asimov areas."""
+    plan = [("truth", False, args.toys), ("alices", False, args.toys), ("truth", True, args.profiled_toys),
+            ("alices", True, args.profiled_toys)]
+    out = {}
+    for name, systematics, n in plan:
+        if not n:
+            continue
+        lik, t0 = likelihoods[name], time.perf_counter()
+        found = toy_limits(lik, grid, source, source.reference, n, seed=10_000, levels=LEVELS,
+                           systematics=systematics, progress=False)
+        at_asimov = wilks_limits(profile(lik, grid, data_asimov, systematics=systematics), LEVELS)
+        out[f"{name} ({'systematics' if systematics else 'none'})"] = {
+            "toys": n, "seconds": time.perf_counter() - t0, "mean_events": float(found.counts.mean()),
+            **{f"asimov_{lv}": at_asimov.areas[lv] for lv in LEVELS},
+            **{f"bands_{lv}": found.bands(lv) for lv in LEVELS},
+            **{f"coverage_{lv}": dict(zip(("fraction", "stderr"), found.coverage(lv))) for lv in LEVELS}}
+    return out
+
+
+def coverage_target(toys: dict) -> dict | str:
+    """Neyman coverage of the gold (alices) 95% regions within 2 points of nominal, from the most toys run."""
+    gold = {k: v for k, v in toys.items() if k.startswith("alices")}
+    if not gold:
+        return "not run: no toys of alices"
+    out = {}
+    for key, v in gold.items():
+        c = v["coverage_0.95"]
+        out[key] = {"met": v["toys"] >= 500 and abs(c["fraction"] - 0.95) <= 0.02, "toys": v["toys"],
+                    "coverage": c["fraction"], "stderr": c["stderr"],
+                    **({} if v["toys"] >= 500 else {"why_not": f"{v['toys']} toys, fewer than 500"})}
+    return out
+
+
+def print_toys(toys: dict):
+    print(f"{'toys':>22} {'n':>5} {'95% Asimov':>10} {'95% median [−1σ, +1σ]':>26} {'cov 68%':>14} {'cov 95%':>14}")
+    for key, v in toys.items():
+        b, c68, c95 = v["bands_0.95"], v["coverage_0.68"], v["coverage_0.95"]
+        print(f"{key:>22} {v['toys']:5d} {v['asimov_0.95']:10.4f} {b['median']:8.4f} [{b['-1σ']:.4f}, {b['+1σ']:.4f}] "
+              f"{c68['fraction']:7.3f}±{c68['stderr']:.3f} {c95['fraction']:7.3f}±{c95['stderr']:.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000, help="weighted events generated (before cuts)")
@@ -67,6 +118,12 @@ def main():
     parser.add_argument("--points", type=int, default=11, help="grid points per axis over (c₁, c₂)")
     parser.add_argument("--expected", type=float, default=500.0, help="expected SM events: L·σ_fid(SM)")
     parser.add_argument("--width", type=float, default=0.5, help="the grid covers [−width, width]²")
+    parser.add_argument("--toys", type=int, default=0, help="toys at the SM with ν fixed, for truth and alices: "
+                        "bands of the limits and Neyman coverage (0: none)")
+    parser.add_argument("--profiled-toys", type=int, default=0, help="toys with ν profiled, for truth and alices "
+                        "(each profiles ν at every grid point: alices' are slow)")
+    parser.add_argument("--only-toys", action="store_true", help="train alices only, run the toys and write "
+                        "DIR/eft_toys.json (no Asimov table)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3000 events, 2000 runs, 5 points")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eft")
     args = parser.parse_args()
@@ -89,9 +146,12 @@ def main():
     path.unlink(missing_ok=True)
     data = gm.simulate(source, args.runs, path, seed=0, progress=False)
     fits = {}
-    for name, est in {"alices": gm.RatioEstimator("alices", progress=False),
-                      "carl": gm.RatioEstimator("carl", progress=False),
-                      "sally": gm.ScoreEstimator("sally", progress=False)}.items():
+    estimators = {"alices": gm.RatioEstimator("alices", progress=False),
+                  "carl": gm.RatioEstimator("carl", progress=False),
+                  "sally": gm.ScoreEstimator("sally", progress=False)}
+    for name, est in estimators.items():
+        if args.only_toys and name != "alices":
+            continue
         t0 = time.perf_counter()
         fits[name] = (est.fit(data), time.perf_counter() - t0)
     path.unlink(missing_ok=True)
@@ -99,21 +159,44 @@ def main():
     axis = torch.linspace(-args.width, args.width, args.points, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
     data_asimov = asimov(source, source.reference, luminosity)
+    if args.only_toys:
+        likelihoods = {"truth": ExtendedLikelihood(source, source.cross_section, luminosity, poi_dim=2),
+                       "alices": ExtendedLikelihood(fits["alices"][0], source.cross_section, luminosity, 2,
+                                                    prior=source.prior)}
+        toys = run_toys(args, source, likelihoods, grid, data_asimov)
+        record = {"benchmark": "eft_toys", "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                  "machine": machine_info(), "settings": vars(args) | {"out": str(args.out)},
+                  "events_after_cuts": int(keep.sum()), "luminosity": luminosity,
+                  "grid_cell": float((axis[1] - axis[0]) ** 2), "toys": toys,
+                  "targets": {"Neyman coverage of the gold limits within 2 points (≥ 500 toys)": coverage_target(toys)},
+                  "training_seconds": {k: v[1] for k, v in fits.items()}, "seconds": time.perf_counter() - start}
+        write(record, args.out / "eft_toys.json")
+        print_toys(toys)
+        print(f"{args.out / 'eft_toys.json'}; {record['seconds']:.0f} s")
+        return
     likelihoods = {"truth": ExtendedLikelihood(source, source.cross_section, luminosity, poi_dim=2),
                    "alices": ExtendedLikelihood(fits["alices"][0], source.cross_section, luminosity, 2, prior=source.prior),
                    "carl": ExtendedLikelihood(fits["carl"][0], source.cross_section, luminosity, 2, prior=source.prior),
                    "rate": ExtendedLikelihood(None, source.cross_section, luminosity, 2, nuisance_dim=2)}
     obs = (OBSERVABLES.index("m_ll"), OBSERVABLES.index("cos_theta_cs"))
-    results, q95 = {}, {}
+    results, q95, q_none, profile_seconds = {}, {}, {}, {}
     for systematics in (True, False):
         tag = "systematics" if systematics else "none"
-        found = {name: wilks_limits(profile(lik, grid, data_asimov, systematics=systematics), LEVELS)
-                 for name, lik in likelihoods.items()}
+        found = {}
+        for name, lik in likelihoods.items():
+            t0 = time.perf_counter()
+            found[name] = wilks_limits(profile(lik, grid, data_asimov, systematics=systematics), LEVELS)
+            profile_seconds[f"{name} ({tag})"] = time.perf_counter() - t0
         found["pyhf"] = histogram_limits(source, grid, [0.0, 0.0], luminosity, observables=obs, bins=5,
                                          systematics=systematics, levels=LEVELS)
         results[tag] = {name: {str(lv): lim.areas[lv] for lv in LEVELS} for name, lim in found.items()}
         if systematics:
             q95 = {name: lim.profile.q for name, lim in found.items()}
+        else:
+            q_none = {name: lim.profile.q for name, lim in found.items()}
+    # how far each learned Asimov surface lies from the truth's, with ν fixed: an error of the surrogate's
+    # ratio in θ, which no treatment of the nuisances can cause or cure
+    q_error = {name: float(((q_none[name] - q_none["truth"]) ** 2).mean().sqrt()) for name in ("alices", "carl")}
     fisher = {"truth": fisher_information(source, [0.0, 0.0], luminosity),
               "histogram": fisher_information(source, [0.0, 0.0], luminosity, "histogram", observables=obs, bins=5),
               "sally": fisher_information(source, [0.0, 0.0], luminosity, "score", score=fits["sally"][0].score)}
@@ -124,8 +207,14 @@ def main():
               "events_after_cuts": int(keep.sum()), "mean_morphing_spread": morphing.mean_spread,
               "luminosity": luminosity, "grid_cell": float((axis[1] - axis[0]) ** 2),
               "areas": results, "fisher_95_areas": {k: ellipse_area(v) for k, v in fisher.items()},
-              "targets": targets(results),
+              "targets": targets(results), "q_rms_error_vs_truth_without_systematics": q_error,
+              "profile_seconds": profile_seconds,
               "training_seconds": {k: v[1] for k, v in fits.items()}, "seconds": time.perf_counter() - start}
+    if args.toys or args.profiled_toys:
+        record["toys"] = run_toys(args, source, {k: likelihoods[k] for k in ("truth", "alices")}, grid, data_asimov)
+        key = "Neyman coverage of the gold limits within 2 points (≥ 500 toys)"
+        record["targets"][key] = coverage_target(record["toys"])
+    record["seconds"] = time.perf_counter() - start
     write(record, args.out / "eft.json")
 
     print(f"{int(keep.sum())} detector-level events of {args.events}; {args.runs} mined runs; "
@@ -138,6 +227,10 @@ def main():
               f"{s['0.95'] / truth95 if truth95 else float('nan'):16.2f}")
     print("Fisher information (nuisances profiled), area of the 95% ellipse: " +
           ", ".join(f"{k} {v:.4f}" for k, v in record["fisher_95_areas"].items()))
+    print("RMS over the grid of q(θ) − q_truth(θ), ν fixed (the learned surface's error): " +
+          ", ".join(f"{k} {v:.2f}" for k, v in q_error.items()))
+    if "toys" in record:
+        print_toys(record["toys"])
     print(f"{png}; {args.out / 'eft.json'}; {record['seconds']:.0f} s")
 
 

@@ -15,14 +15,14 @@ LAYERS = {
     "goldmine.estimators.registry": 0,
     "goldmine.simulators": 1,
     "goldmine.physics.morphing": 1, "goldmine.physics.kinematics": 1, "goldmine.physics.events": 1,
-    "goldmine.physics.process": 1, "goldmine.physics.lhe": 1, "goldmine.physics.nuisance": 1,
+    "goldmine.physics.process": 1, "goldmine.physics.lhe": 1, "goldmine.physics.root": 1, "goldmine.physics.nuisance": 1,
     "goldmine.physics.limits": 4, "goldmine.physics.histfactory": 4, "goldmine.physics.fisher": 4, "goldmine.physics": 4,
     "goldmine.mining": 2, "goldmine.data": 2, "goldmine.memory": 2, "goldmine.training": 2, "goldmine.nn": 2,
     "goldmine.embeddings": 2,
     "goldmine.estimators": 3, "goldmine.evaluate": 3, "goldmine.gold_check": 3,
     "goldmine.inference": 4,
     "goldmine.workflow": 5, "goldmine.plots": 5, "goldmine.sequential": 5,
-    "goldmine.study": 6, "goldmine.pipeline": 6, "goldmine.cli": 6, "goldmine.__main__": 6, "goldmine.demo": 6, "goldmine": 6,
+    "goldmine.study": 6, "goldmine.physics.study": 6, "goldmine.pipeline": 6, "goldmine.cli": 6, "goldmine.__main__": 6, "goldmine.demo": 6, "goldmine": 6,
 }
 #: below a layer, yet never imported: estimators and inference meet only in the surrogate protocol
 FORBIDDEN = {"goldmine.inference": "goldmine.estimators", "goldmine.evaluate": "goldmine.estimators",

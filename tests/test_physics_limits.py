@@ -86,9 +86,61 @@ def test_the_joint_score_with_nuisances_is_per_row(setup):
 
 def test_toys_are_poisson_pseudo_experiments_with_observed_limits(setup):
     src, full, data, grid = setup
-    counts = torch.tensor([lim.toy(src, src.reference, full.luminosity, seed=s).count for s in range(40)])
+    toys = [lim.toy(src, src.reference, full.luminosity, seed=s) for s in range(40)]
+    counts = torch.tensor([t.count for t in toys])
     assert abs(float(counts.mean()) - data.count) < 4 * (data.count / 40) ** 0.5     # E[n] = L σ(SM) = 300
+    aux = torch.stack([t.auxiliary for t in toys])                                   # a ~ N(ν = 0, 1) per nuisance
+    assert aux.shape == (40, 2) and (aux.mean(0).abs() < 4 / 40**0.5).all() and (aux.std(0) - 1).abs().max() < 0.5
     one = lim.toy(src, src.reference, full.luminosity, seed=0)
     assert one.x.shape == (int(one.count), 3) and torch.equal(one.weights, torch.ones(int(one.count), dtype=torch.float64))
     region = lim.wilks_limits(lim.profile(full, grid, one, systematics=False))
     assert region.areas[0.68] <= region.areas[0.95] and bool(region.inside[0.95].any())
+
+
+class ValuesOnly:
+    """The exact likelihood as a fitted surrogate gives it: values in float32, without a graph."""
+
+    kind, capabilities = "ratio", frozenset({"likelihood"})
+
+    def __init__(self, src):
+        self.src, self.theta_dim_, self.x_dim_ = src, src.theta_dim, src.x_dim
+
+    def log_likelihood_terms(self, x, theta):
+        with torch.no_grad():
+            return self.src.log_prob(x, theta).float()
+
+    def log_likelihood_table(self, x, theta):
+        with torch.no_grad():
+            return self.src.log_prob_table(x, theta).float()
+
+
+def test_a_surrogate_without_gradients_is_profiled_like_the_exact_likelihood(eft_sources):
+    """The shape term of a surrogate has no graph while the rate term has one: the profile over ν must still
+    follow the whole likelihood (it once followed the rate and constraint alone, and was overconfident)."""
+    src = eft_sources(400)[2]
+    luminosity = 300.0 / float(src.cross_section(src.reference[None])[0])
+    full = lim.ExtendedLikelihood(src, src.cross_section, luminosity, poi_dim=2)
+    data = lim.asimov(src, src.reference, luminosity)
+    grid = torch.tensor([[0.0, 0.0], [0.3, 0.0], [-0.3, 0.3], [0.0, -0.3]], dtype=torch.float64)
+    surrogate = lim.ExtendedLikelihood(ValuesOnly(src), src.cross_section, luminosity, 2, prior=src.prior)
+    exact, learned = lim.profile(full, grid, data), lim.profile(surrogate, grid, data)
+    assert torch.allclose(learned.nuisances, exact.nuisances, atol=1e-2)   # ν̂ to the stopping tolerance
+    assert torch.allclose(learned.q, exact.q, atol=1e-3)
+    assert float(exact.nuisances.abs().max()) > 0.1   # the shape pulls ν away from 0: the test can tell
+
+
+@pytest.mark.slow
+def test_toy_limits_of_the_exact_likelihood_cover_and_band_the_asimov_limits(setup):
+    """Without systematics the exact likelihood's Wilks regions cover θ at their level within 3 binomial
+    standard errors, and the Asimov area lies inside the toys' ±2σ band."""
+    src, full, data, _ = setup
+    ax = torch.linspace(-0.4, 0.4, 9, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(ax, ax, indexing="ij"), -1).reshape(-1, 2)
+    toys = lim.toy_limits(full, grid, src, src.reference, 60, seed=100, systematics=False, progress=False)
+    asimov_area = lim.wilks_limits(lim.profile(full, grid, data, systematics=False)).areas[0.68]
+    for level in (0.68, 0.95):
+        p, stderr = toys.coverage(level)
+        assert abs(p - level) <= 3 * (level * (1 - level) / 60) ** 0.5 and stderr > 0
+    band = toys.bands(0.68)
+    assert band["-2σ"] <= band["-1σ"] <= band["median"] <= band["+1σ"] <= band["+2σ"]
+    assert band["-2σ"] <= asimov_area <= band["+2σ"]

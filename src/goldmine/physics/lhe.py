@@ -231,10 +231,12 @@ def read_lhe(path, observables: Mapping[str, str | Callable], benchmarks: Mappin
                      tuple(ids), tuple(observables), tuple(parameter_names), passed)
 
 
-def lhe_source(events: LHEEvents, exponents, prior, reference, name: str = "lhe_events"):
-    """The `WeightedEvents` of events read from a file, morphed with the monomials `exponents` (C, d)
-    between the file's benchmarks (at least C of them, not degenerate)."""
+def lhe_source(events: LHEEvents, exponents, prior, reference, name: str = "lhe_events", nuisances=()):
+    """The `WeightedEvents` of events read from a file (`read_lhe`, or `goldmine.physics.root.read_root`),
+    morphed with the monomials `exponents` (C, d) between the file's benchmarks (at least C of them, not
+    degenerate), with the `Nuisance`s given (one weight ratio per event that passed the cuts)."""
     from .events import WeightedEvents
     from .morphing import Morphing
 
-    return WeightedEvents(events.x, events.weights, Morphing(exponents, events.benchmarks), prior, reference, name=name)
+    return WeightedEvents(events.x, events.weights, Morphing(exponents, events.benchmarks), prior, reference, name=name,
+                          nuisances=nuisances)

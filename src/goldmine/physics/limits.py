@@ -11,7 +11,10 @@ log L at fixed θ, is χ²-distributed with d degrees of freedom asymptotically 
 68% and 95% limits are q < 2.30 and q < 5.99 in two dimensions. "Without systematics" fixes ν = 0.
 The Asimov data set at θ₀ (every event weighted by L·w(z|θ₀, 0), or a large sample weighted to
 L·σ(θ₀)) gives the median expected limits in one evaluation; `toy` draws pseudo-experiments
-(n ~ Poisson(L σ(θ₀)) events) whose limits are observed limits like those of real data (`observed`).
+(n ~ Poisson(L σ(θ₀)) events, and auxiliary measurements a ~ N(ν₀, 1) that centre the constraints
+−Σ_k (ν_k − a_k)²/2) whose limits are observed limits like those of real data (`observed`);
+`toy_limits` gives the distribution of their limits (median and ±1σ, ±2σ bands) and the Neyman
+coverage of the regions, the fraction of toys whose region holds θ₀.
 
 The maximisation over ν runs either in torch (L-BFGS over every θ of the grid at once, with
 gradients through the surrogate) or with iminuit's MIGRAD, one θ at a time.
@@ -46,12 +49,15 @@ MINIMIZERS = ("torch", "iminuit")
 class EventData:
     """Events for the extended likelihood: x (n, x_dim) with weights (n,), and the count n_obs.
 
-    Observed data have unit weights and count = n; an Asimov set has the expected counts.
+    Observed data have unit weights and count = n; an Asimov set has the expected counts. `auxiliary`
+    (K,) holds the auxiliary measurements a of the nuisances, the centres of their constraints
+    −Σ_k (ν_k − a_k)²/2; None means a = 0 (the nominal measurement, as for real data and Asimov sets).
     """
 
     x: Tensor | None
     weights: Tensor | None
     count: float
+    auxiliary: Tensor | None = None
 
 
 def observed(x) -> EventData:
@@ -77,14 +83,18 @@ def asimov(source, theta, luminosity: float, events: int = 20_000, seed: int = 0
 
 def toy(source, theta, luminosity: float, seed: int = 0) -> EventData:
     """One pseudo-experiment at the parameters θ (d + K,): n ~ Poisson(L σ(θ)) events drawn from `source`,
-    each of weight 1 (observed limits of toys give the distribution of limits that Asimov summarises)."""
+    each of weight 1, and for the K nuisances of the source (its `poi_dim` < d + K) auxiliary
+    measurements a ~ N(ν, 1), the fluctuation of the measurements that constrain them (observed limits of
+    toys give the distribution of limits that Asimov summarises)."""
     theta = torch.as_tensor(theta, dtype=DTYPE).reshape(1, -1)
     g = torch.Generator().manual_seed(seed)
     mean = luminosity * source.cross_section(theta)[0]
     n = int(torch.poisson(mean.reshape(1), generator=g)[0])
-    if n == 0:
-        return EventData(None, None, 0.0)
-    return observed(source.sample(theta.expand(n, -1), g).x)
+    data = EventData(None, None, 0.0) if n == 0 else observed(source.sample(theta.expand(n, -1), g).x)
+    nu = theta[0, getattr(source, "poi_dim", theta.shape[1]):]
+    if len(nu):
+        data = EventData(data.x, data.weights, data.count, nu + torch.randn(len(nu), generator=g, dtype=DTYPE))
+    return data
 
 
 class ExtendedLikelihood:
@@ -120,6 +130,9 @@ class ExtendedLikelihood:
         self.nuisance_dim = total - self.poi_dim
         self._terms = likelihood_terms(model.surrogate) if model is not None else None
         source = model.source if model is not None else None
+        #: whether the shape terms come without gradients (a fitted surrogate): profiles then difference them
+        #: and stop at the tolerances `VALUES_ONLY_TOLERANCES` that their float32 rounding allows
+        self.values_only = model is not None and not isinstance(source, Simulator)
         self._table = getattr(source, "log_prob_table", None) if isinstance(source, Simulator) else \
             getattr(getattr(model, "surrogate", None), "log_likelihood_table", None)
 
@@ -136,32 +149,64 @@ class ExtendedLikelihood:
     def log_likelihood(self, params: Tensor, data: EventData) -> Tensor:
         """log L at parameter points (m, d + K) → (m,); differentiable in the parameters when the
         shape model is (simulators' exact likelihoods; surrogates give values only)."""
-        out = log_constraint(params[:, self.poi_dim:])
+        return self._rate_part(params, data) + self._shape_part(params, data)
+
+    def _rate_part(self, params: Tensor, data: EventData) -> Tensor:
+        """The constraint and the Poisson term: (m, d + K) → (m,)."""
+        nu = params[:, self.poi_dim:]
+        out = log_constraint(nu if data.auxiliary is None else nu - data.auxiliary.to(nu.dtype))
         if self.rate:
             mu = self.luminosity * self.cross_section(params)
             out = out + data.count * torch.log(mu) - mu
-        if self._terms is not None and data.x is not None:
-            t = self.shape_terms(params, data.x).to(DTYPE)
-            out = out + torch.where(data.weights > 0, t * data.weights, torch.zeros((), dtype=DTYPE)).sum(-1)
         return out
 
-    def gradient(self, params: Tensor, data: EventData, nuisance_only: bool = True) -> tuple[Tensor, Tensor]:
-        """log L (m,) and its gradient in ν (m, K): by autograd, or by central differences (step 10⁻⁵)
-        when the shape model gives values only."""
+    def _shape_part(self, params: Tensor, data: EventData) -> Tensor:
+        """Σ_i w_i log r̂(x_i|θ, ν): (m, d + K) → (m,); zeros without a shape model or events."""
+        if self._terms is None or data.x is None:
+            return torch.zeros(params.shape[0], dtype=DTYPE)
+        t = self.shape_terms(params, data.x).to(DTYPE)
+        return torch.where(data.weights > 0, t * data.weights, torch.zeros((), dtype=DTYPE)).sum(-1)
+
+    def gradient(self, params: Tensor, data: EventData) -> tuple[Tensor, Tensor]:
+        """log L (m,) and its gradient in ν (m, K).
+
+        Each part of log L (constraint and rate; shape) is differentiated by autograd where it carries a
+        gradient, and by forward differences with step `FD_STEP` where it gives values only (a fitted
+        surrogate evaluates its network without a graph, in float32): K more evaluations of that part.
+        The parts are summed, so a part without a graph is never dropped from the gradient while the line
+        search sees its values.
+        """
         params = params.detach().requires_grad_(True)
-        with torch.enable_grad():
-            value = self.log_likelihood(params, data)
-            if value.requires_grad:
-                (g,) = torch.autograd.grad(value.sum(), params)
-                return value.detach(), g[:, self.poi_dim:]
-        h, grads = 1e-5, []
-        with torch.no_grad():
-            for k in range(self.poi_dim, params.shape[1]):
-                up, down = params.detach().clone(), params.detach().clone()
-                up[:, k] += h
-                down[:, k] -= h
-                grads.append((self.log_likelihood(up, data) - self.log_likelihood(down, data)) / (2 * h))
-        return value.detach(), torch.stack(grads, -1)
+        value = torch.zeros(params.shape[0], dtype=DTYPE)
+        grad = torch.zeros(params.shape[0], self.nuisance_dim, dtype=DTYPE)
+        for part in (self._rate_part, self._shape_part):
+            with torch.enable_grad():
+                v = part(params, data)
+            if v.requires_grad:
+                (g,) = torch.autograd.grad(v.sum(), params)
+                grad = grad + g[:, self.poi_dim:]
+            else:
+                grad = grad + _forward_differences(part, params.detach(), v.detach(), data, self.poi_dim)
+            value = value + v.detach()
+        return value, grad
+
+
+#: the step of finite differences in ν where a part of log L gives values only. Surrogates evaluate in
+#: float32 (relative rounding ~1e-7 per event), so a step of 1e-5 leaves a gradient of rounding noise; at
+#: 1e-3 the truncation error (h/2 times the curvature, ν being of order 1) moves ν̂ by about h/2, which
+#: changes log L(θ, ν̂) only at second order.
+FD_STEP = 1e-3
+
+
+def _forward_differences(part, params: Tensor, value: Tensor, data: EventData, poi_dim: int) -> Tensor:
+    """∂ part/∂ν_k by forward differences from its `value` at `params`: (m, d + K) → (m, K)."""
+    grads = []
+    with torch.no_grad():
+        for k in range(poi_dim, params.shape[1]):
+            up = params.clone()
+            up[:, k] += FD_STEP
+            grads.append((part(up, data) - value) / FD_STEP)
+    return torch.stack(grads, -1) if grads else torch.zeros(params.shape[0], 0, dtype=DTYPE)
 
 
 @dataclass
@@ -199,11 +244,19 @@ def profile(likelihood: ExtendedLikelihood, grid, data: EventData, minimizer: st
     return Profile(grid, log_l, nu)
 
 
+#: L-BFGS's tolerances on the gradient in ν and on the change of Σ_θ −log L per step when the shape terms
+#: give values only: their float32 rounding (~1e-5 in a sum over thousands of events) never lets the
+#: exact tolerances be met, so L-BFGS would run to its iteration limit; a last step that changes the sum by
+#: less than 1e-4 changed no point's q by more than 2e-4
+VALUES_ONLY_TOLERANCES = (1e-3, 1e-4)
+
+
 def _torch_profile(likelihood: ExtendedLikelihood, grid: Tensor, data: EventData, bound: float) -> Tensor:
     """L-BFGS over u with ν = bound·tanh(u), every θ of the grid at once (the objective is a sum of
     independent terms)."""
     u = torch.zeros(grid.shape[0], likelihood.nuisance_dim, dtype=DTYPE, requires_grad=True)
-    opt = torch.optim.LBFGS([u], lr=1.0, max_iter=100, tolerance_grad=1e-7, tolerance_change=1e-12,
+    grad_tol, change_tol = VALUES_ONLY_TOLERANCES if likelihood.values_only else (1e-7, 1e-12)
+    opt = torch.optim.LBFGS([u], lr=1.0, max_iter=100, tolerance_grad=grad_tol, tolerance_change=change_tol,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
@@ -281,3 +334,67 @@ def expected_limits(likelihood: ExtendedLikelihood, grid, data: EventData, level
                     minimizer: str = "torch", systematics: bool = True) -> Limits:
     """The limits of `data` (typically `asimov(...)`: the median expected limits) on the grid."""
     return wilks_limits(profile(likelihood, grid, data, minimizer, systematics), levels)
+
+
+@dataclass
+class ToyLimits:
+    """Limits of pseudo-experiments: the distribution of the limits that Asimov data summarise, and
+    the coverage of the regions.
+
+    Attributes:
+        theta: (d + K,) the parameters the toys were drawn at; levels: the confidence levels.
+        areas: level → (T,) the area of each toy's region; covered: level → (T,) whether it holds the
+        grid point nearest θ's parameters of interest; counts: (T,) the toys' numbers of events.
+    """
+
+    theta: Tensor
+    levels: tuple
+    areas: dict
+    covered: dict
+    counts: Tensor
+
+    def bands(self, level: float = 0.95) -> dict:
+        """The median and the ±1σ, ±2σ quantiles (2.3%, 15.9%, 84.1%, 97.7%) of the toys' areas."""
+        a = self.areas[level].to(DTYPE)
+        q = torch.quantile(a, torch.tensor(BAND_QUANTILES, dtype=DTYPE))
+        return dict(zip(("-2σ", "-1σ", "median", "+1σ", "+2σ"), q.tolist()))
+
+    def coverage(self, level: float = 0.95) -> tuple[float, float]:
+        """The fraction of toys whose region covers θ, and its binomial standard error."""
+        c = self.covered[level].to(DTYPE)
+        p = float(c.mean())
+        return p, (p * (1.0 - p) / len(c)) ** 0.5 if len(c) else float("nan")
+
+
+#: the normal quantiles of the ±2σ, ±1σ bands and the median
+BAND_QUANTILES = (0.02275, 0.15866, 0.5, 0.84134, 0.97725)
+
+
+def toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, seed: int = 0,
+               levels=(0.68, 0.95), minimizer: str = "torch", systematics: bool = True,
+               progress: bool = True) -> ToyLimits:
+    """The Wilks limits of `toys` pseudo-experiments drawn at θ (d + K,) (`toy`, seeds seed, seed + 1, ...).
+
+    Their areas give the expected limits with their ±1σ and ±2σ bands (`ToyLimits.bands`), beside
+    the median of Asimov data; the fraction of regions that hold θ is their Neyman coverage
+    (`ToyLimits.coverage`), which should match the level where Wilks' theorem holds. The regions are
+    those of `wilks_limits` on the grid: q is measured from the grid's best point, and a region holds
+    θ when it holds the grid point nearest θ.
+    """
+    from tqdm.auto import tqdm
+
+    theta = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
+    grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
+    nearest = int(((grid - theta[: likelihood.poi_dim]) ** 2).sum(-1).argmin())
+    areas = {lv: [] for lv in levels}
+    covered = {lv: [] for lv in levels}
+    counts = []
+    for t in tqdm(range(toys), desc="toys", disable=not progress, dynamic_ncols=True):
+        data = toy(source, theta, likelihood.luminosity, seed=seed + t)
+        found = wilks_limits(profile(likelihood, grid, data, minimizer, systematics), levels)
+        counts.append(data.count)
+        for lv in levels:
+            areas[lv].append(found.areas[lv])
+            covered[lv].append(bool(found.inside[lv][nearest]))
+    return ToyLimits(theta, tuple(levels), {lv: torch.tensor(areas[lv], dtype=DTYPE) for lv in levels},
+                     {lv: torch.tensor(covered[lv]) for lv in levels}, torch.tensor(counts, dtype=DTYPE))

@@ -1,0 +1,42 @@
+"""The EFT study file: LHE in, limits with systematics out, at a tiny scale."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from goldmine.physics.study import load_eft_study, run_eft_study
+
+pytest.importorskip("pylhe")
+pytest.importorskip("pyhf")
+EXAMPLE = Path(__file__).parent.parent / "examples" / "eft.toml"
+
+
+@pytest.mark.slow
+def test_the_example_study_runs_from_lhe_to_limits_at_a_tiny_scale(tmp_path):
+    text = EXAMPLE.read_text()
+    for big, small in (("generate = 10000", "generate = 600"), ("runs = 10000", "runs = 400"),
+                       ('seed = 0\n\n[limits]', 'seed = 0\nepochs = 1\n\n[limits]'), ("grid = 11", "grid = 3")):
+        assert big in text
+        text = text.replace(big, small)
+    study = tmp_path / "eft.toml"
+    study.write_text(text)
+    record = run_eft_study(study)
+    out = tmp_path / "eft-study"
+    assert (tmp_path / "eft-study.lhe").exists() and (out / "limits.png").exists()
+    assert json.loads((out / "limits.json").read_text())["areas"] == record["areas"]
+    assert record["nuisances"] == ["normalisation", "scale"] and 0 < record["events"] <= 600
+    for tag in ("systematics", "none"):
+        assert set(record["areas"][tag]) == {"truth", "rate only", "alices", "carl", "pyhf"}
+    truth = record["areas"]
+    assert truth["none"]["truth"]["0.95"] <= truth["systematics"]["truth"]["0.95"]   # profiling only widens
+
+
+def test_a_study_file_missing_keys_or_with_unknown_sections_is_refused(tmp_path):
+    study = tmp_path / "eft.toml"
+    study.write_text(EXAMPLE.read_text() + "\n[inference]\nn_obs = 3\n")
+    with pytest.raises(ValueError, match=r"unknown section\(s\) \['inference'\]"):
+        load_eft_study(study)
+    study.write_text(EXAMPLE.read_text().replace('names = ["c1", "c2"]', ""))
+    with pytest.raises(ValueError, match="needs 'names'"):
+        load_eft_study(study)
