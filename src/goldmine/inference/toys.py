@@ -70,7 +70,7 @@ from .grid import Mesh, cell_volume, make_grid
 from .model import Model, as_model
 
 __all__ = ["ASIMOV_RUNS", "ASIMOV_VALUES", "NEYMAN_WINDOW", "POOL_BIAS", "Window", "asimov_data", "asimov_runs",
-           "draw_toys", "neyman_plan", "neyman_thresholds", "pool_size", "toy_log_likelihood", "toy_quantile",
+           "draw_toys", "neyman_pairs", "neyman_plan", "neyman_thresholds", "pool_size", "toy_log_likelihood", "toy_quantile",
            "toy_setup", "toy_simulator", "toy_sizes", "toy_statistic"]
 
 #: simulated runs standing in for the Asimov data set when the simulator has no exact x grid
@@ -290,6 +290,15 @@ def neyman_plan(sim: Simulator, grid: Tensor, level: float, toys: int, n: int, s
     if pool is not None and int(pool) >= toys * n:
         pool = None
     return window, None if pool is None else int(pool)
+
+
+def neyman_pairs(grid: Tensor, toys: int, n: int, window: int | None, pool: int | None) -> int:
+    """The likelihood evaluations (run, θ) of a Neyman construction's toys, as `neyman_plan` set it up:
+    g · R · K with R = pool (or toys·n) runs per grid point and K = (2w + 1)^d points per window (or g
+    for the profile); distinct discrete x cost less."""
+    g, d = grid.shape
+    runs = toys * n if pool is None else pool
+    return g * runs * (g if window is None else (2 * window + 1) ** d)
 
 
 def neyman_thresholds(model: Model, sim: Simulator, grid: Tensor, level: float, toys: int, n: int, seed: int,
