@@ -75,6 +75,12 @@ def test_pool_size_keeps_the_coverage_shift_at_its_share_of_the_toys_error():
     shift = d * n / m * 0.5 * (chi2.sf(t, d + 2) - (1 - level))
     assert shift == pytest.approx(POOL_BIAS * math.sqrt(level * (1 - level) / toys), rel=1e-3)
     assert pool_size(1, 5, 2, level) == 5  # no fewer than toys · n: independent toys
+    # few runs per toy: the pool's spread decides, its error of the threshold POOL_BIAS times the toys'
+    level, toys, n, d = 0.9, 600, 16, 1
+    t, m = chi2.ppf(level, d), pool_size(toys, n, d, level)
+    moved = t * math.sqrt(2 / (d * m))  # in q
+    own = math.sqrt(level * (1 - level) / toys) / chi2.pdf(t, d)
+    assert moved == pytest.approx(POOL_BIAS * own, rel=1e-3)
 
 
 def test_plan_keeps_the_profile_for_discrete_x_and_windows_continuous_x():
@@ -99,9 +105,9 @@ def test_window_thresholds_match_the_gaussian_closed_form():
     a = math.sqrt(n) * float(grid[1, 0] - grid[0, 0]) * window
     z = norm.ppf(0.5 + level / 2)
     expected = 2 * z * a - a ** 2
-    # the quantile's error: sqrt(l(1 − l)/T) in probability over the density of q_w there, 2a·2φ(z),
+    # the quantile's error: sqrt(l(1 − l)/T) in probability over the density of q_w there, 2φ(z)/(2a),
     # widened by the pool's share (its variance as large again at most); averaged over the points
-    se = math.sqrt(level * (1 - level) / toys) / (4 * a * norm.pdf(z)) * math.sqrt(2 / len(indices))
+    se = math.sqrt(level * (1 - level) / toys) * a / norm.pdf(z) * math.sqrt(2 / len(indices))
     assert abs(float(t.mean()) - expected) < 4 * se
     assert float((t - expected).abs().max()) < 4 * se * math.sqrt(len(indices))
 
@@ -114,9 +120,8 @@ def test_windowed_interval_on_a_gaussian_is_the_exact_interval():
     assert region.window == NEYMAN_WINDOW and region.pool == pool_size(toys, n, 1, level)
     centre, half = float(x.mean()), norm.ppf(0.5 + level / 2) / math.sqrt(n)
     low, high = region.interval
-    # an endpoint moves by the threshold's error over the slope of q_w, 2a√n per unit θ
-    a = math.sqrt(n) * 0.1
-    se = math.sqrt(level * (1 - level) / toys) / (4 * a * norm.pdf(norm.ppf(0.5 + level / 2))) / (2 * a * math.sqrt(n))
+    # an endpoint moves by the threshold's error, sqrt(l(1 − l)/T)·a/φ(z_α), over the slope of q_w, 2a√n per unit θ
+    se = math.sqrt(level * (1 - level) / toys) / (2 * norm.pdf(norm.ppf(0.5 + level / 2)) * math.sqrt(n))
     assert abs(low - (centre - half)) < 4 * math.sqrt(2) * se + 1e-3
     assert abs(high - (centre + half)) < 4 * math.sqrt(2) * se + 1e-3
     # off the grid the region uses the same statistic: contains() agrees with the refined endpoints
@@ -169,7 +174,7 @@ def test_windowed_region_agrees_with_the_profile_region_but_at_its_edge():
     assert bool((~differ | boundary).all())
     assert int(differ.sum()) <= 0.2 * int(profile.inside.sum()) + 1
     assert bool(fast.contains(sim.reference[None])[0]) == bool(profile.contains(sim.reference[None])[0])
-    assert "window ±1 steps" in repr(fast)
+    assert f"window ±{NEYMAN_WINDOW} steps" in repr(fast)
 
 
 @pytest.mark.slow

@@ -35,9 +35,16 @@ q(θ_j) is noncentral χ²_d with noncentrality λ ≈ (n/M)·χ²_d, E λ = d·
     P(χ²_d(λ) > t) ≈ (1 − level) + (λ/2)·[S_{d+2}(t) − S_d(t)],   S_k = the χ²_k survival function,
 
 so the pool shifts the threshold's coverage by about (d·n/M)·½·[S_{d+2}(t) − (1 − level)], at t the χ²_d
-quantile, towards over-coverage. The default pool (`pool_size`) keeps that shift at `POOL_BIAS` times
-the quantile's own Monte Carlo error sqrt(level (1 − level) / toys): M ≈ 44·n for 1,000 toys in 2-D
-at 95%. A pool as large as toys · n is no pool: the toys are then independent (the indices a partition).
+quantile, towards over-coverage. The pool's spread errs too: its covariance is that of M runs, off by
+a relative √(2/M), which scales the toys' q and moves the threshold by about t·√(2/(d·M)), a random
+error (no bias) that adds to the quantile's own. The default pool (`pool_size`) keeps the shift of
+the coverage, and the spread's error of the threshold, at `POOL_BIAS` times the quantile's own Monte
+Carlo error σ = sqrt(level (1 − level) / toys) (in probability, and over the χ²_d density f_d(t)):
+
+    M = max( d·n·[S_{d+2}(t) − (1 − level)] / (2·POOL_BIAS·σ),   2·t²·f_d(t)² / (d·POOL_BIAS²·σ²) ),
+
+M ≈ 44·n for 1,000 toys in 2-D at 95% (the first term), and at least about 2·toys for few runs per
+toy (the second). A pool as large as toys · n is no pool: the toys are then independent.
 
 Discrete x (few distinct values) needs neither: each distinct value is evaluated once on the whole
 grid, so the profile statistic with independent toys is cheap, and `neyman_plan` keeps it there.
@@ -80,7 +87,7 @@ ASIMOV_VALUES = 1 << 24
 #: likelihood terms (θ points × toy observations) held at once when continuous x is summed per toy
 TERMS_PER_PASS = 1 << 23
 #: the window's half-width in grid steps of a Neyman region for continuous x (benchmarks/README.md, "Neyman speed")
-NEYMAN_WINDOW = 1
+NEYMAN_WINDOW = 2
 #: the default pool's coverage shift, as a fraction of the threshold's Monte Carlo error (`pool_size`)
 POOL_BIAS = 0.5
 #: runs drawn to tell discrete x (at most half of them distinct) from continuous x
@@ -258,15 +265,20 @@ def is_even(grid: Tensor) -> bool:
 
 
 def pool_size(toys: int, n: int, theta_dim: int, level: float) -> int:
-    """The default pool of runs per grid point: M = d·n·[S_{d+2}(t) − (1 − level)] / (2·POOL_BIAS·σ),
-    σ = sqrt(level (1 − level) / toys), t the χ²_d level-quantile (the module's docstring), so that the
-    pool shifts the coverage by POOL_BIAS·σ; toys·n (independent toys) when that is no fewer."""
+    """The default pool of runs per grid point (the module's docstring): the larger of
+    d·n·[S_{d+2}(t) − (1 − level)] / (2·POOL_BIAS·σ), so that the pool's offset shifts the coverage by
+    POOL_BIAS·σ, and 2·t²·f_d(t)² / (d·POOL_BIAS²·σ²), so that its spread moves the threshold by POOL_BIAS
+    times the quantile's own error; σ = sqrt(level (1 − level) / toys), t the χ²_d level-quantile, f_d
+    the χ²_d density. toys·n (independent toys) when that is no fewer."""
     from scipy.stats import chi2
 
-    t = chi2.ppf(level, theta_dim)
-    shift = max(float(chi2.sf(t, theta_dim + 2)) - (1.0 - level), 1e-3)
+    d = theta_dim
+    t = chi2.ppf(level, d)
+    shift = max(float(chi2.sf(t, d + 2)) - (1.0 - level), 1e-3)
     sigma = math.sqrt(level * (1.0 - level) / toys)
-    return int(min(toys * n, math.ceil(theta_dim * n * shift / (2.0 * POOL_BIAS * sigma))))
+    offset = d * n * shift / (2.0 * POOL_BIAS * sigma)
+    spread = 2.0 * t ** 2 * float(chi2.pdf(t, d)) ** 2 / (d * POOL_BIAS ** 2 * sigma ** 2)
+    return int(min(toys * n, math.ceil(max(offset, spread))))
 
 
 def neyman_plan(sim: Simulator, grid: Tensor, level: float, toys: int, n: int, seed: int, window="auto",
