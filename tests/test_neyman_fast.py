@@ -212,3 +212,14 @@ def test_thresholds_do_not_depend_on_the_batching():
     whole = neyman_thresholds(model, sim, grid, 0.9, 40, 10, 2, progress=False, window=1, pool=200)
     parts = [thresholds_at(model, sim, grid, 0.9, 40, 10, 2, 1, 200, [j]) for j in (0, 12, 24)]
     assert [float(whole[j]) for j in (0, 12, 24)] == pytest.approx([p[0] for p in parts], abs=1e-9)
+
+
+def test_infer_reports_the_window_and_its_edge_note():
+    from goldmine.workflow import infer, region_notes
+
+    sim = Weinberg()
+    x = observed(sim, sim.reference, 30, seed=2)
+    result = infer(sim, sim, x, method="neyman", toys=40, grid_points=5, progress=False)
+    assert result["window"] == NEYMAN_WINDOW and result["pool"] == pool_size(40, 30, 2, 0.95)
+    notes = region_notes(result)
+    assert any("window's edge" in note for note in notes) == (result["window_edge"] > 0)

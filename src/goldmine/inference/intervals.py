@@ -134,10 +134,9 @@ class Region:
                  else size_text(self.size, names))
         lines = [f"θ̂ = ({theta}), {self.level:.0%} {self.method} region {where}"]
         lines += [f"  {note}" for note in trust_notes(self.mle.edge_axes, self.calibration, names=names)]
-        if self.window_edge:
-            lines.append(f"  {self.window_edge} grid points inside the region have their observed window maximum on "
-                         f"the window's edge (θ̂ beyond ±{self.window} steps): there the region follows the slope of "
-                         "ℓ, not its drop; window=None gives the profile statistic")
+        note = window_note(self.window, self.window_edge)
+        if note:
+            lines.append(f"  {note}")
         if true_theta is not None:
             truth = torch.as_tensor(true_theta, dtype=DTYPE).reshape(1, -1)
             given = f" = {truth[0, 0]:.4g}" if names == ("θ",) else \
@@ -332,6 +331,16 @@ def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0, p
     if under:
         warnings.warn(trust_notes((), out)[0] + ".", CalibrationWarning, stacklevel=3)
     return out
+
+
+def window_note(window: int | None, window_edge: int) -> str | None:
+    """The line that says a windowed Neyman region judged some of its points by the slope of ℓ alone
+    (their observed window maximum on the window's edge), or None."""
+    if window is None or not window_edge:
+        return None
+    return (f"{window_edge} grid points inside the region have their observed window maximum on the window's edge "
+            f"(θ̂ beyond ±{window} grid steps): there the region follows the slope of ℓ, not its drop (still "
+            "calibrated by the toys; window=None in confidence_region gives the profile statistic)")
 
 
 def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neyman'", names=None) -> list[str]:

@@ -77,6 +77,8 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
         out["segments"] = [[float(a), float(b)] for a, b in segments]
     if region.calibration is not None:
         out["calibration"] = region.calibration
+    if method == "neyman":  # the statistic and toys of the construction (goldmine.inference.toys)
+        out.update(window=region.window, pool=region.pool, window_edge=region.window_edge)
     if true_theta is not None:
         out["true_theta_inside"] = bool(region.contains(torch.as_tensor(true_theta, dtype=DTYPE))[0])
     out.update(grid=region_grid.tolist(), q=q.tolist(), threshold=threshold.tolist(), inside=inside.tolist())
