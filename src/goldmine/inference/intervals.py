@@ -82,7 +82,7 @@ class Region:
             with endpoints refined between grid points. toys: toy data sets per grid point (neyman).
         window: neyman: the half-width in grid steps of the windowed statistic q_w that q and the
             threshold are (then q is q_w, not the profile q), or None for the profile.
-            pool: neyman: the runs per grid point that the toys were resampled from, or None for
+        pool: neyman: the runs per grid point that the toys were resampled from, or None for
             independent toys (`goldmine.inference.toys`).
         window_edge: with a window, the grid points inside the region whose observed window maximum
             sits on the window's edge (θ̂ lies beyond their window: they are judged by the slope of ℓ).
@@ -266,7 +266,7 @@ def confidence_region(
             at the level; the window bounds the cost (`goldmine.inference.toys`).
         pool: neyman: runs simulated per grid point that the toys are resampled from; None for
             independent toys; "auto": independent for discrete x, `goldmine.inference.toys.pool_size`
-            for continuous x (its shift of the coverage is half the toys' own Monte Carlo error).
+            for continuous x (the pool's errors are half the toys' own Monte Carlo error).
 
     Returns:
         A `Region`.
