@@ -220,6 +220,8 @@ def main() -> None:
     parser.add_argument("--n-obs", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5000, help="training runs of the surrogate")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--speed-only", action="store_true",
+                        help="time the window and pool only (no profile projection, pool, agreement or power checks)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 100 toys, a 5 × 5 grid, small checks")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "neyman_speed")
     args = parser.parse_args()
@@ -239,11 +241,13 @@ def main() -> None:
     model.progress = False
     results = [measure_fast(model, sim, points, toys, args.n_obs, w) for points in args.grids for toys in args.toys
                for w in args.windows]
-    results += [measure_profile(model, sim, points, toys, args.n_obs, args.points) for points in args.grids
-                for toys in args.toys]
-    pools_out = pool_effect(sim, check_toys, args.n_obs, pools, check_points, seeds)
-    agree = agreement(sim, check_toys, args.n_obs, agree_grid)
-    power_out = power(power_toys, 20, power_grid, power_seeds, args.windows)
+    pools_out = agree = power_out = None
+    if not args.speed_only:
+        results += [measure_profile(model, sim, points, toys, args.n_obs, args.points) for points in args.grids
+                    for toys in args.toys]
+        pools_out = pool_effect(sim, check_toys, args.n_obs, pools, check_points, seeds)
+        agree = agreement(sim, check_toys, args.n_obs, agree_grid)
+        power_out = power(power_toys, 20, power_grid, power_seeds, args.windows)
     machine["load_average_1_5_15min"] = {"before": load_before, "after": os.getloadavg()}
     target = next((r for r in results if r["toys"] == TARGET["toys"] and r["grid_points"] == TARGET["grid"] ** 2
                    and r["window"] == NEYMAN_WINDOW), None)
@@ -273,6 +277,16 @@ def main() -> None:
         seconds = f"{r['seconds']:.1f}{' (proj.)' if r['projected'] else ''}"
         print(f"  {r['construction']:>26}  {r['toys']:>5}  {r['grid']:>6}  {r['pairs']:9.2e}  {measured:>12}  "
               f"{seconds:>14}  {r['measured_cpu_seconds']:7.1f}  {r['pairs_per_second']:9.2e}")
+    if not args.speed_only:
+        print_checks(pools_out, agree, power_out)
+    if target is not None:
+        print(f"target (default window {NEYMAN_WINDOW}): {TARGET['toys']} toys on {TARGET['grid']}×{TARGET['grid']} in "
+              f"≤ {TARGET['seconds']:.0f} s: {target['seconds']:.1f} s ({target['measured_cpu_seconds']:.1f} CPU s), "
+              f"{'met' if report['target']['met'] else 'not met'}")
+    print(f"written {args.out / 'neyman_speed.json'} and {args.out / 'neyman_speed.png'}")
+
+
+def print_checks(pools_out: dict, agree: dict, power_out: dict) -> None:
     p = pools_out
     print(f"pool effect (exact likelihood, window {p['window']}, {p['toys']} toys, n = {p['n_obs']}, "
           f"{len(p['points'])} points × {p['seeds']} seeds): independent toys' threshold sd {p['independent_sd']:.3f}")
@@ -289,11 +303,6 @@ def main() -> None:
           f"n = {pw['n_obs']}, {pw['seeds']} data sets; the exact ellipse {pw['ellipse_area']:.3f}):")
     for name, ratio in pw["mean_area_over_profile"].items():
         print(f"  {name:>9}: mean area {np.mean(pw['areas'][name]):.3f}, {ratio:.2f} × the profile's")
-    if target is not None:
-        print(f"target (default window {NEYMAN_WINDOW}): {TARGET['toys']} toys on {TARGET['grid']}×{TARGET['grid']} in ≤ {TARGET['seconds']:.0f} s: "
-              f"{target['seconds']:.1f} s ({target['measured_cpu_seconds']:.1f} CPU s), "
-              f"{'met' if report['target']['met'] else 'not met'}")
-    print(f"written {args.out / 'neyman_speed.json'} and {args.out / 'neyman_speed.png'}")
 
 
 if __name__ == "__main__":
