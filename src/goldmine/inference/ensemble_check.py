@@ -70,20 +70,26 @@ class MemberSpread:
         return self.union_size / mean - 1.0 if mean > 0 else 0.0
 
 
-def member_spread(model: Model, grid: Tensor, x: Tensor, weights, threshold: Tensor) -> MemberSpread | None:
+def member_spread(model: Model, grid: Tensor, x: Tensor, weights, threshold: Tensor,
+                  statistic=None) -> MemberSpread | None:
     """The members' regions of an ensemble surrogate on `grid` (None for any other surrogate); warns
     (RuntimeWarning) when their union exceeds their mean size by more than `WARN_EXCESS`.
 
     Arguments:
         model: the Model of the region. grid: θ points (g, theta_dim). x, weights: the observations
         and their weights, as the region's fit saw them. threshold: t(θ) on the grid (g,).
+        statistic: the region's q from ℓ on the grid, (k, g) → (k, g), when it is not the profile
+            (a windowed Neyman region's `goldmine.inference.toys.Window.statistic`).
     """
     surrogate = model.surrogate
     if "ensemble" not in capabilities(surrogate):
         return None
     log_lik = torch.stack([Model(m, prior=model.prior).log_likelihood(grid, x, weights)
                            for m in surrogate.members_])
-    q = (2.0 * (Mesh(grid).maximum(log_lik)[:, None] - log_lik)).clamp(min=0.0)
+    if statistic is None:
+        q = (2.0 * (Mesh(grid).maximum(log_lik)[:, None] - log_lik)).clamp(min=0.0)
+    else:
+        q = statistic(log_lik)
     inside = q <= threshold
     union, common = inside.any(0), inside.all(0)
     volume = cell_volume(grid)

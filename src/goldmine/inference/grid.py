@@ -49,7 +49,7 @@ class Mesh:
         """The maximum over the grid of each row of values (t, g) → (t,), refined by the quadratic
         through the best point's neighbours (a Newton step in grid units, kept within one step; the
         best one-axis parabola where the full quadratic is not concave there)."""
-        values = values.nan_to_num(nan=-math.inf)
+        values = values.nan_to_num(nan=-math.inf, neginf=-math.inf)
         best = values.argmax(1)
         top = values.gather(1, best[:, None])[:, 0]
         if self.index is None:

@@ -5,8 +5,11 @@
 Wilks: t = the χ²_d quantile at the level (d = dim θ), valid for many observations when θ is
 identified and not at the edge of the prior's box. Neyman: t(θ_j) = the level-quantile of q over
 toy data sets of n i.i.d. runs drawn at each grid point θ_j, so the coverage is the nominal one up
-to the toys' own error, whatever n. In one dimension the endpoints are refined between grid points
-by root-finding on q(θ) − t(θ).
+to the toys' own error, whatever n. For continuous x the Neyman region by default uses the windowed
+statistic q_w(θ) = −2 (ℓ(θ) − max of ℓ within w grid steps of θ) for toys and observations alike, with
+toys resampled from a pool of runs per grid point (`toys.py` gives the math: any statistic calibrated
+by its own toys covers exactly; the window and the pool bound the cost). In one dimension the
+endpoints are refined between grid points by root-finding on q(θ) − t(θ).
 
 Expected limits are the median region under a hypothesis θ: the Asimov data set (the exact x grid,
 or a large simulated sample, weighted to a total of n_obs, in which θ̂ = θ and q is its median
@@ -50,8 +53,8 @@ from .ensemble_check import member_spread
 from .grid import Mesh, cell_volume, make_grid, nearest
 from .mle import MLE, mle
 from .model import Model, as_model
-from .toys import (asimov_data, draw_toys, neyman_thresholds, toy_log_likelihood, toy_setup, toy_simulator,
-                   toy_sizes)
+from .toys import (Window, asimov_data, draw_toys, neyman_plan, neyman_thresholds, toy_log_likelihood, toy_setup,
+                   toy_simulator, toy_sizes)
 
 __all__ = ["CalibrationWarning", "Region", "confidence_region", "expected_limits"]
 
@@ -77,6 +80,12 @@ class Region:
             quantile (wilks) or the per-point toy quantile (neyman). inside: q ≤ threshold (g,).
         mle: the fit of the observations. segments: in 1-D, the connected pieces [(low, high), ...]
             with endpoints refined between grid points. toys: toy data sets per grid point (neyman).
+        window: neyman: the half-width in grid steps of the windowed statistic q_w that q and the
+            threshold are (then q is q_w, not the profile q), or None for the profile.
+        pool: neyman: the runs per grid point that the toys were resampled from, or None for
+            independent toys (`goldmine.inference.toys`).
+        window_edge: with a window, the grid points inside the region whose observed window maximum
+            sits on the window's edge (θ̂ lies beyond their window: they are judged by the slope of ℓ).
         calibration: the check of a Wilks region by toys at θ̂ (`confidence_region(check=...)`):
             {"toys", "coverage", "stderr", "level", "theta", "under_covers"}, or None when unchecked.
         members: for an ensemble surrogate, its members' regions and their spread
@@ -92,6 +101,9 @@ class Region:
     mle: MLE = field(repr=False)
     segments: list[tuple[float, float]] | None = None
     toys: int = 0
+    window: int | None = None
+    pool: int | None = None
+    window_edge: int = 0
     calibration: dict | None = None
     # what contains() needs to evaluate q off the grid
     model: Model | None = field(default=None, repr=False, compare=False)
@@ -105,6 +117,8 @@ class Region:
             f"{size_kind(self.grid.shape[1])}={self.size:.4g}"
         fit = [round(v, 4) for v in self.mle.theta.tolist()]
         flags = ", θ̂ on the prior's edge" if self.mle.on_edge else ""
+        if self.window is not None:
+            flags += f", window ±{self.window} steps"
         if self.calibration is not None:
             flags += f", coverage at θ̂ {self.calibration['coverage']:.3f} ± {self.calibration['stderr']:.3f}"
         return (f"Region({self.method}, level={self.level}, {where}, θ̂={fit}, "
@@ -120,6 +134,9 @@ class Region:
                  else size_text(self.size, names))
         lines = [f"θ̂ = ({theta}), {self.level:.0%} {self.method} region {where}"]
         lines += [f"  {note}" for note in trust_notes(self.mle.edge_axes, self.calibration, names=names)]
+        note = window_note(self.window, self.window_edge)
+        if note:
+            lines.append(f"  {note}")
         if true_theta is not None:
             truth = torch.as_tensor(true_theta, dtype=DTYPE).reshape(1, -1)
             given = f" = {truth[0, 0]:.4g}" if names == ("θ",) else \
@@ -162,9 +179,22 @@ class Region:
         out = torch.zeros(len(theta), dtype=torch.bool)
         prior = self.model.inside(theta) & torch.isfinite(theta).all(1)
         if prior.any():
-            q = self.mle.q(self.model.log_likelihood(theta[prior], self.x_obs, self.weights))
-            out[prior] = q <= self._threshold_at(theta[prior])
+            out[prior] = self._q_at(theta[prior]) <= self._threshold_at(theta[prior])
         return out
+
+    def _q_at(self, theta: Tensor) -> Tensor:
+        """The region's statistic at any θ (m, d) inside the prior → (m,): the profile q, or q_w over the
+        window around θ (its points beyond the grid's box left out)."""
+        if self.window is None:
+            return self.mle.q(self.model.log_likelihood(theta, self.x_obs, self.weights))
+        window = Window(self.grid, self.window)
+        points, inside = window.points(theta, self.grid.amin(0), self.grid.amax(0))
+        inside[:, window.centre] = True
+        values = torch.full(inside.shape, -math.inf, dtype=DTYPE)
+        values[inside] = self.model.log_likelihood(points[inside], self.x_obs, self.weights)
+        top, _ = window.maximum(values)
+        at = values[:, window.centre]
+        return (2.0 * (torch.maximum(top, at) - at)).nan_to_num(nan=math.inf).clamp(min=0.0)
 
     def _threshold_at(self, theta: Tensor) -> Tensor:
         if bool((self.threshold == self.threshold[0]).all()):
@@ -203,6 +233,8 @@ def confidence_region(
     cluster=None,
     progress: bool = True,
     check: int | None = None,
+    window="auto",
+    pool="auto",
 ) -> Region:
     """The confidence region for θ from i.i.d. observations.
 
@@ -228,14 +260,21 @@ def confidence_region(
             (`Region.calibration`); None skips the check. A coverage more than 2 standard errors
             below the level warns (`CalibrationWarning`, a RuntimeWarning). It costs check·n runs
             and, for continuous x, check·n·g likelihood terms (each toy's ℓ on the grid).
+        window: neyman: the statistic. None: the profile q over the whole grid; an integer w ≥ 1: the
+            windowed q_w, ℓ's maximum within w grid steps (needs an even mesh); "auto": the profile
+            for discrete x, `goldmine.inference.toys.NEYMAN_WINDOW` for continuous x. Any choice covers
+            at the level; the window bounds the cost (`goldmine.inference.toys`).
+        pool: neyman: runs simulated per grid point that the toys are resampled from; None for
+            independent toys; "auto": independent for discrete x, `goldmine.inference.toys.pool_size`
+            for continuous x (the pool's errors are half the toys' own Monte Carlo error).
 
     Returns:
         A `Region`.
 
-    Neyman's cost is g·toys·n simulator runs and ℓ of g·toys toy data sets on the g grid points.
-    Discrete x keeps the second part small (each distinct x is evaluated once for a chunk of grid
-    points); continuous x costs g²·toys·n evaluations of the likelihood, so take a coarser grid
-    (e.g. grid=15 in 2-D) and a few hundred toys there.
+    Neyman's cost with independent toys and the profile is g·toys·n simulator runs and ℓ of g·toys toy
+    data sets on the g grid points. Discrete x keeps the second part small (each distinct x is
+    evaluated once for a chunk of grid points). Continuous x would cost g²·toys·n evaluations of the
+    likelihood; the default window and pool make it g·M·(2w + 1)^d evaluations and g·M runs.
 
     Example:
         >>> import goldmine as gm
@@ -259,7 +298,15 @@ def confidence_region(
     grid = make_grid(model, grid)
     sim = toy_simulator(model, simulator, "method='neyman'") if method == "neyman" else None
     checker = toy_simulator(model, simulator, "check") if check is not None else None
-    region = _region(model, x, None, level, method, grid, sim, int(toys), int(seed), int(workers), cluster, progress)
+    plan = (None, None)
+    if method == "neyman":
+        if window not in ("auto", None):
+            checks.positive_int(window, "window")
+        if pool not in ("auto", None):
+            checks.positive_int(pool, "pool")
+        plan = neyman_plan(sim, grid, level, int(toys), len(x), int(seed), window, pool)
+    region = _region(model, x, None, level, method, grid, sim, int(toys), int(seed), int(workers), cluster, progress,
+                     plan)
     if checker is not None:
         region.calibration = _calibrate(region, checker, int(check), int(seed), progress)
     return region
@@ -284,6 +331,16 @@ def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0, p
     if under:
         warnings.warn(trust_notes((), out)[0] + ".", CalibrationWarning, stacklevel=3)
     return out
+
+
+def window_note(window: int | None, window_edge: int) -> str | None:
+    """The line that says a windowed Neyman region judged some of its points by the slope of ℓ alone
+    (their observed window maximum on the window's edge), or None."""
+    if window is None or not window_edge:
+        return None
+    return (f"{window_edge} grid points inside the region have their observed window maximum on the window's edge "
+            f"(θ̂ beyond ±{window} grid steps): there the region follows the slope of ℓ, not its drop (still "
+            "calibrated by the toys; window=None in confidence_region gives the profile statistic)")
 
 
 def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neyman'", names=None) -> list[str]:
@@ -368,19 +425,28 @@ def expected_limits(
 
 
 def _region(model: Model, x: Tensor, weights, level, method, grid, sim, toys, seed, workers, cluster,
-            progress) -> Region:
+            progress, plan=(None, None)) -> Region:
+    """The region; `plan` is the Neyman statistic's (window, pool) from `neyman_plan`."""
     fit = mle(model, x, grid=grid, weights=weights)
-    q = fit.q(fit.grid_log_likelihood)
+    window, pool = plan
+    q, edge, statistic = fit.q(fit.grid_log_likelihood), None, None
+    if window is not None:
+        statistic = Window(grid, window)
+        q, edge = (v[0] for v in statistic.statistic(fit.grid_log_likelihood[None]))
     if method == "wilks":
         threshold = torch.full((len(grid),), float(chi2.ppf(level, model.theta_dim)), dtype=DTYPE)
     else:
-        threshold = neyman_thresholds(model, sim, grid, level, toys, len(x), seed, workers, cluster, progress)
-    region = Region(method, float(level), grid, q, threshold, q <= threshold, fit,
-                    toys=toys if method == "neyman" else 0,
+        threshold = neyman_thresholds(model, sim, grid, level, toys, len(x), seed, workers, cluster, progress,
+                                      window=window, pool=pool)
+    inside = q <= threshold
+    region = Region(method, float(level), grid, q, threshold, inside, fit,
+                    toys=toys if method == "neyman" else 0, window=window, pool=pool,
+                    window_edge=0 if edge is None else int((edge & inside).sum()),
                     model=model, x_obs=x, weights=weights)
     if model.theta_dim == 1:
         region.segments = _segments(region)
-    region.members = member_spread(model, grid, x, weights, threshold)
+    region.members = member_spread(model, grid, x, weights, threshold,
+                                   None if statistic is None else lambda v: statistic.statistic(v)[0])
     return region
 
 
@@ -392,8 +458,7 @@ def _segments(region: Region) -> list[tuple[float, float]]:
 
     def excess(value: float) -> float:  # q(θ) − t(θ) < 0 inside
         point = torch.tensor([[value]], dtype=DTYPE)
-        q = region.mle.q(region.model.log_likelihood(point, region.x_obs, region.weights))
-        return float(q - region._threshold_at(point))
+        return float(region._q_at(point) - region._threshold_at(point))
 
     def crossing(a: float, b: float) -> float:  # the region is entered going from b to a
         fa, fb = excess(a), excess(b)

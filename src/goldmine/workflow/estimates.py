@@ -12,6 +12,7 @@ from ..inference import Model, confidence_region
 from ..inference.intervals import CalibrationWarning, size_kind
 from ..checks import warn_outside_training
 from ..inference.surrogate import capabilities
+from ..inference.toys import neyman_pairs, neyman_plan
 from ..simulators.base import DTYPE, Simulator
 
 
@@ -76,6 +77,8 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
         out["segments"] = [[float(a), float(b)] for a, b in segments]
     if region.calibration is not None:
         out["calibration"] = region.calibration
+    if method == "neyman":  # the statistic and toys of the construction (goldmine.inference.toys)
+        out.update(window=region.window, pool=region.pool, window_edge=region.window_edge)
     if true_theta is not None:
         out["true_theta_inside"] = bool(region.contains(torch.as_tensor(true_theta, dtype=DTYPE))[0])
     out.update(grid=region_grid.tolist(), q=q.tolist(), threshold=threshold.tolist(), inside=inside.tolist())
@@ -123,7 +126,8 @@ def exact_cost(sim: Simulator, x_obs, method: str = "wilks", toys: int | None = 
     g, n = len(grid), len(torch.unique(x, dim=0))
     pairs = g * n  # the MLE's grid, which the region reuses
     if method == "neyman":
-        pairs += g * (1000 if toys is None else toys) * len(x) * (g + 1)  # toys at every grid point, each on the grid
+        toys = 1000 if toys is None else toys  # the default plan (window and pool for continuous x) at 95%
+        pairs += neyman_pairs(grid, toys, len(x), *neyman_plan(sim, grid, 0.95, toys, len(x), 0))
     elif check:
         pairs += check * len(x) * (g + 1)  # the check's toys at θ̂, each on the grid
     take = torch.arange(COST_PROBE)

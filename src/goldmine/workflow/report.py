@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import checks
-from ..inference.intervals import size_text, trust_notes
+from ..inference.intervals import size_text, trust_notes, window_note
 
 
 def metric_text(result: dict) -> str:
@@ -51,6 +51,9 @@ def region_notes(result: dict) -> list[str]:
         return []
     notes = trust_notes(result.get("edge_axes", ()), result.get("calibration"), neyman="--method neyman",
                         names=result.get("theta_names"))
+    window = window_note(result.get("window"), result.get("window_edge", 0))
+    if window:
+        notes.append(window)
     if "true_theta_inside" in result:
         notes.append(f"the true θ is {'inside' if result['true_theta_inside'] else 'outside'} the region")
     return notes
