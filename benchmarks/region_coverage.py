@@ -249,6 +249,30 @@ def summary(entries: list[dict]) -> list[dict]:
     return rows
 
 
+def check_rules(entries: list[dict], ks=(1.0, 1.5, 2.0)) -> list[dict]:
+    """How the calibration check's rule "warn when the coverage it measures is more than k binomial standard errors
+    below the level" (`intervals.UNDER_COVERAGE` is k) would sort the measured cases (surrogates only): of those whose
+    coverage at the true θ is more than 2 points under, how many it warns for; of the others, how many it warns for
+    (false alarms); and, for a calibrated threshold, the binomial probability of a false alarm with the check's toys."""
+    from scipy.stats import binom
+
+    cases = [(p["coverage"], p["check"]) for e in entries if "failed" not in e and e["method"] != "exact"
+             for p in e["points"]]
+    out = []
+    for k in ks:
+        def warns(check):
+            return check["coverage"] < LEVEL - k * math.sqrt(LEVEL * (1 - LEVEL) / check["toys"])
+
+        under = [c for cov, c in cases if cov < LEVEL - COVERAGE_TOLERANCE]
+        fine = [c for cov, c in cases if cov >= LEVEL - COVERAGE_TOLERANCE]
+        toys = max((c["toys"] for _, c in cases), default=CHECK_TOYS)
+        limit = math.ceil(toys * (LEVEL - k * math.sqrt(LEVEL * (1 - LEVEL) / toys))) - 1  # warns at ≤ limit covered
+        out.append(dict(k=k, under=len(under), under_warned=sum(map(warns, under)), fine=len(fine),
+                        fine_warned=sum(map(warns, fine)), null_false_alarm=float(binom.cdf(limit, toys, LEVEL)),
+                        toys=toys))
+    return out
+
+
 def targets(rows: list[dict], default: str) -> dict:
     cov = {f"{r['simulator']}/{r['budget']}/{r['method']}": dict(coverage=r["coverage"], stderr=r["stderr"],
                                                                   verdict=r["verdict"], met=r["met"])
@@ -326,11 +350,17 @@ def report(out: Path, config: dict) -> dict:
     rows = summary(entries)
     default = default_estimator_method(SIMULATORS["galton"]())
     results = dict(config=config, machine=machine_info(), summary=rows, targets=targets(rows, default),
+                   check_rules=check_rules(entries),
                    default_method=default, failed=[key(e) for e in entries if "failed" in e])
     write(results, out / "coverage.json")
     if rows:
         plot(rows, out / "coverage.png")
     print(table(rows))
+    print("\nthe check's rule, warn below the level by k standard errors: under-covering cases warned / false alarms")
+    for c in results["check_rules"]:
+        print(f"  k = {c['k']}: {c['under_warned']}/{c['under']} under-covering cases warned, {c['fine_warned']}/"
+              f"{c['fine']} others warned; a calibrated region warns with probability {c['null_false_alarm']:.3f} "
+              f"({c['toys']} toys)")
     for name, t in results["targets"].items():
         state = {True: "MET", False: "not met", None: "undecided"}[t["met"]]
         print(f"\ntarget {name}: {t['description']}: {state}")
