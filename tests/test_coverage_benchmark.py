@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import goldmine as gm  # noqa: E402
 from goldmine.inference import Model, confidence_region  # noqa: E402
-from goldmine.inference.intervals import CalibrationWarning  # noqa: E402
+from goldmine.inference.intervals import CalibrationWarning, under_covers  # noqa: E402
 
 import region_coverage as bench  # noqa: E402
 
@@ -79,3 +79,10 @@ def test_the_warning_of_a_biased_surrogate_names_the_coverage_it_measured():
     assert measured, messages[0]
     assert float(measured[1]) == pytest.approx(c["coverage"], abs=5e-4)
     assert float(measured[2]) == pytest.approx(c["stderr"], abs=5e-4) and int(measured[3]) == toys
+
+
+def test_the_check_warns_from_one_and_a_half_standard_errors_below_the_level():
+    se = math.sqrt(0.95 * 0.05 / 200)  # 200 toys, the check of goldmine infer
+    assert under_covers(0.925, 0.95, 200) and 0.95 - 0.925 < 2 * se  # 1.6 se below: warned (it was not at 2 se)
+    assert not under_covers(0.93, 0.95, 200) and not under_covers(0.95, 0.95, 200)  # 1.3 se below, and nominal
+    assert under_covers(0.95 - 1.51 * se, 0.95, 200) and not under_covers(0.95 - 1.49 * se, 0.95, 200)
