@@ -63,6 +63,7 @@ import goldmine as gm  # noqa: E402
 from goldmine.estimators.registry import layout_for, methods  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from goldmine.inference import CalibrationWarning, Model, confidence_region, coverage  # noqa: E402
+from goldmine.inference.intervals import under_covers  # noqa: E402
 from inference_quality import LEVEL, SETUP  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
 from sample_efficiency import SIMULATORS, even, make_estimator, write  # noqa: E402
@@ -214,6 +215,12 @@ def load(out: Path) -> list[dict]:
 # -- summaries ------------------------------------------------------------------------------------------
 
 
+def warns(point: dict) -> bool:
+    """Whether the check of this case warns by the current rule (`intervals.under_covers`), from the coverage it
+    measured; an entry measured under an earlier rule keeps what it said then in point["check"]["warned"]."""
+    return under_covers(point["check"]["coverage"], LEVEL, point["check"]["toys"])
+
+
 def summary(entries: list[dict]) -> list[dict]:
     """Per (simulator, budget, method): error over seeds, the pooled coverage, the under-covering cases and warnings."""
     groups: dict = {}
@@ -231,9 +238,9 @@ def summary(entries: list[dict]) -> list[dict]:
                    per_theta=[dict(theta=t, coverage=statistics.fmean(p["coverage"] for p in points if p["theta"] == t))
                               for t in POINTS[sim]["thetas"] if any(p["theta"] == t for p in points)])
         under = [p for p in points if p["coverage"] < LEVEL - COVERAGE_TOLERANCE]
-        row.update(cases=len(points), under_cases=len(under), under_warned=sum(p["check"]["warned"] for p in under),
-                   under_named=sum(p["check"]["names_coverage"] for p in under),
-                   warned=sum(p["check"]["warned"] for p in points),
+        row.update(cases=len(points), under_cases=len(under), under_warned=sum(map(warns, under)),
+                   named=all(p["check"]["names_coverage"] for p in points if p["check"]["warned"]),
+                   warned=sum(map(warns, points)),
                    check_coverage=statistics.fmean(p["check"]["coverage"] for p in points))
         if method != "exact":
             errors = [e["error"] for e in es]
@@ -241,10 +248,11 @@ def summary(entries: list[dict]) -> list[dict]:
                        spread=max(errors) / min(errors) if min(errors) > 0 else math.inf,
                        layout=es[0].get("layout"))
         within = abs(pooled - LEVEL) <= COVERAGE_TOLERANCE
-        row["verdict"] = ("within 2 points" if within else
-                          "under-covers, every case warned" if pooled < LEVEL and row["under_cases"] == row["under_warned"]
-                          else "under-covers silently" if pooled < LEVEL else "over-covers (conservative)")
-        row["met"] = within or (pooled < LEVEL and row["under_cases"] == row["under_named"])
+        silent = row["under_cases"] - row["under_warned"]
+        row["verdict"] = ("within 2 points" if within else "over-covers (conservative)" if pooled > LEVEL else
+                          "under-covers, every case warned" if not silent else
+                          f"under-covers, {silent} of {row['under_cases']} cases silently")
+        row["met"] = within or (pooled < LEVEL and not silent and row["named"])
         rows.append(row)
     return rows
 
@@ -315,6 +323,30 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def rules_table(entries: list[dict]) -> str:
+    """Per (simulator, budget, method): the mean error and pooled coverage of the weights each keep rule picks."""
+    groups: dict = {}
+    for e in entries:
+        if "rules" in e:
+            g = groups.setdefault((e["simulator"], e["budget"], e["method"]), {})
+            g.setdefault("final", []).append((e["error"], e["points"]))
+            for rule, r in e["rules"].items():
+                g.setdefault(rule, []).append((r["error"], r["points"]))
+    lines = ["| simulator | runs | method | seeds | final: error, coverage | best own loss | best xent |",
+             "|---|---:|---|---:|---|---|---|"]
+    for (sim, budget, method), g in sorted(groups.items()):
+        cells = []
+        for rule in ("final", "loss", "xent"):
+            if rule not in g:
+                cells.append("—")
+                continue
+            pts = [p for _, ps in g[rule] for p in ps]
+            pooled = sum(p["coverage"] * p["toys"] for p in pts) / sum(p["toys"] for p in pts)
+            cells.append(f"{statistics.fmean(err for err, _ in g[rule]):.3g}, {pooled:.3f}")
+        lines.append(f"| {sim} | {budget} | {method} | {len(g['final'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -356,6 +388,7 @@ def report(out: Path, config: dict) -> dict:
     if rows:
         plot(rows, out / "coverage.png")
     print(table(rows))
+    print("\n" + rules_table(entries))
     print("\nthe check's rule, warn below the level by k standard errors: under-covering cases warned / false alarms")
     for c in results["check_rules"]:
         print(f"  k = {c['k']}: {c['under_warned']}/{c['under']} under-covering cases warned, {c['fine_warned']}/"
