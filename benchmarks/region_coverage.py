@@ -1,0 +1,443 @@
+"""Coverage of the default 95% Wilks regions of every ratio and likelihood method, with default settings.
+
+For each simulator with an exact likelihood (Galton board, Weinberg), budget N (simulator runs) and data
+seed, every method of the ratio and likelihood families that the data allow (`estimators/registry.py`;
+gold methods only where the simulator has gold) is fitted as a user calls it, `fit(data)` with no
+options (only the seed set), on N runs in the layout the registry names for it (`layout_for`: every run
+at θ ~ prior for nre and nle, pairs otherwise). Then
+
+    error     `goldmine.evaluate.log_ratio_error(est, sim)["mse"]`, exact by quadrature (as gm.evaluate);
+    coverage  at each fixed true θ, the fraction of toy data sets of n_obs runs drawn from the simulator
+              whose 95% Wilks region (χ² threshold) contains θ (`goldmine.inference.coverage`), with its
+              binomial standard error;
+    check     for one observed data set drawn at each true θ, `confidence_region(..., check=CHECK_TOYS)`:
+              the coverage of the χ² threshold measured by toys at θ̂, and whether it warned
+              (`CalibrationWarning`) and named the measured coverage;
+
+and the exact likelihood runs through the same code as the reference row. Per (simulator, budget,
+method) the summary pools the coverage over seeds and θ points, counts the under-covering cases (seed,
+θ) and how many of them the check warned for, and gives the error's spread over seeds (max / min).
+
+The issue's targets, recorded under "targets":
+
+    coverage   every ratio and likelihood method's pooled Wilks coverage within 2 points of 95%, or every
+               one of its under-covering cases warned by the check (naming the measured coverage);
+    spread     the default estimator (`gm.RatioEstimator()` on data with gold) at 10³ runs: max / min
+               error over ≥ 5 data seeds at most 2.
+
+Usage:
+    python benchmarks/region_coverage.py [--simulators galton weinberg] [--budgets 1000 10000] [--seeds 5]
+        [--methods ...] [--toys 250] [--check 200] [--quick] [--report] [--out DIR]
+
+Each finished (simulator, budget, seed, method) is one JSON file in DIR/entries/ (a rerun skips it, so a
+killed run resumes); DIR/coverage.json holds the summary and DIR/coverage.png plots it. --report redraws
+both from the stored entries without fitting. torch runs on one thread.
+
+(The file is not called coverage.py: on a path with benchmarks/ first it would shadow the `coverage` package, which
+numba imports.)
+
+References:
+    Wilks, "The large-sample distribution of the likelihood ratio for testing composite hypotheses",
+    Ann. Math. Statist. 9 (1938) 60.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import goldmine as gm  # noqa: E402
+from goldmine.estimators.registry import layout_for, methods  # noqa: E402
+from goldmine.evaluate import log_ratio_error  # noqa: E402
+from goldmine.inference import CalibrationWarning, Model, confidence_region, coverage  # noqa: E402
+from goldmine.inference.intervals import under_covers  # noqa: E402
+from inference_quality import LEVEL, SETUP  # noqa: E402
+from mining_speed import machine_info  # noqa: E402
+from sample_efficiency import SIMULATORS, even, make_estimator, write  # noqa: E402
+
+FAMILIES = ("ratio", "likelihood")
+#: the fixed true θ points and observations per toy data set: inference_quality's hypothesis and n_obs, and one
+#: more point per simulator; Weinberg's θ grid is 41 × 41 (its exact Wilks coverage is the same at 61 × 61,
+#: 0.98 at both points, where 21 × 21 inflates it to 0.995)
+POINTS = {"galton": dict(thetas=[SETUP["galton"]["theta"], [-0.5]], n_obs=SETUP["galton"]["n_obs"], grid=101),
+          "weinberg": dict(thetas=[SETUP["weinberg"]["theta"], [42.0, 0.7]], n_obs=SETUP["weinberg"]["n_obs"], grid=41)}
+BUDGETS = (1_000, 10_000)
+TOYS, CHECK_TOYS, SEEDS = 250, 200, 5
+#: the targets: within this many probability points of the level; the default estimator's spread at most
+COVERAGE_TOLERANCE, SPREAD_LIMIT, SPREAD_BUDGET = 0.02, 2.0, 1_000
+QUICK = dict(simulators=["galton"], budgets=[1_000], seeds=2, methods=["exact", "carl", "alice"], toys=100, check=100)
+
+
+def default_methods(sim) -> list[str]:
+    """The ratio and likelihood methods the registry offers for the simulator's data (gold ones only with gold)."""
+    return [name for f in FAMILIES for name, m in methods(f).items() if m.trainable and (sim.has_gold or not m.needs_gold)]
+
+
+def default_estimator_method(sim) -> str:
+    """The method `gm.RatioEstimator().fit(data)` trains on pairs data of this simulator: alice with gold, else carl."""
+    return "alice" if sim.has_gold else "carl"
+
+
+def key(e: dict) -> tuple:
+    return (e["simulator"], e["budget"], e["seed"], e["method"])
+
+
+def entry_path(out: Path, e: dict) -> Path:
+    return out / "entries" / f"{e['simulator']}_{e['budget']}_{e['seed']}_{e['method']}.json"
+
+
+# -- one entry ----------------------------------------------------------------------------------------
+
+
+def measure(model, sim, setup: dict, toys: int, check: int, seed: int) -> dict:
+    """Wilks coverage at each true θ and the calibration check of one observed data set drawn there."""
+    points = []
+    for j, theta in enumerate(setup["thetas"]):
+        c = coverage(model, theta, setup["n_obs"], LEVEL, "wilks", toys=toys, seed=1000 * seed + j,
+                     grid=setup["grid"], progress=False)
+        point = dict(theta=theta, coverage=c["coverage"], stderr=c["stderr"], toys=toys)
+        g = torch.Generator().manual_seed(10_000 + 1000 * seed + j)
+        x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1), generator=g).x
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CalibrationWarning)
+            region = confidence_region(model, x_obs, LEVEL, "wilks", grid=setup["grid"], check=check, seed=seed,
+                                       progress=False)
+        messages = [str(w.message) for w in caught if issubclass(w.category, CalibrationWarning)]
+        cal = region.calibration
+        point["check"] = dict(coverage=cal["coverage"], stderr=cal["stderr"], toys=cal["toys"],
+                              under_covers=cal["under_covers"], warned=bool(messages),
+                              names_coverage=bool(messages) and f"{cal['coverage']:.3f}" in messages[0],
+                              message=messages[0] if messages else None, on_edge=bool(region.mle.on_edge),
+                              true_inside=bool(region.contains(torch.tensor([theta], dtype=torch.float64))[0]))
+        points.append(point)
+    return {"points": points}
+
+
+def other_rules(est, sim, setup: dict, toys: int, seed: int) -> dict:
+    """The error and Wilks coverage of the weights the Trainer's other keep rules would have kept from the same fit
+    (`Trainer.best_states`: "loss", the best validation epoch of the method's loss, `keep="best"`; "xent", the ratio
+    family's classification cross-entropy, `keep="xent"`), as benchmarks/model_selection.py scores their error."""
+    states = getattr(getattr(est, "trainer", None), "best_states", None) or {}
+    final = {k: v.clone() for k, v in est.network_.state_dict().items()}
+    out = {}
+    try:
+        for rule, (epoch, _, state) in states.items():
+            est.network_.load_state_dict(state)
+            est.network_.eval()
+            model = Model(est, prior=sim, simulator=sim)
+            points = []
+            for j, theta in enumerate(setup["thetas"]):
+                c = coverage(model, theta, setup["n_obs"], LEVEL, "wilks", toys=toys, seed=1000 * seed + j,
+                             grid=setup["grid"], progress=False)
+                points.append(dict(theta=theta, coverage=c["coverage"], stderr=c["stderr"], toys=toys))
+            out[rule] = dict(epoch=epoch, error=log_ratio_error(est, sim)["mse"], points=points)
+    finally:
+        est.network_.load_state_dict(final)
+        est.network_.eval()
+    return out
+
+
+def setup_of(name: str, config: dict) -> dict:
+    """The true θ points, n_obs and grid of a simulator, with the command line's --grid and --points applied."""
+    setup = dict(POINTS[name])
+    setup["thetas"] = setup["thetas"][:config.get("points") or None]
+    setup["grid"] = config.get("grid", {}).get(name) or setup["grid"]
+    return setup
+
+
+def run_entry(name: str, budget: int, seed: int, method: str, config: dict, tmp: Path) -> dict:
+    sim, setup = SIMULATORS[name](), setup_of(name, config)
+    entry = dict(simulator=name, budget=budget, seed=seed, method=method, toys=config["toys"], check=config["check"],
+                 n_obs=setup["n_obs"], grid=setup["grid"])
+    try:
+        if method == "exact":
+            surrogate = sim
+        else:
+            layout = layout_for([method])
+            path = tmp / f"{name}_{budget}_{seed}_{layout}.h5"
+            data = gm.simulate(sim, budget, path, seed=seed, progress=False, layout=layout)
+            start = time.perf_counter()
+            surrogate = make_estimator(method, sim, seed, budget).fit(data)
+            entry.update(layout=layout, fit_seconds=time.perf_counter() - start,
+                         epochs=len(surrogate.history_["train_loss"]) if getattr(surrogate, "history_", None) else None,
+                         kept=(surrogate.history_ or {}).get("kept") if hasattr(surrogate, "history_") else None)
+            entry["error"] = log_ratio_error(surrogate, sim)["mse"]
+        start = time.perf_counter()
+        entry.update(measure(Model(surrogate, prior=sim, simulator=sim), sim, setup, config["toys"], config["check"],
+                             seed))
+        if config.get("rules") and method != "exact":
+            entry["rules"] = other_rules(surrogate, sim, setup, config["toys"], seed)
+        entry["inference_seconds"] = time.perf_counter() - start
+    except Exception as err:  # one failing method must not end a long run
+        entry["failed"] = f"{type(err).__name__}: {err}"
+        entry["traceback"] = traceback.format_exc()
+    entry["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return entry
+
+
+def run(config: dict, out: Path, log=print) -> list[dict]:
+    (out / "entries").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for budget in config["budgets"]:  # every 10³ entry before the first 10⁴ one; seeds before simulators, so
+            for seed in range(config["seeds"]):  # that a budget cut short has its first seeds on every simulator
+                for name in config["simulators"]:
+                    for method in config["methods"][name]:
+                        probe = dict(simulator=name, budget=budget, seed=seed, method=method)
+                        path = entry_path(out, probe)
+                        if path.is_file():
+                            stored = json.loads(path.read_text())
+                            if "failed" not in stored and ("rules" in stored or not config.get("rules")
+                                                           or method == "exact"):
+                                continue
+                        entry = run_entry(name, budget, seed, method, config, Path(tmp))
+                        write(entry, path)
+                        log(line(entry), flush=True)
+    return load(out)
+
+
+def load(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "entries").glob("*.json"))]
+
+
+# -- summaries ------------------------------------------------------------------------------------------
+
+
+def warns(point: dict) -> bool:
+    """Whether the check of this case warns by the current rule (`intervals.under_covers`), from the coverage it
+    measured; an entry measured under an earlier rule keeps what it said then in point["check"]["warned"]."""
+    return under_covers(point["check"]["coverage"], LEVEL, point["check"]["toys"])
+
+
+def summary(entries: list[dict]) -> list[dict]:
+    """Per (simulator, budget, method): error over seeds, the pooled coverage, the under-covering cases and warnings."""
+    groups: dict = {}
+    for e in entries:
+        if "failed" not in e:
+            groups.setdefault((e["simulator"], e["budget"], e["method"]), []).append(e)
+    rows = []
+    for (sim, budget, method), es in sorted(groups.items()):
+        points = [p for e in es for p in e["points"]]
+        toys = sum(p["toys"] for p in points)
+        pooled = sum(p["coverage"] * p["toys"] for p in points) / toys
+        row = dict(simulator=sim, budget=budget, method=method, seeds=len(es), toys=toys, coverage=pooled,
+                   stderr=math.sqrt(pooled * (1 - pooled) / toys),
+                   grid=sorted({e["grid"] for e in es}),
+                   per_theta=[dict(theta=t, coverage=statistics.fmean(p["coverage"] for p in points if p["theta"] == t))
+                              for t in POINTS[sim]["thetas"] if any(p["theta"] == t for p in points)])
+        under = [p for p in points if p["coverage"] < LEVEL - COVERAGE_TOLERANCE]
+        row.update(cases=len(points), under_cases=len(under), under_warned=sum(map(warns, under)),
+                   named=all(p["check"]["names_coverage"] for p in points if p["check"]["warned"]),
+                   warned=sum(map(warns, points)),
+                   check_coverage=statistics.fmean(p["check"]["coverage"] for p in points))
+        if method != "exact":
+            errors = [e["error"] for e in es]
+            row.update(error=statistics.fmean(errors), error_min=min(errors), error_max=max(errors),
+                       spread=max(errors) / min(errors) if min(errors) > 0 else math.inf,
+                       layout=es[0].get("layout"))
+        within = abs(pooled - LEVEL) <= COVERAGE_TOLERANCE
+        silent = row["under_cases"] - row["under_warned"]
+        row["verdict"] = ("within 2 points" if within else "over-covers (conservative)" if pooled > LEVEL else
+                          "under-covers, every case warned" if not silent else
+                          f"under-covers, {silent} of {row['under_cases']} cases silently")
+        row["met"] = within or (pooled < LEVEL and not silent and row["named"])
+        rows.append(row)
+    return rows
+
+
+def check_rules(entries: list[dict], ks=(1.0, 1.5, 2.0)) -> list[dict]:
+    """How the calibration check's rule "warn when the coverage it measures is more than k binomial standard errors
+    below the level" (`intervals.UNDER_COVERAGE` is k) would sort the measured cases (surrogates only): of those whose
+    coverage at the true θ is more than 2 points under, how many it warns for; of the others, how many it warns for
+    (false alarms); and, for a calibrated threshold, the binomial probability of a false alarm with the check's toys."""
+    from scipy.stats import binom
+
+    cases = [(p["coverage"], p["check"]) for e in entries if "failed" not in e and e["method"] != "exact"
+             for p in e["points"]]
+    out = []
+    for k in ks:
+        def warns(check):
+            return check["coverage"] < LEVEL - k * math.sqrt(LEVEL * (1 - LEVEL) / check["toys"])
+
+        under = [c for cov, c in cases if cov < LEVEL - COVERAGE_TOLERANCE]
+        fine = [c for cov, c in cases if cov >= LEVEL - COVERAGE_TOLERANCE]
+        toys = max((c["toys"] for _, c in cases), default=CHECK_TOYS)
+        limit = math.ceil(toys * (LEVEL - k * math.sqrt(LEVEL * (1 - LEVEL) / toys))) - 1  # warns at ≤ limit covered
+        out.append(dict(k=k, under=len(under), under_warned=sum(map(warns, under)), fine=len(fine),
+                        fine_warned=sum(map(warns, fine)), null_false_alarm=float(binom.cdf(limit, toys, LEVEL)),
+                        toys=toys))
+    return out
+
+
+def targets(rows: list[dict], default: str) -> dict:
+    cov = {f"{r['simulator']}/{r['budget']}/{r['method']}": dict(coverage=r["coverage"], stderr=r["stderr"],
+                                                                  verdict=r["verdict"], met=r["met"])
+           for r in rows if r["method"] != "exact"}
+    spread = {f"{r['simulator']}/{r['budget']}/{r['method']}": dict(spread=r["spread"], seeds=r["seeds"],
+                                                                     met=r["spread"] <= SPREAD_LIMIT)
+              for r in rows if r["method"] == default and r["budget"] == SPREAD_BUDGET and r["seeds"] >= 5}
+
+    def verdict(checks):
+        return None if not checks else all(c["met"] for c in checks.values())
+
+    return {"coverage": dict(description=f"the pooled coverage of the default {LEVEL:.0%} Wilks region within "
+                             f"{COVERAGE_TOLERANCE * 100:.0f} points of nominal, or every under-covering case warned "
+                             "with the measured coverage", met=verdict(cov), checks=cov),
+            "spread": dict(description=f"the default estimator ({default}) at {SPREAD_BUDGET} runs: max/min error over "
+                           f"≥ 5 data seeds at most {SPREAD_LIMIT:g}×", met=verdict(spread), checks=spread)}
+
+
+def line(e: dict) -> str:
+    head = f"{e['simulator']:>9} {e['budget']:>6} {e['seed']:>4} {e['method']:>8}"
+    if "failed" in e:
+        return f"{head}  FAILED {e['failed']}"
+    cov = " ".join(f"{p['coverage']:.3f}" for p in e["points"])
+    chk = " ".join(f"{p['check']['coverage']:.3f}{'!' if p['check']['warned'] else ''}" for p in e["points"])
+    err = f"{e['error']:.4g}" if "error" in e else "-"
+    return (f"{head} error {err:>9}  coverage {cov}  check {chk}  "
+            f"{e.get('fit_seconds', 0) + e['inference_seconds']:.0f} s")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| simulator | runs | method | seeds | Wilks coverage (pooled toys) | per θ | under-covering cases: warned | "
+             "error mean [min, max] | max/min | verdict |", "|---|---:|---|---:|---|---|---|---|---:|---|"]
+    for r in rows:
+        per = " / ".join(f"{p['coverage']:.3f}" for p in r["per_theta"])
+        err = (f"{r['error']:.3g} [{r['error_min']:.2g}, {r['error_max']:.2g}]" if "error" in r else "exact")
+        spread = f"{r['spread']:.1f}×" if "spread" in r else ""
+        lines.append(f"| {r['simulator']} | {r['budget']} | {r['method']} | {r['seeds']} | {r['coverage']:.3f} ± "
+                     f"{r['stderr']:.3f} ({r['toys']}) | {per} | {r['under_cases']}/{r['cases']}: {r['under_warned']} | "
+                     f"{err} | {spread} | {r['verdict']} |")
+    return "\n".join(lines)
+
+
+def rules_table(entries: list[dict]) -> str:
+    """Per (simulator, budget, method): the mean error and pooled coverage of the weights each keep rule picks."""
+    groups: dict = {}
+    for e in entries:
+        if "rules" in e:
+            g = groups.setdefault((e["simulator"], e["budget"], e["method"]), {})
+            g.setdefault("final", []).append((e["error"], e["points"]))
+            for rule, r in e["rules"].items():
+                g.setdefault(rule, []).append((r["error"], r["points"]))
+    lines = ["| simulator | runs | method | seeds | final: error, coverage | best own loss | best xent |",
+             "|---|---:|---|---:|---|---|---|"]
+    for (sim, budget, method), g in sorted(groups.items()):
+        cells = []
+        for rule in ("final", "loss", "xent"):
+            if rule not in g:
+                cells.append("—")
+                continue
+            pts = [p for _, ps in g[rule] for p in ps]
+            pooled = sum(p["coverage"] * p["toys"] for p in pts) / sum(p["toys"] for p in pts)
+            cells.append(f"{statistics.fmean(err for err, _ in g[rule]):.3g}, {pooled:.3f}")
+        lines.append(f"| {sim} | {budget} | {method} | {len(g['final'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["simulator"], r["budget"]) for r in rows})
+    fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 7), squeeze=False)
+    for col, (sim, budget) in enumerate(panels):
+        rs = [r for r in rows if (r["simulator"], r["budget"]) == (sim, budget)]
+        names = [r["method"] for r in rs]
+        ax = axes[0, col]
+        ax.errorbar(range(len(rs)), [r["coverage"] for r in rs], yerr=[2 * r["stderr"] for r in rs], fmt="o")
+        ax.axhline(LEVEL, color="k", lw=0.8)
+        ax.axhspan(LEVEL - COVERAGE_TOLERANCE, LEVEL + COVERAGE_TOLERANCE, color="g", alpha=0.15)
+        ax.set_xticks(range(len(rs)), names, rotation=45)
+        ax.set_ylabel("Wilks coverage of 95% (±2 se)")
+        ax.set_title(f"{sim}, {budget} runs")
+        ax = axes[1, col]
+        es = [r for r in rs if "error" in r]
+        ax.errorbar(range(len(es)), [r["error"] for r in es],
+                    yerr=[[r["error"] - r["error_min"] for r in es], [r["error_max"] - r["error"] for r in es]], fmt="o")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(es)), [r["method"] for r in es], rotation=45)
+        ax.set_ylabel("log r error, mean [min, max] over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(out: Path, config: dict) -> dict:
+    entries = load(out)
+    rows = summary(entries)
+    default = default_estimator_method(SIMULATORS["galton"]())
+    results = dict(config=config, machine=machine_info(), summary=rows, targets=targets(rows, default),
+                   check_rules=check_rules(entries),
+                   default_method=default, failed=[key(e) for e in entries if "failed" in e])
+    write(results, out / "coverage.json")
+    if rows:
+        plot(rows, out / "coverage.png")
+    print(table(rows))
+    print("\n" + rules_table(entries))
+    print("\nthe check's rule, warn below the level by k standard errors: under-covering cases warned / false alarms")
+    for c in results["check_rules"]:
+        print(f"  k = {c['k']}: {c['under_warned']}/{c['under']} under-covering cases warned, {c['fine_warned']}/"
+              f"{c['fine']} others warned; a calibrated region warns with probability {c['null_false_alarm']:.3f} "
+              f"({c['toys']} toys)")
+    for name, t in results["targets"].items():
+        state = {True: "MET", False: "not met", None: "undecided"}[t["met"]]
+        print(f"\ntarget {name}: {t['description']}: {state}")
+        for where, c in t["checks"].items():
+            if not c["met"]:
+                print(f"  not met: {where}: {c}")
+    return results
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--simulators", nargs="+", default=list(POINTS), choices=list(POINTS))
+    parser.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--seeds", type=int, default=SEEDS)
+    parser.add_argument("--methods", nargs="+", default=None, help="default: exact and every ratio and likelihood method")
+    parser.add_argument("--toys", type=int, default=TOYS, help="toy data sets per true θ and entry")
+    parser.add_argument("--check", type=int, default=CHECK_TOYS, help="toys of confidence_region's calibration check")
+    parser.add_argument("--grid", nargs="+", default=[], metavar="SIM=POINTS",
+                        help="θ grid points per axis for a simulator, e.g. weinberg=21 (default: POINTS)")
+    parser.add_argument("--points", type=int, default=None, help="use only the first this many true θ points")
+    parser.add_argument("--rules", action="store_true",
+                        help="also the error and coverage of the weights the other keep rules pick from the same fit")
+    parser.add_argument("--quick", action="store_true", help="galton, 10³ runs, 2 seeds, exact carl alice, 100 toys")
+    parser.add_argument("--report", action="store_true", help="summarise the stored entries without fitting")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "coverage")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = dict(simulators=args.simulators, budgets=sorted({even(b) for b in args.budgets}), seeds=args.seeds,
+                  toys=args.toys, check=args.check, level=LEVEL, rules=args.rules, true_points=POINTS, points=args.points,
+                  grid={k: int(v) for k, v in (g.split("=") for g in args.grid)})
+    if args.quick:
+        config.update(QUICK)
+    wanted = config.pop("methods", None) or args.methods
+    config["methods"] = {name: [m for m in ["exact", *default_methods(SIMULATORS[name]())] if wanted is None or m in wanted]
+                         for name in config["simulators"]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        print(f"coverage: {config['simulators']}, budgets {config['budgets']}, {config['seeds']} seed(s), "
+              f"{config['toys']} toys per θ, check {config['check']}, methods {config['methods']}", flush=True)
+        start = time.perf_counter()
+        run(config, args.out)
+        print(f"wall time {time.perf_counter() - start:.0f} s", flush=True)
+    return report(args.out, config)
+
+
+if __name__ == "__main__":
+    main()

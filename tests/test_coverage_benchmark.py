@@ -1,0 +1,88 @@
+"""benchmarks/region_coverage.py's verdicts, and the calibration check's warning on a deliberately biased surrogate:
+it names the coverage the check measured."""
+
+import math
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import goldmine as gm  # noqa: E402
+from goldmine.inference import Model, confidence_region  # noqa: E402
+from goldmine.inference.intervals import CalibrationWarning, under_covers  # noqa: E402
+
+import region_coverage as bench  # noqa: E402
+
+DTYPE = torch.float64
+
+
+def entry(method, seed, covs, warned, error=0.01):
+    points = [dict(theta=[t], coverage=c, stderr=math.sqrt(c * (1 - c) / 250), toys=250,
+                   check=dict(coverage=0.8 if w else 0.95, toys=200, warned=w, names_coverage=w))
+              for t, c, w in zip((0.3, -0.5), covs, warned)]
+    return dict(simulator="galton", budget=1000, seed=seed, method=method, grid=101, error=error, points=points)
+
+
+def test_a_method_within_two_points_meets_the_target_and_a_silent_under_coverage_does_not():
+    entries = [entry("good", s, (0.94, 0.96), (False, False)) for s in range(5)]
+    entries += [entry("silent", s, (0.80, 0.95), (s > 0, False)) for s in range(5)]  # seed 0's case not warned
+    entries += [entry("warned", s, (0.80, 0.95), (True, False)) for s in range(5)]
+    rows = {r["method"]: r for r in bench.summary(entries)}
+    assert rows["good"]["met"] and rows["good"]["verdict"] == "within 2 points"
+    assert rows["good"]["coverage"] == pytest.approx(0.95) and rows["good"]["toys"] == 2500
+    assert rows["silent"]["under_cases"] == 5 and rows["silent"]["under_warned"] == 4 and not rows["silent"]["met"]
+    assert rows["silent"]["verdict"] == "under-covers, 1 of 5 cases silently"
+    assert rows["warned"]["met"] and rows["warned"]["verdict"] == "under-covers, every case warned"
+
+
+def test_the_spread_target_reads_the_default_methods_errors_over_five_seeds():
+    tight = [entry("alice", s, (0.95, 0.95), (False, False), error=0.01 * (1 + 0.2 * s)) for s in range(5)]
+    loose = [dict(e, method="carl", error=0.01 * 3 ** e["seed"]) for e in tight]
+    rows = bench.summary(tight + loose)
+    spread = bench.targets(rows, "alice")["spread"]
+    assert spread["met"] is True and spread["checks"]["galton/1000/alice"]["spread"] == pytest.approx(1.8)
+    assert bench.targets(rows, "carl")["spread"]["met"] is False
+    assert bench.targets(bench.summary(tight[:3]), "alice")["spread"]["met"] is None  # fewer than 5 seeds
+
+
+class Shifted:
+    """The exact Galton likelihood at θ + shift: a surrogate whose MLE is off by the shift, so its Wilks regions
+    miss where the data put θ."""
+
+    kind = "ratio"
+
+    def __init__(self, sim, shift):
+        self.sim, self.shift, self.theta_dim_, self.x_dim_ = sim, shift, sim.theta_dim, sim.x_dim
+
+    def log_likelihood_terms(self, x, theta):
+        return self.sim.log_prob(x, (theta + self.shift).clamp(-1.0, 1.0))
+
+
+def test_the_warning_of_a_biased_surrogate_names_the_coverage_it_measured():
+    sim, toys, level = gm.simulators.GaltonBoard(), 100, 0.95
+    x = sim.sample(torch.full((50, 1), 0.3, dtype=DTYPE), generator=torch.Generator().manual_seed(0)).x
+    model = Model(Shifted(sim, 0.3), prior=sim, simulator=sim)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        region = confidence_region(model, x, level, grid=31, check=toys, seed=0, progress=False)
+    c = region.calibration
+    messages = [str(w.message) for w in caught if issubclass(w.category, CalibrationWarning)]
+    assert c["under_covers"] and len(messages) == 1
+    # far below the level: more than 5 binomial standard errors of 100 toys
+    assert c["coverage"] < level - 5 * math.sqrt(level * (1 - level) / toys)
+    measured = re.search(r"coverage at θ̂ (\d\.\d{3}) ± (\d\.\d{3}) by (\d+) toys", messages[0])
+    assert measured, messages[0]
+    assert float(measured[1]) == pytest.approx(c["coverage"], abs=5e-4)
+    assert float(measured[2]) == pytest.approx(c["stderr"], abs=5e-4) and int(measured[3]) == toys
+
+
+def test_the_check_warns_from_one_and_a_half_standard_errors_below_the_level():
+    se = math.sqrt(0.95 * 0.05 / 200)  # 200 toys, the check of goldmine infer
+    assert under_covers(0.925, 0.95, 200) and 0.95 - 0.925 < 2 * se  # 1.6 se below: warned (it was not at 2 se)
+    assert not under_covers(0.93, 0.95, 200) and not under_covers(0.95, 0.95, 200)  # 1.3 se below, and nominal
+    assert under_covers(0.95 - 1.51 * se, 0.95, 200) and not under_covers(0.95 - 1.49 * se, 0.95, 200)
