@@ -69,18 +69,21 @@ def train(runs: int, epochs: int, folder: Path):
     return sim, est, time.perf_counter() - start
 
 
-def measure_fast(model: Model, sim, points: int, toys: int, n: int, window: int) -> dict:
-    """Seconds for the whole region's thresholds with the window and the default pool."""
+def measure_fast(model: Model, sim, points: int, toys: int, n: int, window: int, workers: int = 1) -> dict:
+    """Seconds for the whole region's thresholds with the window and the default pool, in `workers` local
+    processes (CPU seconds then count this process only)."""
     grid = model.grid(points)
     g = len(grid)
     window, pool = neyman_plan(sim, grid, LEVEL, toys, n, SEED, window=window)
     start, cpu = time.perf_counter(), time.process_time()
-    neyman_thresholds(model, sim, grid, LEVEL, toys, n, SEED, progress=False, window=window, pool=pool)
+    neyman_thresholds(model, sim, grid, LEVEL, toys, n, SEED, workers=workers, progress=False, window=window,
+                      pool=pool)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     runs = pool if pool is not None else toys * n
     k = g if window is None else (2 * window + 1) ** grid.shape[1]
     pairs = g * runs * k
-    return {"construction": f"window {window}, pool {pool}", "toys": toys, "grid": f"{points}x{points}",
+    name = f"window {window}, pool {pool}" + (f", {workers} workers" if workers > 1 else "")
+    return {"construction": name, "workers": workers, "toys": toys, "grid": f"{points}x{points}",
             "grid_points": g, "n_obs": n, "window": window, "pool": pool, "points_measured": g,
             "measured_seconds": seconds, "measured_cpu_seconds": cpu, "seconds": seconds, "projected": False,
             "pairs": pairs, "pairs_per_second": pairs / seconds, "pairs_per_cpu_second": pairs / cpu}
@@ -217,6 +220,8 @@ def main() -> None:
     parser.add_argument("--grids", type=int, nargs="+", default=[11, 21], help="points per axis")
     parser.add_argument("--points", type=int, default=1, help="grid points of the profile's projection (0: all)")
     parser.add_argument("--windows", type=int, nargs="+", default=[1, 2], help="window half-widths timed")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1],
+                        help="local processes for the toys of the window and pool construction")
     parser.add_argument("--n-obs", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5000, help="training runs of the surrogate")
     parser.add_argument("--epochs", type=int, default=2)
@@ -239,8 +244,8 @@ def main() -> None:
         sim, est, train_seconds = train(args.runs, args.epochs, Path(folder))
     model = Model(est, prior=sim, simulator=sim)
     model.progress = False
-    results = [measure_fast(model, sim, points, toys, args.n_obs, w) for points in args.grids for toys in args.toys
-               for w in args.windows]
+    results = [measure_fast(model, sim, points, toys, args.n_obs, w, k) for points in args.grids for toys in args.toys
+               for w in args.windows for k in args.workers]
     pools_out = agree = power_out = None
     if not args.speed_only:
         results += [measure_profile(model, sim, points, toys, args.n_obs, args.points) for points in args.grids
@@ -249,8 +254,8 @@ def main() -> None:
         agree = agreement(sim, check_toys, args.n_obs, agree_grid)
         power_out = power(power_toys, 20, power_grid, power_seeds, args.windows)
     machine["load_average_1_5_15min"] = {"before": load_before, "after": os.getloadavg()}
-    target = next((r for r in results if r["toys"] == TARGET["toys"] and r["grid_points"] == TARGET["grid"] ** 2
-                   and r["window"] == NEYMAN_WINDOW), None)
+    target = min((r for r in results if r["toys"] == TARGET["toys"] and r["grid_points"] == TARGET["grid"] ** 2
+                   and r["window"] == NEYMAN_WINDOW and not r["projected"]), key=lambda r: r["seconds"], default=None)
     report = {
         "benchmark": "neyman_speed",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -270,12 +275,12 @@ def main() -> None:
     print(f"Neyman toys on Weinberg with alices (n = {args.n_obs}); load average {load_before[0]:.1f} → "
           f"{machine['load_average_1_5_15min']['after'][0]:.1f} on {os.cpu_count()} cpus, "
           f"{torch.get_num_threads()} torch threads")
-    print(f"  {'construction':>26}  {'toys':>5}  {'grid':>6}  {'pairs':>9}  {'measured':>12}  {'seconds':>14}  "
+    print(f"  {'construction':>32}  {'toys':>5}  {'grid':>6}  {'pairs':>9}  {'measured':>12}  {'seconds':>14}  "
           f"{'cpu s':>7}  {'pairs/s':>9}")
     for r in results:
         measured = f"{r['points_measured']}/{r['grid_points']} pts"
         seconds = f"{r['seconds']:.1f}{' (proj.)' if r['projected'] else ''}"
-        print(f"  {r['construction']:>26}  {r['toys']:>5}  {r['grid']:>6}  {r['pairs']:9.2e}  {measured:>12}  "
+        print(f"  {r['construction']:>32}  {r['toys']:>5}  {r['grid']:>6}  {r['pairs']:9.2e}  {measured:>12}  "
               f"{seconds:>14}  {r['measured_cpu_seconds']:7.1f}  {r['pairs_per_second']:9.2e}")
     if not args.speed_only:
         print_checks(pools_out, agree, power_out)
