@@ -17,8 +17,9 @@ state they are), which receive `shared` once when they start. Each worker
     is gone) and also checks the parent's pid.
 Starting a worker takes seconds (it imports torch; tens of seconds on a loaded machine), so until the
 first one has started this process runs the tasks itself, in order, on one torch thread as the workers
-do; the workers take the tasks left from then on. When every result is in, the idle workers are ended
-at once rather than left to exit cleanly, which takes seconds more.
+do; the workers take the tasks left from then on. When every result is in, the idle workers exit
+cleanly (ending them at once instead leaves their queues' semaphores to the resource tracker, which
+warns of a leak at exit).
 A script whose top level starts workers outside `if __name__ == "__main__":` would start them again
 in every worker (spawned processes import the main script); that is caught before any process starts,
 and the work runs in this process with a warning instead.
@@ -152,7 +153,7 @@ def _on_processes(fn, items, shared, workers: int) -> Iterator:
     except BaseException:  # KeyboardInterrupt, an error of a task or of the consumer, or closed early
         _stop(pool)
         raise
-    _stop(pool)  # every result is in and the workers idle: ending them is immediate, their clean exit takes seconds
+    pool.shutdown(wait=True)  # every result is in: a clean exit, so that no semaphore is left to the resource tracker
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
