@@ -10,7 +10,9 @@ A budget N is simulator runs. goldmine draws its data set with `gm.simulate(sim,
 runs at θ ~ prior, half at θ_ref, the library's default design; npe trains on the N/2 runs at θ);
 sbi gets N fresh runs at θ ~ prior (`benchmarks/peers.py`'s `prior_pairs`, sbi's own design). Every
 method runs with its default settings: goldmine's posteriors through `gm.inference.posterior`
-(npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler), sbi's through `build_posterior()`
+(npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler); npe1 and snpe are npe through
+`gm.infer` with every run at θ from the prior (npe1, one round) or from the rounds' proposals (snpe, ROUNDS
+truncated rounds for the one observation, `goldmine.sequential`), sbi's through `build_posterior()`
 (NPE: rejection in the prior's support; NLE_A and NRE_A: sbi's default MCMC, slice_np_vectorized).
 
 The quality is sbibm's C2ST (`sbibm.metrics.c2st`: an MLP classifier, sbibm's own settings,
@@ -56,7 +58,9 @@ from sample_efficiency import write  # noqa: E402
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm")
 BUDGETS = (1_000, 10_000, 100_000)
-METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "sbi_npe", "sbi_nle", "sbi_nre")
+METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "sbi_npe", "sbi_nle", "sbi_nre")
+#: rounds of `snpe`: `gm.infer(..., method="npe", rounds=ROUNDS)`, the budget split evenly over them
+ROUNDS = 3
 BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
 GOLD = ("alices", "rascal", "scandal")  # gold: ratio methods (log r and t) and a likelihood method (t only)
 
@@ -109,6 +113,14 @@ def goldmine_draws(method, data, sim, x_obs, n, seed):
     return post.sample(n, generator=torch.Generator().manual_seed(seed)), getattr(post, "sampler", "direct")
 
 
+def infer_draws(method, sim, budget, x_obs, n, seed):
+    """npe through `gm.infer`, every run at θ from the prior or the round's proposal: one round (npe1) or
+    ROUNDS sequential rounds for this observation (snpe); the budget counts the runs of every round."""
+    rounds = ROUNDS if method == "snpe" else 1
+    result = gm.infer(sim, sim.prior, x_obs, method="npe", budget=budget, rounds=rounds, seed=seed, progress=False)
+    return result.sample(n, generator=torch.Generator().manual_seed(seed)), f"npe, {rounds} round(s)"
+
+
 def sbi_draws(method, sim, budget, x_obs, n, seed):
     theta, x = prior_pairs(sim, budget, seed)
     low, high = box(sim)
@@ -129,6 +141,8 @@ def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
     start = time.time()
     if method.startswith("sbi_"):
         draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed)
+    elif method in ("npe1", "snpe"):
+        draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed)
     else:
         if method in GOLD and not (task_name in BUILTIN):
             raise ValueError(f"{method} needs gold: {task_name} runs as a black box here")
@@ -172,7 +186,10 @@ def targets(entries) -> dict:
         {"met": all(p["met"] for p in pairs.values()), **pairs} if pairs else "not run: no method beside its sbi twin")
     nle = mean.get(("slcp", 10_000, "nle"))
     out["nle on slcp ≤ 0.80 at 10⁴ runs"] = {"met": nle["c2st"] <= 0.80, **nle} if nle else "not run"
-    out["sequential npe at 10⁴ runs on slcp below single-round npe at 10⁵"] = "not run: no sequential method here"
+    seq, single = mean.get(("slcp", 10_000, "snpe")), mean.get(("slcp", 100_000, "npe1"))
+    out["sequential npe at 10⁴ runs on slcp below single-round npe at 10⁵"] = (
+        {"met": seq["c2st"] < single["c2st"], "snpe@1e4": seq, "npe1@1e5": single} if seq and single
+        else "not run: needs slcp snpe at 10⁴ and npe1 at 10⁵")
     gold = {f"two_moons {m}@{b} ≤ sbi_npe@{10 * b}": {"met": v["c2st"] <= mean[t, 10 * b, "sbi_npe"]["c2st"],
                                                      m: v, "sbi_npe": mean[t, 10 * b, "sbi_npe"]}
             for (t, b, m), v in mean.items() if t == "two_moons" and m in GOLD and (t, 10 * b, "sbi_npe") in mean}
