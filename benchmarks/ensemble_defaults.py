@@ -17,7 +17,6 @@ DIR/ensemble_defaults.json is rewritten after every fit; a rerun skips finished 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
-from sample_efficiency import write  # noqa: E402
+from sample_efficiency import resume, write  # noqa: E402
 
 SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
 
@@ -56,9 +55,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     file = out / "ensemble_defaults.json"
-    results = json.loads(file.read_text()) if file.exists() else {"entries": []}
+    results = resume(file)
     done = {(e["simulator"], e["method"], e["seed"], e["budget"], e["k"], e.get("training_seed", 0))
             for e in results["entries"]}
     results["machine"] = machine_info()

@@ -15,7 +15,6 @@ DIR/layout.json is rewritten after every fit; a rerun into the same DIR skips fi
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import goldmine as gm  # noqa: E402
 from goldmine.estimators.registry import get_method  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
-from sample_efficiency import write  # noqa: E402
+from sample_efficiency import resume, write  # noqa: E402
 
 SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
 LAYOUTS = ("pairs", "prior")
@@ -46,9 +45,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     file = out / "layout.json"
-    results = json.loads(file.read_text()) if file.exists() else {"entries": []}
+    results = resume(file)
     done = {(e["simulator"], e["method"], e["seed"], e["budget"], e["layout"]) for e in results["entries"]}
     results["machine"] = machine_info()
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import statistics
 import sys
@@ -40,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
-from sample_efficiency import write  # noqa: E402
+from sample_efficiency import resume, write  # noqa: E402
 
 SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
 RULES = ("final", "loss", "xent")
@@ -121,9 +120,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     file = out / "model_selection.json"
-    results = json.loads(file.read_text()) if file.exists() else {"entries": []}
+    results = resume(file)
     done = {(e["simulator"], e["method"], e["seed"], e["budget"]) for e in results["entries"]}
     results["machine"] = machine_info()
     results["command"] = "python benchmarks/model_selection.py " + " ".join(argv if argv is not None else sys.argv[1:])

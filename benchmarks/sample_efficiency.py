@@ -199,6 +199,13 @@ def run(config: dict, out: Path, log=print) -> dict:
     return results
 
 
+def resume(path: Path, **fresh) -> dict:
+    """The results a resumable benchmark wrote to `path` so far, or a new record (`fresh` and no entries); makes
+    the folder, so that `write` can follow."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return json.loads(path.read_text()) if path.exists() else {**fresh, "entries": []}
+
+
 def write(results: dict, path: Path) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=1))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import sys
 import time
@@ -40,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import goldmine as gm  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
-from sample_efficiency import write  # noqa: E402
+from sample_efficiency import resume, write  # noqa: E402
 
 SAMPLERS = ("tempered", "metropolis", "slice", "hmc", "importance")
 TASKS = {
@@ -97,9 +96,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "samplers")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "samplers.json"
-    results = json.loads(path.read_text()) if path.exists() else {"entries": []}
+    results = resume(path)
     results["machine"] = machine_info()
     done = {(e["task"], e["observation"], e["sampler"], e["warmup"], e["steps"]) for e in results["entries"]}
     print(f"{'task':>9} {'obs':>3} {'sampler':>10} {'mode shares':>27} {'dev/se':>7} {'R-hat':>7} {'ESS':>7} "

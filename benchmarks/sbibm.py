@@ -40,7 +40,6 @@ import argparse
 import contextlib
 import datetime
 import io
-import json
 import sys
 import tempfile
 import time
@@ -54,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
 from peers import _fit, _f32, prior_pairs  # noqa: E402
-from sample_efficiency import write  # noqa: E402
+from sample_efficiency import resume, write  # noqa: E402
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm")
 BUDGETS = (1_000, 10_000, 100_000)
@@ -211,9 +210,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     sbibm, c2st = need_sbibm()
     torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "sbibm.json"
-    results = json.loads(path.read_text()) if path.exists() else {"entries": []}
+    results = resume(path)
     results["machine"] = machine_info()
     results["settings"] = {"samples": args.samples, "folds": args.folds, "seed": args.seed}
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,6 @@ DIR/sequential.png plots C2ST against the budget per number of rounds. torch run
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import c2st  # noqa: E402
-from sample_efficiency import write  # noqa: E402
+from sample_efficiency import resume, write  # noqa: E402
 
 SIGMA = 0.05
 PRIOR = gm.simulators.box_prior([-3.0, -3.0], [3.0, 3.0])
@@ -67,10 +66,8 @@ def main(argv=None) -> None:
     if args.quick:
         args.budgets, args.rounds = [600], [1, 2]
     torch.set_num_threads(1)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "sequential.json"
-    results = json.loads(path.read_text()) if path.exists() else {"task": "shift2d", "sigma": SIGMA, "entries": []}
+    path = Path(args.out) / "sequential.json"
+    results = resume(path, task="shift2d", sigma=SIGMA)
     done = {(e["budget"], e["rounds"], e["seed"]) for e in results["entries"]}
     for budget in args.budgets:
         for rounds in args.rounds:
@@ -82,7 +79,7 @@ def main(argv=None) -> None:
                 e = results["entries"][-1]
                 print(f"budget {budget:>6}  rounds {rounds}  seed {seed}  C2ST {e['mean_c2st']:.3f}  "
                       f"({', '.join(f'{v:.3f}' for v in e['c2st'])})  {sum(e['seconds']):.0f} s", flush=True)
-    plot(results, out / "sequential.png")
+    plot(results, path.with_name("sequential.png"))
     print(f"\n{'budget':>8} " + " ".join(f"{f'rounds={k}':>10}" for k in sorted({e['rounds'] for e in results['entries']})))
     for budget in sorted({e["budget"] for e in results["entries"]}):
         cells = []
