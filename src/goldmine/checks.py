@@ -301,6 +301,13 @@ def shaped_rows(value, shape: tuple[int, ...], name: str, dtype: torch.dtype = D
 SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
+def full_names(names, dim: int) -> tuple[str, ...] | None:
+    """`names` as a tuple when it is a list or tuple of `dim` strings (one per component of θ), else None."""
+    if names is not None and not isinstance(names, str) and len(names) == dim and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
+
+
 def theta_names(source, dim: int) -> tuple[str, ...]:
     """The names of θ's components: `source` itself (a list or tuple), `source.theta_names` (a simulator's,
     a Model's) or `source.theta_names_` (a fitted surrogate's) when it names all `dim` of them, else θ for one dimension and θ₀, θ₁, … for more.
@@ -313,6 +320,7 @@ def theta_names(source, dim: int) -> tuple[str, ...]:
         names = source
     else:
         names = getattr(source, "theta_names", None) or getattr(source, "theta_names_", None)
-    if names is not None and not isinstance(names, str) and len(names) == dim and all(isinstance(n, str) for n in names):
-        return tuple(names)
+    names = full_names(names, dim)
+    if names is not None:
+        return names
     return ("θ",) if dim == 1 else tuple(f"θ{str(j).translate(SUBSCRIPTS)}" for j in range(dim))

@@ -389,10 +389,7 @@ def data_theta_names(data) -> tuple[str, ...] | None:
             names = getattr(rebuild(meta), "theta_names", None)
         except (ValueError, TypeError):  # not built in, or a record it cannot rebuild: the file gives no names
             names = None
-    if names is None or isinstance(names, str) or len(names) != data.theta_dim or \
-            not all(isinstance(n, str) for n in names):
-        return None
-    return tuple(names)
+    return checks.full_names(names, data.theta_dim)
 
 
 def names_record(est) -> dict:
@@ -406,7 +403,7 @@ def restore_names(fitted: dict) -> tuple[str, ...] | None:
     names = fitted.get("theta_names")
     if names is None:
         return None
-    if not isinstance(names, list) or len(names) != fitted["theta_dim"] or not all(isinstance(n, str) for n in names):
+    if not isinstance(names, list) or checks.full_names(names, fitted["theta_dim"]) is None:
         raise ValueError(f"fitted theta_names {names!r} must be a list of theta_dim = {fitted['theta_dim']} strings.")
     return tuple(names)
 
