@@ -50,7 +50,7 @@ import torch
 import goldmine as gm
 from goldmine.executor import seeded_generator
 from goldmine.inference import Model, confidence_region
-from goldmine.inference.toys import (NEYMAN_WINDOW, Window, neyman_plan, neyman_thresholds, pool_size,
+from goldmine.inference.toys import (NEYMAN_WINDOW, Window, neyman_pairs, neyman_plan, neyman_thresholds, pool_size,
                                      pooled_statistic, thresholds_at, toy_quantile)
 from goldmine.simulators.base import Draws, Simulator, box_prior
 
@@ -79,9 +79,7 @@ def measure_fast(model: Model, sim, points: int, toys: int, n: int, window: int,
     neyman_thresholds(model, sim, grid, LEVEL, toys, n, SEED, workers=workers, progress=False, window=window,
                       pool=pool)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    runs = pool if pool is not None else toys * n
-    k = g if window is None else (2 * window + 1) ** grid.shape[1]
-    pairs = g * runs * k
+    pairs = neyman_pairs(grid, toys, n, window, pool)
     name = f"window {window}, pool {pool}" + (f", {workers} workers" if workers > 1 else "")
     return {"construction": name, "workers": workers, "toys": toys, "grid": f"{points}x{points}",
             "grid_points": g, "n_obs": n, "window": window, "pool": pool, "points_measured": g,
@@ -103,7 +101,7 @@ def measure_profile(model: Model, sim, points: int, toys: int, n: int, requested
     return {"construction": "profile, independent toys", "toys": toys, "grid": f"{points}x{points}",
             "grid_points": g, "n_obs": n, "window": None, "pool": None, "points_measured": len(indices),
             "measured_seconds": seconds, "measured_cpu_seconds": cpu, "seconds": seconds / len(indices) * g,
-            "projected": len(indices) < g, "pairs": g * toys * n * g, "pairs_per_second": pairs / seconds,
+            "projected": len(indices) < g, "pairs": neyman_pairs(grid, toys, n, None, None), "pairs_per_second": pairs / seconds,
             "pairs_per_cpu_second": pairs / cpu}
 
 
