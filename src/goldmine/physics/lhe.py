@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,6 +37,24 @@ SQRT_S = 13_000.0  # GeV, the collider energy of the files the built-in process 
 #: names an observable expression may use besides p (the final-state particles)
 EXPRESSION_NAMES = {"math": math, "torch": torch, "delta_phi": delta_phi, "collins_soper": collins_soper,
                     "abs": abs, "min": min, "max": max}
+
+
+def evaluate_expression(label: str, expression, variables: dict, n: int, argument=None) -> torch.Tensor:
+    """One number per event (n,) float64 from a user's expression: a string evaluated over `variables` and
+    EXPRESSION_NAMES (no builtins), or a function called with `argument` (`variables` when None).
+
+    Raises:
+        ValueError: the expression fails (named by `label`, with the error), or gives neither one value nor n.
+    """
+    try:
+        value = expression(variables if argument is None else argument) if callable(expression) else \
+            eval(expression, {"__builtins__": {}}, {**EXPRESSION_NAMES, **variables})  # noqa: S307
+    except Exception as error:  # the user's expression: name it with the error
+        raise ValueError(f"{label} = {expression!r} cannot be evaluated: {error}") from error
+    out = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=DTYPE).reshape(-1)
+    if out.shape[0] not in (1, n):
+        raise ValueError(f"{label} = {expression!r} gives {out.shape[0]} values for {n} events: one per event.")
+    return out.expand(n).clone()
 
 
 def _pylhe():
@@ -211,12 +230,7 @@ def read_lhe(path, observables: Mapping[str, str | Callable], benchmarks: Mappin
          for j in range(arrays["e"].shape[1])]
     values = {}
     for name, expression in observables.items():
-        try:
-            value = expression(p) if callable(expression) else eval(expression, {"__builtins__": {}},  # noqa: S307
-                                                                     {**EXPRESSION_NAMES, "p": p})
-        except Exception as error:  # the user's expression: name it with the error
-            raise ValueError(f"observable {name!r} = {expression!r} cannot be evaluated: {error}") from error
-        values[name] = torch.as_tensor(value, dtype=DTYPE).reshape(-1).expand(len(weights)).clone()
+        values[name] = evaluate_expression(f"observable {name!r}", expression, {"p": p}, len(weights), argument=p)
     g = torch.Generator().manual_seed(seed)
     for name, smear in (smearing or {}).items():
         if name not in values:
@@ -224,7 +238,7 @@ def read_lhe(path, observables: Mapping[str, str | Callable], benchmarks: Mappin
         values[name] = torch.as_tensor(smear(values[name], g), dtype=DTYPE)
     passed = torch.ones(len(weights), dtype=torch.bool)
     for cut in cuts:
-        keep = cut(values) if callable(cut) else eval(cut, {"__builtins__": {}}, {**EXPRESSION_NAMES, **values})  # noqa: S307
+        keep = cut(values) if callable(cut) else evaluate_expression(f"cut {cut!r}", cut, values, len(weights)) != 0
         passed &= torch.as_tensor(keep, dtype=torch.bool).reshape(-1)
     x = torch.stack([values[n] for n in observables], dim=-1)
     return LHEEvents(x[passed], torch.tensor(weights, dtype=DTYPE)[passed], torch.tensor(points, dtype=DTYPE),

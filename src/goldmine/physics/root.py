@@ -21,11 +21,10 @@ import ast
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from ..simulators.base import DTYPE
-from .lhe import EXPRESSION_NAMES, LHEEvents
+from .lhe import EXPRESSION_NAMES, LHEEvents, evaluate_expression
 from .nuisance import Nuisance
 
 
@@ -48,18 +47,6 @@ def _names_in(expression: str) -> set[str]:
     except SyntaxError as error:
         raise ValueError(f"{expression!r} is not an expression: {error.msg}.") from error
     return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} - set(EXPRESSION_NAMES)
-
-
-def _evaluate(name: str, expression, values: Mapping[str, np.ndarray], n: int) -> torch.Tensor:
-    try:
-        value = expression(values) if callable(expression) else \
-            eval(expression, {"__builtins__": {}}, {**EXPRESSION_NAMES, **values})  # noqa: S307
-    except Exception as error:  # the user's expression: name it with the error
-        raise ValueError(f"{name} = {expression!r} cannot be evaluated: {error}") from error
-    out = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=DTYPE).reshape(-1)
-    if out.shape[0] not in (1, n):
-        raise ValueError(f"{name} = {expression!r} gives {out.shape[0]} values for {n} events: one per event.")
-    return out.expand(n).clone()
 
 
 def read_root(path, tree: str, observables: Sequence[str] | Mapping[str, str | Callable],
@@ -121,19 +108,19 @@ def read_root(path, tree: str, observables: Sequence[str] | Mapping[str, str | C
         wanted = sorted(have) if any(callable(e) for e in observables.values()) else sorted(needed)
         arrays = t.arrays(wanted, library="np")
     n = len(arrays[ids[0]])
-    weights = torch.stack([_evaluate(f"weight branch {b!r}", b, arrays, n) for b in ids], -1)
+    weights = torch.stack([evaluate_expression(f"weight branch {b!r}", b, arrays, n) for b in ids], -1)
     if not torch.isfinite(weights).all():
         raise ValueError(f"the weight branches of {path} hold NaN or infinite weights: drop those entries first.")
-    values = {name: _evaluate(f"observable {name!r}", e, arrays, n) for name, e in observables.items()}
+    values = {name: evaluate_expression(f"observable {name!r}", e, arrays, n) for name, e in observables.items()}
     passed = torch.ones(n, dtype=torch.bool)
     for cut in cuts:
-        keep = cut(values) if callable(cut) else _evaluate(f"cut {cut!r}", cut, values, n) != 0
+        keep = cut(values) if callable(cut) else evaluate_expression(f"cut {cut!r}", cut, values, n) != 0
         passed &= torch.as_tensor(keep, dtype=torch.bool).reshape(-1)
     ratios = {}
     for name, (up, down) in variations.items():
         base = weights[passed, 0]
-        ratios[name] = (_evaluate(f"variation {up!r}", up, arrays, n)[passed] / base,
-                        _evaluate(f"variation {down!r}", down, arrays, n)[passed] / base)
+        ratios[name] = (evaluate_expression(f"variation {up!r}", up, arrays, n)[passed] / base,
+                        evaluate_expression(f"variation {down!r}", down, arrays, n)[passed] / base)
     x = torch.stack([values[name] for name in observables], -1)
     events = LHEEvents(x[passed], weights[passed], torch.tensor(points, dtype=DTYPE), tuple(ids),
                        tuple(observables), tuple(parameter_names), passed)
