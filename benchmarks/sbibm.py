@@ -189,6 +189,10 @@ def targets(entries) -> dict:
     out["sequential npe at 10⁴ runs on slcp below single-round npe at 10⁵"] = (
         {"met": seq["c2st"] < single["c2st"], "snpe@1e4": seq, "npe1@1e5": single} if seq and single
         else "not run: needs slcp snpe at 10⁴ and npe1 at 10⁵")
+    spent = {f"{t} {b}": {"met": v["c2st"] <= mean[t, b, "sbi_npe"]["c2st"], "npe1": v, "sbi_npe": mean[t, b, "sbi_npe"]}
+             for (t, b, m), v in mean.items() if m == "npe1" and (t, b, "sbi_npe") in mean}
+    out["npe with every run at θ ~ prior (npe1) no worse than sbi's NPE at equal runs"] = (
+        {"met": all(e["met"] for e in spent.values()), **spent} if spent else "not run: needs npe1 beside sbi_npe")
     gold = {f"two_moons {m}@{b} ≤ sbi_npe@{10 * b}": {"met": v["c2st"] <= mean[t, 10 * b, "sbi_npe"]["c2st"],
                                                      m: v, "sbi_npe": mean[t, 10 * b, "sbi_npe"]}
             for (t, b, m), v in mean.items() if t == "two_moons" and m in GOLD and (t, 10 * b, "sbi_npe") in mean}
