@@ -104,3 +104,47 @@ def test_infer_trains_on_the_device_given():
     if NO_CUDA:
         with pytest.raises(ValueError, match="no CUDA device"):
             gm.infer(shift, prior, x_o, budget=200, device="cuda", progress=False)
+
+
+@pytest.fixture(scope="module")
+def galton_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("device") / "galton.h5"
+    gm.simulate(gm.simulators.GaltonBoard(), 400, path, seed=0, progress=False)
+    return path
+
+
+def test_cli_train_on_the_cpu_gives_the_default_model(galton_data, tmp_path):
+    from goldmine.cli import main
+
+    for name, extra in (("default", []), ("cpu", ["--device", "cpu"])):
+        assert main(["train", "carl", str(galton_data), "-o", str(tmp_path / name), "--epochs", "2", "--seed", "0",
+                     "--quiet", *extra]) == 0
+    default, on_cpu = gm.load(tmp_path / "default"), gm.load(tmp_path / "cpu", device="cpu")
+    x, theta = torch.zeros(4, 1), torch.linspace(-0.5, 0.5, 4)[:, None]
+    assert torch.equal(default.log_ratio(x, theta), on_cpu.log_ratio(x, theta))
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="this machine has CUDA")
+def test_cli_device_mistakes_end_with_the_fix(galton_data, tmp_path, capsys):
+    from goldmine.cli import main
+
+    assert main(["train", "carl", str(galton_data), "-o", str(tmp_path / "m"), "--device", "cuda", "--quiet"]) == 2
+    assert 'no CUDA device: pass device="cpu"' in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()  # refused before anything was written
+    assert main(["train", "histogram", str(galton_data), "-o", str(tmp_path / "h"), "--device", "mps", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "mps" in err and not (tmp_path / "h").exists()
+    assert main(["train", "carl", str(galton_data), "-o", str(tmp_path / "w"), "--device", "gpu", "--quiet"]) == 2
+    assert "device must be" in capsys.readouterr().err
+
+
+def test_a_method_without_a_network_refuses_an_accelerator_but_takes_the_cpu(monkeypatch):
+    from goldmine.workflow import training
+
+    hist = gm.HistogramRatio()
+    assert training.fit_device(hist, "histogram", "cpu") == {} and training.fit_device(hist, "histogram", None) == {}
+    assert training.fit_device(gm.RatioEstimator("carl"), "carl", "cpu") == {"device": torch.device("cpu")}
+    # an accelerator as this machine would have it: the histogram is refused with the fix, before any training
+    monkeypatch.setattr(training.checks, "device", lambda value: torch.device("cuda"))
+    with pytest.raises(ValueError, match="histogram trains no network .* leave out --device"):
+        training.fit_device(hist, "histogram", "cuda")

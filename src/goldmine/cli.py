@@ -3,10 +3,11 @@
     goldmine list [simulators | methods | benchmarks | METHOD]
     goldmine simulate SIMULATOR -n N -o data.h5 [--sim-option KEY=VALUE] [--seed --workers --chunk --cluster]
     goldmine train METHOD data.h5 -o model/ [--epochs --batch-size --lr --alpha --hidden --seed --option KEY=VALUE]
+                  [--device cpu|cuda|mps|auto]
     goldmine evaluate model/ [--simulator SIMULATOR] [-o evaluation.json]
     goldmine infer model/ (--observed obs.npy | --true-theta θ [--n-obs N]) [--level 0.95] [--method wilks|neyman]
     goldmine posterior SIMULATOR (--observed obs.npy | --true-theta θ) [--method npe] [--budget N] [--rounds K]
-                  [--no-check]
+                  [--device D]
     goldmine check SIMULATOR [--runs N] [--bins B] [--seed S] [--data DATA.h5]
     goldmine run study.toml [-o OUTPUT]
     goldmine benchmark [NAME [ARGS ...]]
@@ -182,6 +183,7 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=integer, help="seed of the initialisation and the shuffling")
     p.add_argument("--option", action="append", type=key_value, metavar="KEY=VALUE",
                    help="any other option of the method (repeatable; goldmine list METHOD shows them)")
+    device_argument(p, "train on")
 
     p = command("evaluate", cmd_evaluate, "measure a trained estimator against the simulator's exact likelihood",
                 parents=[common])
@@ -212,6 +214,7 @@ def build_parser() -> Parser:
     p.add_argument("--check-toys", type=positive_int, default=CHECK_TOYS, metavar="N",
                    help=f"toy data sets at θ̂ that check a Wilks region's coverage (default {CHECK_TOYS})")
     p.add_argument("--no-check", action="store_true", help="skip the check of a Wilks region's coverage by toys")
+    device_argument(p, "evaluate the model on")
     p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/inference.json (plot beside it)")
 
     p = command("check", cmd_check, "test a simulator's gold (joint ratio and joint score) against the identities "
@@ -239,6 +242,7 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=integer, default=0, help="seeds the observation, the runs and training (default 0)")
     p.add_argument("--option", action="append", type=key_value, metavar="KEY=VALUE",
                    help="an option of the method (repeatable; goldmine list METHOD shows them)")
+    device_argument(p, "train and sample on")
     p.add_argument("-o", "--output", default="posterior.json", metavar="FILE.json",
                    help="the summary to write, with a corner plot beside it (default posterior.json)")
 
@@ -252,6 +256,13 @@ def build_parser() -> Parser:
     p.add_argument("name", nargs="?", metavar="NAME", help="the script (without .py); none lists them")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="passed on to the script")
     return parser
+
+
+def device_argument(p: Parser, what: str) -> None:
+    """Adds --device: where the network computes (`goldmine.checks.device`, which names the fix for a device
+    this machine does not have)."""
+    p.add_argument("--device", metavar="DEVICE", help=f"where to {what}: cpu (default), cuda, cuda:N, mps, or auto "
+                   "(an accelerator when present)")
 
 
 def sim_option_argument(p: Parser, simulator: str = "the simulator") -> None:
@@ -394,7 +405,8 @@ def cmd_train(args) -> int:
         if getattr(args, flag) is not None:
             options[flag] = getattr(args, flag)
     replaced = marked(args.output, "model")
-    estimator, record = workflow.train(args.method, args.data, args.output, options, progress=not args.quiet)
+    estimator, record = workflow.train(args.method, args.data, args.output, options, progress=not args.quiet,
+                                       device=args.device)
     print(f"model     {args.output}  ({type(estimator).__name__} {args.method})"
           + ("  (replaced the model that was there)" if replaced else ""))
     if record.get("note"):
@@ -438,7 +450,7 @@ def cmd_infer(args) -> int:
     folder = need_model(args.model)
     if args.observed is not None:
         need_file(args.observed, "observations", "give a .npy, .csv or .h5 file with one observation per row")
-    estimator = load(folder)
+    estimator = load(folder, device=args.device)
     record = workflow.read_trained_on(folder)
     sim = workflow.model_simulator(folder, args.simulator, merged(args.sim_option))
     if args.observed is not None:
@@ -504,7 +516,7 @@ def cmd_posterior(args) -> int:
     else:
         x = workflow.generate_observed(sim, args.true_theta, args.n_obs, args.seed)
     result = infer(sim, None, x, method=args.method, budget=args.budget, rounds=args.rounds, seed=args.seed,
-                   progress=not args.quiet, **merged(args.option))
+                   progress=not args.quiet, device=args.device, **merged(args.option))
     samples = result.posterior.samples
     q = torch.quantile(samples, torch.tensor([0.025, 0.5, 0.975], dtype=samples.dtype), dim=0)
     out = Path(args.output)

@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+from .. import checks
 from ..data import Dataset
 from ..estimators.ensemble import ENSEMBLE_FAMILIES, ensembled
 from ..estimators.registry import get_method
@@ -106,8 +107,22 @@ def make_estimator(method: str, options: dict | None = None, prior_box=None):
     return ensembled(estimator, members)
 
 
+def fit_device(estimator, method: str, device) -> dict:
+    """The device keyword for `estimator.fit`: {} for the CPU default; a device only for estimators that
+    train a network (a histogram or a classical method is refused, with the fix, for any other device)."""
+    if device is None:
+        return {}
+    device = checks.device(device)
+    if "device" in inspect.signature(estimator.fit).parameters:
+        return {"device": device}
+    if device.type == "cpu":
+        return {}
+    raise ValueError(f"{method} trains no network and runs on the CPU only: leave out --device (or device=) "
+                     f"for it; {device} serves the neural methods.")
+
+
 def train(method: str, data, out, options: dict | None = None, progress: bool = True,
-          record: dict | None = None) -> tuple[object, dict]:
+          record: dict | None = None, device=None) -> tuple[object, dict]:
     """Trains `method` on a data set and saves it to the folder `out`, which appears only when complete.
 
     `out` (resolved first, so `inner/..` is the folder it names) must be new, empty, or a model that
@@ -116,7 +131,8 @@ def train(method: str, data, out, options: dict | None = None, progress: bool = 
     be written. The estimator is saved to a fresh hidden sibling folder and swapped in at the end, so a
     killed or failed training leaves `out` as it was; a previous model is removed only then. Besides the
     estimator's files, `trained_on.json` records the data set, its simulator, the options and the
-    training time (and `record`).
+    training time (and `record`). `device`: where a neural method trains (`goldmine.checks.device`; the
+    CPU by default); the saved model holds CPU tensors whatever the device.
 
     Returns:
         The fitted estimator and the contents of trained_on.json.
@@ -143,9 +159,10 @@ def train(method: str, data, out, options: dict | None = None, progress: bool = 
                     f"{data.meta.get('simulator_class') or data.simulator} is not built into goldmine, and goldmine "
                     "imports no module that a file names.")
     estimator = make_estimator(method, options, prior_box)
+    fit_options = fit_device(estimator, method, device)
     with replacing(out, "model", MODEL_FILES, last="config.json") as partial:
         start = time.perf_counter()
-        estimator.fit(data)
+        estimator.fit(data, **fit_options)
         seconds = time.perf_counter() - start
         history = getattr(estimator, "history_", None) or {}
         trained_on = {
