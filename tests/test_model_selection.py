@@ -89,3 +89,24 @@ def test_layout_prior_trains_the_methods_that_need_no_reference_runs(tmp_path):
     assert layout_for(["npe", "carl"]) == "pairs"
     assert {m for m, spec in methods().items() if spec.from_data and not spec.needs_reference_runs} == {
         "nre", "npe", "nle", "scandal"}
+
+
+def test_a_method_on_rows_at_theta_warns_of_the_runs_at_theta_ref_it_leaves_unused(tmp_path):
+    import warnings
+
+    from goldmine.estimators.base import UnusedRunsWarning
+
+    sim = gm.simulators.GaltonBoard()
+    pairs = gm.simulate(sim, 400, tmp_path / "pairs.h5", progress=False)
+    prior = gm.simulate(sim, 400, tmp_path / "prior.h5", progress=False, layout="prior")
+    with pytest.warns(UnusedRunsWarning, match=r"200 of the 400 runs .* layout='prior'"):
+        gm.RatioEstimator("nre", epochs=1, progress=False).fit(pairs)
+    with pytest.warns(UnusedRunsWarning, match="200 of the 400"):
+        gm.PosteriorEstimator(epochs=1, progress=False).fit(pairs)
+    theta, x = prior.tensors(["theta", "x"]).values()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnusedRunsWarning)
+        gm.RatioEstimator("nre", epochs=1, progress=False).fit(prior)  # every run at θ ~ prior: nothing unused
+        gm.RatioEstimator("nre", epochs=1, progress=False).fit((theta, x))  # (θ, x) in memory: rows at θ only
+        gm.RatioEstimator("carl", epochs=1, progress=False).fit(pairs)  # carl reads both halves
+        gm.LikelihoodEstimator("nle", epochs=1, progress=False).fit(pairs)  # nle reads a run at θ_ref as (θ, x)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -200,15 +201,37 @@ class Estimator:
                 **names_record(self), **shape_record(self), **range_record(self)}
 
 
+class UnusedRunsWarning(UserWarning):
+    """A method reads only the runs drawn at θ ~ prior, and the data spend some of their runs at θ_ref."""
+
+
 def check_layout(data: Dataset, method: str) -> None:
-    """Raises a ValueError when `method` needs runs at θ_ref and `data` has none (layout "prior")."""
+    """Raises a ValueError when `method` needs runs at θ_ref and `data` has none (layout "prior"); warns
+    (`UnusedRunsWarning`) when `method` reads only the runs at θ (nre, npe) and the data hold runs at θ_ref,
+    which it leaves unused: with the pairs layout, half the simulator runs."""
     from .registry import methods
 
     spec = methods().get(method)
+    if spec is not None and spec.from_data and spec.label == 0:
+        unused = reference_runs(data)
+        if unused:
+            warnings.warn(f"{method} reads only the runs drawn at θ ~ prior: {unused:,} of the {len(data):,} runs of "
+                          f"{data.path} were drawn at θ_ref and are not used. Simulate with layout='prior' (goldmine "
+                          "simulate --layout prior; gm.infer does) to spend every run on it.", UnusedRunsWarning,
+                          stacklevel=4)
     if getattr(data, "layout", "pairs") == "prior" and spec is not None and spec.needs_reference_runs:
         raise ValueError(f"{method} needs runs drawn at θ_ref, and {data.path} has none (simulated with "
                          "layout='prior', every run at θ ~ prior): simulate with layout='pairs' (the default), or "
                          "train a method that needs no runs at θ_ref (nre, npe, nle, scandal).")
+
+
+def reference_runs(data) -> int:
+    """How many rows of `data` were drawn at θ_ref (label 1): half of a pairs-layout data set's."""
+    if getattr(data, "layout", None) == "prior":
+        return 0
+    if isinstance(data, Dataset):
+        return len(data) // 2
+    return int((data.tensors(["label"], drop_invalid=False)["label"] == 1).sum())
 
 
 def write_folder(path: str | Path, config: dict, tensors: dict[str, Tensor], history: dict) -> Path:
