@@ -45,8 +45,8 @@ from sample_efficiency import write  # noqa: E402
 import goldmine as gm  # noqa: E402
 import goldmine.plots  # noqa: E402,F401
 from goldmine.physics import (EFTProcess, ExtendedLikelihood, Nuisance, WeightedEvents, asimov,  # noqa: E402
-                              choose_benchmarks, ellipse_area, fisher_information, histogram_limits, profile, toy_limits,
-                              wilks_limits)
+                              choose_benchmarks, ellipse_area, fisher_information, histogram_limits, profile, wilks_limits)
+from goldmine.physics.pooled_toys import NODES, compare_profiles, pooled_toy_limits  # noqa: E402
 from goldmine.physics.process import EXPONENTS, OBSERVABLES  # noqa: E402
 
 LEVELS = (0.68, 0.95)
@@ -63,14 +63,47 @@ def targets(areas: dict) -> dict:
         out[f"gold area ≤ 0.7 × pyhf's ({tag})"] = {
             "met": trusted and gold <= 0.7 * pyhf, "gold_over_pyhf": gold / pyhf, "gold_over_truth": gold / truth,
             **({} if trusted else {"why_not": "the gold region is smaller than the truth's: overconfident"})}
-    out["gold at N events matches carl at 10·N"] = "not run: one number of events"
     out["Neyman coverage of the gold limits within 2 points (≥ 500 toys)"] = "not run: Wilks limits only"
     return out
 
 
+def carl_name(runs: int, gold_runs: int) -> str:
+    """carl's row in the tables: "carl" on the gold methods' runs, "carl@R" on R others."""
+    return "carl" if runs == gold_runs else f"carl@{runs}"
+
+
+def carl_target(areas: dict, q_error: dict, gold_runs: int, carl_runs: list) -> dict:
+    """"Gold at N runs matches carl at 10·N": carl on 10·N runs against alices on N, by the q error against the
+    truth (RMS over the grid, ν fixed) and by the 95% areas over the truth's (with and without systematics).
+    Matched when carl@10N's q error is at least alices' (carl needs ≥ 10× the runs for gold's accuracy)."""
+    key = "gold at N runs matches carl at 10·N"
+    name = carl_name(10 * gold_runs, gold_runs)
+    if 10 * gold_runs not in carl_runs:
+        return {key: f"not run: carl needs --carl-runs {10 * gold_runs}"}
+    out = {"met": q_error[name] >= q_error["alices"], "q_error_carl_10N_over_gold": q_error[name] / q_error["alices"]}
+    for tag, a in areas.items():
+        truth = a["truth"]["0.95"]
+        out[f"95% area / truth ({tag})"] = {"alices": a["alices"]["0.95"] / truth, name: a[name]["0.95"] / truth}
+    return {key: out}
+
+
+def training_summary(est) -> dict:
+    """Where the validation loss of a fit was lowest and where it ended: a loss that rises to the end means
+    the kept (final) weights overfit, which makes a ratio surrogate's regions too small."""
+    h = est.history_
+    val = [float(v) for v in h.get("val_loss", [])]
+    if not val:
+        return {}
+    best = min(range(len(val)), key=val.__getitem__)
+    return {"epochs": len(val), "val_loss_first": val[0], "val_loss_best": val[best], "best_epoch": best + 1,
+            "val_loss_final": val[-1], "train_loss_final": float(h["train_loss"][-1]), "kept": h.get("kept")}
+
+
 def run_toys(args, source, likelihoods: dict, grid, data_asimov) -> dict:
     """The toys' limits at the SM: truth and alices with ν fixed (`--toys`) and with ν profiled
-    (`--profiled-toys`), beside each one's Asimov areas."""
+    (`--profiled-toys`), beside each one's Asimov areas. Every toy's shape terms come from one table of the
+    distinct events at every grid point and ν node (`pooled_toy_limits`: exact with ν fixed, interpolated in ν
+    when profiled); `--check-toys` toys are also profiled exactly, to measure the interpolation's error in q."""
     plan = [("truth", False, args.toys), ("alices", False, args.toys), ("truth", True, args.profiled_toys),
             ("alices", True, args.profiled_toys)]
     out = {}
@@ -78,14 +111,19 @@ def run_toys(args, source, likelihoods: dict, grid, data_asimov) -> dict:
         if not n:
             continue
         lik, t0 = likelihoods[name], time.perf_counter()
-        found = toy_limits(lik, grid, source, source.reference, n, seed=10_000, levels=LEVELS,
-                           systematics=systematics, progress=False)
+        found = pooled_toy_limits(lik, grid, source, source.reference, n, seed=10_000, levels=LEVELS,
+                                  systematics=systematics, nodes=args.nodes, progress=False)
+        seconds = time.perf_counter() - t0
         at_asimov = wilks_limits(profile(lik, grid, data_asimov, systematics=systematics), LEVELS)
         out[f"{name} ({'systematics' if systematics else 'none'})"] = {
-            "toys": n, "seconds": time.perf_counter() - t0, "mean_events": float(found.counts.mean()),
+            "toys": n, "seconds": seconds, "mean_events": float(found.counts.mean()),
             **{f"asimov_{lv}": at_asimov.areas[lv] for lv in LEVELS},
             **{f"bands_{lv}": found.bands(lv) for lv in LEVELS},
-            **{f"coverage_{lv}": dict(zip(("fraction", "stderr"), found.coverage(lv))) for lv in LEVELS}}
+            **{f"coverage_{lv}": dict(zip(("fraction", "stderr"), found.coverage(lv))) for lv in LEVELS},
+            **({"interpolation_check": compare_profiles(lik, grid, source, source.reference, args.check_toys,
+                                                        seed=10_000, nodes=args.nodes)}
+               if systematics and args.check_toys else {})}
+        print(f"{name} ({'systematics' if systematics else 'none'}): {n} toys in {seconds:.0f} s", flush=True)
     return out
 
 
@@ -115,6 +153,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000, help="weighted events generated (before cuts)")
     parser.add_argument("--runs", type=int, default=10_000, help="mined runs every method trains on")
+    parser.add_argument("--carl-runs", type=int, nargs="+", default=None, help="mined runs carl trains on, one "
+                        "carl per number (default: --runs); carl at R ≠ --runs runs is reported as carl@R")
     parser.add_argument("--points", type=int, default=11, help="grid points per axis over (c₁, c₂)")
     parser.add_argument("--expected", type=float, default=500.0, help="expected SM events: L·σ_fid(SM)")
     parser.add_argument("--width", type=float, default=0.5, help="the grid covers [−width, width]²")
@@ -122,6 +162,10 @@ def main():
                         "bands of the limits and Neyman coverage (0: none)")
     parser.add_argument("--profiled-toys", type=int, default=0, help="toys with ν profiled, for truth and alices "
                         "(each profiles ν at every grid point: alices' are slow)")
+    parser.add_argument("--nodes", type=int, default=NODES, help="Chebyshev nodes per nuisance of the profiled toys' "
+                        "table (odd: ν = 0 is a node)")
+    parser.add_argument("--check-toys", type=int, default=3, help="profiled toys also profiled exactly, to measure "
+                        "the interpolation's error in q")
     parser.add_argument("--only-toys", action="store_true", help="train alices only, run the toys and write "
                         "DIR/eft_toys.json (no Asimov table)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3000 events, 2000 runs, 5 points")
@@ -147,13 +191,21 @@ def main():
     data = gm.simulate(source, args.runs, path, seed=0, progress=False)
     fits = {}
     estimators = {"alices": gm.RatioEstimator("alices", progress=False),
-                  "carl": gm.RatioEstimator("carl", progress=False),
                   "sally": gm.ScoreEstimator("sally", progress=False)}
     for name, est in estimators.items():
         if args.only_toys and name != "alices":
             continue
         t0 = time.perf_counter()
         fits[name] = (est.fit(data), time.perf_counter() - t0)
+    carls = [] if args.only_toys else (args.carl_runs or [args.runs])
+    for runs in carls:  # carl on its own budget: "gold at N runs matches carl at 10·N"
+        name = carl_name(runs, args.runs)
+        carl_path = args.out / f"eft_{runs}.h5"
+        carl_path.unlink(missing_ok=True)
+        carl_data = data if runs == args.runs else gm.simulate(source, runs, carl_path, seed=0, progress=False)
+        t0 = time.perf_counter()
+        fits[name] = (gm.RatioEstimator("carl", progress=False).fit(carl_data), time.perf_counter() - t0)
+        carl_path.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
 
     axis = torch.linspace(-args.width, args.width, args.points, dtype=torch.float64)
@@ -176,7 +228,8 @@ def main():
         return
     likelihoods = {"truth": ExtendedLikelihood(source, source.cross_section, luminosity, poi_dim=2),
                    "alices": ExtendedLikelihood(fits["alices"][0], source.cross_section, luminosity, 2, prior=source.prior),
-                   "carl": ExtendedLikelihood(fits["carl"][0], source.cross_section, luminosity, 2, prior=source.prior),
+                   **{carl_name(r, args.runs): ExtendedLikelihood(fits[carl_name(r, args.runs)][0], source.cross_section,
+                                                                  luminosity, 2, prior=source.prior) for r in carls},
                    "rate": ExtendedLikelihood(None, source.cross_section, luminosity, 2, nuisance_dim=2)}
     obs = (OBSERVABLES.index("m_ll"), OBSERVABLES.index("cos_theta_cs"))
     results, q95, q_none, profile_seconds = {}, {}, {}, {}
@@ -196,7 +249,8 @@ def main():
             q_none = {name: lim.profile.q for name, lim in found.items()}
     # how far each learned Asimov surface lies from the truth's, with ν fixed: an error of the surrogate's
     # ratio in θ, which no treatment of the nuisances can cause or cure
-    q_error = {name: float(((q_none[name] - q_none["truth"]) ** 2).mean().sqrt()) for name in ("alices", "carl")}
+    q_error = {name: float(((q_none[name] - q_none["truth"]) ** 2).mean().sqrt())
+               for name in ["alices"] + [carl_name(r, args.runs) for r in carls]}
     fisher = {"truth": fisher_information(source, [0.0, 0.0], luminosity),
               "histogram": fisher_information(source, [0.0, 0.0], luminosity, "histogram", observables=obs, bins=5),
               "sally": fisher_information(source, [0.0, 0.0], luminosity, "score", score=fits["sally"][0].score)}
@@ -207,9 +261,12 @@ def main():
               "events_after_cuts": int(keep.sum()), "mean_morphing_spread": morphing.mean_spread,
               "luminosity": luminosity, "grid_cell": float((axis[1] - axis[0]) ** 2),
               "areas": results, "fisher_95_areas": {k: ellipse_area(v) for k, v in fisher.items()},
-              "targets": targets(results), "q_rms_error_vs_truth_without_systematics": q_error,
+              "targets": targets(results) | carl_target(results, q_error, args.runs, carls),
+              "q_rms_error_vs_truth_without_systematics": q_error,
               "profile_seconds": profile_seconds,
-              "training_seconds": {k: v[1] for k, v in fits.items()}, "seconds": time.perf_counter() - start}
+              "training_seconds": {k: v[1] for k, v in fits.items()},
+              "training_histories": {k: training_summary(v[0]) for k, v in fits.items()},
+              "seconds": time.perf_counter() - start}
     if args.toys or args.profiled_toys:
         record["toys"] = run_toys(args, source, {k: likelihoods[k] for k in ("truth", "alices")}, grid, data_asimov)
         key = "Neyman coverage of the gold limits within 2 points (≥ 500 toys)"
