@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,8 @@ import goldmine as gm  # noqa: E402
 import goldmine.plots  # noqa: E402,F401
 from goldmine.physics import (EFTProcess, ExtendedLikelihood, Nuisance, WeightedEvents, asimov,  # noqa: E402
                               choose_benchmarks, ellipse_area, fisher_information, histogram_limits, profile, wilks_limits)
-from goldmine.physics.pooled_toys import NODES, compare_profiles, pooled_toy_limits  # noqa: E402
+from goldmine.physics.pooled_toys import (NODES, compare_profiles, interpolated_profile,  # noqa: E402
+                                         pooled_toy_limits)
 from goldmine.physics.process import EXPONENTS, OBSERVABLES  # noqa: E402
 
 LEVELS = (0.68, 0.95)
@@ -65,6 +67,19 @@ def targets(areas: dict) -> dict:
             **({} if trusted else {"why_not": "the gold region is smaller than the truth's: overconfident"})}
     out["Neyman coverage of the gold limits within 2 points (≥ 500 toys)"] = "not run: Wilks limits only"
     return out
+
+
+def fitted(args, name: str, train) -> tuple:
+    """(estimator, training seconds): loaded from DIR/models/<name> when a former run with the same settings
+    saved it there (seconds then NaN), else trained by `train()` and saved."""
+    folder = args.out / "models" / name
+    if (folder / "config.json").exists():
+        return gm.load(folder), float("nan")
+    t0 = time.perf_counter()
+    est = train()
+    seconds = time.perf_counter() - t0
+    est.save(folder)
+    return est, seconds
 
 
 def carl_name(runs: int, gold_runs: int) -> str:
@@ -114,7 +129,8 @@ def run_toys(args, source, likelihoods: dict, grid, data_asimov) -> dict:
         found = pooled_toy_limits(lik, grid, source, source.reference, n, seed=10_000, levels=LEVELS,
                                   systematics=systematics, nodes=args.nodes, progress=False)
         seconds = time.perf_counter() - t0
-        at_asimov = wilks_limits(profile(lik, grid, data_asimov, systematics=systematics), LEVELS)
+        at_asimov = wilks_limits(interpolated_profile(lik, grid, data_asimov, systematics=systematics,
+                                                      nodes=args.nodes), LEVELS)
         out[f"{name} ({'systematics' if systematics else 'none'})"] = {
             "toys": n, "seconds": seconds, "mean_events": float(found.counts.mean()),
             **{f"asimov_{lv}": at_asimov.areas[lv] for lv in LEVELS},
@@ -186,26 +202,28 @@ def main():
     source = WeightedEvents(sample.x[keep], sample.weights[keep], morphing, sim.prior, sim.reference,
                             name="eft_detector", nuisances=nuisances)
     luminosity = args.expected / float(source.cross_section(source.reference[None])[0])
-    path = args.out / "eft.h5"
+    path = args.out / f"eft_{os.getpid()}.h5"  # runs that share DIR (and its saved models) write their own data
     path.unlink(missing_ok=True)
     data = gm.simulate(source, args.runs, path, seed=0, progress=False)
     fits = {}
-    estimators = {"alices": gm.RatioEstimator("alices", progress=False),
-                  "sally": gm.ScoreEstimator("sally", progress=False)}
-    for name, est in estimators.items():
+    estimators = {"alices": lambda: gm.RatioEstimator("alices", progress=False),
+                  "sally": lambda: gm.ScoreEstimator("sally", progress=False)}
+    for name, make in estimators.items():
         if args.only_toys and name != "alices":
             continue
-        t0 = time.perf_counter()
-        fits[name] = (est.fit(data), time.perf_counter() - t0)
+        fits[name] = fitted(args, name, lambda make=make: make().fit(data))
     carls = [] if args.only_toys else (args.carl_runs or [args.runs])
     for runs in carls:  # carl on its own budget: "gold at N runs matches carl at 10·N"
-        name = carl_name(runs, args.runs)
-        carl_path = args.out / f"eft_{runs}.h5"
-        carl_path.unlink(missing_ok=True)
-        carl_data = data if runs == args.runs else gm.simulate(source, runs, carl_path, seed=0, progress=False)
-        t0 = time.perf_counter()
-        fits[name] = (gm.RatioEstimator("carl", progress=False).fit(carl_data), time.perf_counter() - t0)
-        carl_path.unlink(missing_ok=True)
+        carl_path = args.out / f"eft_{os.getpid()}_{runs}.h5"
+
+        def train(runs=runs, carl_path=carl_path):
+            carl_path.unlink(missing_ok=True)
+            carl_data = data if runs == args.runs else gm.simulate(source, runs, carl_path, seed=0, progress=False)
+            est = gm.RatioEstimator("carl", progress=False).fit(carl_data)
+            carl_path.unlink(missing_ok=True)
+            return est
+
+        fits[carl_name(runs, args.runs)] = fitted(args, carl_name(runs, args.runs), train)
     path.unlink(missing_ok=True)
 
     axis = torch.linspace(-args.width, args.width, args.points, dtype=torch.float64)
@@ -238,7 +256,9 @@ def main():
         found = {}
         for name, lik in likelihoods.items():
             t0 = time.perf_counter()
-            found[name] = wilks_limits(profile(lik, grid, data_asimov, systematics=systematics), LEVELS)
+            prof = profile(lik, grid, data_asimov, systematics=systematics) if name in ("truth", "rate") else \
+                interpolated_profile(lik, grid, data_asimov, systematics=systematics, nodes=args.nodes)
+            found[name] = wilks_limits(prof, LEVELS)
             profile_seconds[f"{name} ({tag})"] = time.perf_counter() - t0
         found["pyhf"] = histogram_limits(source, grid, [0.0, 0.0], luminosity, observables=obs, bins=5,
                                          systematics=systematics, levels=LEVELS)
