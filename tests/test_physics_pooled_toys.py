@@ -60,7 +60,8 @@ def test_pooled_profiles_follow_the_exact_profile_of_every_toy(setup):
     errors = {}
     for nodes in (3, pt.NODES):
         values, node_1d = pt.toy_shape_tables(full, grid, [data], True, nodes)
-        pooled = lim.profile(pt._InterpolatedToy(full, values[0], node_1d), grid, data)
+        log_sigma = pt.log_sigma_table(full, grid, True, nodes)
+        pooled = lim.profile(pt._InterpolatedToy(full, values[0], log_sigma, node_1d), grid, data)
         errors[nodes] = float((pooled.q - exact.q).abs().max())
     assert errors[pt.NODES] < 0.01 and errors[3] > errors[pt.NODES]
 

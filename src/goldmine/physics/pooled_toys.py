@@ -13,9 +13,10 @@ of toys, and each toy's shape term is the tensor-product Lagrange interpolant th
 
     S_t(θ_g, ν) = Σ_n L_n(ν) Σ_j c_tj log r̂(x_j|θ_g, ν_n),     L_n(ν) = Π_k ℓ_{n_k}(ν_k),
 
-a polynomial of degree P − 1 in each ν_k, cheap and differentiable: ν̂(θ_g) maximises it plus the exact
-rate and constraint terms with the same L-BFGS as `profile`. The toys are those of `toy` (same seeds),
-so only the shape term's ν-dependence is approximated; with odd P, ν = 0 is a node, and the toys with
+a polynomial of degree P − 1 in each ν_k, cheap and differentiable; log σ(θ_g, ν), the same for every toy, is
+interpolated alike (a weighted-event source sums all its events for each σ). ν̂(θ_g) maximises the toy's
+extended likelihood with these and the exact constraint terms, with the same L-BFGS as `profile`. The toys are those of `toy` (same seeds),
+so only the ν-dependence of the shape term and of σ is approximated; with odd P, ν = 0 is a node, and the toys with
 ν fixed ("without systematics") are exact. The interpolation error of a smooth function on Chebyshev
 nodes falls geometrically with P (Trefethen, "Approximation Theory and Approximation Practice", SIAM
 2013, ch. 8); `compare_profiles` measures it against the exact profile of a few toys.
@@ -31,6 +32,7 @@ from torch import Tensor
 from ..simulators.base import DTYPE
 from .events import NUISANCE_RANGE
 from .limits import EventData, ExtendedLikelihood, Profile, ToyLimits, profile, toy, wilks_limits
+from .nuisance import log_constraint
 
 #: Chebyshev nodes per nuisance: odd, so that ν = 0 is a node
 NODES = 7
@@ -64,19 +66,23 @@ def node_grid(nodes: Tensor, k: int) -> Tensor:
 
 
 class _InterpolatedToy:
-    """The extended likelihood of one toy with its shape term interpolated in ν (duck-types the parts of
-    `ExtendedLikelihood` that `profile` uses). Rows of `params` are the grid's points in order."""
+    """The extended likelihood of one toy with its shape term and log σ interpolated in ν (duck-types the parts
+    of `ExtendedLikelihood` that `profile` uses). Rows of `params` are the grid's points in order."""
 
     values_only = False
 
-    def __init__(self, base: ExtendedLikelihood, values: Tensor, nodes: Tensor | None):
-        self.base, self.values, self.nodes = base, values, nodes
+    def __init__(self, base: ExtendedLikelihood, values: Tensor, log_sigma: Tensor, nodes: Tensor | None):
+        self.base, self.values, self.log_sigma, self.nodes = base, values, log_sigma, nodes
         self.poi_dim, self.nuisance_dim = base.poi_dim, base.nuisance_dim
 
     def log_likelihood(self, params: Tensor, data: EventData) -> Tensor:
         nu = params[:, self.poi_dim:]
-        shape = self.values[:, 0] if self.nodes is None else (lagrange_basis(nu, self.nodes) * self.values).sum(-1)
-        return self.base._rate_part(params, data) + shape
+        basis = torch.ones(params.shape[0], 1, dtype=DTYPE) if self.nodes is None else lagrange_basis(nu, self.nodes)
+        out = log_constraint(nu if data.auxiliary is None else nu - data.auxiliary.to(nu.dtype))
+        if self.base.rate:
+            mu = self.base.luminosity * torch.exp((basis * self.log_sigma).sum(-1))
+            out = out + data.count * torch.log(mu) - mu
+        return out + (basis * self.values).sum(-1)
 
     def gradient(self, params: Tensor, data: EventData) -> tuple[Tensor, Tensor]:
         params = params.detach().requires_grad_(True)
@@ -84,6 +90,24 @@ class _InterpolatedToy:
             value = self.log_likelihood(params, data)
             (g,) = torch.autograd.grad(value.sum(), params)
         return value.detach(), g[:, self.poi_dim:]
+
+
+def _nodes(likelihood: ExtendedLikelihood, systematics: bool, nodes: int, bound: float) -> tuple[Tensor | None, Tensor]:
+    """The 1-D nodes (None with ν fixed) and the tensor-product nodes (N, K) (ν = 0 alone with ν fixed)."""
+    k = likelihood.nuisance_dim if systematics else 0
+    if not k:
+        return None, torch.zeros(1, likelihood.nuisance_dim, dtype=DTYPE)
+    node_1d = chebyshev_nodes(nodes, bound)
+    return node_1d, node_grid(node_1d, k)
+
+
+def log_sigma_table(likelihood: ExtendedLikelihood, grid: Tensor, systematics: bool, nodes: int = NODES,
+                    bound: float = NUISANCE_RANGE) -> Tensor:
+    """log σ(θ_g, ν_n) at every grid point and ν node: (G, N), the same for every toy."""
+    _, nu_nodes = _nodes(likelihood, systematics, nodes, bound)
+    params = torch.cat([grid.repeat_interleave(nu_nodes.shape[0], 0), nu_nodes.repeat(grid.shape[0], 1)], -1)
+    with torch.no_grad():
+        return torch.log(likelihood.cross_section(params)).to(DTYPE).reshape(grid.shape[0], -1)
 
 
 def pooled_toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, seed: int = 0,
@@ -111,11 +135,12 @@ def pooled_toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys:
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
     drawn = [toy(source, theta, likelihood.luminosity, seed=seed + t) for t in range(toys)]
     values, node_1d = toy_shape_tables(likelihood, grid, drawn, systematics, nodes, bound, progress)
+    log_sigma = log_sigma_table(likelihood, grid, systematics, nodes, bound)
     nearest = int(((grid - theta[: likelihood.poi_dim]) ** 2).sum(-1).argmin())
     areas = {lv: [] for lv in levels}
     covered = {lv: [] for lv in levels}
     for t in tqdm(range(toys), desc="toy profiles", disable=not progress, dynamic_ncols=True):
-        found = wilks_limits(profile(_InterpolatedToy(likelihood, values[t], node_1d), grid, drawn[t],
+        found = wilks_limits(profile(_InterpolatedToy(likelihood, values[t], log_sigma, node_1d), grid, drawn[t],
                                      systematics=systematics, bound=bound), levels)
         for lv in levels:
             areas[lv].append(found.areas[lv])
@@ -133,9 +158,7 @@ def toy_shape_tables(likelihood: ExtendedLikelihood, grid: Tensor, drawn: list[E
     A toy without events has zeros; a (toy, θ_g, ν_n) whose events include a non-finite term gets −inf."""
     from tqdm.auto import tqdm
 
-    k = likelihood.nuisance_dim if systematics else 0
-    node_1d = chebyshev_nodes(nodes, bound) if k else None
-    nu_nodes = node_grid(node_1d, k) if k else torch.zeros(1, likelihood.nuisance_dim, dtype=DTYPE)
+    node_1d, nu_nodes = _nodes(likelihood, systematics, nodes, bound)
     with_events = [d for d in drawn if d.x is not None]
     out = torch.zeros(len(drawn), grid.shape[0], nu_nodes.shape[0], dtype=DTYPE)
     if not with_events:
@@ -170,7 +193,9 @@ def interpolated_profile(likelihood: ExtendedLikelihood, grid, data: EventData, 
     if likelihood.model is None:
         return profile(likelihood, grid, data, systematics=systematics, bound=bound)
     values, node_1d = toy_shape_tables(likelihood, grid, [data], systematics, nodes, bound)
-    return profile(_InterpolatedToy(likelihood, values[0], node_1d), grid, data, systematics=systematics, bound=bound)
+    log_sigma = log_sigma_table(likelihood, grid, systematics, nodes, bound)
+    return profile(_InterpolatedToy(likelihood, values[0], log_sigma, node_1d), grid, data, systematics=systematics,
+                   bound=bound)
 
 
 def compare_profiles(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, seed: int = 0,
@@ -181,10 +206,11 @@ def compare_profiles(likelihood: ExtendedLikelihood, grid, source, theta, toys: 
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
     drawn = [toy(source, theta, likelihood.luminosity, seed=seed + t) for t in range(toys)]
     values, node_1d = toy_shape_tables(likelihood, grid, drawn, True, nodes, bound)
+    log_sigma = log_sigma_table(likelihood, grid, True, nodes, bound)
     worst, worst_near = 0.0, 0.0
     for t, data in enumerate(drawn):
         exact = profile(likelihood, grid, data, bound=bound).q
-        pooled = profile(_InterpolatedToy(likelihood, values[t], node_1d), grid, data, bound=bound).q
+        pooled = profile(_InterpolatedToy(likelihood, values[t], log_sigma, node_1d), grid, data, bound=bound).q
         diff = (pooled - exact).abs()
         worst = max(worst, float(diff.max()))
         worst_near = max(worst_near, float(diff[exact < 12.0].max()))
