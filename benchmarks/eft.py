@@ -69,6 +69,20 @@ def targets(areas: dict) -> dict:
     return out
 
 
+def make_source(events: int, nuisances: bool = True) -> tuple:
+    """The benchmark's detector-level events as a `WeightedEvents` source (with the normalisation and scale
+    nuisances, or none), the morphing, and the mask of the generated events that pass the cuts."""
+    sim = EFTProcess("detector")
+    morphing = choose_benchmarks(EXPONENTS, sim.prior, fixed=sim.reference, seed=0)
+    sample = sim.weighted_events(events, morphing.benchmarks, seed=1)
+    keep = sample.passed
+    tilt = (sample.parton[keep, 0] / 0.35) ** 0.3
+    variations = [Nuisance("normalisation", normalisation=0.1), Nuisance("scale", up=tilt, down=1 / tilt)]
+    source = WeightedEvents(sample.x[keep], sample.weights[keep], morphing, sim.prior, sim.reference,
+                            name="eft_detector", nuisances=variations if nuisances else ())
+    return source, morphing, keep
+
+
 def fitted(args, name: str, train) -> tuple:
     """(estimator, training seconds): loaded from DIR/models/<name> when a former run with the same settings
     saved it there (seconds then NaN), else trained by `train()` and saved."""
@@ -193,14 +207,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
-    sim = EFTProcess("detector")
-    morphing = choose_benchmarks(EXPONENTS, sim.prior, fixed=sim.reference, seed=0)
-    sample = sim.weighted_events(args.events, morphing.benchmarks, seed=1)
-    keep = sample.passed
-    tilt = (sample.parton[keep, 0] / 0.35) ** 0.3
-    nuisances = [Nuisance("normalisation", normalisation=0.1), Nuisance("scale", up=tilt, down=1 / tilt)]
-    source = WeightedEvents(sample.x[keep], sample.weights[keep], morphing, sim.prior, sim.reference,
-                            name="eft_detector", nuisances=nuisances)
+    source, morphing, keep = make_source(args.events)
     luminosity = args.expected / float(source.cross_section(source.reference[None])[0])
     path = args.out / f"eft_{os.getpid()}.h5"  # runs that share DIR (and its saved models) write their own data
     path.unlink(missing_ok=True)
