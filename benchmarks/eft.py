@@ -85,10 +85,10 @@ def make_source(events: int, nuisances: bool = True) -> tuple:
 
 def fitted(args, name: str, train) -> tuple:
     """(estimator, training seconds): loaded from DIR/models/<name> when a former run with the same settings
-    saved it there (seconds then NaN), else trained by `train()` and saved."""
+    saved it there (seconds then None), else trained by `train()` and saved."""
     folder = args.out / "models" / name
     if (folder / "config.json").exists():
-        return gm.load(folder), float("nan")
+        return gm.load(folder), None
     t0 = time.perf_counter()
     est = train()
     seconds = time.perf_counter() - t0
