@@ -13,18 +13,23 @@ every method trains on the same mined runs (equal budgets), and every limit uses
     pyhf       the binned HistFactory analysis of (m_ℓℓ, cos θ_CS), 5 × 5 bins of equal expected count
     rate       the Poisson count alone
 
-each with the nuisances profiled (torch's L-BFGS) and fixed ("without systematics"), on an even grid
-over (c₁, c₂). Alongside: the areas of the 95% Cramér–Rao ellipses of the Fisher information (truth,
+each with the nuisances profiled (torch's L-BFGS; for the surrogates on their shape terms and log σ
+tabulated at Chebyshev nodes in ν, `goldmine.physics.pooled_toys.interpolated_profile`, --nodes per
+nuisance) and fixed ("without systematics"), on an even grid over (c₁, c₂). `--carl-runs R1 R2 ...`
+trains one carl per number of runs (carl@R beside the gold methods' --runs): "gold at N runs matches carl
+at 10·N". Fitted models are saved in DIR/models and loaded from there by later runs into the same DIR. Alongside: the areas of the 95% Cramér–Rao ellipses of the Fisher information (truth,
 the histogram and sally's learned score), nuisances profiled. Estimators run with their default settings.
 
 Toys (`--toys T`, `--profiled-toys T'`): T pseudo-experiments at the SM (n ~ Poisson(L σ) events,
 auxiliary measurements of ν fluctuated) for the truth and alices with ν fixed, T' with ν profiled:
 the median and ±1σ/±2σ bands of their 68% and 95% areas beside Asimov's, and the Neyman coverage of
-the regions (the fraction that holds the SM) with its binomial standard error. `--only-toys` trains
+the regions (the fraction that holds the SM) with its binomial standard error. The toys resample the
+weighted events, so `pooled_toy_limits` evaluates each distinct event once per grid point and ν node;
+`--check-toys` of them are also profiled exactly, to measure the interpolation's error in q. `--only-toys` trains
 alices alone and writes DIR/eft_toys.json instead of the Asimov table.
 
-Run as `python benchmarks/eft.py [--events N] [--runs R] [--points P] [--toys T] [--profiled-toys T']
-[--only-toys] [--quick] [--out DIR]`; writes DIR/eft.json and DIR/eft.png (the 95% contours) and
+Run as `python benchmarks/eft.py [--events N] [--runs R] [--carl-runs R ...] [--points P] [--nodes P]
+[--toys T] [--profiled-toys T'] [--check-toys C] [--only-toys] [--quick] [--out DIR]`; writes DIR/eft.json and DIR/eft.png (the 95% contours) and
 prints the table.
 """
 
