@@ -44,6 +44,7 @@ def main():
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eft")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     axis = torch.linspace(-args.width, args.width, args.points, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
