@@ -16,7 +16,7 @@ LAYERS = {
     "goldmine.simulators": 1,
     "goldmine.physics.morphing": 1, "goldmine.physics.kinematics": 1, "goldmine.physics.events": 1,
     "goldmine.physics.process": 1, "goldmine.physics.lhe": 1, "goldmine.physics.root": 1, "goldmine.physics.nuisance": 1,
-    "goldmine.physics.limits": 4, "goldmine.physics.histfactory": 4, "goldmine.physics.fisher": 4, "goldmine.physics": 4,
+    "goldmine.physics.limits": 4, "goldmine.physics.pooled_toys": 4, "goldmine.physics.histfactory": 4, "goldmine.physics.fisher": 4, "goldmine.physics": 4,
     "goldmine.mining": 2, "goldmine.data": 2, "goldmine.memory": 2, "goldmine.training": 2, "goldmine.nn": 2,
     "goldmine.embeddings": 2,
     "goldmine.estimators": 3, "goldmine.evaluate": 3, "goldmine.gold_check": 3,

@@ -13,11 +13,12 @@ from .limits import (EventData, ExtendedLikelihood, Limits, Profile, ToyLimits, 
                      toy, toy_limits, wilks_limits)
 from .morphing import Morphing, choose_benchmarks, components
 from .nuisance import Nuisance
+from .pooled_toys import pooled_toy_limits
 from .process import EFTProcess
 from .root import read_root, variation_nuisances
 
 __all__ = ["EFTProcess", "EventData", "ExtendedLikelihood", "LHEEvents", "Limits", "Morphing", "Nuisance", "Profile",
            "WeightedEvents", "asimov", "choose_benchmarks", "components", "declared_weights", "ellipse", "ellipse_area",
            "expected_limits", "fisher_information", "histogram_limits", "histogram_profile", "lhe_source",
-           "observed", "profile", "read_lhe", "read_root", "toy", "toy_limits", "ToyLimits", "variation_nuisances", "wilks_limits",
+           "observed", "pooled_toy_limits", "profile", "read_lhe", "read_root", "toy", "toy_limits", "ToyLimits", "variation_nuisances", "wilks_limits",
            "write_lhe"]
