@@ -21,10 +21,13 @@ def test_the_example_study_runs_from_lhe_to_limits_at_a_tiny_scale(tmp_path):
         text = text.replace(big, small)
     study = tmp_path / "eft.toml"
     study.write_text(text)
-    record = run_eft_study(study)
+    from goldmine.cli import main
+
+    assert main(["run", str(study), "--quiet"]) == 0  # goldmine run knows an EFT study by its [events]
     out = tmp_path / "eft-study"
+    record = json.loads((out / "limits.json").read_text())
     assert (tmp_path / "eft-study.lhe").exists() and (out / "limits.png").exists()
-    assert json.loads((out / "limits.json").read_text())["areas"] == record["areas"]
+    assert (out / ".goldmine").exists()  # marked as a study's folder, so a rerun may write there again
     assert record["nuisances"] == ["normalisation", "scale"] and 0 < record["events"] <= 600
     for tag in ("systematics", "none"):
         assert set(record["areas"][tag]) == {"truth", "rate only", "alices", "carl", "pyhf"}
@@ -40,3 +43,14 @@ def test_a_study_file_missing_keys_or_with_unknown_sections_is_refused(tmp_path)
     study.write_text(EXAMPLE.read_text().replace('names = ["c1", "c2"]', ""))
     with pytest.raises(ValueError, match="needs 'names'"):
         load_eft_study(study)
+
+
+def test_a_folder_that_goldmine_did_not_write_is_refused_before_anything_is_made(tmp_path):
+    study = tmp_path / "eft.toml"
+    study.write_text(EXAMPLE.read_text())
+    (tmp_path / "eft-study").mkdir()
+    (tmp_path / "eft-study" / "data.h5").write_text("the user's own file")
+    with pytest.raises(FileExistsError, match="choose another output folder"):
+        run_eft_study(study)
+    assert (tmp_path / "eft-study" / "data.h5").read_text() == "the user's own file"
+    assert not (tmp_path / "eft-study.lhe").exists()

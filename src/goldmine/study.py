@@ -22,6 +22,9 @@ options retrains only that method. An interrupted stage resumes: the simulation 
 its last finished chunk, a training starts over in a hidden folder that is renamed into place only
 once the model is saved, so a killed training never looks finished.
 
+A file with an [events] section instead of a simulator is an EFT study (LHE events in, limits with
+systematics out), which `run` hands to `goldmine.physics.study` (examples/eft.toml).
+
 The stages are made of the pieces in `goldmine.workflow`, which the `goldmine` command uses too; the
 methods a study may train are the registry's (`goldmine.estimators.registry`).
 """
@@ -343,6 +346,16 @@ class Stages:
         write_json(self.path, self.entries)
 
 
+def _event_study(path) -> bool:
+    """Whether the file at `path` is an EFT study (LHE events in, limits out: `goldmine.physics.study`)."""
+    from .physics.study import is_event_study
+
+    try:
+        return Path(path).is_file() and is_event_study(tomllib.loads(Path(path).read_text()))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False  # load_study names the problem
+
+
 def run(study, output=None, progress: bool = True, echo=print) -> dict:
     """Carries out a study into its output folder, skipping the stages finished earlier.
 
@@ -355,6 +368,12 @@ def run(study, output=None, progress: bool = True, echo=print) -> dict:
     Returns:
         The contents of results.json.
     """
+    if not isinstance(study, Study) and _event_study(study):  # [events]: an EFT study (goldmine.physics.study)
+        from .physics.study import areas_table, run_eft_study
+
+        record = run_eft_study(study, output, progress=progress)
+        echo(areas_table(record))
+        return record
     if not isinstance(study, Study):
         study = load_study(study, output)
     elif output is not None:

@@ -14,7 +14,9 @@ The file (examples/eft.toml explains every key) names
     [limits]      the expected SM events L·σ(SM) (which fixes the luminosity), the grid over the
                   coefficients, the levels, and the binned pyhf baseline's observables and bins
 
-and `run_eft_study(path)` writes into the output folder the mined data, `limits.json` (the areas of
+and `run_eft_study(path)` (or `goldmine run STUDY.toml`, which recognises a study by its [events]
+section) writes into the output folder (new, empty, or one a study wrote: goldmine's marker says
+so, and any other folder is refused) the mined data, `limits.json` (the areas of
 the expected (Asimov, at the reference) Wilks regions of the truth, every method, the rate alone and
 the pyhf analysis, with the nuisances profiled and fixed) and `limits.png` (the 95% contours with
 systematics). Every method profiles ν with the extended likelihood of `goldmine.physics.limits`.
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ..folders import claim
 from ..simulators.base import DTYPE, box_prior
 from .histfactory import histogram_limits
 from .lhe import EXPRESSION_NAMES, declared_weights, lhe_source, read_lhe, write_lhe
@@ -97,7 +100,7 @@ def run_eft_study(path, output=None, progress: bool = False) -> dict:
     start = time.perf_counter()
     home = path.parent
     out = Path(output) if output is not None else home / raw.get("output", f"{raw.get('name', 'eft')}-study")
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim(out, "study", "choose another output folder (goldmine run -o, or output = ... in the study file)")
     torch.set_num_threads(1)
 
     params, ev = raw["parameters"], raw["events"]
@@ -168,6 +171,22 @@ def run_eft_study(path, output=None, progress: bool = False) -> dict:
     return record
 
 
+def is_event_study(raw: dict) -> bool:
+    """Whether a parsed study file is an EFT study of this module (it has [events] and no simulator)."""
+    return "events" in raw and "simulator" not in raw
+
+
+def areas_table(record: dict) -> str:
+    """The areas of limits.json as the printed table: one row per method, 68% and 95% with and without
+    systematics."""
+    lines = [f"{record['events']} events of {record['lhe']}; nuisances {record['nuisances']}",
+             f"{'method':>10} {'68% syst':>9} {'95% syst':>9} {'68% none':>9} {'95% none':>9}"]
+    for name, s in record["areas"]["systematics"].items():
+        n = record["areas"]["none"][name]
+        lines.append(f"{name:>10} " + " ".join(f"{v:9.4f}" for v in (*s.values(), *n.values())))
+    return "\n".join(lines)
+
+
 def main(argv=None) -> None:
     """`python -m goldmine.physics.study STUDY.toml [--output DIR]`: runs the study and prints its areas."""
     import argparse
@@ -177,12 +196,7 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     record = run_eft_study(args.study, args.output, progress=True)
-    print(f"{record['events']} events of {record['lhe']}; nuisances {record['nuisances']}")
-    print(f"{'method':>10} {'68% syst':>9} {'95% syst':>9} {'68% none':>9} {'95% none':>9}")
-    for name, s in record["areas"]["systematics"].items():
-        n = record["areas"]["none"][name]
-        print(f"{name:>10} " + " ".join(f"{v:9.4f}" for v in (*s.values(), *n.values())))
-
+    print(areas_table(record))
 
 if __name__ == "__main__":
     main()
