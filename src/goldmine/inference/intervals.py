@@ -266,10 +266,11 @@ def confidence_region(
             A coverage too low for a calibrated threshold warns (`CalibrationWarning`, a RuntimeWarning;
             the rule, with its false-alarm probability `wilks_check.FALSE_ALARM` whatever the number of
             points, in `goldmine.inference.wilks_check`). It costs check·n runs and, for continuous x,
-            check·n·g likelihood terms (each toy's ℓ on the grid), whatever the number of points. It is
-            off by default because it costs far more than the region: a network surrogate's region on a
-            2-D grid takes about a second and the check of 200 toys minutes (benchmarks/README.md,
-            "region_coverage"); `goldmine infer` checks by default.
+            check·n·g likelihood terms (each toy's ℓ on the grid), whatever the number of points: check
+            times the region's own n·g. That is why it is off by default here, where regions are often
+            computed in loops (toys, scans, studies): with a network surrogate on a 2-D grid it turns a
+            region of seconds into one of minutes (benchmarks/README.md, "region_coverage"). `goldmine infer`,
+            which computes one region for a user to read, checks by default.
         window: neyman: the statistic. None: the profile q over the whole grid; an integer w ≥ 1: the
             windowed q_w, ℓ's maximum within w grid steps (needs an even mesh); "auto": the profile
             for discrete x, `goldmine.inference.toys.NEYMAN_WINDOW` for continuous x. Any choice covers
