@@ -261,8 +261,9 @@ def confidence_region(
         progress: show a progress bar over grid points (neyman) and over the toys of `check`.
         check: wilks only: that many toy data sets in all (a few hundred, e.g. 200) of len(x_obs) runs,
             drawn with the simulator at θ̂ and at the lowest and highest grid point along each axis of
-            the wider region of level 1 − (1 − level)/5 (2d + 1 points, the toys split evenly), measure the coverage of the χ² threshold there
-            (`Region.calibration`: the lowest coverage and where); None (the default) skips the check.
+            the wider region of level 1 − (1 − level)/5 (2d + 1 points, the toys split evenly), measure
+            the coverage of the χ² threshold there (`Region.calibration`: the lowest coverage and where);
+            None (the default) skips the check.
             A coverage too low for a calibrated threshold warns (`CalibrationWarning`, a RuntimeWarning;
             the rule, with its false-alarm probability `wilks_check.FALSE_ALARM` whatever the number of
             points, in `goldmine.inference.wilks_check`). It costs check·n runs and, for continuous x,

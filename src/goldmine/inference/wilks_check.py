@@ -16,10 +16,11 @@ truth may lie (too steep, or biased, away from θ̂) shows at one of them. The p
 because that is where the truth lies when the region misses it: a surrogate wrong only beyond its own region's ends
 gives a region that looks consistent from inside (a calibrated threshold covers at every θ, inside the region or
 not, so the rule below holds wherever the points are). On the prior's edge a calibrated Wilks threshold
-over-covers (θ̂ cannot cross the edge), so such points do not raise false alarms. Point i gets T_i ≈ T/m of the T toys (the
-same total as one point would: the cost stays T·n runs and T·n·g likelihood terms), toy data sets of n runs drawn at
-θ_i with the simulator, and k_i of them cover: q_k(θ_i) ≤ t. The check reports the lowest coverage k_i/T_i and
-where it was measured.
+over-covers (θ̂ cannot cross the edge), so such points do not raise false alarms.
+
+Point i gets T_i ≈ T/m of the T toys (the same total as one point would: the cost stays T·n runs and T·n·g
+likelihood terms), toy data sets of n runs drawn at θ_i with the simulator, and k_i of them cover: q_k(θ_i) ≤ t.
+The check reports the lowest coverage k_i/T_i and where it was measured.
 
 **The rule (multiple testing).** Point i tests H_i: c(θ_i) ≥ level by the exact binomial p-value
 
