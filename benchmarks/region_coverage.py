@@ -143,7 +143,7 @@ def recheck_entry(stored: dict, config: dict, tmp: Path) -> dict:
     sim = SIMULATORS[name]()
     setup = dict(thetas=[p["theta"] for p in stored["points"]], n_obs=stored["n_obs"], grid=stored["grid"])
     entry = {k: v for k, v in stored.items() if k not in ("points", "inference_seconds", "finished")}
-    entry["rechecked_from"] = str(config["recheck"])
+    entry.update(rechecked_from=str(config["recheck"]), check=config["check"])
     try:
         if method == "exact":
             surrogate = sim
@@ -165,7 +165,7 @@ def recheck_entry(stored: dict, config: dict, tmp: Path) -> dict:
                              seed=1000 * seed + j, grid=setup["grid"], progress=False)
                 point.update(coverage=c["coverage"], stderr=c["stderr"])
             point["check_before"] = old["check"]
-            point["check"] = measure_check(model, sim, setup, old["theta"], j, stored["check"], seed)
+            point["check"] = measure_check(model, sim, setup, old["theta"], j, config["check"], seed)
             points.append(point)
         entry["points"] = points
         entry["inference_seconds"] = time.perf_counter() - start

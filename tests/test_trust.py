@@ -105,10 +105,10 @@ def test_the_check_of_an_exact_wilks_region_finds_the_nominal_coverage():
         region = confidence_region(sim, observed(sim, [0.3], 100), level=level, check=toys)
     c = region.calibration
     assert c["toys"] == toys and c["level"] == level and c["points"][0]["theta"] == region.mle.theta.tolist()
-    # θ̂ and the two ends of the 99% region (within a grid step), 100 toys each: every coverage within 3 binomial
+    # θ̂ and the two ends of the 99% region (within a grid step), 300 toys each: every coverage within 3 binomial
     # standard errors of the level
     low, high = confidence_region(sim, observed(sim, [0.3], 100), level=0.99).interval
-    assert [p["toys"] for p in c["points"]] == [100, 100, 100]
+    assert [p["toys"] for p in c["points"]] == [toys] * 3
     assert c["points"][1]["theta"][0] == pytest.approx(low, abs=0.02)
     assert c["points"][2]["theta"][0] == pytest.approx(high, abs=0.02)
     for p in c["points"]:

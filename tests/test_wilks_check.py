@@ -60,15 +60,14 @@ def test_a_calibrated_region_warns_with_probability_at_most_false_alarm_whatever
     """Exactly, by the binomial law: each point's covering toys ~ Binomial(T_i, level) at a calibrated threshold
     (coverage exactly the level: the worst case), independent between points."""
     level = 0.95
-    shares = [toys // points + (i < toys % points) for i in range(points)]
     silent = 1.0
-    for t in shares:
+    for t in [toys] * points:
         warned = sum(binom.pmf(k, t, level) for k in range(t + 1) if under_covers(k / t, level, t, points))
         silent *= 1 - warned
     assert 1 - silent <= FALSE_ALARM
     # and the rule is no stricter than it needs to be: one covering toy more at a warning count would be allowed
     # beyond the budget (the largest warning count has a p-value below Šidák's bound, the next above it)
-    t = shares[0]
+    t = toys
     largest = max(k for k in range(t + 1) if under_covers(k / t, level, t, points))
     bound = 1 - (1 - FALSE_ALARM) ** (1 / points)
     assert binom.cdf(largest, t, level) < bound <= binom.cdf(largest + 1, t, level)

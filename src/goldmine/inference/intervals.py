@@ -89,7 +89,7 @@ class Region:
         window_edge: with a window, the grid points inside the region whose observed window maximum
             sits on the window's edge (θ̂ lies beyond their window: they are judged by the slope of ℓ).
         calibration: the check of a Wilks region by toys at θ̂ and the ends along each axis of a wider region
-            (`confidence_region(check=...)`, `wilks_check.check_region`): {"toys" (in all), "coverage",
+            (`confidence_region(check=...)`, `wilks_check.check_region`): {"toys" (per point), "coverage",
             "stderr" and "theta" (the lowest coverage and where), "level", "under_covers", "p_value",
             "false_alarm", "points" (per point)}, or None when unchecked.
         members: for an ensemble surrogate, its members' regions and their spread
@@ -259,16 +259,16 @@ def confidence_region(
         workers: local processes (spawned) that draw the toys of grid points in parallel.
         cluster: a Dask scheduler address or a `dask.distributed.Client`; then `workers` is ignored.
         progress: show a progress bar over grid points (neyman) and over the toys of `check`.
-        check: wilks only: that many toy data sets in all (a few hundred, e.g. 200) of len(x_obs) runs,
-            drawn with the simulator at θ̂ and at the lowest and highest grid point along each axis of
-            the wider region of level 1 − (1 − level)/5 (2d + 1 points, the toys split evenly), measure
-            the coverage of the χ² threshold there (`Region.calibration`: the lowest coverage and where);
-            None (the default) skips the check.
+        check: wilks only: that many toy data sets (a few hundred, e.g. 200) of len(x_obs) runs at each
+            of up to 2d + 1 points, θ̂ and the lowest and highest grid point along each axis of the wider
+            region of level 1 − (1 − level)/5, drawn with the simulator, measure the coverage of the χ²
+            threshold there (`Region.calibration`: the lowest coverage and where); None (the default)
+            skips the check.
             A coverage too low for a calibrated threshold warns (`CalibrationWarning`, a RuntimeWarning;
             the rule, with its false-alarm probability `wilks_check.FALSE_ALARM` whatever the number of
-            points, in `goldmine.inference.wilks_check`). It costs check·n runs and, for continuous x,
-            check·n·g likelihood terms (each toy's ℓ on the grid), whatever the number of points: check
-            times the region's own n·g. That is why it is off by default here, where regions are often
+            points, in `goldmine.inference.wilks_check`). It costs m·check·n runs and, for continuous x,
+            m·check·n·g likelihood terms (each toy's ℓ on the grid; m ≤ 2d + 1 points): m·check times the
+            region's own n·g. That is why it is off by default here, where regions are often
             computed in loops (toys, scans, studies): with a network surrogate on a 2-D grid it turns a
             region of seconds into one of minutes (benchmarks/README.md, "region_coverage"). `goldmine infer`,
             which computes one region for a user to read, checks by default.
@@ -367,7 +367,7 @@ def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neym
             toys = min(p["toys"] for p in c["points"])
             measured = (f"lowest coverage {c['coverage']:.3f} ± {c['stderr']:.3f} at {where}, of {len(c['points'])} "
                         f"points (θ̂ and the ends along each axis of the {_reach(c['level'])} region) checked by "
-                        f"{c['toys']} toys from the simulator")
+                        f"{c['toys']} toys each from the simulator")
         margin = OVER_COVERAGE * math.sqrt(c["level"] * (1 - c["level"]) / toys)
         if c["under_covers"]:
             notes.insert(0, f"{measured}, below the nominal {c['level']:.3g}: the region is too small to be trusted; "
