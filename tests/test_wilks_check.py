@@ -139,14 +139,13 @@ def test_the_exact_likelihood_warns_no_more_often_than_the_rule_allows():
 
 
 @pytest.mark.slow
-def test_a_two_dimensional_likelihood_scaled_by_three_warns():
-    """Weinberg, q three times the true one: the χ²₂ threshold covers P(χ²₂ ≤ χ²₂(0.95)/3) = 0.63 asymptotically (more
-    where the 99% region meets the prior's edge: with 100 runs θ is poorly identified, and scaled by two the lowest
-    coverage, 0.85 by 40 toys, is not enough to warn at 5 points), and the exact likelihood's region from the same
-    data does not warn."""
+def test_a_two_dimensional_likelihood_scaled_by_two_warns():
+    """Weinberg, q twice the true one: the χ²₂ threshold covers P(χ²₂ ≤ χ²₂(0.95)/2) = 0.78 asymptotically (more
+    where the 99% region meets the prior's edge: with 100 runs θ is poorly identified), and the exact likelihood's
+    region from the same data does not warn; 100 toys at each of the 5 points."""
     sim = Weinberg()
     x = observed(sim, sim.reference, 100)
-    region, messages = checked(Model(Scaled(sim, 3.0), prior=sim, simulator=sim), x, grid=21)
+    region, messages = checked(Model(Scaled(sim, 2.0), prior=sim, simulator=sim), x, toys=100, grid=21)
     assert region.calibration["under_covers"] and len(region.calibration["points"]) == 5 and len(messages) == 1
-    exact, messages = checked(sim, x, grid=21)
+    exact, messages = checked(sim, x, toys=100, grid=21)
     assert not exact.calibration["under_covers"] and not messages
