@@ -278,6 +278,35 @@ def run(config: dict, out: Path, log=print) -> list[dict]:
     return load(out)
 
 
+def false_alarms(names, regions: int, config: dict, out: Path, log=print) -> dict:
+    """How often the check warns for the exact likelihood (a calibrated Wilks region, up to its finite-n error): per
+    simulator, `regions` observed data sets (the true θ points in turn, data seeds 100 000 + k), each region checked
+    by config["check"] toys per point (check seed k). Stored in DIR/false_alarms.json, merged with earlier runs."""
+    path = out / "false_alarms.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for name in names:
+        sim, setup = SIMULATORS[name](), setup_of(name, config)
+        start, warned, lowest = time.perf_counter(), 0, []
+        for k in range(regions):
+            theta = setup["thetas"][k % len(setup["thetas"])]
+            g = torch.Generator().manual_seed(100_000 + k)
+            x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1), generator=g).x
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CalibrationWarning)
+                region = confidence_region(sim, x_obs, LEVEL, "wilks", grid=setup["grid"], check=config["check"],
+                                           seed=k, progress=False)
+            warned += region.calibration["under_covers"]
+            lowest.append(region.calibration["coverage"])
+        results[name] = dict(regions=regions, toys_per_point=config["check"], grid=setup["grid"], n_obs=setup["n_obs"],
+                             warned=warned, rate=warned / regions, stderr=math.sqrt(FALSE_ALARM * (1 - FALSE_ALARM) / regions),
+                             false_alarm=FALSE_ALARM, mean_lowest_coverage=statistics.fmean(lowest),
+                             seconds=time.perf_counter() - start)
+        log(f"{name}: the exact likelihood's check warned for {warned} of {regions} regions "
+            f"({warned / regions:.3f}; the rule allows {FALSE_ALARM})", flush=True)
+    write(results, path)
+    return results
+
+
 def load(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "entries").glob("*.json"))]
 
@@ -547,6 +576,9 @@ def main(argv=None) -> dict:
                         help="also the error and coverage of the weights the other keep rules pick from the same fit")
     parser.add_argument("--quick", action="store_true", help="galton, 10³ runs, 2 seeds, exact carl alice, 100 toys")
     parser.add_argument("--report", action="store_true", help="summarise the stored entries without fitting")
+    parser.add_argument("--false-alarms", type=int, default=None, metavar="REGIONS",
+                        help="only count how often the check warns for the exact likelihood's regions, over this many "
+                             "observed data sets per simulator")
     parser.add_argument("--recheck", type=Path, default=None, metavar="DIR",
                         help="refit the entries stored in DIR and rerun only the calibration check (the current one), "
                              "keeping their coverage at the true θ when the refit reproduces their error")
@@ -562,6 +594,8 @@ def main(argv=None) -> dict:
     config["methods"] = {name: [m for m in ["exact", *default_methods(SIMULATORS[name]())] if wanted is None or m in wanted]
                          for name in config["simulators"]}
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.false_alarms:
+        return false_alarms(config["simulators"], args.false_alarms, config, args.out)
     if not args.report:
         print(f"coverage: {config['simulators']}, budgets {config['budgets']}, {config['seeds']} seed(s), "
               f"{config['toys']} toys per θ, check {config['check']}, methods {config['methods']}", flush=True)
