@@ -100,3 +100,22 @@ def test_the_benchmark_scores_checks_at_several_points_by_the_current_rule_and_o
     assert bench.warns(dict(check=check_of([(67, 67), (58, 67), (66, 66)])))
     assert not bench.warns(dict(check=check_of([(67, 67), (59, 67), (66, 66)])))  # P(≤ 59) = 0.018
     assert bench.warns(dict(check=check_of([(67, 67), (59, 67), (66, 66)])), false_alarm=0.1)  # 1 − 0.9^(1/3) = 0.0345
+
+
+def test_the_recheck_counts_set_the_check_before_beside_the_current_one():
+    def rechecked(method, truth, before, now):
+        point = dict(theta=[0.3], coverage=truth, stderr=0.01, toys=250, check_before=dict(coverage=before, toys=200),
+                     check=check_of(now))
+        return dict(simulator="galton", budget=1000, seed=0, method=method, grid=101, error=0.01, points=[point])
+
+    calibrated, low = [(190, 200)] * 3, [(190, 200), (170, 200), (190, 200)]
+    entries = [rechecked("alice", 0.80, 0.97, low),  # under-covers at the truth: silent before, warned now
+               rechecked("carl", 0.80, 0.90, low),  # warned by both
+               rechecked("rolr", 0.95, 0.97, low),  # covers at the truth, under-covers at a point of the region
+               rechecked("exact", 0.95, 0.95, calibrated)]
+    rows = {r["simulator"]: r for r in bench.recheck_counts(entries)}
+    row = rows["galton"]
+    assert (row["under"], row["under_before"], row[f"under_now_{bench.FALSE_ALARM:g}"]) == (2, 1, 2)
+    assert (row["fine"], row["fine_before"], row[f"fine_now_{bench.FALSE_ALARM:g}"]) == (1, 0, 1)
+    assert (row["exact"], row["exact_before"], row[f"exact_now_{bench.FALSE_ALARM:g}"]) == (1, 0, 0)
+    assert rows["all"]["under"] == 2 and "| galton | 1000 | 2 | 1 | 2 |" in bench.recheck_table(list(rows.values()))
