@@ -11,8 +11,9 @@ at θ ~ prior for nre and nle, pairs otherwise). Then
               whose 95% Wilks region (χ² threshold) contains θ (`goldmine.inference.coverage`), with its
               binomial standard error;
     check     for one observed data set drawn at each true θ, `confidence_region(..., check=CHECK_TOYS)`:
-              the coverage of the χ² threshold measured by toys at θ̂, and whether it warned
-              (`CalibrationWarning`) and named the measured coverage;
+              the coverage of the χ² threshold measured by toys at θ̂ and at the ends of the wider region along
+              each axis (`goldmine.inference.wilks_check`), and whether it warned (`CalibrationWarning`) and named
+              the lowest coverage it measured;
 
 and the exact likelihood runs through the same code as the reference row. Per (simulator, budget,
 method) the summary pools the coverage over seeds and θ points, counts the under-covering cases (seed,
@@ -28,6 +29,12 @@ The issue's targets, recorded under "targets":
 Usage:
     python benchmarks/region_coverage.py [--simulators galton weinberg] [--budgets 1000 10000] [--seeds 5]
         [--methods ...] [--toys 250] [--check 200] [--quick] [--report] [--out DIR]
+        [--recheck STORED_DIR] [--false-alarms REGIONS]
+
+--recheck refits the entries stored in STORED_DIR (same seeds: the same fit, verified by its error) and reruns only
+the check, keeping the stored coverage at the true θ and the stored check as "check_before", so that the report sets
+the earlier check (θ̂ alone) beside the current one on the same cases. --false-alarms counts how often the check
+warns for the exact likelihood's regions over many observed data sets.
 
 Each finished (simulator, budget, seed, method) is one JSON file in DIR/entries/ (a rerun skips it, so a
 killed run resumes); DIR/coverage.json holds the summary and DIR/coverage.png plots it. --report redraws
