@@ -66,7 +66,7 @@ from ..simulators.base import DTYPE, Simulator
 from .grid import Mesh
 from .toys import draw_toys, toy_statistic
 
-__all__ = ["FALSE_ALARM", "check_points", "check_region", "p_value", "under_covers"]
+__all__ = ["FALSE_ALARM", "REACH", "check_points", "check_region", "p_value", "reach_level", "under_covers"]
 
 #: the probability with which the check warns for a calibrated region (at most; the rule in the module's docstring)
 FALSE_ALARM = 0.05
