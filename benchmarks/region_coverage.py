@@ -11,8 +11,9 @@ at θ ~ prior for nre and nle, pairs otherwise). Then
               whose 95% Wilks region (χ² threshold) contains θ (`goldmine.inference.coverage`), with its
               binomial standard error;
     check     for one observed data set drawn at each true θ, `confidence_region(..., check=CHECK_TOYS)`:
-              the coverage of the χ² threshold measured by toys at θ̂, and whether it warned
-              (`CalibrationWarning`) and named the measured coverage;
+              the coverage of the χ² threshold measured by toys at θ̂ and at the ends of the wider region along
+              each axis (`goldmine.inference.wilks_check`), and whether it warned (`CalibrationWarning`) and named
+              the lowest coverage it measured;
 
 and the exact likelihood runs through the same code as the reference row. Per (simulator, budget,
 method) the summary pools the coverage over seeds and θ points, counts the under-covering cases (seed,
@@ -28,6 +29,12 @@ The issue's targets, recorded under "targets":
 Usage:
     python benchmarks/region_coverage.py [--simulators galton weinberg] [--budgets 1000 10000] [--seeds 5]
         [--methods ...] [--toys 250] [--check 200] [--quick] [--report] [--out DIR]
+        [--recheck STORED_DIR] [--false-alarms REGIONS]
+
+--recheck refits the entries stored in STORED_DIR (same seeds: the same fit, verified by its error) and reruns only
+the check, keeping the stored coverage at the true θ and the stored check as "check_before", so that the report sets
+the earlier check (θ̂ alone) beside the current one on the same cases. --false-alarms counts how often the check
+warns for the exact likelihood's regions over many observed data sets.
 
 Each finished (simulator, budget, seed, method) is one JSON file in DIR/entries/ (a rerun skips it, so a
 killed run resumes); DIR/coverage.json holds the summary and DIR/coverage.png plots it. --report redraws
@@ -63,7 +70,7 @@ import goldmine as gm  # noqa: E402
 from goldmine.estimators.registry import layout_for, methods  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from goldmine.inference import CalibrationWarning, Model, confidence_region, coverage  # noqa: E402
-from goldmine.inference.intervals import under_covers  # noqa: E402
+from goldmine.inference.wilks_check import FALSE_ALARM, p_value  # noqa: E402
 from inference_quality import LEVEL, SETUP  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
 from sample_efficiency import SIMULATORS, even, make_estimator, write  # noqa: E402
@@ -78,6 +85,9 @@ BUDGETS = (1_000, 10_000)
 TOYS, CHECK_TOYS, SEEDS = 250, 200, 5
 #: the targets: within this many probability points of the level; the default estimator's spread at most
 COVERAGE_TOLERANCE, SPREAD_LIMIT, SPREAD_BUDGET = 0.02, 2.0, 1_000
+#: the rule of the check at θ̂ alone that the current one is compared with: warn more than this many binomial standard
+#: errors below the level
+BEFORE_K = 1.5
 QUICK = dict(simulators=["galton"], budgets=[1_000], seeds=2, methods=["exact", "carl", "alice"], toys=100, check=100)
 
 
@@ -109,21 +119,88 @@ def measure(model, sim, setup: dict, toys: int, check: int, seed: int) -> dict:
         c = coverage(model, theta, setup["n_obs"], LEVEL, "wilks", toys=toys, seed=1000 * seed + j,
                      grid=setup["grid"], progress=False)
         point = dict(theta=theta, coverage=c["coverage"], stderr=c["stderr"], toys=toys)
-        g = torch.Generator().manual_seed(10_000 + 1000 * seed + j)
-        x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1), generator=g).x
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CalibrationWarning)
-            region = confidence_region(model, x_obs, LEVEL, "wilks", grid=setup["grid"], check=check, seed=seed,
-                                       progress=False)
-        messages = [str(w.message) for w in caught if issubclass(w.category, CalibrationWarning)]
-        cal = region.calibration
-        point["check"] = dict(coverage=cal["coverage"], stderr=cal["stderr"], toys=cal["toys"],
-                              under_covers=cal["under_covers"], warned=bool(messages),
-                              names_coverage=bool(messages) and f"{cal['coverage']:.3f}" in messages[0],
-                              message=messages[0] if messages else None, on_edge=bool(region.mle.on_edge),
-                              true_inside=bool(region.contains(torch.tensor([theta], dtype=torch.float64))[0]))
+        point["check"] = measure_check(model, sim, setup, theta, j, check, seed)
         points.append(point)
     return {"points": points}
+
+
+def measure_check(model, sim, setup: dict, theta, j: int, check: int, seed: int) -> dict:
+    """`confidence_region(..., check=check)` of the observed data set drawn at the true θ (point j, data seed
+    `seed`): what the check measured, whether it warned and named the coverage, and whether the truth is inside."""
+    g = torch.Generator().manual_seed(10_000 + 1000 * seed + j)
+    x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1), generator=g).x
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        region = confidence_region(model, x_obs, LEVEL, "wilks", grid=setup["grid"], check=check, seed=seed,
+                                   progress=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, CalibrationWarning)]
+    cal = region.calibration
+    return dict(coverage=cal["coverage"], stderr=cal["stderr"], toys=cal["toys"], theta=cal["theta"],
+                points=cal["points"], p_value=cal["p_value"], under_covers=cal["under_covers"], warned=bool(messages),
+                names_coverage=bool(messages) and f"{cal['coverage']:.3f}" in messages[0],
+                message=messages[0] if messages else None, on_edge=bool(region.mle.on_edge),
+                true_inside=bool(region.contains(torch.tensor([theta], dtype=torch.float64))[0]))
+
+
+def recheck_entry(stored: dict, config: dict, tmp: Path) -> dict:
+    """A stored entry with the current calibration check in place of the one it was measured with (kept as
+    "check_before" in each point). The surrogate is fitted again with the entry's seed; when its error equals the
+    stored one the stored coverage at the true θ is that of this fit and is kept, otherwise it is measured again."""
+    name, budget, seed, method = key(stored)
+    sim = SIMULATORS[name]()
+    setup = dict(thetas=[p["theta"] for p in stored["points"]], n_obs=stored["n_obs"], grid=stored["grid"])
+    entry = {k: v for k, v in stored.items() if k not in ("points", "inference_seconds", "finished")}
+    entry.update(rechecked_from=str(config["recheck"]), check=config["check"])
+    try:
+        if method == "exact":
+            surrogate = sim
+        else:
+            layout = layout_for([method])
+            data = gm.simulate(sim, budget, tmp / f"{name}_{budget}_{seed}_{layout}.h5", seed=seed, progress=False,
+                               layout=layout)
+            surrogate = make_estimator(method, sim, seed, budget).fit(data)
+            entry["refit_error"] = log_ratio_error(surrogate, sim)["mse"]
+        model = Model(surrogate, prior=sim, simulator=sim)
+        same = method == "exact" or math.isclose(entry["refit_error"], stored["error"], rel_tol=1e-9)
+        entry["refit_matches"] = same
+        start = time.perf_counter()
+        points = []
+        for j, old in enumerate(stored["points"]):
+            point = {k: v for k, v in old.items() if k != "check"}
+            if not same:
+                c = coverage(model, old["theta"], setup["n_obs"], LEVEL, "wilks", toys=old["toys"],
+                             seed=1000 * seed + j, grid=setup["grid"], progress=False)
+                point.update(coverage=c["coverage"], stderr=c["stderr"])
+            point["check_before"] = old["check"]
+            point["check"] = measure_check(model, sim, setup, old["theta"], j, config["check"], seed)
+            points.append(point)
+        entry["points"] = points
+        entry["inference_seconds"] = time.perf_counter() - start
+    except Exception as err:  # one failing method must not end a long run
+        entry["failed"] = f"{type(err).__name__}: {err}"
+        entry["traceback"] = traceback.format_exc()
+    entry["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return entry
+
+
+def recheck(config: dict, out: Path, log=print) -> list[dict]:
+    """`recheck_entry` of every stored entry in config["recheck"] that the selection (simulators, budgets, seeds,
+    methods) names, in the order of `run`, skipping those already rechecked into `out`."""
+    (out / "entries").mkdir(parents=True, exist_ok=True)
+    stored = {key(e): e for e in load(Path(config["recheck"])) if "failed" not in e}
+    with tempfile.TemporaryDirectory() as tmp:
+        for budget in config["budgets"]:
+            for seed in range(config["seeds"]):
+                for name in config["simulators"]:
+                    for method in config["methods"][name]:
+                        old = stored.get((name, budget, seed, method))
+                        path = entry_path(out, dict(simulator=name, budget=budget, seed=seed, method=method))
+                        if old is None or (path.is_file() and "failed" not in json.loads(path.read_text())):
+                            continue
+                        entry = recheck_entry(old, config, Path(tmp))
+                        write(entry, path)
+                        log(line(entry), flush=True)
+    return load(out)
 
 
 def other_rules(est, sim, setup: dict, toys: int, seed: int) -> dict:
@@ -208,6 +285,35 @@ def run(config: dict, out: Path, log=print) -> list[dict]:
     return load(out)
 
 
+def false_alarms(names, regions: int, config: dict, out: Path, log=print) -> dict:
+    """How often the check warns for the exact likelihood (a calibrated Wilks region, up to its finite-n error): per
+    simulator, `regions` observed data sets (the true θ points in turn, data seeds 100 000 + k), each region checked
+    by config["check"] toys per point (check seed k). Stored in DIR/false_alarms.json, merged with earlier runs."""
+    path = out / "false_alarms.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for name in names:
+        sim, setup = SIMULATORS[name](), setup_of(name, config)
+        start, warned, lowest = time.perf_counter(), 0, []
+        for k in range(regions):
+            theta = setup["thetas"][k % len(setup["thetas"])]
+            g = torch.Generator().manual_seed(100_000 + k)
+            x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1), generator=g).x
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CalibrationWarning)
+                region = confidence_region(sim, x_obs, LEVEL, "wilks", grid=setup["grid"], check=config["check"],
+                                           seed=k, progress=False)
+            warned += region.calibration["under_covers"]
+            lowest.append(region.calibration["coverage"])
+        results[name] = dict(regions=regions, toys_per_point=config["check"], grid=setup["grid"], n_obs=setup["n_obs"],
+                             warned=warned, rate=warned / regions, stderr=math.sqrt(FALSE_ALARM * (1 - FALSE_ALARM) / regions),
+                             false_alarm=FALSE_ALARM, mean_lowest_coverage=statistics.fmean(lowest),
+                             seconds=time.perf_counter() - start)
+        log(f"{name}: the exact likelihood's check warned for {warned} of {regions} regions "
+            f"({warned / regions:.3f}; the rule allows {FALSE_ALARM})", flush=True)
+    write(results, path)
+    return results
+
+
 def load(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "entries").glob("*.json"))]
 
@@ -215,10 +321,22 @@ def load(out: Path) -> list[dict]:
 # -- summaries ------------------------------------------------------------------------------------------
 
 
-def warns(point: dict) -> bool:
-    """Whether the check of this case warns by the current rule (`intervals.under_covers`), from the coverage it
-    measured; an entry measured under an earlier rule keeps what it said then in point["check"]["warned"]."""
-    return under_covers(point["check"]["coverage"], LEVEL, point["check"]["toys"])
+def warns(point: dict, false_alarm: float = FALSE_ALARM) -> bool:
+    """Whether the check of this case warns by the current rule (`wilks_check`: Šidák over the points it measured,
+    at `false_alarm`), re-scored from the toys that covered at each point; a check measured at θ̂ alone (an entry of
+    an earlier release) by the rule of that release (`warns_before`)."""
+    check = point["check"]
+    if "points" not in check:
+        return warns_before(check)
+    m = len(check["points"])
+    lowest = min(p_value(p["covered"], p["toys"], LEVEL) for p in check["points"])
+    return 1 - (1 - lowest) ** m < false_alarm
+
+
+def warns_before(check: dict) -> bool:
+    """The rule of the check before it measured at several points: its coverage at θ̂ more than BEFORE_K binomial
+    standard errors of the level below the level."""
+    return check["coverage"] < LEVEL - BEFORE_K * math.sqrt(LEVEL * (1 - LEVEL) / check["toys"])
 
 
 def summary(entries: list[dict]) -> list[dict]:
@@ -264,8 +382,9 @@ def check_rules(entries: list[dict], ks=(1.0, 1.5, 2.0)) -> list[dict]:
     (false alarms); and, for a calibrated threshold, the binomial probability of a false alarm with the check's toys."""
     from scipy.stats import binom
 
-    cases = [(p["coverage"], p["check"]) for e in entries if "failed" not in e and e["method"] != "exact"
-             for p in e["points"]]
+    cases = [(p["coverage"], p.get("check_before", p["check"])) for e in entries
+             if "failed" not in e and e["method"] != "exact" for p in e["points"]]
+    cases = [(cov, c) for cov, c in cases if "points" not in c]  # checks at θ̂ alone
     out = []
     for k in ks:
         def warns(check):
@@ -279,6 +398,49 @@ def check_rules(entries: list[dict], ks=(1.0, 1.5, 2.0)) -> list[dict]:
                         fine_warned=sum(map(warns, fine)), null_false_alarm=float(binom.cdf(limit, toys, LEVEL)),
                         toys=toys))
     return out
+
+
+def recheck_counts(entries: list[dict], false_alarms=(FALSE_ALARM, 0.1)) -> list[dict]:
+    """For the rechecked entries (with "check_before"), per (simulator, budget) and in all: of the surrogates' cases
+    more than 2 points under at the true θ, how many the check at θ̂ alone warned for (`warns_before`) and how many the
+    current check warns for (`warns`, at each false-alarm probability); the same for the surrogates' other cases and
+    for the exact likelihood's cases (whose warnings are false alarms when it covers)."""
+    groups: dict = {}
+    for e in entries:
+        if "failed" in e or not all("check_before" in p for p in e["points"]):
+            continue
+        for where in ((e["simulator"], e["budget"]), ("all", "all")):
+            g = groups.setdefault(where, dict(under=[], fine=[], exact=[]))
+            for p in e["points"]:
+                kind = "exact" if e["method"] == "exact" else \
+                    "under" if p["coverage"] < LEVEL - COVERAGE_TOLERANCE else "fine"
+                g[kind].append(p)
+    rows = []
+    for (sim, budget), g in sorted(groups.items(), key=lambda kv: (kv[0][0] == "all", str(kv[0]))):
+        row = dict(simulator=sim, budget=budget)
+        for kind, points in g.items():
+            row[kind] = len(points)
+            row[f"{kind}_before"] = sum(warns_before(p["check_before"]) for p in points)
+            for a in false_alarms:
+                row[f"{kind}_now_{a:g}"] = sum(warns(p, a) for p in points)
+        row["exact_coverage"] = (statistics.fmean(p["coverage"] for p in g["exact"]) if g["exact"] else None)
+        rows.append(row)
+    return rows
+
+
+def recheck_table(rows: list[dict], false_alarms=(FALSE_ALARM, 0.1)) -> str:
+    head = ["simulator", "runs", "under-covering cases", "warned at θ̂ (before)"]
+    head += [f"warned now (false alarm {a:g})" for a in false_alarms]
+    head += ["other cases: warned before", *[f"now ({a:g})" for a in false_alarms]]
+    head += ["exact cases: warned before", *[f"now ({a:g})" for a in false_alarms]]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for r in rows:
+        cells = [str(r["simulator"]), str(r["budget"]), str(r["under"]), str(r["under_before"])]
+        cells += [str(r[f"under_now_{a:g}"]) for a in false_alarms]
+        cells += [f"{r['fine_before']}/{r['fine']}", *[f"{r[f'fine_now_{a:g}']}/{r['fine']}" for a in false_alarms]]
+        cells += [f"{r['exact_before']}/{r['exact']}", *[f"{r[f'exact_now_{a:g}']}/{r['exact']}" for a in false_alarms]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def targets(rows: list[dict], default: str) -> dict:
@@ -382,13 +544,16 @@ def report(out: Path, config: dict) -> dict:
     rows = summary(entries)
     default = default_estimator_method(SIMULATORS["galton"]())
     results = dict(config=config, machine=machine_info(), summary=rows, targets=targets(rows, default),
-                   check_rules=check_rules(entries),
+                   check_rules=check_rules(entries), recheck=recheck_counts(entries),
                    default_method=default, failed=[key(e) for e in entries if "failed" in e])
     write(results, out / "coverage.json")
     if rows:
         plot(rows, out / "coverage.png")
     print(table(rows))
     print("\n" + rules_table(entries))
+    if results["recheck"]:
+        print("\nthe check at θ̂ alone (before) against the check at θ̂ and the region's ends (now):")
+        print(recheck_table(results["recheck"]))
     print("\nthe check's rule, warn below the level by k standard errors: under-covering cases warned / false alarms")
     for c in results["check_rules"]:
         print(f"  k = {c['k']}: {c['under_warned']}/{c['under']} under-covering cases warned, {c['fine_warned']}/"
@@ -418,6 +583,12 @@ def main(argv=None) -> dict:
                         help="also the error and coverage of the weights the other keep rules pick from the same fit")
     parser.add_argument("--quick", action="store_true", help="galton, 10³ runs, 2 seeds, exact carl alice, 100 toys")
     parser.add_argument("--report", action="store_true", help="summarise the stored entries without fitting")
+    parser.add_argument("--false-alarms", type=int, default=None, metavar="REGIONS",
+                        help="only count how often the check warns for the exact likelihood's regions, over this many "
+                             "observed data sets per simulator")
+    parser.add_argument("--recheck", type=Path, default=None, metavar="DIR",
+                        help="refit the entries stored in DIR and rerun only the calibration check (the current one), "
+                             "keeping their coverage at the true θ when the refit reproduces their error")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "coverage")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -430,11 +601,17 @@ def main(argv=None) -> dict:
     config["methods"] = {name: [m for m in ["exact", *default_methods(SIMULATORS[name]())] if wanted is None or m in wanted]
                          for name in config["simulators"]}
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.false_alarms:
+        return false_alarms(config["simulators"], args.false_alarms, config, args.out)
     if not args.report:
         print(f"coverage: {config['simulators']}, budgets {config['budgets']}, {config['seeds']} seed(s), "
               f"{config['toys']} toys per θ, check {config['check']}, methods {config['methods']}", flush=True)
         start = time.perf_counter()
-        run(config, args.out)
+        if args.recheck is not None:
+            config["recheck"] = str(args.recheck)
+            recheck(config, args.out)
+        else:
+            run(config, args.out)
         print(f"wall time {time.perf_counter() - start:.0f} s", flush=True)
     return report(args.out, config)
 

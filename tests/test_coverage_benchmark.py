@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import goldmine as gm  # noqa: E402
 from goldmine.inference import Model, confidence_region  # noqa: E402
-from goldmine.inference.intervals import CalibrationWarning, under_covers  # noqa: E402
+from goldmine.inference.intervals import CalibrationWarning  # noqa: E402
 
 import region_coverage as bench  # noqa: E402
 
@@ -75,14 +75,47 @@ def test_the_warning_of_a_biased_surrogate_names_the_coverage_it_measured():
     assert c["under_covers"] and len(messages) == 1
     # far below the level: more than 5 binomial standard errors of 100 toys
     assert c["coverage"] < level - 5 * math.sqrt(level * (1 - level) / toys)
-    measured = re.search(r"coverage at θ̂ (\d\.\d{3}) ± (\d\.\d{3}) by (\d+) toys", messages[0])
+    measured = re.search(r"lowest coverage (\d\.\d{3}) ± (\d\.\d{3}) at (θ̂|θ = -?[\d.]+), of 3 points .* checked by "
+                         r"(\d+) toys", messages[0])
     assert measured, messages[0]
     assert float(measured[1]) == pytest.approx(c["coverage"], abs=5e-4)
-    assert float(measured[2]) == pytest.approx(c["stderr"], abs=5e-4) and int(measured[3]) == toys
+    assert float(measured[2]) == pytest.approx(c["stderr"], abs=5e-4) and int(measured[4]) == toys
+    where = "θ̂" if c["theta"] == c["points"][0]["theta"] else f"θ = {c['theta'][0]:.4g}"
+    assert measured[3] == where
 
 
-def test_the_check_warns_from_one_and_a_half_standard_errors_below_the_level():
-    se = math.sqrt(0.95 * 0.05 / 200)  # 200 toys, the check of goldmine infer
-    assert under_covers(0.925, 0.95, 200) and 0.95 - 0.925 < 2 * se  # 1.6 se below: warned (it was not at 2 se)
-    assert not under_covers(0.93, 0.95, 200) and not under_covers(0.95, 0.95, 200)  # 1.3 se below, and nominal
-    assert under_covers(0.95 - 1.51 * se, 0.95, 200) and not under_covers(0.95 - 1.49 * se, 0.95, 200)
+def check_of(points):
+    """A stored check at several points: (covered, toys) per point."""
+    return dict(points=[dict(covered=k, toys=t) for k, t in points])
+
+
+def test_the_benchmark_scores_checks_at_several_points_by_the_current_rule_and_old_ones_by_theirs():
+    se = math.sqrt(0.95 * 0.05 / 200)
+    # the rule before: 1.5 binomial standard errors below the level at θ̂ alone
+    assert bench.warns(dict(check=dict(coverage=0.925, toys=200)))  # 1.6 se below
+    assert not bench.warns(dict(check=dict(coverage=0.93, toys=200)))  # 1.3 se below
+    assert bench.warns_before(dict(coverage=0.95 - 1.51 * se, toys=200))
+    assert not bench.warns_before(dict(coverage=0.95 - 1.49 * se, toys=200))
+    # now: Šidák over the points; 3 points of 67 toys: P(Bin(67, 0.95) ≤ 58) = 0.006 < 1 − 0.95^(1/3) = 0.017
+    assert bench.warns(dict(check=check_of([(67, 67), (58, 67), (66, 66)])))
+    assert not bench.warns(dict(check=check_of([(67, 67), (59, 67), (66, 66)])))  # P(≤ 59) = 0.018
+    assert bench.warns(dict(check=check_of([(67, 67), (59, 67), (66, 66)])), false_alarm=0.1)  # 1 − 0.9^(1/3) = 0.0345
+
+
+def test_the_recheck_counts_set_the_check_before_beside_the_current_one():
+    def rechecked(method, truth, before, now):
+        point = dict(theta=[0.3], coverage=truth, stderr=0.01, toys=250, check_before=dict(coverage=before, toys=200),
+                     check=check_of(now))
+        return dict(simulator="galton", budget=1000, seed=0, method=method, grid=101, error=0.01, points=[point])
+
+    calibrated, low = [(190, 200)] * 3, [(190, 200), (170, 200), (190, 200)]
+    entries = [rechecked("alice", 0.80, 0.97, low),  # under-covers at the truth: silent before, warned now
+               rechecked("carl", 0.80, 0.90, low),  # warned by both
+               rechecked("rolr", 0.95, 0.97, low),  # covers at the truth, under-covers at a point of the region
+               rechecked("exact", 0.95, 0.95, calibrated)]
+    rows = {r["simulator"]: r for r in bench.recheck_counts(entries)}
+    row = rows["galton"]
+    assert (row["under"], row["under_before"], row[f"under_now_{bench.FALSE_ALARM:g}"]) == (2, 1, 2)
+    assert (row["fine"], row["fine_before"], row[f"fine_now_{bench.FALSE_ALARM:g}"]) == (1, 0, 1)
+    assert (row["exact"], row["exact_before"], row[f"exact_now_{bench.FALSE_ALARM:g}"]) == (1, 0, 0)
+    assert rows["all"]["under"] == 2 and "| galton | 1000 | 2 | 1 | 2 |" in bench.recheck_table(list(rows.values()))

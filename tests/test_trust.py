@@ -104,9 +104,17 @@ def test_the_check_of_an_exact_wilks_region_finds_the_nominal_coverage():
         warnings.simplefilter("error", CalibrationWarning)
         region = confidence_region(sim, observed(sim, [0.3], 100), level=level, check=toys)
     c = region.calibration
-    assert c["toys"] == toys and c["level"] == level and c["theta"] == region.mle.theta.tolist()
-    assert abs(c["coverage"] - level) < 3 * math.sqrt(level * (1 - level) / toys)
-    assert c["stderr"] == pytest.approx(math.sqrt(c["coverage"] * (1 - c["coverage"]) / toys))
+    assert c["toys"] == toys and c["level"] == level and c["points"][0]["theta"] == region.mle.theta.tolist()
+    # θ̂ and the two ends of the 99% region (within a grid step), 300 toys each: every coverage within 3 binomial
+    # standard errors of the level
+    low, high = confidence_region(sim, observed(sim, [0.3], 100), level=0.99).interval
+    assert [p["toys"] for p in c["points"]] == [toys] * 3
+    assert c["points"][1]["theta"][0] == pytest.approx(low, abs=0.02)
+    assert c["points"][2]["theta"][0] == pytest.approx(high, abs=0.02)
+    for p in c["points"]:
+        assert abs(p["coverage"] - level) < 3 * math.sqrt(level * (1 - level) / p["toys"])
+        assert p["stderr"] == pytest.approx(math.sqrt(p["coverage"] * (1 - p["coverage"]) / p["toys"]))
+    assert c["coverage"] == min(p["coverage"] for p in c["points"]) and c["theta"] in [p["theta"] for p in c["points"]]
     assert not c["under_covers"] and "consistent with the nominal 0.95" in region.summary()
     unchecked = confidence_region(sim, observed(sim, [0.3], 100), level=level)
     assert unchecked.calibration is None and unchecked.interval == region.interval
@@ -115,13 +123,14 @@ def test_the_check_of_an_exact_wilks_region_finds_the_nominal_coverage():
 def test_the_check_of_a_too_steep_surrogate_warns():
     sim, toys, level = GaltonBoard(), 300, 0.95
     model = Model(Steep(sim), prior=sim, simulator=sim)
-    with pytest.warns(CalibrationWarning, match=r"coverage at θ̂ 0\.\d+ ± 0\.\d+ by 300 toys.*method='neyman'"):
+    with pytest.warns(CalibrationWarning, match=r"lowest coverage 0\.\d+ ± 0\.\d+ at .*by 300 toys.*method='neyman'"):
         region = confidence_region(model, observed(sim, [0.3], 100), level=level, check=toys)
-    # q is 3 times the true one, so the threshold covers P(χ²₁ ≤ χ²₁(0.95) / 3) = 0.74 asymptotically
+    # q is 3 times the true one, so the threshold covers P(χ²₁ ≤ χ²₁(0.95) / 3) = 0.74 asymptotically, at every θ
     c = region.calibration
-    assert c["under_covers"] and c["coverage"] < level - 5 * math.sqrt(level * (1 - level) / toys)
-    assert abs(c["coverage"] - chi2.cdf(chi2.ppf(level, 1) / 3, 1)) < 0.1
-    assert "too small to be trusted" in region.summary() and "coverage at θ̂" in repr(region)
+    assert c["under_covers"] and c["p_value"] < 1e-6
+    for p in c["points"]:
+        assert abs(p["coverage"] - chi2.cdf(chi2.ppf(level, 1) / 3, 1)) < 4 * math.sqrt(0.74 * 0.26 / p["toys"])
+    assert "too small to be trusted" in region.summary() and "lowest checked coverage" in repr(region)
 
 
 def test_the_check_is_for_wilks_and_needs_a_simulator():

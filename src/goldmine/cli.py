@@ -46,7 +46,8 @@ from .training import TrainingError
 from .estimators.registry import default_method, get_method, methods
 from .inference.surrogate import capabilities
 
-#: toy data sets at θ̂ with which goldmine infer checks the coverage of a Wilks region
+#: toy data sets (at θ̂ and the ends of the wider region, `goldmine.inference.wilks_check`) with which goldmine infer
+#: checks the coverage of a Wilks region
 CHECK_TOYS = 200
 
 #: library errors that mean a mistake in the arguments: one line on stderr and exit code 2
@@ -212,7 +213,8 @@ def build_parser() -> Parser:
     p.add_argument("--grid", type=positive_int, metavar="POINTS", help="θ grid points per axis")
     p.add_argument("--no-exact", action="store_true", help="skip the exact likelihood even when there is one")
     p.add_argument("--check-toys", type=positive_int, default=CHECK_TOYS, metavar="N",
-                   help=f"toy data sets at θ̂ that check a Wilks region's coverage (default {CHECK_TOYS})")
+                   help=f"toy data sets, split between θ̂ and the ends of the 99%% region along each axis, that "
+                        f"check a Wilks region's coverage (default {CHECK_TOYS})")
     p.add_argument("--no-check", action="store_true", help="skip the check of a Wilks region's coverage by toys")
     device_argument(p, "evaluate the model on")
     p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/inference.json (plot beside it)")
@@ -469,8 +471,8 @@ def cmd_infer(args) -> int:
                 "true_theta": args.true_theta}
     exact = not args.no_exact and workflow.has_exact(sim)
     if check and (exact or "posterior" not in capabilities(estimator)):
-        print(f"checking each Wilks region by {check} toy data sets drawn at its θ̂ with {sim.name} "
-              "(--no-check skips this)", flush=True)
+        print(f"checking each Wilks region by {check} toy data sets drawn at its θ̂ and the ends of its wider region "
+              f"with {sim.name} (--no-check skips this)", flush=True)
     results = {name: workflow.infer(workflow.inference_source(estimator, sim, data), sim, x, **settings)}
     if exact:  # on by default, to set every answer beside the truth; said with its cost, since it can be slow
         cost = workflow.exact_cost(sim, x, args.method, args.toys, args.grid, check)

@@ -17,11 +17,13 @@ asymptotically) or the region of median size over toy data sets.
 
 Toys and the Asimov data set are made in `toys.py`, θ grids in `grid.py`.
 
-A Wilks region can be checked against the simulator (`check=` toys): toy data sets of the same size
-drawn at θ̂ measure how often q(θ̂) ≤ χ²_d, the coverage of the threshold where the data put θ. A
-surrogate whose likelihood ratios are too steep (or too few observations for the asymptotics, or θ̂
-on the prior's edge) shows as a coverage below the level, and the region warns. The check measures
-the coverage at θ̂ only, which is where the truth lies when the region is to be trusted.
+A Wilks region can be checked against the simulator (`check=` toys, `wilks_check.py`): toy data sets of the
+same size drawn at θ̂ and at the ends along each axis of a slightly wider region (99% for a 95% one) measure
+how often q(θ) ≤ χ²_d there, the coverage of the threshold where the truth may lie. A surrogate whose
+likelihood ratios are too steep or biased away from θ̂ (or too few observations for the asymptotics) shows
+as a coverage below the level at one of the points, and the region warns, naming the lowest coverage and
+where it was measured; the rule keeps the false alarms of a calibrated region at `wilks_check.FALSE_ALARM`
+whatever the number of points (Šidák's correction, derived there).
 
 References:
     Wilks, "The large-sample distribution of the likelihood ratio for testing composite hypotheses",
@@ -55,16 +57,14 @@ from .mle import MLE, mle
 from .model import Model, as_model
 from .toys import (Window, asimov_data, draw_toys, neyman_plan, neyman_thresholds, toy_log_likelihood, toy_setup,
                    toy_simulator, toy_sizes)
+from .wilks_check import check_region, reach_level
 
 __all__ = ["CalibrationWarning", "Region", "confidence_region", "expected_limits"]
 
 METHODS = ("wilks", "neyman")
 EXPECTATIONS = ("asimov", "toys")
-#: a region under-covers when its measured coverage is this many binomial standard errors below the level (1.5 warns
-#: for more of the surrogates' under-covering regions than 2 did, at a higher false-alarm rate for calibrated ones:
-#: benchmarks/README.md, "region_coverage")
-UNDER_COVERAGE = 1.5
-#: and conservative when it is this many above (said, not warned)
+#: a checked region is conservative when its lowest measured coverage is this many binomial standard errors of the
+#: level above the level (said, not warned; the rule for under-coverage is `wilks_check.under_covers`)
 OVER_COVERAGE = 3.0
 
 
@@ -88,8 +88,10 @@ class Region:
             independent toys (`goldmine.inference.toys`).
         window_edge: with a window, the grid points inside the region whose observed window maximum
             sits on the window's edge (θ̂ lies beyond their window: they are judged by the slope of ℓ).
-        calibration: the check of a Wilks region by toys at θ̂ (`confidence_region(check=...)`):
-            {"toys", "coverage", "stderr", "level", "theta", "under_covers"}, or None when unchecked.
+        calibration: the check of a Wilks region by toys at θ̂ and the ends along each axis of a wider region
+            (`confidence_region(check=...)`, `wilks_check.check_region`): {"toys" (per point), "coverage",
+            "stderr" and "theta" (the lowest coverage and where), "level", "under_covers", "p_value",
+            "false_alarm", "points" (per point)}, or None when unchecked.
         members: for an ensemble surrogate, its members' regions and their spread
             (`goldmine.inference.ensemble_check.MemberSpread`; `members.union` is the conservative region).
     """
@@ -122,7 +124,7 @@ class Region:
         if self.window is not None:
             flags += f", window ±{self.window} steps"
         if self.calibration is not None:
-            flags += f", coverage at θ̂ {self.calibration['coverage']:.3f} ± {self.calibration['stderr']:.3f}"
+            flags += f", lowest checked coverage {self.calibration['coverage']:.3f} ± {self.calibration['stderr']:.3f}"
         return (f"Region({self.method}, level={self.level}, {where}, θ̂={fit}, "
                 f"{int(self.inside.sum())}/{len(self.grid)} grid points inside{flags})")
 
@@ -257,12 +259,19 @@ def confidence_region(
         workers: local processes (spawned) that draw the toys of grid points in parallel.
         cluster: a Dask scheduler address or a `dask.distributed.Client`; then `workers` is ignored.
         progress: show a progress bar over grid points (neyman) and over the toys of `check`.
-        check: wilks only: that many toy data sets (a few hundred, e.g. 200) of len(x_obs) runs
-            drawn at θ̂ with the simulator measure the coverage of the χ² threshold there
-            (`Region.calibration`); None skips the check. A coverage more than `UNDER_COVERAGE`
-            (1.5) binomial standard errors below the level warns (`CalibrationWarning`, a
-            RuntimeWarning). It costs check·n runs and, for continuous x, check·n·g likelihood terms
-            (each toy's ℓ on the grid).
+        check: wilks only: that many toy data sets (a few hundred, e.g. 200) of len(x_obs) runs at each
+            of up to 2d + 1 points, θ̂ and the lowest and highest grid point along each axis of the wider
+            region of level 1 − (1 − level)/5, drawn with the simulator, measure the coverage of the χ²
+            threshold there (`Region.calibration`: the lowest coverage and where); None (the default)
+            skips the check.
+            A coverage too low for a calibrated threshold warns (`CalibrationWarning`, a RuntimeWarning;
+            the rule, with its false-alarm probability `wilks_check.FALSE_ALARM` whatever the number of
+            points, in `goldmine.inference.wilks_check`). It costs m·check·n runs and, for continuous x,
+            m·check·n·g likelihood terms (each toy's ℓ on the grid; m ≤ 2d + 1 points): m·check times the
+            region's own n·g. That is why it is off by default here, where regions are often
+            computed in loops (toys, scans, studies): with a network surrogate on a 2-D grid it turns a
+            region of seconds into one of minutes (benchmarks/README.md, "region_coverage"). `goldmine infer`,
+            which computes one region for a user to read, checks by default.
         window: neyman: the statistic. None: the profile q over the whole grid; an integer w ≥ 1: the
             windowed q_w, ℓ's maximum within w grid steps (needs an even mesh); "auto": the profile
             for discrete x, `goldmine.inference.toys.NEYMAN_WINDOW` for continuous x. Any choice covers
@@ -316,23 +325,16 @@ def confidence_region(
 
 
 def _calibrate(region: Region, simulator: Simulator, toys: int, seed: int = 0, progress: bool = False) -> dict:
-    """The coverage of a Wilks region's χ² threshold at its θ̂, from `toys` data sets of the same size
-    drawn there with the simulator; warns (`CalibrationWarning`) when it is more than `UNDER_COVERAGE`
-    binomial standard errors of the level below the level.
+    """`wilks_check.check_region` of the region, with a `CalibrationWarning` that names the lowest coverage and
+    where it was measured when it under-covers.
 
     Returns:
-        {"toys", "coverage", "stderr", "level", "theta" (θ̂), "under_covers"}.
+        The check's dict (`Region.calibration`).
     """
-    from .diagnostics import coverage  # diagnostics builds on this module
-
-    measured = coverage(region.model, region.mle.theta, region.mle.n_obs, region.level, "wilks", toys=toys,
-                        seed=seed, simulator=simulator, grid=region.grid, progress=progress)
-    level = region.level
-    under = under_covers(measured["coverage"], level, toys)
-    out = {"toys": toys, "coverage": measured["coverage"], "stderr": measured["stderr"], "level": level,
-           "theta": region.mle.theta.tolist(), "under_covers": bool(under)}
-    if under:
-        warnings.warn(trust_notes((), out)[0] + ".", CalibrationWarning, stacklevel=3)
+    out = check_region(region, simulator, toys, seed, progress)
+    if out["under_covers"]:
+        names = checks.theta_names(region.model, region.grid.shape[1])
+        warnings.warn(trust_notes((), out, names=names)[0] + ".", CalibrationWarning, stacklevel=3)
     return out
 
 
@@ -346,12 +348,6 @@ def window_note(window: int | None, window_edge: int) -> str | None:
             "calibrated by the toys; window=None in confidence_region gives the profile statistic)")
 
 
-def under_covers(coverage: float, level: float, toys: int) -> bool:
-    """Whether a coverage measured by `toys` toys lies more than `UNDER_COVERAGE` binomial standard errors of the
-    level below the level: the check's rule for a warning."""
-    return coverage < level - UNDER_COVERAGE * math.sqrt(level * (1 - level) / toys)
-
-
 def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neyman'", names=None) -> list[str]:
     """One line per reason to doubt a region: θ̂ on the prior's edge in `edge_axes`, a measured coverage
     (`calibration`, as in `Region.calibration`) below the level; the measured coverage also when it is
@@ -363,8 +359,16 @@ def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neym
                      f"is the bound and Wilks' χ² does not hold; widen the prior, or use {neyman}")
     if calibration is not None:
         c = calibration
-        measured = (f"coverage at θ̂ {c['coverage']:.3f} ± {c['stderr']:.3f} by {c['toys']} toys from the simulator")
-        margin = OVER_COVERAGE * math.sqrt(c["level"] * (1 - c["level"]) / c["toys"])
+        measured = f"coverage at θ̂ {c['coverage']:.3f} ± {c['stderr']:.3f} by {c['toys']} toys from the simulator"
+        toys = c["toys"]
+        if "points" in c:  # the check at several points of the region (wilks_check)
+            at = c["points"][0]["theta"] == c["theta"]
+            where = "θ̂" if at else "θ = " + _point_text(c["theta"], names)
+            toys = min(p["toys"] for p in c["points"])
+            measured = (f"lowest coverage {c['coverage']:.3f} ± {c['stderr']:.3f} at {where}, of {len(c['points'])} "
+                        f"points (θ̂ and the ends along each axis of the {_reach(c['level'])} region) checked by "
+                        f"{c['toys']} toys each from the simulator")
+        margin = OVER_COVERAGE * math.sqrt(c["level"] * (1 - c["level"]) / toys)
         if c["under_covers"]:
             notes.insert(0, f"{measured}, below the nominal {c['level']:.3g}: the region is too small to be trusted; "
                             f"use {neyman} (thresholds calibrated by toys), train the surrogate longer, or use an "
@@ -375,6 +379,20 @@ def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neym
         else:
             notes.append(f"{measured}: consistent with the nominal {c['level']:.3g}")
     return notes
+
+
+def _reach(level: float) -> str:
+    """The level of the wider region whose ends the check measured at, as a percentage."""
+    return f"{100 * reach_level(level):.3f}".rstrip("0").rstrip(".") + "%"
+
+
+def _point_text(theta, names=None) -> str:
+    """θ as "0.412" (one component) or "(E = 45.1, G_f = 0.9)"."""
+    values = [float(v) for v in theta]
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    names = names if names is not None and len(names) == len(values) else [f"θ_{j}" for j in range(len(values))]
+    return "(" + ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, values)) + ")"
 
 
 def expected_limits(

@@ -40,8 +40,8 @@ def infer(source, sim: Simulator, x_obs, level: float = 0.95, method: str = "wil
         level, method: the confidence level and wilks (asymptotic χ²) or neyman (toys).
         grid_points: θ grid points per axis (Model.grid's default otherwise).
         progress: a progress bar over the Neyman toys.
-        check: wilks: toys at θ̂ that measure the coverage of the χ² threshold (`confidence_region`'s
-            check; its warning is left to the caller, which has it in "calibration").
+        check: wilks: toys at θ̂ and around it that measure the coverage of the χ² threshold (`confidence_region`'s
+            check, `goldmine.inference.wilks_check`; its warning is left to the caller, which has it in "calibration").
         true_theta: the θ the observations were simulated at, if known: whether it is inside.
 
     Returns:
@@ -129,7 +129,7 @@ def exact_cost(sim: Simulator, x_obs, method: str = "wilks", toys: int | None = 
         toys = 1000 if toys is None else toys  # the default plan (window and pool for continuous x) at 95%
         pairs += neyman_pairs(grid, toys, len(x), *neyman_plan(sim, grid, 0.95, toys, len(x), 0))
     elif check:
-        pairs += check * len(x) * (g + 1)  # the check's toys at θ̂, each on the grid
+        pairs += check * len(x) * (g + 1)  # the check's toys (at θ̂ and around it), each on the grid
     take = torch.arange(COST_PROBE)
     xs, ts = x[take % len(x)], grid[take % g]
     with torch.no_grad():
