@@ -57,7 +57,10 @@ from sample_efficiency import resume, write  # noqa: E402
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm")
 BUDGETS = (1_000, 10_000, 100_000)
-METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "sbi_npe", "sbi_nle", "sbi_nre")
+METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "nle1", "snle", "sbi_npe", "sbi_nle",
+           "sbi_nre")
+#: the methods run through `gm.infer`, every run at θ from the prior (one round) or the rounds' proposals
+INFER = {"npe1": ("npe", 1), "snpe": ("npe", None), "nle1": ("nle", 1), "snle": ("nle", None)}
 #: rounds of `snpe`: `gm.infer(..., method="npe", rounds=ROUNDS)`, the budget split evenly over them
 ROUNDS = 3
 BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
@@ -113,11 +116,14 @@ def goldmine_draws(method, data, sim, x_obs, n, seed):
 
 
 def infer_draws(method, sim, budget, x_obs, n, seed):
-    """npe through `gm.infer`, every run at θ from the prior or the round's proposal: one round (npe1) or
-    ROUNDS sequential rounds for this observation (snpe); the budget counts the runs of every round."""
-    rounds = ROUNDS if method == "snpe" else 1
-    result = gm.infer(sim, sim.prior, x_obs, method="npe", budget=budget, rounds=rounds, seed=seed, progress=False)
-    return result.sample(n, generator=torch.Generator().manual_seed(seed)), f"npe, {rounds} round(s)"
+    """npe or nle through `gm.infer`, every run at θ from the prior or the round's proposal: one round (npe1,
+    nle1) or ROUNDS sequential rounds for this observation (snpe, snle); the budget counts the runs of every
+    round."""
+    name, rounds = INFER[method]
+    rounds = rounds or ROUNDS
+    result = gm.infer(sim, sim.prior, x_obs, method=name, budget=budget, rounds=rounds, seed=seed, progress=False)
+    sampler = getattr(result.posterior, "sampler", "direct")
+    return result.sample(n, generator=torch.Generator().manual_seed(seed)), f"{name}, {rounds} round(s), {sampler}"
 
 
 def sbi_draws(method, sim, budget, x_obs, n, seed):
@@ -140,7 +146,7 @@ def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
     start = time.time()
     if method.startswith("sbi_"):
         draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed)
-    elif method in ("npe1", "snpe"):
+    elif method in INFER:
         draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed)
     else:
         if method in GOLD and not (task_name in BUILTIN):

@@ -55,6 +55,8 @@ THRESHOLD_DRAWS = 20_000
 REJECTION_BATCH, REJECTION_LIMIT = 100_000, 20_000_000
 #: simulator runs per call of sim.sample
 SIMULATE_ROWS = 4096
+#: whether a later round's network starts from the weights of the round before (as sbi's rounds do) or afresh
+CONTINUE = False
 #: the methods of sbi's sequential inference; rounds also take every ratio and likelihood method (gold too)
 SEQUENTIAL_METHODS = ("npe", "nle", "nre")
 
@@ -260,9 +262,26 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             theta_all, x_all = torch.cat(thetas), torch.cat(xs)
             order = torch.randperm(len(theta_all), generator=torch.Generator().manual_seed(seed + r))
             data = InMemoryData((theta_all[order], x_all[order]), name=f"the {len(theta_all)} runs of rounds 1–{r + 1}")
-        estimator = make_estimator().fit(data, **({} if device is None else {"device": device}))
+        estimator = _fit_round(make_estimator, data, estimator if CONTINUE else None, device)
         post = _posterior(estimator, method, prior, x_obs, seed + r, progress, mcmc)
     return Inference(post, estimator, method, x_obs, prior, sum(e["runs"] for e in record), record, data)
+
+
+def _fit_round(make_estimator, data, previous, device):
+    """A fresh estimator of the round fitted on `data`; with `previous` its network starts from the previous
+    round's weights (the standardisations are fitted afresh on the runs so far)."""
+    estimator = make_estimator()
+    if previous is not None:
+        build = estimator._build
+        state = previous.network_.state_dict()
+
+        def warm(theta_dim, x_dim):
+            network = build(theta_dim, x_dim)
+            network.load_state_dict(state)
+            return network
+
+        estimator._build = warm
+    return estimator.fit(data, **({} if device is None else {"device": device}))
 
 
 def _check_proposal(proposal, prior: Distribution, method: str) -> None:
