@@ -154,3 +154,18 @@ def test_goldmine_posterior_on_the_command_line(tmp_path, capsys):
     assert out.with_suffix(".png").exists() and "npe: 400 simulator runs" in capsys.readouterr().out
     assert main(["posterior", "poisson", "--true-theta", "2.0", "--method", "abc", "--quiet"]) == 2
     assert "does not learn from simulations" in capsys.readouterr().err
+
+
+def test_a_later_round_continues_from_the_weights_of_the_round_before():
+    from goldmine.sequential import _fit_round
+
+    g = torch.Generator().manual_seed(0)
+    theta = 4 * torch.rand(300, 2, generator=g, dtype=torch.float64) - 2
+    data = gm.memory.InMemoryData((theta, theta + SIGMA * torch.randn(300, 2, generator=g, dtype=torch.float64)))
+    small = dict(prior=PRIOR, transforms=1, hidden=(8,), epochs=1, progress=False)
+    first = _fit_round(lambda: gm.PosteriorEstimator(seed=0, **small), data, None, None)
+    # a step size of 1e-12 leaves the weights where training starts: the first round's, or a fresh seed's
+    still = lambda: gm.PosteriorEstimator(seed=1, lr=1e-12, **small)  # noqa: E731
+    flow = lambda est: torch.cat([p.detach().flatten() for p in est.network_.flow.parameters()])  # noqa: E731
+    torch.testing.assert_close(flow(_fit_round(still, data, first, None)), flow(first), rtol=0, atol=1e-6)
+    assert not torch.allclose(flow(_fit_round(still, data, None, None)), flow(first), atol=1e-3)
