@@ -25,7 +25,12 @@ every run of every round counts.
   losses are minimised by the true r(x|θ, θ_ref) (or p(x|θ)) at every θ they see, whatever the θ's
   distribution, so the runs of all rounds train one estimator and prior × r̂ is the posterior.
 
-Each round's estimator is trained afresh on all runs so far, with the estimator's default settings.
+Each round's estimator is trained on all runs so far, with the estimator's default settings. For the methods
+in `CONTINUE` (npe) a later round's network starts from the weights of the round before, as sbi's rounds do,
+rather than from a fresh initialisation: the loss is the same one on more runs, so the last round's minimum is
+a good start, and every round's epochs refine the one network instead of each round relearning it from
+scratch (the standardisations of θ and x are fitted afresh on the runs so far). The measurement behind it
+(SLCP, 10⁴ runs) is in benchmarks/README.md, "sbibm".
 """
 
 from __future__ import annotations
@@ -55,8 +60,9 @@ THRESHOLD_DRAWS = 20_000
 REJECTION_BATCH, REJECTION_LIMIT = 100_000, 20_000_000
 #: simulator runs per call of sim.sample
 SIMULATE_ROWS = 4096
-#: whether a later round's network starts from the weights of the round before (as sbi's rounds do) or afresh
-CONTINUE = False
+#: the methods whose later rounds start from the weights of the round before (as sbi's rounds do); the others
+#: train afresh every round
+CONTINUE = frozenset({"npe"})
 #: the methods of sbi's sequential inference; rounds also take every ratio and likelihood method (gold too)
 SEQUENTIAL_METHODS = ("npe", "nle", "nre")
 
@@ -262,7 +268,7 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             theta_all, x_all = torch.cat(thetas), torch.cat(xs)
             order = torch.randperm(len(theta_all), generator=torch.Generator().manual_seed(seed + r))
             data = InMemoryData((theta_all[order], x_all[order]), name=f"the {len(theta_all)} runs of rounds 1–{r + 1}")
-        estimator = _fit_round(make_estimator, data, estimator if CONTINUE else None, device)
+        estimator = _fit_round(make_estimator, data, estimator if method in CONTINUE else None, device)
         post = _posterior(estimator, method, prior, x_obs, seed + r, progress, mcmc)
     return Inference(post, estimator, method, x_obs, prior, sum(e["runs"] for e in record), record, data)
 

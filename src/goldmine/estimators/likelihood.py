@@ -27,8 +27,8 @@ kernel-density rate in d = d_x + d_θ dimensions, so the smoothing bias vanishes
 
 Data without runs at θ_ref (the layout "prior", every run at θ ~ prior, as `goldmine.infer` draws them)
 give no spread of p(x|θ_ref) to measure the kernel in, and the marginal spread of x, which includes how
-far θ moves x, is many times wider where θ moves x far (SLCP: about four times): the default there is no
-noise (the measurement on SLCP is in benchmarks/README.md, "sbibm").
+far θ moves x, is many times wider where θ moves x far (as on SLCP): the default there is no noise (the
+measurement on SLCP is in benchmarks/README.md, "sbibm").
 
 Discrete x get no noise: dequantisation already spreads each x over [k, k + 1]. scandal trains
 without it by default: its score term already tells the flow how the density moves with θ. (The
