@@ -22,12 +22,13 @@ of sbibm's reference posterior draws, for observations 1..`--observations` (sbib
 
 Usage (sbi and sbibm come with the `bench` extra, see benchmarks/README.md):
     python benchmarks/sbibm.py [--tasks two_moons ...] [--budgets 1000 ...] [--methods npe sbi_npe ...]
-                               [--observations 10] [--samples 1000] [--folds 5] [--out DIR]
+                               [--observations 10] [--samples 1000] [--folds 5] [--out DIR] [--report]
 
 DIR/sbibm.json is rewritten after every entry (task, budget, method, observation); a rerun into the same
-DIR skips the finished entries and retries the failed ones. It prints a table of the mean C2ST over
-the observations per method (rows) and task × budget (columns), as in the sbibm paper. torch runs on
-one thread.
+DIR skips the finished entries and retries the failed ones. DIR/sbibm.png shows the C2ST of every entry;
+`--report` redraws it and the table from the JSON without running anything. It prints a table of the
+mean C2ST over the observations per method (rows) and task × budget (columns), as in the sbibm paper.
+torch runs on one thread.
 
 References:
     Lueckmann, Boelts, Greenberg, Gonçalves, Macke, "Benchmarking simulation-based inference",
@@ -209,6 +210,33 @@ def targets(entries) -> dict:
     return out
 
 
+def plot(entries, path: Path) -> Path:
+    """C2ST per observation (dots) and their mean (a bar) of every (task, budget, method) in `entries`; PNG at path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for e in entries:
+        if "c2st" in e:
+            runs.setdefault(f"{e['task']} {e['method']} {e['budget']:.0e}", []).append(e["c2st"])
+    names = sorted(runs)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    for i, name in enumerate(names):
+        values = runs[name]
+        ax.barh(i, sum(values) / len(values) - 0.5, left=0.5, color="0.85")
+        ax.plot(values, [i] * len(values), "o", color="C0")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("C2ST (0.5: the reference posterior); dots: observations, bar: their mean")
+    ax.set_xlim(0.45, 1.0)
+    ax.axvline(0.5, color="0.5", lw=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
@@ -219,7 +247,13 @@ def main(argv=None) -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "sbibm")
+    parser.add_argument("--report", action="store_true", help="redraw the table and PNG from DIR/sbibm.json, no runs")
     args = parser.parse_args(argv)
+    if args.report:
+        entries = resume(args.out / "sbibm.json")["entries"]
+        print(table(entries, args.tasks, args.budgets, args.methods))
+        print(f"plot: {plot(entries, args.out / 'sbibm.png')}")
+        return
     sbibm, c2st = need_sbibm()
     torch.set_num_threads(1)
     path = args.out / "sbibm.json"
@@ -254,6 +288,7 @@ def main(argv=None) -> None:
     print(table(results["entries"], args.tasks, args.budgets, args.methods))
     results["targets"] = targets(results["entries"])
     write(results, path)
+    plot(results["entries"], args.out / "sbibm.png")
     for k, v in results["targets"].items():
         print(f"target {k}: {v if isinstance(v, str) else v['met']}")
 
