@@ -105,6 +105,7 @@ def test_npe_in_one_call_is_simulate_fit_and_sample(tmp_path):
 def test_sequential_npe_truncates_the_prior_and_counts_every_run():
     result = gm.infer(shift, PRIOR, X_O, budget=800, rounds=2, seed=0, progress=False, epochs=8)
     assert [r["proposal"] for r in result.rounds] == ["prior", "truncated prior"]
+    assert [r["start"] for r in result.rounds] == ["fresh", "previous round's weights"]
     assert result.simulations == 800 == len(result.data)
     assert 0 < result.rounds[1]["acceptance"] < 1  # the region leaves part of the box out
     theta = result.data.tensors(["theta"], dtype=torch.float64)["theta"]

@@ -79,8 +79,9 @@ class Inference:
         estimator: the estimator of the last round, fitted on the runs of every round.
         method: the method. x_obs: the observation(s). prior: the prior.
         simulations: simulator runs in total, over all rounds.
-        rounds: one dict per round: round, runs, proposal ("prior", "truncated prior" or "posterior")
-            and, for truncated rounds, the acceptance of the prior draws.
+        rounds: one dict per round: round, runs, proposal ("prior", "truncated prior" or "posterior"),
+            start (where the round's training started: "fresh" or "previous round's weights") and, for
+            truncated rounds, the acceptance of the prior draws.
         data: the runs of every round, in memory.
     """
 
@@ -268,7 +269,9 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             theta_all, x_all = torch.cat(thetas), torch.cat(xs)
             order = torch.randperm(len(theta_all), generator=torch.Generator().manual_seed(seed + r))
             data = InMemoryData((theta_all[order], x_all[order]), name=f"the {len(theta_all)} runs of rounds 1–{r + 1}")
-        estimator = _fit_round(make_estimator, data, estimator if method in CONTINUE else None, device)
+        previous = estimator if method in CONTINUE else None
+        record[-1]["start"] = "fresh" if previous is None else "previous round's weights"
+        estimator = _fit_round(make_estimator, data, previous, device)
         post = _posterior(estimator, method, prior, x_obs, seed + r, progress, mcmc)
     return Inference(post, estimator, method, x_obs, prior, sum(e["runs"] for e in record), record, data)
 
