@@ -63,7 +63,7 @@ METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "
 #: the methods run through `gm.infer`, every run at θ from the prior (one round) or the rounds' proposals
 INFER = {"npe1": ("npe", 1), "snpe": ("npe", None), "nle1": ("nle", 1), "snle": ("nle", None)}
 #: rounds of `snpe`: `gm.infer(..., method="npe", rounds=ROUNDS)`, the budget split evenly over them
-ROUNDS = 5
+ROUNDS = 3
 BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
 GOLD = ("alices", "rascal", "scandal")  # gold: ratio methods (log r and t) and a likelihood method (t only)
 
