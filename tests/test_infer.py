@@ -74,15 +74,18 @@ class _ExactGaussian:
         return torch.distributions.Normal(x.double(), SIGMA).log_prob(theta.double()).sum(-1)
 
 
-def test_the_truncated_prior_keeps_the_region_of_all_but_1e4_of_the_posterior():
-    from goldmine.sequential import truncated_prior
+def test_the_truncated_prior_keeps_the_region_of_all_but_the_truncation_of_the_posterior():
+    from goldmine.sequential import THRESHOLD_DRAWS, TRUNCATION, truncated_prior
 
     theta, acceptance = truncated_prior(_ExactGaussian(), PRIOR, X_O, 3000, seed=0)
-    # the region is the disc of radius σ·√(−2 ln 1e-4) = 4.29σ, area π·18.42·σ², 14.5% of the box; τ from
-    # 20,000 draws puts 1e-4 ± 1e-4 of the mass outside it, so the radius² lies in 16.2σ²..20.8σ² (±13%)
-    assert acceptance == pytest.approx(math.pi * 18.42 * SIGMA**2 / 16, rel=0.15)
+    # the region is the disc of radius² r² = −2 ln(TRUNCATION)·σ² (the mass of N(x_o, σ²I) outside radius r is
+    # exp(−r²/2σ²)); τ from THRESHOLD_DRAWS draws puts TRUNCATION ± se of the mass outside, which moves r²/σ² by
+    # 2·se/TRUNCATION; 4 of those are allowed, on the area (the acceptance, a fraction of the 4 × 4 box) and the radius
+    r2 = -2 * math.log(TRUNCATION)
+    se = 2 * math.sqrt(TRUNCATION * (1 - TRUNCATION) / THRESHOLD_DRAWS) / TRUNCATION
+    assert acceptance == pytest.approx(math.pi * r2 * SIGMA**2 / 16, rel=4 * se / r2)
     radius2 = ((theta - X_O.double()) ** 2).sum(1) / SIGMA**2
-    assert theta.shape == (3000, 2) and float(radius2.max()) < 21 and PRIOR.support.check(theta).all()
+    assert theta.shape == (3000, 2) and float(radius2.max()) < r2 + 4 * se and PRIOR.support.check(theta).all()
     # inside the disc the truncated prior is uniform: a quarter of the draws within half the radius
     assert float((radius2 < radius2.max() / 4).double().mean()) == pytest.approx(0.25, abs=4 * math.sqrt(0.25 * 0.75 / 3000))
 
