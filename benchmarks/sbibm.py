@@ -10,9 +10,9 @@ A budget N is simulator runs. goldmine draws its data set with `gm.simulate(sim,
 runs at θ ~ prior, half at θ_ref, the library's default design; npe trains on the N/2 runs at θ);
 sbi gets N fresh runs at θ ~ prior (`benchmarks/peers.py`'s `prior_pairs`, sbi's own design). Every
 method runs with its default settings: goldmine's posteriors through `gm.inference.posterior`
-(npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler); npe1 and snpe are npe through
-`gm.infer` with every run at θ from the prior (npe1, one round) or from the rounds' proposals (snpe, ROUNDS
-truncated rounds for the one observation, `goldmine.sequential`), sbi's through `build_posterior()`
+(npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler); npe1 and snpe (nle1 and snle) are npe
+(nle) through `gm.infer` with every run at θ from the prior (npe1, nle1: one round) or from the rounds' proposals
+(snpe, snle: ROUNDS rounds for the one observation, `goldmine.sequential`), sbi's through `build_posterior()`
 (NPE: rejection in the prior's support; NLE_A and NRE_A: sbi's default MCMC, slice_np_vectorized).
 
 The quality is sbibm's C2ST (`sbibm.metrics.c2st`: an MLP classifier, sbibm's own settings,
@@ -22,12 +22,13 @@ of sbibm's reference posterior draws, for observations 1..`--observations` (sbib
 
 Usage (sbi and sbibm come with the `bench` extra, see benchmarks/README.md):
     python benchmarks/sbibm.py [--tasks two_moons ...] [--budgets 1000 ...] [--methods npe sbi_npe ...]
-                               [--observations 10] [--samples 1000] [--folds 5] [--out DIR]
+                               [--observations 10] [--samples 1000] [--folds 5] [--out DIR] [--report]
 
 DIR/sbibm.json is rewritten after every entry (task, budget, method, observation); a rerun into the same
-DIR skips the finished entries and retries the failed ones. It prints a table of the mean C2ST over
-the observations per method (rows) and task × budget (columns), as in the sbibm paper. torch runs on
-one thread.
+DIR skips the finished entries and retries the failed ones. DIR/sbibm.png shows the C2ST of every entry;
+`--report` redraws it and the table from the JSON without running anything. It prints a table of the
+mean C2ST over the observations per method (rows) and task × budget (columns), as in the sbibm paper.
+torch runs on one thread.
 
 References:
     Lueckmann, Boelts, Greenberg, Gonçalves, Macke, "Benchmarking simulation-based inference",
@@ -57,7 +58,10 @@ from sample_efficiency import resume, write  # noqa: E402
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm")
 BUDGETS = (1_000, 10_000, 100_000)
-METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "sbi_npe", "sbi_nle", "sbi_nre")
+METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "nle1", "snle", "sbi_npe", "sbi_nle",
+           "sbi_nre")
+#: the methods run through `gm.infer`, every run at θ from the prior (one round) or the rounds' proposals
+INFER = {"npe1": ("npe", 1), "snpe": ("npe", None), "nle1": ("nle", 1), "snle": ("nle", None)}
 #: rounds of `snpe`: `gm.infer(..., method="npe", rounds=ROUNDS)`, the budget split evenly over them
 ROUNDS = 3
 BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
@@ -113,11 +117,14 @@ def goldmine_draws(method, data, sim, x_obs, n, seed):
 
 
 def infer_draws(method, sim, budget, x_obs, n, seed):
-    """npe through `gm.infer`, every run at θ from the prior or the round's proposal: one round (npe1) or
-    ROUNDS sequential rounds for this observation (snpe); the budget counts the runs of every round."""
-    rounds = ROUNDS if method == "snpe" else 1
-    result = gm.infer(sim, sim.prior, x_obs, method="npe", budget=budget, rounds=rounds, seed=seed, progress=False)
-    return result.sample(n, generator=torch.Generator().manual_seed(seed)), f"npe, {rounds} round(s)"
+    """npe or nle through `gm.infer`, every run at θ from the prior or the round's proposal: one round (npe1,
+    nle1) or ROUNDS sequential rounds for this observation (snpe, snle); the budget counts the runs of every
+    round."""
+    name, rounds = INFER[method]
+    rounds = rounds or ROUNDS
+    result = gm.infer(sim, sim.prior, x_obs, method=name, budget=budget, rounds=rounds, seed=seed, progress=False)
+    sampler = getattr(result.posterior, "sampler", "direct")
+    return result.sample(n, generator=torch.Generator().manual_seed(seed)), f"{name}, {rounds} round(s), {sampler}"
 
 
 def sbi_draws(method, sim, budget, x_obs, n, seed):
@@ -140,7 +147,7 @@ def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
     start = time.time()
     if method.startswith("sbi_"):
         draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed)
-    elif method in ("npe1", "snpe"):
+    elif method in INFER:
         draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed)
     else:
         if method in GOLD and not (task_name in BUILTIN):
@@ -185,6 +192,8 @@ def targets(entries) -> dict:
         {"met": all(p["met"] for p in pairs.values()), **pairs} if pairs else "not run: no method beside its sbi twin")
     nle = mean.get(("slcp", 10_000, "nle"))
     out["nle on slcp ≤ 0.80 at 10⁴ runs"] = {"met": nle["c2st"] <= 0.80, **nle} if nle else "not run"
+    nle1 = mean.get(("slcp", 10_000, "nle1"))  # every run at θ ~ prior, as sbi's NLE gets them
+    out["nle1 on slcp ≤ 0.80 at 10⁴ runs"] = {"met": nle1["c2st"] <= 0.80, **nle1} if nle1 else "not run"
     seq, single = mean.get(("slcp", 10_000, "snpe")), mean.get(("slcp", 100_000, "npe1"))
     out["sequential npe at 10⁴ runs on slcp below single-round npe at 10⁵"] = (
         {"met": seq["c2st"] < single["c2st"], "snpe@1e4": seq, "npe1@1e5": single} if seq and single
@@ -201,6 +210,33 @@ def targets(entries) -> dict:
     return out
 
 
+def plot(entries, path: Path) -> Path:
+    """C2ST per observation (dots) and their mean (a bar) of every (task, budget, method) in `entries`; PNG at path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    for e in entries:
+        if "c2st" in e:
+            runs.setdefault(f"{e['task']} {e['method']} {e['budget']:.0e}", []).append(e["c2st"])
+    names = sorted(runs)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    for i, name in enumerate(names):
+        values = runs[name]
+        ax.barh(i, sum(values) / len(values) - 0.5, left=0.5, color="0.85")
+        ax.plot(values, [i] * len(values), "o", color="C0")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("C2ST (0.5: the reference posterior); dots: observations, bar: their mean")
+    ax.set_xlim(0.45, 1.0)
+    ax.axvline(0.5, color="0.5", lw=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
@@ -211,7 +247,13 @@ def main(argv=None) -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "sbibm")
+    parser.add_argument("--report", action="store_true", help="redraw the table and PNG from DIR/sbibm.json, no runs")
     args = parser.parse_args(argv)
+    if args.report:
+        entries = resume(args.out / "sbibm.json")["entries"]
+        print(table(entries, args.tasks, args.budgets, args.methods))
+        print(f"plot: {plot(entries, args.out / 'sbibm.png')}")
+        return
     sbibm, c2st = need_sbibm()
     torch.set_num_threads(1)
     path = args.out / "sbibm.json"
@@ -246,6 +288,7 @@ def main(argv=None) -> None:
     print(table(results["entries"], args.tasks, args.budgets, args.methods))
     results["targets"] = targets(results["entries"])
     write(results, path)
+    plot(results["entries"], args.out / "sbibm.png")
     for k, v in results["targets"].items():
         print(f"target {k}: {v if isinstance(v, str) else v['met']}")
 

@@ -74,15 +74,18 @@ class _ExactGaussian:
         return torch.distributions.Normal(x.double(), SIGMA).log_prob(theta.double()).sum(-1)
 
 
-def test_the_truncated_prior_keeps_the_region_of_all_but_1e4_of_the_posterior():
-    from goldmine.sequential import truncated_prior
+def test_the_truncated_prior_keeps_the_region_of_all_but_the_truncation_of_the_posterior():
+    from goldmine.sequential import THRESHOLD_DRAWS, TRUNCATION, truncated_prior
 
     theta, acceptance = truncated_prior(_ExactGaussian(), PRIOR, X_O, 3000, seed=0)
-    # the region is the disc of radius σ·√(−2 ln 1e-4) = 4.29σ, area π·18.42·σ², 14.5% of the box; τ from
-    # 20,000 draws puts 1e-4 ± 1e-4 of the mass outside it, so the radius² lies in 16.2σ²..20.8σ² (±13%)
-    assert acceptance == pytest.approx(math.pi * 18.42 * SIGMA**2 / 16, rel=0.15)
+    # the region is the disc of radius² r² = −2 ln(TRUNCATION)·σ² (the mass of N(x_o, σ²I) outside radius r is
+    # exp(−r²/2σ²)); τ from THRESHOLD_DRAWS draws puts TRUNCATION ± se of the mass outside, which moves r²/σ² by
+    # 2·se/TRUNCATION; 4 of those are allowed, on the area (the acceptance, a fraction of the 4 × 4 box) and the radius
+    r2 = -2 * math.log(TRUNCATION)
+    se = 2 * math.sqrt(TRUNCATION * (1 - TRUNCATION) / THRESHOLD_DRAWS) / TRUNCATION
+    assert acceptance == pytest.approx(math.pi * r2 * SIGMA**2 / 16, rel=4 * se / r2)
     radius2 = ((theta - X_O.double()) ** 2).sum(1) / SIGMA**2
-    assert theta.shape == (3000, 2) and float(radius2.max()) < 21 and PRIOR.support.check(theta).all()
+    assert theta.shape == (3000, 2) and float(radius2.max()) < r2 + 4 * se and PRIOR.support.check(theta).all()
     # inside the disc the truncated prior is uniform: a quarter of the draws within half the radius
     assert float((radius2 < radius2.max() / 4).double().mean()) == pytest.approx(0.25, abs=4 * math.sqrt(0.25 * 0.75 / 3000))
 
@@ -105,6 +108,7 @@ def test_npe_in_one_call_is_simulate_fit_and_sample(tmp_path):
 def test_sequential_npe_truncates_the_prior_and_counts_every_run():
     result = gm.infer(shift, PRIOR, X_O, budget=800, rounds=2, seed=0, progress=False, epochs=8)
     assert [r["proposal"] for r in result.rounds] == ["prior", "truncated prior"]
+    assert [r["start"] for r in result.rounds] == ["fresh", "previous round's weights"]
     assert result.simulations == 800 == len(result.data)
     assert 0 < result.rounds[1]["acceptance"] < 1  # the region leaves part of the box out
     theta = result.data.tensors(["theta"], dtype=torch.float64)["theta"]
@@ -154,3 +158,18 @@ def test_goldmine_posterior_on_the_command_line(tmp_path, capsys):
     assert out.with_suffix(".png").exists() and "npe: 400 simulator runs" in capsys.readouterr().out
     assert main(["posterior", "poisson", "--true-theta", "2.0", "--method", "abc", "--quiet"]) == 2
     assert "does not learn from simulations" in capsys.readouterr().err
+
+
+def test_a_later_round_continues_from_the_weights_of_the_round_before():
+    from goldmine.sequential import _fit_round
+
+    g = torch.Generator().manual_seed(0)
+    theta = 4 * torch.rand(300, 2, generator=g, dtype=torch.float64) - 2
+    data = gm.memory.InMemoryData((theta, theta + SIGMA * torch.randn(300, 2, generator=g, dtype=torch.float64)))
+    small = dict(prior=PRIOR, transforms=1, hidden=(8,), epochs=1, progress=False)
+    first = _fit_round(lambda: gm.PosteriorEstimator(seed=0, **small), data, None, None)
+    # a step size of 1e-12 leaves the weights where training starts: the first round's, or a fresh seed's
+    still = lambda: gm.PosteriorEstimator(seed=1, lr=1e-12, **small)  # noqa: E731
+    flow = lambda est: torch.cat([p.detach().flatten() for p in est.network_.flow.parameters()])  # noqa: E731
+    torch.testing.assert_close(flow(_fit_round(still, data, first, None)), flow(first), rtol=0, atol=1e-6)
+    assert not torch.allclose(flow(_fit_round(still, data, None, None)), flow(first), atol=1e-3)

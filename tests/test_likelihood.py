@@ -255,3 +255,19 @@ def test_bad_input(galton, weinberg, tmp_path):
         cont.log_prob(torch.zeros(2, 1), torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"theta must have shape \(n, 2\) or \(2,\) for one point; got \(3,\)"):
         cont.sample(torch.zeros(3), 2)
+
+
+def test_nle_smooths_x_by_default_only_with_runs_at_the_reference():
+    # the default bandwidth is in units of the spread of x at θ_ref: rows all drawn at θ ~ prior (the layout
+    # "prior", gm.infer's) have none, and get no noise; the same rows with runs at θ_ref get the default
+    g = torch.Generator().manual_seed(0)
+    theta = 4 * torch.rand(400, 2, generator=g, dtype=torch.float64) - 2
+    x = theta + 0.1 * torch.randn(400, 2, generator=g, dtype=torch.float64)
+    settings = dict(epochs=1, transforms=1, hidden=(8,), progress=False)
+    alone = LikelihoodEstimator("nle", **settings).fit((theta, x))
+    assert alone.noise_ == 0.0
+    label = torch.arange(400) % 2
+    theta_ref = torch.zeros(2, dtype=torch.float64)
+    paired = {"theta": torch.where(label[:, None] == 1, theta_ref, theta), "x": x, "label": label}
+    with_ref = LikelihoodEstimator("nle", **settings).fit(gm.memory.InMemoryData(paired, reference=theta_ref))
+    assert with_ref.noise_ == default_noise(360, 4)

@@ -25,7 +25,12 @@ every run of every round counts.
   losses are minimised by the true r(x|θ, θ_ref) (or p(x|θ)) at every θ they see, whatever the θ's
   distribution, so the runs of all rounds train one estimator and prior × r̂ is the posterior.
 
-Each round's estimator is trained afresh on all runs so far, with the estimator's default settings.
+Each round's estimator is trained on all runs so far, with the estimator's default settings. For the methods
+in `CONTINUE` (npe) a later round's network starts from the weights of the round before, as sbi's rounds do,
+rather than from a fresh initialisation: the loss is the same one on more runs, so the last round's minimum is
+a good start, and every round's epochs refine the one network instead of each round relearning it from
+scratch (the standardisations of θ and x are fitted afresh on the runs so far). The measurement behind it
+(SLCP, 10⁴ runs) is in benchmarks/README.md, "sbibm".
 """
 
 from __future__ import annotations
@@ -47,14 +52,18 @@ from .memory import InMemoryData
 from .simulators.base import DTYPE, Simulator, draw_prior, seed_from
 from .simulators.priors import check_prior
 
-#: the mass of q(θ|x_o) left outside the truncated region of a TSNPE round
-TRUNCATION = 1e-4
+#: the mass of q(θ|x_o) left outside the truncated region of a TSNPE round (the paper's is 1e-4; 1e-3 focuses the
+#: rounds more and was better on SLCP: benchmarks/README.md, "sbibm")
+TRUNCATION = 1e-3
 #: draws of q(θ|x_o) behind the threshold τ
 THRESHOLD_DRAWS = 20_000
 #: prior draws tested per rejection batch, and the most tested in one round
 REJECTION_BATCH, REJECTION_LIMIT = 100_000, 20_000_000
 #: simulator runs per call of sim.sample
 SIMULATE_ROWS = 4096
+#: the methods whose later rounds start from the weights of the round before (as sbi's rounds do); the others
+#: train afresh every round
+CONTINUE = frozenset({"npe"})
 #: the methods of sbi's sequential inference; rounds also take every ratio and likelihood method (gold too)
 SEQUENTIAL_METHODS = ("npe", "nle", "nre")
 
@@ -71,8 +80,9 @@ class Inference:
         estimator: the estimator of the last round, fitted on the runs of every round.
         method: the method. x_obs: the observation(s). prior: the prior.
         simulations: simulator runs in total, over all rounds.
-        rounds: one dict per round: round, runs, proposal ("prior", "truncated prior" or "posterior")
-            and, for truncated rounds, the acceptance of the prior draws.
+        rounds: one dict per round: round, runs, proposal ("prior", "truncated prior" or "posterior"),
+            start (where the round's training started: "fresh" or "previous round's weights") and, for
+            truncated rounds, the acceptance of the prior draws.
         data: the runs of every round, in memory.
     """
 
@@ -260,9 +270,28 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             theta_all, x_all = torch.cat(thetas), torch.cat(xs)
             order = torch.randperm(len(theta_all), generator=torch.Generator().manual_seed(seed + r))
             data = InMemoryData((theta_all[order], x_all[order]), name=f"the {len(theta_all)} runs of rounds 1–{r + 1}")
-        estimator = make_estimator().fit(data, **({} if device is None else {"device": device}))
+        previous = estimator if method in CONTINUE else None
+        record[-1]["start"] = "fresh" if previous is None else "previous round's weights"
+        estimator = _fit_round(make_estimator, data, previous, device)
         post = _posterior(estimator, method, prior, x_obs, seed + r, progress, mcmc)
     return Inference(post, estimator, method, x_obs, prior, sum(e["runs"] for e in record), record, data)
+
+
+def _fit_round(make_estimator, data, previous, device):
+    """A fresh estimator of the round fitted on `data`; with `previous` its network starts from the previous
+    round's weights (the standardisations are fitted afresh on the runs so far)."""
+    estimator = make_estimator()
+    if previous is not None:
+        build = estimator._build
+        state = previous.network_.state_dict()
+
+        def warm(theta_dim, x_dim):
+            network = build(theta_dim, x_dim)
+            network.load_state_dict(state)
+            return network
+
+        estimator._build = warm
+    return estimator.fit(data, **({} if device is None else {"device": device}))
 
 
 def _check_proposal(proposal, prior: Distribution, method: str) -> None:

@@ -25,6 +25,11 @@ kernel-density rate in d = d_x + d_θ dimensions, so the smoothing bias vanishes
 
     h = 0.2·(n/1000)^(−1/(4 + d)),    n the number of training rows.
 
+Data without runs at θ_ref (the layout "prior", every run at θ ~ prior, as `goldmine.infer` draws them)
+give no spread of p(x|θ_ref) to measure the kernel in, and the marginal spread of x, which includes how
+far θ moves x, is many times wider where θ moves x far (as on SLCP): the default there is no noise (the
+measurement on SLCP is in benchmarks/README.md, "sbibm").
+
 Discrete x get no noise: dequantisation already spreads each x over [k, k + 1]. scandal trains
 without it by default: its score term already tells the flow how the density moves with θ. (The
 score term stays consistent under x noise, E[t|x + hε, θ] being the score of the smoothed density, but
@@ -74,6 +79,11 @@ __all__ = ["LikelihoodEstimator"]
 def default_noise(rows: int, dim: int) -> float:
     """nle's default noise bandwidth h for `rows` training rows in d = dim = d_x + d_θ dimensions."""
     return NOISE_SCALE * (rows / NOISE_ROWS) ** (-1 / (4 + dim))
+
+
+def has_reference_rows(data: Dataset) -> bool:
+    """Whether the rows include runs drawn at θ_ref (label 1), whose spread is the unit of nle's default x noise."""
+    return next(iter(data.batches(1, ["x"], label=1, shuffle=False)), None) is not None
 
 
 def kernel_scale(data: Dataset, fallback: Tensor) -> Tensor:
@@ -167,8 +177,8 @@ class LikelihoodEstimator(Estimator):
             the better density (sampling x), while with many runs nsf is better at both (nle on
             Weinberg: benchmarks/README.md).
         noise: the bandwidth h of the Gaussian noise on continuous x in training, in units of the spread
-            of x at θ_ref (module docstring). None (the default): 0.2·(n/1000)^(−1/(4 + d)) for nle, 0 for
-            scandal; 0 turns it off. No effect on discrete x. For nle on Weinberg it lowers the log-ratio
+            of x at θ_ref (module docstring). None (the default): 0.2·(n/1000)^(−1/(4 + d)) for nle on data
+            with runs at θ_ref, else 0 (scandal, and data of the layout "prior"); 0 turns it off. No effect on discrete x. For nle on Weinberg it lowers the log-ratio
             error at small budgets and leaves the density's KL nearly as it was (benchmarks/README.md).
         transforms: the number of flow transformations; by default 1 for one-dimensional x (one spline
             transform had about half the log-ratio error of three on Weinberg: benchmarks/README.md) and
@@ -256,8 +266,10 @@ class LikelihoodEstimator(Estimator):
         rng = torch.Generator().manual_seed(self.trainer.seed)
         if self.noise is not None:
             self.noise_ = float(self.noise)
+        elif self.method == "nle" and has_reference_rows(train):  # the kernel's unit needs runs at θ_ref
+            self.noise_ = default_noise(len(train), self.x_dim_ + self.theta_dim_)
         else:
-            self.noise_ = default_noise(len(train), self.x_dim_ + self.theta_dim_) if self.method == "nle" else 0.0
+            self.noise_ = 0.0
         # None: no x noise (off, or discrete x, whose dequantisation must draw the same numbers either way)
         x_scale = None if discrete or self.noise_ == 0 else self.noise_ * kernel_scale(train, network.x_norm.std)
 
