@@ -213,8 +213,8 @@ def build_parser() -> Parser:
     p.add_argument("--grid", type=positive_int, metavar="POINTS", help="θ grid points per axis")
     p.add_argument("--no-exact", action="store_true", help="skip the exact likelihood even when there is one")
     p.add_argument("--check-toys", type=positive_int, default=CHECK_TOYS, metavar="N",
-                   help=f"toy data sets, split between θ̂ and the ends of the 99%% region along each axis, that "
-                        f"check a Wilks region's coverage (default {CHECK_TOYS})")
+                   help=f"toy data sets at each of θ̂ and the ends of the 99%% region along each axis (up to "
+                        f"2d + 1 points) that check a Wilks region's coverage (default {CHECK_TOYS})")
     p.add_argument("--no-check", action="store_true", help="skip the check of a Wilks region's coverage by toys")
     device_argument(p, "evaluate the model on")
     p.add_argument("-o", "--output", metavar="FILE.json", help="default: MODEL/inference.json (plot beside it)")
