@@ -110,3 +110,22 @@ def test_a_method_on_rows_at_theta_warns_of_the_runs_at_theta_ref_it_leaves_unus
         gm.RatioEstimator("nre", epochs=1, progress=False).fit((theta, x))  # (θ, x) in memory: rows at θ only
         gm.RatioEstimator("carl", epochs=1, progress=False).fit(pairs)  # carl reads both halves
         gm.LikelihoodEstimator("nle", epochs=1, progress=False).fit(pairs)  # nle reads a run at θ_ref as (θ, x)
+
+
+def test_the_command_shows_a_warning_as_one_plain_line(tmp_path, capsys):
+    import sys
+    import warnings
+
+    from goldmine.cli import main
+
+    data = gm.simulate(gm.simulators.GaltonBoard(), 400, tmp_path / "pairs.h5", progress=False)
+    before = warnings.formatwarning
+    with warnings.catch_warnings():  # Python's own showing (pytest records warnings instead), restored after
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        assert main(["train", "nre", str(data.path), "-o", str(tmp_path / "m"), "--epochs", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "goldmine: warning: nre reads only the runs drawn at θ ~ prior: 200 of the 400 runs" in err
+    assert "UnusedRunsWarning" not in err and ".py:" not in err  # no file and line of goldmine's code
+    assert warnings.formatwarning is before  # restored after the command

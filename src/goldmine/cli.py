@@ -26,6 +26,7 @@ The work itself is done by goldmine.study, which `goldmine run` strings together
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -35,6 +36,7 @@ import sys
 import textwrap
 import time
 import unicodedata
+import warnings
 from pathlib import Path
 
 import torch
@@ -582,6 +584,19 @@ def stdout_closed() -> bool:
     return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
+@contextlib.contextmanager
+def plain_warnings(plain: bool = True):
+    """Warnings shown as "goldmine: warning: <message>" inside the block (a user reads the warning, not the
+    line of goldmine that raised it; --debug keeps Python's form with the file and line)."""
+    previous = warnings.formatwarning
+    if plain:
+        warnings.formatwarning = lambda message, *_, **__: f"goldmine: warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line `argv` (sys.argv[1:] by default) and returns the exit code."""
     try:
@@ -591,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
-        code = args.handler(args)
+        with plain_warnings(not getattr(args, "debug", False)):
+            code = args.handler(args)
         sys.stdout.flush()  # a reader that has gone (| head -1) shows here rather than at exit
         return code
     except BrokenPipeError:
