@@ -25,3 +25,17 @@ def eft_sources():
         return sim, plain, WeightedEvents(ev.parton, ev.weights, morph, sim.prior, sim.reference, nuisances=nuisances)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def eft_likelihood(eft_sources):
+    """The EFT events with nuisances (1500 events), their extended likelihood at 300 expected SM events, and a 5 × 5
+    grid over the coefficients: (source, likelihood, grid)."""
+    from goldmine.physics.limits import ExtendedLikelihood
+
+    src = eft_sources(1500)[2]
+    luminosity = 300.0 / float(src.cross_section(src.reference[None])[0])
+    full = ExtendedLikelihood(src, src.cross_section, luminosity, poi_dim=2)
+    ax = torch.linspace(-0.3, 0.3, 5, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(ax, ax, indexing="ij"), -1).reshape(-1, 2)
+    return src, full, grid

@@ -10,14 +10,9 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def setup(eft_sources):
-    src = eft_sources(1500)[2]
-    luminosity = 300.0 / float(src.cross_section(src.reference[None])[0])
-    full = lim.ExtendedLikelihood(src, src.cross_section, luminosity, poi_dim=2)
-    data = lim.asimov(src, src.reference, luminosity)
-    ax = torch.linspace(-0.3, 0.3, 5, dtype=torch.float64)
-    grid = torch.stack(torch.meshgrid(ax, ax, indexing="ij"), -1).reshape(-1, 2)
-    return src, full, data, grid
+def setup(eft_likelihood):
+    src, full, grid = eft_likelihood
+    return src, full, lim.asimov(src, src.reference, full.luminosity), grid
 
 
 def test_nuisances_vary_the_weights_as_given(setup):

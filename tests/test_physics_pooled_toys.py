@@ -9,16 +9,6 @@ from goldmine.physics import pooled_toys as pt
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def setup(eft_sources):
-    src = eft_sources(1500)[2]
-    luminosity = 300.0 / float(src.cross_section(src.reference[None])[0])
-    full = lim.ExtendedLikelihood(src, src.cross_section, luminosity, poi_dim=2)
-    ax = torch.linspace(-0.3, 0.3, 5, dtype=torch.float64)
-    grid = torch.stack(torch.meshgrid(ax, ax, indexing="ij"), -1).reshape(-1, 2)
-    return src, full, grid
-
-
 def test_the_lagrange_basis_reproduces_polynomials_of_its_degree():
     nodes = pt.chebyshev_nodes(5, 3.0)
     assert torch.allclose(nodes, -nodes.flip(0)) and float(nodes[2]) == pytest.approx(0.0, abs=1e-15)  # ν = 0 a node
@@ -37,8 +27,8 @@ def test_the_lagrange_basis_reproduces_polynomials_of_its_degree():
     assert torch.allclose(basis @ poly(grid), poly(nu), atol=1e-9)
 
 
-def test_pooled_toys_with_nu_fixed_are_the_toys_of_toy_limits(setup):
-    src, full, grid = setup
+def test_pooled_toys_with_nu_fixed_are_the_toys_of_toy_limits(eft_likelihood):
+    src, full, grid = eft_likelihood
     exact = lim.toy_limits(full, grid, src, src.reference, 8, seed=5, systematics=False, progress=False)
     pooled = pt.pooled_toy_limits(full, grid, src, src.reference, 8, seed=5, systematics=False, progress=False)
     assert torch.equal(pooled.counts, exact.counts)
@@ -48,11 +38,11 @@ def test_pooled_toys_with_nu_fixed_are_the_toys_of_toy_limits(setup):
 
 
 @pytest.mark.slow
-def test_pooled_profiles_follow_the_exact_profile_of_every_toy(setup):
+def test_pooled_profiles_follow_the_exact_profile_of_every_toy(eft_likelihood):
     """With ν profiled the shape term is interpolated in ν; q must agree with profiling the toy exactly to far
     below the spacing of the χ² thresholds, the error must fall with the nodes (it is the interpolation's),
     and ν̂ must move (the test can tell a profile from ν = 0)."""
-    src, full, grid = setup
+    src, full, grid = eft_likelihood
     grid = grid[::2]
     data = lim.toy(src, src.reference, full.luminosity, seed=7)
     exact = lim.profile(full, grid, data)
@@ -66,8 +56,8 @@ def test_pooled_profiles_follow_the_exact_profile_of_every_toy(setup):
     assert errors[pt.NODES] < 0.01 and errors[3] > errors[pt.NODES]
 
 
-def test_a_rate_only_likelihood_is_refused(setup):
-    src, full, grid = setup
+def test_a_rate_only_likelihood_is_refused(eft_likelihood):
+    src, full, grid = eft_likelihood
     rate = lim.ExtendedLikelihood(None, src.cross_section, full.luminosity, 2, nuisance_dim=2)
     with pytest.raises(ValueError, match="toy_limits"):
         pt.pooled_toy_limits(rate, grid, src, src.reference, 2, progress=False)

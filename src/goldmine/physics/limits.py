@@ -385,13 +385,24 @@ def toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, s
 
     theta = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
-    nearest = int(((grid - theta[: likelihood.poi_dim]) ** 2).sum(-1).argmin())
+
+    def profiled():
+        for t in tqdm(range(toys), desc="toys", disable=not progress, dynamic_ncols=True):
+            data = toy(source, theta, likelihood.luminosity, seed=seed + t)
+            yield data, profile(likelihood, grid, data, minimizer, systematics)
+
+    return limits_of_toys(theta, grid, levels, profiled())
+
+
+def limits_of_toys(theta: Tensor, grid: Tensor, levels, profiled) -> ToyLimits:
+    """`ToyLimits` from (toy data, its `Profile` on `grid`) pairs: each toy's Wilks areas at `levels`, and whether
+    its regions hold the grid point nearest θ (d + K,)."""
+    nearest = int(((grid - theta[: grid.shape[1]]) ** 2).sum(-1).argmin())
     areas = {lv: [] for lv in levels}
     covered = {lv: [] for lv in levels}
     counts = []
-    for t in tqdm(range(toys), desc="toys", disable=not progress, dynamic_ncols=True):
-        data = toy(source, theta, likelihood.luminosity, seed=seed + t)
-        found = wilks_limits(profile(likelihood, grid, data, minimizer, systematics), levels)
+    for data, found in profiled:
+        found = wilks_limits(found, levels)
         counts.append(data.count)
         for lv in levels:
             areas[lv].append(found.areas[lv])

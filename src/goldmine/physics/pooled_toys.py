@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..simulators.base import DTYPE
 from .events import NUISANCE_RANGE
-from .limits import EventData, ExtendedLikelihood, Profile, ToyLimits, profile, toy, wilks_limits
+from .limits import EventData, ExtendedLikelihood, Profile, ToyLimits, limits_of_toys, profile, toy
 from .nuisance import log_constraint
 
 #: Chebyshev nodes per nuisance: odd, so that ν = 0 is a node
@@ -63,6 +63,11 @@ def node_grid(nodes: Tensor, k: int) -> Tensor:
     if k == 0:
         return torch.zeros(1, 0, dtype=DTYPE)
     return torch.stack(torch.meshgrid(*[nodes] * k, indexing="ij"), -1).reshape(-1, k)
+
+
+def grid_by_nodes(grid: Tensor, nu_nodes: Tensor) -> Tensor:
+    """Every grid point with every ν node, (G·N, d + K), the nodes varying fastest."""
+    return torch.cat([grid.repeat_interleave(nu_nodes.shape[0], 0), nu_nodes.repeat(grid.shape[0], 1)], -1)
 
 
 class _InterpolatedToy:
@@ -105,9 +110,8 @@ def log_sigma_table(likelihood: ExtendedLikelihood, grid: Tensor, systematics: b
                     bound: float = NUISANCE_RANGE) -> Tensor:
     """log σ(θ_g, ν_n) at every grid point and ν node: (G, N), the same for every toy."""
     _, nu_nodes = _nodes(likelihood, systematics, nodes, bound)
-    params = torch.cat([grid.repeat_interleave(nu_nodes.shape[0], 0), nu_nodes.repeat(grid.shape[0], 1)], -1)
     with torch.no_grad():
-        return torch.log(likelihood.cross_section(params)).to(DTYPE).reshape(grid.shape[0], -1)
+        return torch.log(likelihood.cross_section(grid_by_nodes(grid, nu_nodes))).to(DTYPE).reshape(grid.shape[0], -1)
 
 
 def pooled_toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, seed: int = 0,
@@ -134,20 +138,19 @@ def pooled_toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys:
     theta = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
     drawn = [toy(source, theta, likelihood.luminosity, seed=seed + t) for t in range(toys)]
+    models = interpolated_toys(likelihood, grid, drawn, systematics, nodes, bound, progress)
+    profiled = ((drawn[t], profile(models[t], grid, drawn[t], systematics=systematics, bound=bound))
+                for t in tqdm(range(toys), desc="toy profiles", disable=not progress, dynamic_ncols=True))
+    return limits_of_toys(theta, grid, levels, profiled)
+
+
+def interpolated_toys(likelihood: ExtendedLikelihood, grid: Tensor, drawn: list[EventData], systematics: bool,
+                      nodes: int = NODES, bound: float = NUISANCE_RANGE, progress: bool = False) -> list:
+    """Each data set's extended likelihood with its shape term and log σ interpolated in ν (`toy_shape_tables`,
+    `log_sigma_table`), for `profile` on `grid`."""
     values, node_1d = toy_shape_tables(likelihood, grid, drawn, systematics, nodes, bound, progress)
     log_sigma = log_sigma_table(likelihood, grid, systematics, nodes, bound)
-    nearest = int(((grid - theta[: likelihood.poi_dim]) ** 2).sum(-1).argmin())
-    areas = {lv: [] for lv in levels}
-    covered = {lv: [] for lv in levels}
-    for t in tqdm(range(toys), desc="toy profiles", disable=not progress, dynamic_ncols=True):
-        found = wilks_limits(profile(_InterpolatedToy(likelihood, values[t], log_sigma, node_1d), grid, drawn[t],
-                                     systematics=systematics, bound=bound), levels)
-        for lv in levels:
-            areas[lv].append(found.areas[lv])
-            covered[lv].append(bool(found.inside[lv][nearest]))
-    return ToyLimits(theta, tuple(levels), {lv: torch.tensor(areas[lv], dtype=DTYPE) for lv in levels},
-                     {lv: torch.tensor(covered[lv]) for lv in levels},
-                     torch.tensor([d.count for d in drawn], dtype=DTYPE))
+    return [_InterpolatedToy(likelihood, values[t], log_sigma, node_1d) for t in range(len(drawn))]
 
 
 def toy_shape_tables(likelihood: ExtendedLikelihood, grid: Tensor, drawn: list[EventData], systematics: bool,
@@ -174,9 +177,8 @@ def toy_shape_tables(likelihood: ExtendedLikelihood, grid: Tensor, drawn: list[E
     step = max(1, 2**16 // nu_nodes.shape[0])
     for s in tqdm(range(0, grid.shape[0], step), desc="toy table", disable=not progress, dynamic_ncols=True):
         g = grid[s:s + step]
-        params = torch.cat([g.repeat_interleave(nu_nodes.shape[0], 0), nu_nodes.repeat(g.shape[0], 1)], -1)
         with torch.no_grad():
-            table = likelihood.shape_terms(params, distinct).to(DTYPE)  # (g·N, J)
+            table = likelihood.shape_terms(grid_by_nodes(g, nu_nodes), distinct).to(DTYPE)  # (g·N, J)
         finite = torch.isfinite(table)
         summed = counts @ torch.where(finite, table, torch.zeros((), dtype=DTYPE)).T  # (T, g·N)
         bad = (counts > 0).to(DTYPE) @ (~finite).to(DTYPE).T > 0
@@ -192,10 +194,8 @@ def interpolated_profile(likelihood: ExtendedLikelihood, grid, data: EventData, 
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
     if likelihood.model is None:
         return profile(likelihood, grid, data, systematics=systematics, bound=bound)
-    values, node_1d = toy_shape_tables(likelihood, grid, [data], systematics, nodes, bound)
-    log_sigma = log_sigma_table(likelihood, grid, systematics, nodes, bound)
-    return profile(_InterpolatedToy(likelihood, values[0], log_sigma, node_1d), grid, data, systematics=systematics,
-                   bound=bound)
+    (model,) = interpolated_toys(likelihood, grid, [data], systematics, nodes, bound)
+    return profile(model, grid, data, systematics=systematics, bound=bound)
 
 
 def compare_profiles(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, seed: int = 0,
@@ -205,12 +205,11 @@ def compare_profiles(likelihood: ExtendedLikelihood, grid, source, theta, toys: 
     theta = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
     drawn = [toy(source, theta, likelihood.luminosity, seed=seed + t) for t in range(toys)]
-    values, node_1d = toy_shape_tables(likelihood, grid, drawn, True, nodes, bound)
-    log_sigma = log_sigma_table(likelihood, grid, True, nodes, bound)
+    models = interpolated_toys(likelihood, grid, drawn, True, nodes, bound)
     worst, worst_near = 0.0, 0.0
-    for t, data in enumerate(drawn):
+    for data, model in zip(drawn, models):
         exact = profile(likelihood, grid, data, bound=bound).q
-        pooled = profile(_InterpolatedToy(likelihood, values[t], log_sigma, node_1d), grid, data, bound=bound).q
+        pooled = profile(model, grid, data, bound=bound).q
         diff = (pooled - exact).abs()
         worst = max(worst, float(diff.max()))
         worst_near = max(worst_near, float(diff[exact < 12.0].max()))
