@@ -155,10 +155,7 @@ def recheck_entry(stored: dict, config: dict, tmp: Path) -> dict:
         if method == "exact":
             surrogate = sim
         else:
-            layout = layout_for([method])
-            data = gm.simulate(sim, budget, tmp / f"{name}_{budget}_{seed}_{layout}.h5", seed=seed, progress=False,
-                               layout=layout)
-            surrogate = make_estimator(method, sim, seed, budget).fit(data)
+            surrogate, _, _ = fit_surrogate(sim, name, method, budget, seed, tmp)
             entry["refit_error"] = log_ratio_error(surrogate, sim)["mse"]
         model = Model(surrogate, prior=sim, simulator=sim)
         same = method == "exact" or math.isclose(entry["refit_error"], stored["error"], rel_tol=1e-9)
@@ -235,6 +232,16 @@ def setup_of(name: str, config: dict) -> dict:
     return setup
 
 
+def fit_surrogate(sim, name: str, method: str, budget: int, seed: int, tmp: Path):
+    """`method` fitted with its defaults on `budget` runs of `sim` (data seed `seed`, in the layout the method wants):
+    (the surrogate, the layout, the fit's seconds)."""
+    layout = layout_for([method])
+    data = gm.simulate(sim, budget, tmp / f"{name}_{budget}_{seed}_{layout}.h5", seed=seed, progress=False,
+                       layout=layout)
+    start = time.perf_counter()
+    return make_estimator(method, sim, seed, budget).fit(data), layout, time.perf_counter() - start
+
+
 def run_entry(name: str, budget: int, seed: int, method: str, config: dict, tmp: Path) -> dict:
     sim, setup = SIMULATORS[name](), setup_of(name, config)
     entry = dict(simulator=name, budget=budget, seed=seed, method=method, toys=config["toys"], check=config["check"],
@@ -243,12 +250,8 @@ def run_entry(name: str, budget: int, seed: int, method: str, config: dict, tmp:
         if method == "exact":
             surrogate = sim
         else:
-            layout = layout_for([method])
-            path = tmp / f"{name}_{budget}_{seed}_{layout}.h5"
-            data = gm.simulate(sim, budget, path, seed=seed, progress=False, layout=layout)
-            start = time.perf_counter()
-            surrogate = make_estimator(method, sim, seed, budget).fit(data)
-            entry.update(layout=layout, fit_seconds=time.perf_counter() - start,
+            surrogate, layout, seconds = fit_surrogate(sim, name, method, budget, seed, tmp)
+            entry.update(layout=layout, fit_seconds=seconds,
                          epochs=len(surrogate.history_["train_loss"]) if getattr(surrogate, "history_", None) else None,
                          kept=(surrogate.history_ or {}).get("kept") if hasattr(surrogate, "history_") else None)
             entry["error"] = log_ratio_error(surrogate, sim)["mse"]
