@@ -282,15 +282,7 @@ def _fit_round(make_estimator, data, previous, device):
     round's weights (the standardisations are fitted afresh on the runs so far)."""
     estimator = make_estimator()
     if previous is not None:
-        build = estimator._build
-        state = previous.network_.state_dict()
-
-        def warm(theta_dim, x_dim):
-            network = build(theta_dim, x_dim)
-            network.load_state_dict(state)
-            return network
-
-        estimator._build = warm
+        estimator.start_from(previous)
     return estimator.fit(data, **({} if device is None else {"device": device}))
 
 

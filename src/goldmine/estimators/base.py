@@ -61,6 +61,9 @@ class Estimator:
     #: name θ by them when no simulator is given (`goldmine.checks.theta_names`)
     theta_names_: tuple[str, ...] | None = None
 
+    #: weights the next fit starts from instead of a fresh initialisation (`start_from`), else None
+    _start_state: dict | None = None
+
     #: the family's own defaults of Trainer settings (the flows and sally train with lr 1e-3 and batches
     #: of at least 128 rows, as their benchmarks did; the ratio family uses the Trainer's own defaults)
     TRAINING_DEFAULTS: dict = {}
@@ -106,7 +109,16 @@ class Estimator:
         self.x_low_, self.x_high_ = (data.x_range() or (None, None)) if len(self.x_shape_) == 1 else (None, None)
         torch.manual_seed(self.trainer.seed)
         self.network_ = self._build(self.theta_dim_, self.x_dim_)
+        if self._start_state is not None:
+            self.network_.load_state_dict(self._start_state)
         return data
+
+    def start_from(self, other: "Estimator") -> "Estimator":
+        """Makes the next fit start from the fitted weights of `other` (an estimator of the same settings) rather
+        than from a fresh initialisation, and returns self; what fit derives from the data (standardisations) is
+        derived afresh. Sequential rounds use it to refine one network over the rounds."""
+        self._start_state = other._check_fitted().state_dict()
+        return self
 
     def _train(self, loss, data, fields: tuple[str, ...], label: int | None = None, monitors: dict | None = None,
                device=None, finite: tuple[str, ...] | None = None) -> None:
