@@ -68,7 +68,7 @@ from torch import Tensor, nn
 from .. import checks, losses
 from ..data import Dataset
 from ..nn import ConditionalFlow, check_flow_settings, flow_hidden, with_theta_gradient
-from .base import Estimator, register
+from .base import Estimator, register, reference_runs
 from .registry import Method, family_method, register_method
 
 QUADRATURE_NODES = 8
@@ -79,11 +79,6 @@ __all__ = ["LikelihoodEstimator"]
 def default_noise(rows: int, dim: int) -> float:
     """nle's default noise bandwidth h for `rows` training rows in d = dim = d_x + d_θ dimensions."""
     return NOISE_SCALE * (rows / NOISE_ROWS) ** (-1 / (4 + dim))
-
-
-def has_reference_rows(data: Dataset) -> bool:
-    """Whether the rows include runs drawn at θ_ref (label 1), whose spread is the unit of nle's default x noise."""
-    return next(iter(data.batches(1, ["x"], label=1, shuffle=False)), None) is not None
 
 
 def kernel_scale(data: Dataset, fallback: Tensor) -> Tensor:
@@ -266,7 +261,7 @@ class LikelihoodEstimator(Estimator):
         rng = torch.Generator().manual_seed(self.trainer.seed)
         if self.noise is not None:
             self.noise_ = float(self.noise)
-        elif self.method == "nle" and has_reference_rows(train):  # the kernel's unit needs runs at θ_ref
+        elif self.method == "nle" and reference_runs(train):  # the kernel's unit needs runs at θ_ref
             self.noise_ = default_noise(len(train), self.x_dim_ + self.theta_dim_)
         else:
             self.noise_ = 0.0
