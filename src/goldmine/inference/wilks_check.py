@@ -109,7 +109,7 @@ def under_covers(coverage: float, level: float, toys: int, points: int = 1) -> b
     """The check's rule for one point's coverage measured by `toys` toys, when `points` points were measured: its
     binomial p-value is below Šidák's 1 − (1 − FALSE_ALARM)^(1/points) (the module's docstring)."""
     covered = round(coverage * toys)
-    return p_value(covered, toys, level) < 1 - (1 - FALSE_ALARM) ** (1 / points)
+    return bool(p_value(covered, toys, level) < 1 - (1 - FALSE_ALARM) ** (1 / points))
 
 
 def check_region(region, simulator: Simulator, toys: int, seed: int = 0, progress: bool = False) -> dict:
@@ -145,5 +145,5 @@ def check_region(region, simulator: Simulator, toys: int, seed: int = 0, progres
     lowest = min(measured, key=lambda p: (p["p_value"], p["coverage"]))
     adjusted = 1 - (1 - lowest["p_value"]) ** m
     return {"toys": int(toys), "coverage": lowest["coverage"], "stderr": lowest["stderr"], "theta": lowest["theta"],
-            "level": float(level), "under_covers": bool(adjusted < FALSE_ALARM), "p_value": adjusted,
-            "false_alarm": FALSE_ALARM, "points": measured}
+            "level": float(level), "under_covers": under_covers(lowest["coverage"], level, lowest["toys"], m),
+            "p_value": adjusted, "false_alarm": FALSE_ALARM, "points": measured}
