@@ -131,19 +131,19 @@ def check_region(region, simulator: Simulator, toys: int, seed: int = 0, progres
     model, grid = region.model, region.grid
     points = check_points(region)
     m = len(points)
-    share = [int(toys)] * m
+    toys = int(toys)
     threshold = float(chi2.ppf(level, model.theta_dim))
     mesh, measured = Mesh(grid), []
     for i in tqdm(range(m), desc="check", unit="point", disable=not progress, dynamic_ncols=True):
         theta = points[i]
-        x = draw_toys(simulator, theta, share[i], int(n), seeded_generator(seed, i))
+        x = draw_toys(simulator, theta, toys, int(n), seeded_generator(seed, i))
         q = toy_statistic(model, x, grid, theta[None], mesh)
         covered = int((q <= threshold).sum())
-        c = covered / share[i]
-        measured.append(dict(theta=theta.tolist(), toys=share[i], covered=covered, coverage=c,
-                             stderr=math.sqrt(c * (1 - c) / share[i]), p_value=p_value(covered, share[i], level)))
+        c = covered / toys
+        measured.append(dict(theta=theta.tolist(), toys=toys, covered=covered, coverage=c,
+                             stderr=math.sqrt(c * (1 - c) / toys), p_value=p_value(covered, toys, level)))
     lowest = min(measured, key=lambda p: (p["p_value"], p["coverage"]))
     adjusted = 1 - (1 - lowest["p_value"]) ** m
-    return {"toys": int(toys), "coverage": lowest["coverage"], "stderr": lowest["stderr"], "theta": lowest["theta"],
-            "level": float(level), "under_covers": under_covers(lowest["coverage"], level, lowest["toys"], m),
+    return {"toys": toys, "coverage": lowest["coverage"], "stderr": lowest["stderr"], "theta": lowest["theta"],
+            "level": float(level), "under_covers": under_covers(lowest["coverage"], level, toys, m),
             "p_value": adjusted, "false_alarm": FALSE_ALARM, "points": measured}
