@@ -360,15 +360,13 @@ def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neym
     if calibration is not None:
         c = calibration
         measured = f"coverage at θ̂ {c['coverage']:.3f} ± {c['stderr']:.3f} by {c['toys']} toys from the simulator"
-        toys = c["toys"]
-        if "points" in c:  # the check at several points of the region (wilks_check)
+        if "points" in c:  # the check at several points of the region (wilks_check), each with c["toys"] toys
             at = c["points"][0]["theta"] == c["theta"]
             where = "θ̂" if at else "θ = " + _point_text(c["theta"], names)
-            toys = min(p["toys"] for p in c["points"])
             measured = (f"lowest coverage {c['coverage']:.3f} ± {c['stderr']:.3f} at {where}, of {len(c['points'])} "
                         f"points (θ̂ and the ends along each axis of the {_reach(c['level'])} region) checked by "
                         f"{c['toys']} toys each from the simulator")
-        margin = OVER_COVERAGE * math.sqrt(c["level"] * (1 - c["level"]) / toys)
+        margin = OVER_COVERAGE * math.sqrt(c["level"] * (1 - c["level"]) / c["toys"])
         if c["under_covers"]:
             notes.insert(0, f"{measured}, below the nominal {c['level']:.3g}: the region is too small to be trusted; "
                             f"use {neyman} (thresholds calibrated by toys), train the surrogate longer, or use an "
