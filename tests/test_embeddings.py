@@ -251,6 +251,7 @@ def test_streaming_training_and_inference_on_images(images, cnn_ratio):
     torch.testing.assert_close(ll, direct, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore::goldmine.estimators.base.UnusedRunsWarning")  # pair data on purpose
 def test_npe_and_sally_read_images_through_an_embedding_and_round_trip(images, tmp_path):
     x = images.tensors(["x"])["x"][:1]
     npe = gm.PosteriorEstimator(embedding=CNN, epochs=1, hidden=(16,), transforms=1, progress=False).fit(images)

@@ -129,6 +129,7 @@ def test_mcmc_on_a_ratio_surrogate(tmp_path):
     assert abs(float(post.samples.mean()) - exact_mean) < 0.1
 
 
+@pytest.mark.filterwarnings("ignore::goldmine.estimators.base.UnusedRunsWarning")  # pair data on purpose
 def test_npe_samples_directly(tmp_path):
     data = gm.simulate(WEINBERG, 2000, tmp_path / "w.h5", seed=0, progress=False)
     est = PosteriorEstimator(prior=([40.0, 0.5], [50.0, 1.2]), transforms=1, hidden=(16, 16), epochs=2,
