@@ -1,6 +1,8 @@
 """The EFT study file: LHE in, limits with systematics out, at a tiny scale."""
 
 import json
+import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,12 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "eft.toml"
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*regions cover the reference")  # one epoch on 400 runs: too tight, as toys say
 def test_the_example_study_runs_from_lhe_to_limits_at_a_tiny_scale(tmp_path):
     text = EXAMPLE.read_text()
     for big, small in (("generate = 10000", "generate = 600"), ("runs = 10000", "runs = 400"),
-                       ('seed = 0\n\n[limits]', 'seed = 0\nepochs = 1\n\n[limits]'), ("grid = 11", "grid = 3")):
+                       ('seed = 0\n\n[limits]', 'seed = 0\nepochs = 1\n\n[limits]'), ("grid = 11", "grid = 3"),
+                       ("toys = 100", "toys = 3")):
         assert big in text
         text = text.replace(big, small)
     study = tmp_path / "eft.toml"
@@ -31,6 +35,8 @@ def test_the_example_study_runs_from_lhe_to_limits_at_a_tiny_scale(tmp_path):
     assert record["nuisances"] == ["normalisation", "scale"] and 0 < record["events"] <= 600
     for tag in ("systematics", "none"):
         assert set(record["areas"][tag]) == {"truth", "rate only", "alices", "carl", "pyhf"}
+    assert set(record["toys"]) == {"truth", "alices", "carl"}  # the rate alone and pyhf have no shape model
+    assert all(entry["toys"] == 3 and set(entry["coverage"]) == {"0.68", "0.95"} for entry in record["toys"].values())
     truth = record["areas"]
     assert truth["none"]["truth"]["0.95"] <= truth["systematics"]["truth"]["0.95"]   # profiling only widens
 
@@ -54,3 +60,32 @@ def test_a_folder_that_goldmine_did_not_write_is_refused_before_anything_is_made
         run_eft_study(study)
     assert (tmp_path / "eft-study" / "data.h5").read_text() == "the user's own file"
     assert not (tmp_path / "eft-study.lhe").exists()
+
+
+def test_toys_report_bands_and_coverage_and_warn_when_the_regions_are_too_tight(eft_likelihood):
+    """The truth's regions cover near their level; a likelihood whose shape terms are 4× too steep (an
+    overconfident surrogate) gives regions too small, and the study warns, naming the method and the level."""
+    import copy
+
+    import torch
+
+    from goldmine.physics.study import _toy_record
+
+    src, full, grid = eft_likelihood
+    theta = src.reference
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        truth = _toy_record("truth", full, grid, src, theta, 40, (0.68, 0.95), progress=False)
+    assert truth["toys"] == 40 and set(truth["bands"]) == {"0.68", "0.95"}
+    b = truth["bands"]["0.95"]
+    assert b["-2σ"] <= b["-1σ"] <= b["median"] <= b["+1σ"] <= b["+2σ"]
+    coverage, stderr = truth["coverage"]["0.95"]
+    assert abs(coverage - 0.95) < 3 * (0.95 * 0.05 / 40) ** 0.5 + 1 / 40 and stderr >= 0
+    steep = copy.copy(full)
+    steep.shape_terms = lambda params, x: 4 * full.shape_terms(params, x)
+    with pytest.warns(RuntimeWarning) as caught:
+        tight = _toy_record("steep", steep, grid, src, theta, 40, (0.68, 0.95), progress=False)
+    said = " ".join(str(w.message) for w in caught)
+    for level in ("68%", "95%"):
+        assert re.search(rf"steep's {level} regions cover .* too few for {level}.* Neyman", said)
+    assert tight["coverage"]["0.95"][0] < coverage and torch.isfinite(torch.tensor(tight["coverage"]["0.95"])).all()

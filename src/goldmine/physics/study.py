@@ -12,14 +12,22 @@ The file (examples/eft.toml explains every key) names
     [data]        the mined runs and their seed
     [train]       the ratio methods to train (with the estimators' defaults unless options are given)
     [limits]      the expected SM events L·σ(SM) (which fixes the luminosity), the grid over the
-                  coefficients, the levels, and the binned pyhf baseline's observables and bins
+                  coefficients, the levels, the binned pyhf baseline's observables and bins, and
+                  `toys = T` pseudo-experiments at the reference (0, the default, runs none)
 
 and `run_eft_study(path)` (or `goldmine run STUDY.toml`, which recognises a study by its [events]
 section) writes into the output folder (new, empty, or one a study wrote: goldmine's marker says
 so, and any other folder is refused) the mined data, `limits.json` (the areas of
 the expected (Asimov, at the reference) Wilks regions of the truth, every method, the rate alone and
 the pyhf analysis, with the nuisances profiled and fixed) and `limits.png` (the 95% contours with
-systematics). Every method profiles ν with the extended likelihood of `goldmine.physics.limits`.
+systematics). Every method profiles ν with the extended likelihood of `goldmine.physics.limits`; a
+surrogate's on its shape terms tabulated at Chebyshev nodes in ν (`interpolated_profile`, as the toys).
+
+With `toys = T`, each likelihood with a shape model (the truth and every method) also gets T toys at
+the reference, ν profiled (`pooled_toy_limits`): limits.json's "toys" holds their expected areas with
+the ±1σ, ±2σ bands and the Neyman coverage of the Wilks regions at each level. A coverage that the
+Wilks check's binomial rule (`goldmine.inference.wilks_check.under_covers`, one test per likelihood
+and level) calls too low raises a warning that names the method, the level and the coverage.
 """
 
 from __future__ import annotations
@@ -154,7 +162,7 @@ def run_eft_study(path, output=None, progress: bool = False) -> dict:
     areas, q95 = {}, {}
     for systematics in (True, False):
         tag = "systematics" if systematics else "none"
-        found = {name: wilks_limits(profile(lik, grid, data_asimov, systematics=systematics), levels)
+        found = {name: wilks_limits(_profile(lik, grid, data_asimov, systematics), levels)
                  for name, lik in likelihoods.items()}
         found["pyhf"] = histogram_limits(source, grid, reference, luminosity, observables=hist_obs,
                                          bins=int(hist.get("bins", 5)), systematics=systematics, levels=levels)
@@ -166,9 +174,49 @@ def run_eft_study(path, output=None, progress: bool = False) -> dict:
               "observables": list(events.observables), "nuisances": list(source.nuisance_names),
               "luminosity": luminosity, "grid_cell": float((axis[1] - axis[0]) ** 2) if points > 1 else 0.0,
               "areas": areas, "seconds": time.perf_counter() - start}
+    toys = int(limits.get("toys", 0))
+    if toys < 0:
+        raise ValueError(f"{path} [limits]: toys = {toys}; give a number of pseudo-experiments ≥ 0 (0 runs none).")
+    if toys:
+        theta = torch.cat([reference, torch.zeros(source.theta_dim - len(names), dtype=DTYPE)])
+        record["toys"] = {name: _toy_record(name, lik, grid, source, theta, toys, levels, progress)
+                          for name, lik in likelihoods.items() if lik.model is not None}
+    record["seconds"] = time.perf_counter() - start
     (out / "limits.json").write_text(json.dumps(record, indent=2))
     data_path.unlink(missing_ok=True)
     return record
+
+
+def _profile(likelihood: ExtendedLikelihood, grid, data, systematics: bool):
+    """The profile of the Asimov data: a surrogate's (whose shape terms the minimiser would difference at every step)
+    on its shape terms tabulated at Chebyshev nodes in ν (`interpolated_profile`), the truth's and the rate's exactly."""
+    from .pooled_toys import interpolated_profile
+
+    if likelihood.values_only:
+        return interpolated_profile(likelihood, grid, data, systematics=systematics)
+    return profile(likelihood, grid, data, systematics=systematics)
+
+
+def _toy_record(name: str, likelihood: ExtendedLikelihood, grid, source, theta, toys: int, levels,
+                progress: bool) -> dict:
+    """One likelihood's toys at θ (ν profiled): {"toys", "bands": level → quantiles of the areas, "coverage":
+    level → [fraction, binomial error]}, warning where the coverage is too low by the Wilks check's rule."""
+    import warnings
+
+    from ..inference.wilks_check import under_covers
+    from .pooled_toys import pooled_toy_limits
+
+    found = pooled_toy_limits(likelihood, grid, source, theta, toys, levels=levels, systematics=True,
+                              progress=progress)
+    entry = {"toys": toys, "bands": {str(lv): found.bands(lv) for lv in levels},
+             "coverage": {str(lv): list(found.coverage(lv)) for lv in levels}}
+    for lv in levels:
+        coverage, stderr = found.coverage(lv)
+        if under_covers(coverage, lv, toys, points=len(levels)):
+            warnings.warn(f"{name}'s {lv:.0%} regions cover the reference in {coverage:.3f} ± {stderr:.3f} of {toys} "
+                          f"toys, too few for {lv:.0%}: its limits are too tight. Train on more runs, or quote "
+                          "Neyman limits from the toys.", RuntimeWarning, stacklevel=3)
+    return entry
 
 
 def is_event_study(raw: dict) -> bool:
@@ -184,6 +232,15 @@ def areas_table(record: dict) -> str:
     for name, s in record["areas"]["systematics"].items():
         n = record["areas"]["none"][name]
         lines.append(f"{name:>10} " + " ".join(f"{v:9.4f}" for v in (*s.values(), *n.values())))
+    toys = record.get("toys", {})
+    if toys:
+        levels = list(next(iter(toys.values()))["coverage"])
+        lines.append(f"{next(iter(toys.values()))['toys']} toys at the reference, ν profiled: "
+                     "95% area median [−1σ, +1σ] and the coverage at each level")
+        for name, entry in toys.items():
+            b = entry["bands"].get("0.95", next(iter(entry["bands"].values())))
+            cov = "  ".join(f"{lv}: {c:.3f} ± {e:.3f}" for lv, (c, e) in entry["coverage"].items() if lv in levels)
+            lines.append(f"{name:>10} {b['median']:.4f} [{b['-1σ']:.4f}, {b['+1σ']:.4f}]  {cov}")
     return "\n".join(lines)
 
 
