@@ -16,8 +16,9 @@ double backward follow from its loss. Two registration flags change what the net
     label      train only on the rows of one label (nre: the rows drawn at θ ~ prior, the draws from
                the joint; the loss pairs them with θ shuffled within the batch for the marginals)
 
-Weighting (`RatioEstimator(weighting="ratio")`, the default of alice and alices): each row's loss is
-multiplied by w = 1 + r̂(x|θ), not differentiated. Per θ, the cross-entropy's excess over its minimum is,
+Weighting (`RatioEstimator(weighting="ratio")`, the default of alice and alices): each row's cross-entropy
+is multiplied by w = 1 + r̂(x|θ), not differentiated (the losses' argument `weight`; a score term is not
+weighted). Per θ, the cross-entropy's excess over its minimum is,
 for a small error δ(x) = log r̂(x|θ) − log r(x|θ), about ½·Σ_x p(x|θ) δ(x)² / (1 + r(x|θ)) (its curvature in
 log r̂ is p(x|θ) p(x|θ_ref) / (p(x|θ) + p(x|θ_ref))), while the error that matters, and that
 `goldmine.evaluate.log_ratio_error` measures, is Σ_x p(x|θ) δ(x)²: unweighted, the cross-entropy hardly
@@ -70,6 +71,8 @@ RATIO_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "score": ("the mined joint score t(x, z|θ): (n, theta_dim)", ("score",)),
     "alpha": ("the estimator's weight α of the score term", ()),
     "clip": ("the estimator's clipping of log-ratios", ()),
+    "weight": ("the weight w of each row's cross-entropy, not differentiated: 1 + r̂(x|θ) with weighting='ratio' "
+               "(`ratio_weight`), else 1: (n,) or 1.0", ("theta", "x")),
 }
 NETWORK_INPUTS = ("log_r_hat", "score_hat", "log_r_hat_marginal")
 #: `RatioEstimator(weighting=...)`: "none" (w = 1) or "ratio" (w = 1 + r̂, the module docstring)
@@ -177,6 +180,8 @@ def _loss_inputs(e, spec: Method, taken: tuple[str, ...], net, b) -> dict[str, o
     given = {"y": "label", "log_r": "log_r", "score": "score"}
     out.update({k: b[given[k]] for k in taken if k in given})
     out.update({k: getattr(e, k) for k in ("alpha", "clip") if k in taken})
+    if "weight" in taken:
+        out["weight"] = ratio_weight(out["log_r_hat"], e.clip) if e.weighting == "ratio" else 1.0
     return {k: out[k] for k in taken}
 
 
@@ -237,7 +242,8 @@ class RatioEstimator(Estimator):
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
         clip: the clipping of log-ratios in rolr and rascal, and of log r̂ in the weight w, a finite number > 0.
-        weighting: how each row's loss is weighted (`WEIGHTINGS`): "ratio", by w = 1 + r̂(x|θ), not differentiated,
+        weighting: how each row's cross-entropy is weighted (`WEIGHTINGS`): "ratio", by w = 1 + r̂(x|θ), not
+            differentiated (for the losses that take a `weight`: carl, alice, cascal, alices),
             so that the cross-entropy weighs errors of log r̂ as the expected squared error under p(x|θ) does
             (the module docstring); "none", w = 1. By default the method's own (`defaults` in the registry:
             "ratio" for alice and alices, whose soft labels keep the weighted gradient bounded, "none" otherwise).
@@ -305,10 +311,9 @@ class RatioEstimator(Estimator):
         if self.weighting is None:  # and its own weighting
             self.weighting = self.params["weighting"] = spec.defaults.get("weighting", "none")
         taken = ratio_inputs(spec.loss)
-        weighted = self.weighting == "ratio"
-        if weighted and "log_r_hat" not in taken:
-            raise ValueError(f"weighting='ratio' weighs each row by 1 + r̂(x|θ), but the loss of {self.method} reads no "
-                             "log_r_hat: use weighting='none' for it.")
+        if self.weighting == "ratio" and "weight" not in taken:
+            raise ValueError(f"weighting='ratio' weighs the cross-entropy of each row by 1 + r̂(x|θ), but the loss of "
+                             f"{self.method} takes no weight (carl, alice, cascal and alices do): use weighting='none'.")
         data = self._setup(data, spec.fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
@@ -316,9 +321,7 @@ class RatioEstimator(Estimator):
         network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=spec.label, shuffle=False))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-            inputs = _loss_inputs(self, spec, taken, net, batch)
-            rows = spec.loss(**inputs)
-            return (rows * ratio_weight(inputs["log_r_hat"], self.clip) if weighted else rows).mean()
+            return spec.loss(**_loss_inputs(self, spec, taken, net, batch)).mean()
 
         fields, monitors = spec.fields, {}
         if spec.label is None:  # rows of both labels: the gold-free cross-entropy between them is a monitor
