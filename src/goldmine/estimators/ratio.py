@@ -27,7 +27,7 @@ w = 1 + r̂ the two agree near the optimum. A positive weight that depends only 
 expected gradient at (x, θ) of both classes alike, so the minimiser, the true r, stays the same (the loss
 stays proper). log r̂ is clipped at `clip` inside w. Hard labels (carl, cascal) turn the weight into an
 importance weight r̂ on the rare rows at θ_ref where r̂ is large, which feeds on itself, so they keep w = 1
-(benchmarks/README.md, "The 10× target with default settings on the Galton board").
+(benchmarks/README.md, "The 10× target with the ratio weighting").
 
 The score term α·‖∇_θ log r̂(x|θ) − t(x, z|θ)‖² counts only the rows drawn at θ; it differentiates the
 network in θ inside the loss (double backward), on those rows only. Clipping: rolr and rascal clip
@@ -404,8 +404,8 @@ ALICE = "Stoye, Brehmer, Louppe, Pavez, Cranmer, arXiv:1808.00973"
 
 register_method(ratio_method("carl", losses.carl, "classifier between runs at θ and at θ_ref", CARL, repaired=True))
 register_method(ratio_method("rolr", losses.rolr, "regression on the joint ratio r(x,z)", MINING))
-# alice and alices weigh each row by 1 + r̂ (the module docstring; measured in benchmarks/README.md, "The 10× target
-# with default settings on the Galton board"); carl and cascal, with hard labels, became unstable with it
+# alice and alices weigh each row's cross-entropy by 1 + r̂ (the module docstring; measured in benchmarks/README.md,
+# "The 10× target with the ratio weighting"); carl, with hard labels, diverged with it, and cascal keeps w = 1 alike
 WEIGHTED = {"weighting": "ratio"}
 register_method(ratio_method("alice", losses.alice, "cross-entropy against soft labels 1/(1+r(x,z))", ALICE,
                              defaults=WEIGHTED))
