@@ -56,6 +56,15 @@ def test_score_terms_count_only_rows_drawn_at_theta():
     close(losses.alices(a, t_hat, b, t, y, alpha=0.5), losses.alice(a, b) + T([2.5, 0.0]))
 
 
+def test_a_weight_scales_the_cross_entropy_and_not_the_score_term():
+    a, b, y, w = T([0.5, -1.0]), T([1.0, 0.0]), T([0.0, 1.0]), T([3.0, 0.5])
+    t_hat, t = T([[1.0], [0.0]]), T([[0.0], [0.0]])
+    close(losses.carl(a, y, w), w * losses.carl(a, y))
+    close(losses.alice(a, b, w), w * losses.alice(a, b))
+    close(losses.cascal(a, t_hat, t, y, alpha=2.0, weight=w), w * losses.carl(a, y) + T([2.0, 0.0]))
+    close(losses.alices(a, t_hat, b, t, y, alpha=2.0, weight=w), w * losses.alice(a, b) + T([2.0, 0.0]))
+
+
 def test_sally_nle_scandal():
     close(losses.sally(T([[1.0, -1.0]]), T([[0.0, 1.0]])), [5.0])
     close(losses.nle(T([-1.5])), [1.5])

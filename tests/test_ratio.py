@@ -153,3 +153,42 @@ def test_bad_input(data, tmp_path):
         est.log_ratio(torch.zeros(3, 2), torch.zeros(3, 1))
     with pytest.raises(RuntimeError, match="not fitted"):
         gm.RatioEstimator("carl").log_ratio(torch.zeros(1, 1), torch.zeros(1, 1))
+
+
+def test_ratio_weighting_turns_the_cross_entropy_into_the_metric():
+    """With w = 1 + r̂ (not differentiated) the expected cross-entropy between x ~ p(x|θ) and x ~ p(x|θ_ref)
+    keeps its minimiser, the true log r, and its curvature in log r̂(x) there is p(x|θ): the weight that
+    `log_ratio_error` gives the squared error of log r̂ at x (unweighted it is p(x|θ)/(1 + r(x|θ)))."""
+    from goldmine.estimators.ratio import ratio_weight
+
+    x = torch.arange(32.0, dtype=torch.float64)[:, None]
+    theta = torch.full((32, 1), -1.0, dtype=torch.float64)
+    p, p_ref = SIM.log_prob(x, theta).exp(), SIM.log_prob(x, torch.zeros_like(theta)).exp()
+    seen = (p > 1e-6) & (p_ref > 1e-6)
+    p, p_ref = p[seen], p_ref[seen]
+    log_r = (p / p_ref).log()
+
+    def expected(a, weighted):
+        rows = p * gm.losses.carl(a, torch.zeros_like(a)) + p_ref * gm.losses.carl(a, torch.ones_like(a))
+        return (rows * (ratio_weight(a, 10.0) if weighted else 1)).sum()
+
+    a = log_r.clone().requires_grad_(True)
+    for weighted, curvature in ((True, p), (False, p / (1 + log_r.exp()))):
+        (grad,) = torch.autograd.grad(expected(a, weighted), a, create_graph=True)
+        torch.testing.assert_close(grad, torch.zeros_like(grad), rtol=0, atol=1e-12)  # the minimiser stays
+        hessian = torch.stack([torch.autograd.grad(g, a, retain_graph=True)[0][i] for i, g in enumerate(grad)])
+        torch.testing.assert_close(hessian, curvature, rtol=1e-9, atol=0)
+
+
+def test_weighting_defaults_per_method_and_survives_save_load(data, tmp_path):
+    assert gm.RatioEstimator("alice").weighting == "ratio" and gm.RatioEstimator("alices").weighting == "ratio"
+    assert all(gm.RatioEstimator(m).weighting == "none" for m in ("carl", "rolr", "cascal", "rascal", "nre"))
+    assert gm.RatioEstimator("carl", weighting="ratio").weighting == "ratio"
+    est = gm.RatioEstimator(**{**FAST, "epochs": 1}).fit(data)  # the default method on gold: alice, weighted
+    assert est.method == "alice" and est.weighting == "ratio" and est.params["weighting"] == "ratio"
+    again = gm.load(est.save(tmp_path / "m"))
+    assert again.weighting == "ratio"
+    x, theta = torch.arange(5.0, 26.0)[:, None], torch.linspace(-1, 1, 21)[:, None]
+    torch.testing.assert_close(again.log_ratio(x, theta), est.log_ratio(x, theta), rtol=0, atol=0)
+    unweighted = gm.RatioEstimator("alice", weighting="none", **{**FAST, "epochs": 1}).fit(data)
+    assert not torch.equal(unweighted.log_ratio(x, theta), est.log_ratio(x, theta))  # the weight reaches the loss

@@ -57,7 +57,7 @@ TRAINING = [("epochs", 0), ("epochs", -1), ("epochs", 2.5), ("epochs", True), ("
 OWN = {
     "ratio": [("method", "rolrr"), ("alpha", -1), ("alpha", INF), ("alpha", NAN), ("hidden", 0), ("hidden", -5),
               ("hidden", [0]), ("hidden", [-5]), ("hidden", [64.5]), ("hidden", "64"), ("activation", "relu"),
-              ("clip", -1), ("clip", 0), ("clip", INF)],
+              ("clip", -1), ("clip", 0), ("clip", INF), ("weighting", "metric"), ("weighting", 1)],
     "score": [("method", "sallyy"), ("hidden", 0), ("hidden", [0, 4]), ("activation", "relu")],
     "likelihood": [("method", "nlee"), ("alpha", -1), ("alpha", INF), ("flow", "realnvp"), ("transforms", 0),
                    ("hidden", 0), ("hidden", [-5]), ("bins", 0), ("activation", "relu"), ("noise", -1)],

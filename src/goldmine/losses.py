@@ -2,7 +2,8 @@
 
 Notation: y is the label (0: x drawn at θ, 1: x drawn at θ_ref), a = log r̂(x|θ) the surrogate,
 b = log r(x, z|θ, θ_ref) the mined joint log-ratio, t = t(x, z|θ) the mined joint score and
-t̂ = ∇_θ log r̂(x|θ) (or ∇_θ log p̂(x|θ)). The classifier output of carl and alice is
+t̂ = ∇_θ log r̂(x|θ) (or ∇_θ log p̂(x|θ)), and w a weight per row of a cross-entropy, not differentiated
+(`goldmine.estimators.ratio.ratio_weight`; 1 by default). The classifier output of carl and alice is
 ŝ = 1/(1 + r̂), the probability that x was drawn at θ_ref; then log ŝ = −softplus(a) and
 log(1 − ŝ) = −softplus(−a), so cross-entropies never leave log space. Each function's docstring
 gives its formula; which method uses which loss, on which rows, is the method table of
@@ -10,7 +11,7 @@ gives its formula; which method uses which loss, on which rows, is the method ta
 
 The ratio losses name their arguments after what the ratio estimator hands them (see
 `goldmine.estimators.ratio.RATIO_INPUTS`): log_r_hat (a), score_hat (t̂), y, log_r (b), score (t),
-log_r_hat_marginal, alpha and clip. A new ratio loss is a function with such arguments plus one
+log_r_hat_marginal, alpha, clip and weight. A new ratio loss is a function with such arguments plus one
 line that registers it (`register_method(ratio_method(...))`).
 
 The score term only counts rows drawn at θ ((1−y)): t(x, z|θ) is an unbiased label of
@@ -29,10 +30,10 @@ from torch import Tensor
 from torch.nn.functional import softplus
 
 
-def carl(log_r_hat: Tensor, y: Tensor) -> Tensor:
-    """y·softplus(a) + (1−y)·softplus(−a), the binary cross-entropy of ŝ = 1/(1 + r̂) against the label y:
-    (n,), (n,) → (n,)."""
-    return y * softplus(log_r_hat) + (1 - y) * softplus(-log_r_hat)
+def carl(log_r_hat: Tensor, y: Tensor, weight: Tensor | float = 1.0) -> Tensor:
+    """w·[y·softplus(a) + (1−y)·softplus(−a)], the binary cross-entropy of ŝ = 1/(1 + r̂) against the label y,
+    weighted by w (1, or (n,)): (n,), (n,) → (n,)."""
+    return weight * (y * softplus(log_r_hat) + (1 - y) * softplus(-log_r_hat))
 
 
 def nre(log_r_hat: Tensor, log_r_hat_marginal: Tensor) -> Tensor:
@@ -56,11 +57,11 @@ def rolr(log_r_hat: Tensor, log_r: Tensor, y: Tensor, clip: float = 10.0) -> Ten
     return y * at_ref + (1 - y) * at_theta
 
 
-def alice(log_r_hat: Tensor, log_r: Tensor) -> Tensor:
-    """s·softplus(a) + (1−s)·softplus(−a): the cross-entropy of ŝ against the soft label
-    s = 1/(1 + r(x, z)) = sigmoid(−b): (n,), (n,) → (n,)."""
+def alice(log_r_hat: Tensor, log_r: Tensor, weight: Tensor | float = 1.0) -> Tensor:
+    """w·[s·softplus(a) + (1−s)·softplus(−a)]: the cross-entropy of ŝ against the soft label
+    s = 1/(1 + r(x, z)) = sigmoid(−b), weighted by w (1, or (n,)): (n,), (n,) → (n,)."""
     s = torch.sigmoid(-log_r)
-    return s * softplus(log_r_hat) + (1 - s) * softplus(-log_r_hat)
+    return weight * (s * softplus(log_r_hat) + (1 - s) * softplus(-log_r_hat))
 
 
 def score_term(score_hat: Tensor, score: Tensor, y: Tensor) -> Tensor:
@@ -73,14 +74,14 @@ def rascal(log_r_hat, score_hat, log_r, score, y, alpha: float, clip: float = 10
     return rolr(log_r_hat, log_r, y, clip) + alpha * score_term(score_hat, score, y)
 
 
-def cascal(log_r_hat, score_hat, score, y, alpha: float) -> Tensor:
-    """carl + α·(1 − y)·‖t̂ − t‖²."""
-    return carl(log_r_hat, y) + alpha * score_term(score_hat, score, y)
+def cascal(log_r_hat, score_hat, score, y, alpha: float, weight: Tensor | float = 1.0) -> Tensor:
+    """w·carl + α·(1 − y)·‖t̂ − t‖² (w weighs the cross-entropy only)."""
+    return carl(log_r_hat, y, weight) + alpha * score_term(score_hat, score, y)
 
 
-def alices(log_r_hat, score_hat, log_r, score, y, alpha: float) -> Tensor:
-    """alice + α·(1 − y)·‖t̂ − t‖²."""
-    return alice(log_r_hat, log_r) + alpha * score_term(score_hat, score, y)
+def alices(log_r_hat, score_hat, log_r, score, y, alpha: float, weight: Tensor | float = 1.0) -> Tensor:
+    """w·alice + α·(1 − y)·‖t̂ − t‖² (w weighs the cross-entropy only)."""
+    return alice(log_r_hat, log_r, weight) + alpha * score_term(score_hat, score, y)
 
 
 def sally(score_hat: Tensor, score_ref: Tensor) -> Tensor:

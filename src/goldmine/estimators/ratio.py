@@ -16,6 +16,19 @@ double backward follow from its loss. Two registration flags change what the net
     label      train only on the rows of one label (nre: the rows drawn at θ ~ prior, the draws from
                the joint; the loss pairs them with θ shuffled within the batch for the marginals)
 
+Weighting (`RatioEstimator(weighting="ratio")`, the default of alice and alices): each row's cross-entropy
+is multiplied by w = 1 + r̂(x|θ), not differentiated (the losses' argument `weight`; a score term is not
+weighted). Per θ, the cross-entropy's excess over its minimum is,
+for a small error δ(x) = log r̂(x|θ) − log r(x|θ), about ½·Σ_x p(x|θ) δ(x)² / (1 + r(x|θ)) (its curvature in
+log r̂ is p(x|θ) p(x|θ_ref) / (p(x|θ) + p(x|θ_ref))), while the error that matters, and that
+`goldmine.evaluate.log_ratio_error` measures, is Σ_x p(x|θ) δ(x)²: unweighted, the cross-entropy hardly
+sees errors where r is large, at x that θ makes far more likely than θ_ref (at the prior's edge). With
+w = 1 + r̂ the two agree near the optimum. A positive weight that depends only on (x, θ) multiplies the
+expected gradient at (x, θ) of both classes alike, so the minimiser, the true r, stays the same (the loss
+stays proper). log r̂ is clipped at `clip` inside w. Hard labels (carl, cascal) turn the weight into an
+importance weight r̂ on the rare rows at θ_ref where r̂ is large, which feeds on itself, so they keep w = 1
+(benchmarks/README.md, "The 10× target with the ratio weighting").
+
 The score term α·‖∇_θ log r̂(x|θ) − t(x, z|θ)‖² counts only the rows drawn at θ; it differentiates the
 network in θ inside the loss (double backward), on those rows only. Clipping: rolr and rascal clip
 the log-ratios inside the squared errors (see goldmine.losses.rolr); the cross-entropies need none,
@@ -58,8 +71,26 @@ RATIO_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "score": ("the mined joint score t(x, z|θ): (n, theta_dim)", ("score",)),
     "alpha": ("the estimator's weight α of the score term", ()),
     "clip": ("the estimator's clipping of log-ratios", ()),
+    "weight": ("the weight w of each row's cross-entropy, not differentiated: 1 + r̂(x|θ) with weighting='ratio' "
+               "(`ratio_weight`), else 1: (n,) or 1.0", ("theta", "x")),
 }
 NETWORK_INPUTS = ("log_r_hat", "score_hat", "log_r_hat_marginal")
+#: `RatioEstimator(weighting=...)`: "none" (w = 1) or "ratio" (w = 1 + r̂, the module docstring)
+WEIGHTINGS = ("none", "ratio")
+
+
+def ratio_weight(log_r_hat: Tensor, clip: float) -> Tensor:
+    """w = 1 + r̂(x|θ) with log r̂ clipped at `clip`, not differentiated: (n,) → (n,).
+
+    Multiplying each row's cross-entropy by w makes its excess loss near the optimum ½·Σ_x p(x|θ)·δ(x)²,
+    the expected squared error of log r̂ under p(x|θ) (the module docstring).
+
+    Example:
+        >>> w = ratio_weight(torch.tensor([0.0, 2.0, 50.0], requires_grad=True), clip=10.0)
+        >>> torch.allclose(w, 1 + torch.tensor([0.0, 2.0, 10.0]).exp()), w.requires_grad
+        (True, False)
+    """
+    return 1 + log_r_hat.detach().clamp(max=clip).exp()
 
 
 def ratio_inputs(loss: Callable) -> tuple[str, ...]:
@@ -94,7 +125,8 @@ def ratio_method(name: str, loss: Callable, about: str, reference: str, *, label
         label: train only on the rows of this label (None: both).
         repaired: pair each row drawn at θ_ref with the θ of its neighbour in the shuffled batch.
         anchored: log r̂(x|θ) = g(x, θ) − g(x, θ_ref) during training (False: g(x, θ) itself).
-        defaults: the method's own defaults of RatioEstimator's options; alpha is 1 unless given.
+        defaults: the method's own defaults of RatioEstimator's options; alpha is 1 and weighting "none" unless
+            given.
 
     Example:
         >>> def brier(log_r_hat, y):
@@ -106,7 +138,7 @@ def ratio_method(name: str, loss: Callable, about: str, reference: str, *, label
     taken = ratio_inputs(loss)
     fields = {f for k in taken for f in RATIO_INPUTS[k][1]} | ({"label"} if repaired else set())
     return Method(name, "ratio", RatioEstimator, about, reference, fields=tuple(f for f in FIELDS if f in fields),
-                  label=label, loss=loss, defaults={"alpha": 1.0, **(defaults or {})},
+                  label=label, loss=loss, defaults={"alpha": 1.0, "weighting": "none", **(defaults or {})},
                   theta_gradient="score_hat" in taken, repaired=repaired, anchored=anchored)
 
 
@@ -149,6 +181,8 @@ def _loss_inputs(e, spec: Method, taken: tuple[str, ...], net, b) -> dict[str, o
     given = {"y": "label", "log_r": "log_r", "score": "score"}
     out.update({k: b[given[k]] for k in taken if k in given})
     out.update({k: getattr(e, k) for k in ("alpha", "clip") if k in taken})
+    if "weight" in taken:
+        out["weight"] = ratio_weight(out["log_r_hat"], e.clip) if e.weighting == "ratio" else 1.0
     return {k: out[k] for k in taken}
 
 
@@ -208,7 +242,12 @@ class RatioEstimator(Estimator):
             than its score term, and 1 otherwise).
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
-        clip: the clipping of log-ratios in rolr and rascal, a finite number > 0.
+        clip: the clipping of log-ratios in rolr and rascal, and of log r̂ in the weight w, a finite number > 0.
+        weighting: how each row's cross-entropy is weighted (`WEIGHTINGS`): "ratio", by w = 1 + r̂(x|θ), not
+            differentiated (for the losses that take a `weight`: carl, alice, cascal, alices),
+            so that the cross-entropy weighs errors of log r̂ as the expected squared error under p(x|θ) does
+            (the module docstring); "none", w = 1. By default the method's own (`defaults` in the registry:
+            "ratio" for alice and alices, whose soft labels keep the weighted gradient bounded, "none" otherwise).
         embedding: a network that summarises x before the ratio network reads it, trained with it: a built-in
             by name ("mlp", "cnn", "deepset", "cnn1d", "gru"), a dict of its name and settings such as
             {"name": "cnn", "channels": [16, 32], "out": 32}, or a torch.nn.Module of your own mapping x
@@ -231,19 +270,25 @@ class RatioEstimator(Estimator):
     capabilities = frozenset({"likelihood", "ratio", "score"})
 
     def __init__(self, method: str | None = None, alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
-                 clip: float = 10.0, embedding=None, **training):
+                 clip: float = 10.0, embedding=None, weighting: str | None = None, **training):
         if method is not None:
             spec = family_method("ratio", method, "RatioEstimator")
             alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
+            weighting = spec.defaults.get("weighting", "none") if weighting is None else weighting
         if alpha is not None:
             checks.non_negative_float(alpha, "alpha")
+        if weighting is not None and weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(map(repr, WEIGHTINGS))} (or None: the method's "
+                             f"own); got {weighting!r}.")
         widths = checks.widths(hidden, "hidden")
         check_activation(activation)
         checks.positive_float(clip, "clip")
         self.embedding = embedding_spec(embedding)
         super().__init__(**training)
         self.method, self.alpha, self.hidden, self.activation, self.clip = method, alpha, widths, activation, clip
-        self.params = {"method": method, "alpha": alpha, "hidden": list(widths), "activation": activation, "clip": clip}
+        self.params = {"method": method, "alpha": alpha, "hidden": list(widths), "activation": activation, "clip": clip,
+                       "weighting": weighting}
+        self.weighting = weighting
         if self.embedding is not None:  # only then, so that the config of a model without one stays as it was
             self.params["embedding"] = embedding_record(self.embedding)
 
@@ -264,7 +309,12 @@ class RatioEstimator(Estimator):
         spec = family_method("ratio", self.method, "RatioEstimator")
         if self.alpha is None:  # the method was chosen now: its own weight of the score term
             self.alpha = self.params["alpha"] = spec.defaults.get("alpha", 1.0)
+        if self.weighting is None:  # and its own weighting
+            self.weighting = self.params["weighting"] = spec.defaults.get("weighting", "none")
         taken = ratio_inputs(spec.loss)
+        if self.weighting == "ratio" and "weight" not in taken:
+            raise ValueError(f"weighting='ratio' weighs the cross-entropy of each row by 1 + r̂(x|θ), but the loss of "
+                             f"{self.method} takes no weight (carl, alice, cascal and alices do): use weighting='none'.")
         data = self._setup(data, spec.fields, self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
@@ -354,11 +404,15 @@ ALICE = "Stoye, Brehmer, Louppe, Pavez, Cranmer, arXiv:1808.00973"
 
 register_method(ratio_method("carl", losses.carl, "classifier between runs at θ and at θ_ref", CARL, repaired=True))
 register_method(ratio_method("rolr", losses.rolr, "regression on the joint ratio r(x,z)", MINING))
-register_method(ratio_method("alice", losses.alice, "cross-entropy against soft labels 1/(1+r(x,z))", ALICE))
+# alice and alices weigh each row's cross-entropy by 1 + r̂ (the module docstring; measured in benchmarks/README.md,
+# "The 10× target with the ratio weighting"); carl, with hard labels, diverged with it, and cascal keeps w = 1 alike
+WEIGHTED = {"weighting": "ratio"}
+register_method(ratio_method("alice", losses.alice, "cross-entropy against soft labels 1/(1+r(x,z))", ALICE,
+                             defaults=WEIGHTED))
 register_method(ratio_method("cascal", losses.cascal, "carl + α·score term", MINING, repaired=True))
 # rolr's squared ratios reach e^(2·clip): the score term needs a larger weight to count beside them
 # (α = 10 against 1: benchmarks/README.md, "Measurements behind the defaults")
 register_method(ratio_method("rascal", losses.rascal, "rolr + α·score term", MINING, defaults={"alpha": 10.0}))
-register_method(ratio_method("alices", losses.alices, "alice + α·score term", ALICE))
+register_method(ratio_method("alices", losses.alices, "alice + α·score term", ALICE, defaults=WEIGHTED))
 register_method(ratio_method("nre", losses.nre, "amortized ratio p(x|θ)/p(x), joint vs shuffled pairs",
                              "Hermans, Begy, Louppe, arXiv:1903.04057", label=0, anchored=False))
