@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import goldmine as gm  # noqa: E402
 from goldmine.simulators.base import DTYPE, draw_prior  # noqa: E402
+from goldmine.simulators.lotka_volterra import INITIAL, STEPS  # noqa: E402
 from sample_efficiency import write  # noqa: E402
 
 RATIO = ("carl", "rolr", "rascal", "alices")
@@ -153,14 +154,36 @@ def judge_abc(sim, thetas, x_obs, budget: int, seed: int) -> dict:
     return {"squared_error": errors, "volume": volumes, "covered": covered, "simulator_calls": calls}
 
 
-def summarize(entry: dict) -> dict:
+def prey_gone_at_once(x_obs: list) -> list[bool]:
+    """Whether the prey of every observed run of a θ* is gone by the first recorded point (t = 0.2): then
+    its series is (100, 0, 0, ...) and log(mean Y + 1) = log(100/151 + 1) exactly. Most θ* of the
+    prior fall there, where x tells about c₂ (prey births) next to nothing (benchmarks/README.md)."""
+    gone = math.log1p(INITIAL[1] / (STEPS + 1))
+    return [bool(((x[:, 1] - gone).abs() < 1e-9).all()) for x in x_obs]
+
+
+def summarize(entry: dict, gone: list[bool] | None = None) -> dict:
+    """Mean squared error, volume and coverage with their standard errors; with `gone` (per θ*, from
+    `prey_gone_at_once`) also the coverage and MSE over the θ* whose prey dies at once and over the others."""
     n = len(entry["covered"])
     coverage = sum(entry["covered"]) / n
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     sem = lambda v: (sum((u - mean(v)) ** 2 for u in v) / max(1, len(v) - 1) / len(v)) ** 0.5  # noqa: E731
     return {"mse": mean(entry["squared_error"]), "mse_se": sem(entry["squared_error"]),
             "volume": mean(entry["volume"]), "volume_se": sem(entry["volume"]),
-            "coverage": coverage, "coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n), "thetas": n}
+            "coverage": coverage, "coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n), "thetas": n,
+            **({} if gone is None else by_regime(entry, gone))}
+
+
+def by_regime(entry: dict, gone: list[bool]) -> dict:
+    out = {}
+    for name, want in (("prey_gone", True), ("prey_left", False)):
+        rows = [i for i, g in enumerate(gone) if g == want]
+        if rows:
+            out[f"coverage_{name}"] = sum(entry["covered"][i] for i in rows) / len(rows)
+            out[f"mse_{name}"] = sum(entry["squared_error"][i] for i in rows) / len(rows)
+            out[f"thetas_{name}"] = len(rows)
+    return out
 
 
 def targets(results: dict) -> dict:
@@ -180,12 +203,14 @@ def targets(results: dict) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = [f"{'budget':>8} {'method':>8} {'MSE θ̂':>14} {'95% volume':>16} {'coverage':>9} {'log r̂ err':>10} {'s':>7}"]
+    lines = [f"{'budget':>8} {'method':>8} {'MSE θ̂':>14} {'95% volume':>16} {'coverage':>9} {'gone/left':>10} "
+             f"{'log r̂ err':>10} {'s':>7}"]
     for key, r in results["runs"].items():
         s = r["summary"]
         err = r.get("log_r_error")
         lines.append(f"{r['budget']:>8} {r['method']:>8} {s['mse']:>8.3f} ± {s['mse_se']:<4.2f} "
                      f"{s['volume']:>9.3g} ± {s['volume_se']:<5.2g} {s['coverage']:>9.2f} "
+                     f"{s.get('coverage_prey_gone', math.nan):>5.2f}/{s.get('coverage_prey_left', math.nan):<4.2f} "
                      f"{'—' if err is None else f'{err:.3g}':>10} {r['seconds']:>7.0f}")
     return "\n".join(lines)
 
@@ -250,6 +275,8 @@ def main(argv=None) -> dict:
         print(f"{unobserved} of {len(thetas)} θ* gave no finite x in 50 tries (every run overflowed the event cap); "
               "they are left out: the study is judged over the θ* that can be observed")
         thetas, x_obs = thetas[torch.tensor(observed)], [x for x, ok in zip(x_obs, observed) if ok]
+    gone = prey_gone_at_once(x_obs)
+    print(f"{sum(gone)} of {len(gone)} θ* have their prey gone by t = 0.2 in every observed run")
     theta_points = draw_prior(sim.prior, args.theta_points, seed=args.seed + 3000)
     axes = [torch.linspace(-5.0, 2.0, args.grid, dtype=DTYPE)] * 4
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 4)
@@ -257,6 +284,7 @@ def main(argv=None) -> dict:
     results = {"benchmark": "lotka_volterra", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "engine": engine, "cpu_count": os.cpu_count(), "torch_threads": 1, "unobserved_thetas": unobserved,
+        "prey_gone_at_once": gone,
         "runs": {}}
     json_path = args.out / "lotka_volterra.json"
     if json_path.exists():  # a rerun with the same settings keeps the (budget, method) entries already done
@@ -297,7 +325,7 @@ def main(argv=None) -> dict:
                 diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
                 log_r_error = float(diff[torch.isfinite(diff)].pow(2).mean())
             results["runs"][f"{budget}/{method}"] = {
-                "budget": budget, "method": method, **entry, "summary": summarize(entry), "log_r_error": log_r_error,
+                "budget": budget, "method": method, **entry, "summary": summarize(entry, gone), "log_r_error": log_r_error,
                 "seconds": time.perf_counter() - t, "simulate_seconds": simulate_seconds}
             print(f"[{budget} runs] {method}: {results['runs'][f'{budget}/{method}']['summary']}")
             results["seconds"] = time.perf_counter() - started
