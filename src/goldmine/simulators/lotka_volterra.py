@@ -232,6 +232,16 @@ class LotkaVolterra(ExponentialFamily):
     the prey die out before T (and then the predators); in the others both populations oscillate
     around (c₂/c₃, c₁/c₀) = (100, 50) with period ≈ 2π/√(c₁c₂) ≈ 9.
 
+    θ_ref reaches little of what the prior produces: for most θ of the prior the prey is eaten
+    before the first recorded point (t = 0.2), or the predators boom to thousands, and θ_ref does
+    neither. Where p(x|θ_ref) = 0 the ratio r(x|θ, θ_ref) of the anchored methods (carl, rolr,
+    alice, cascal, rascal, alices) is infinite for every θ that can produce x: classification and
+    regression against runs at θ_ref tell nothing about how p(x|θ) changes with θ there (only the
+    score term does, near the θ that produced such x). A denominator that covers the prior
+    predictive avoids this: nre (p(x|θ)/p(x)) or a likelihood (nle, scandal), on a data set with
+    every run at θ ~ prior (`gm.simulate(..., layout="prior")`); benchmarks/README.md,
+    "lotka_volterra", compares them.
+
     Overflow: a run that reaches `max_events` events stops there, its x is NaN in every component
     (training code drops such rows) and `z["overflow"]` is True. At θ_ref the runs that keep their
     predators take 6100 ± 600 events (at most 8300 in 4400 such runs), those that lose their prey
