@@ -24,6 +24,12 @@ prior, N/2 at θ_ref), and SMC-ABC (`gm.inference.smc_abc`), which spends N simu
 the means of the toy and observed sets (`abc_distance`: the default distance fails on the NaN x of
 overflowed runs); its point estimate is the weighted posterior mean and its region the box of
 central 95% marginal credible intervals (the volume of the box, the coverage of θ* by the box).
+On request (`--methods ... nre`, not in the paper's list) nre, whose denominator is the prior
+predictive p(x) instead of p(x|θ_ref), trained on N runs all at θ ~ prior (layout "prior").
+
+Coverage and MSE are also reported apart for the θ* whose prey is gone by the first recorded point
+in every observed run (`prey_gone_at_once`) and for the others: there x says next to nothing about
+c₂, and θ_ref never produces such x (the simulator's docstring).
 
 Usage:
     python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]

@@ -379,3 +379,24 @@ def test_reference_reaches_little_of_the_prior_predictive(ref_runs):
     # the means on the log scale: x[:, :2] = log(mean + 1) of the recorded series
     series = torch.tensor([[100.0] + [0.0] * 150, [50.0] * 151], dtype=DTYPE).T[None]
     assert summarize(series)[0, :2].tolist() == [math.log1p(100 / 151), math.log1p(50.0)]
+
+
+def test_the_study_splits_the_thetas_whose_prey_is_gone_at_once():
+    """benchmarks/lotka_volterra.py: `prey_gone_at_once` marks a θ* by its observed x (runs at a θ whose prey is
+    eaten at once, SLOW_END, and at θ_ref), and `summarize` reports coverage and MSE over each part."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from lotka_volterra import prey_gone_at_once
+    from lotka_volterra import summarize as summarize_study
+
+    sim = LotkaVolterra(max_events=5000)
+    gone = sim.sample(rows(SLOW_END, 3), generator=gen(70)).x
+    ref = sim.sample(rows(sim.reference, 6), generator=gen(71)).x
+    ref = ref[ref.isfinite().all(dim=1)][:3]
+    assert prey_gone_at_once([gone, ref, gone[:1]]) == [True, False, True]
+    entry = {"squared_error": [1.0, 3.0, 5.0], "volume": [1.0, 1.0, 1.0], "covered": [True, False, False]}
+    s = summarize_study(entry, [True, False, True])
+    assert (s["coverage_prey_gone"], s["thetas_prey_gone"], s["mse_prey_gone"]) == (0.5, 2, 3.0)
+    assert (s["coverage_prey_left"], s["thetas_prey_left"], s["mse_prey_left"]) == (0.0, 1, 3.0)
