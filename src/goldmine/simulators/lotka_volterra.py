@@ -86,11 +86,11 @@ def summarize(series: Tensor) -> Tensor:
     at lag l = 1, 2 grid steps, Σ_{i<m−l} u_i u_{i+l} / Σ_i u_i²; and the cross-correlation
     Σ_i u_i u′_i / √(Σ_i u_i² Σ_i u′_i²) of X and Y. A (co)rrelation with a constant series is 0.
 
-    The means enter on the log scale like the variances: under the prior they span four orders of
-    magnitude (below 1 where the prey dies out at once, up to 10⁴ where the predators boom), and on
+    The means enter on the log scale like the variances: under the prior they span orders of
+    magnitude (below 1 where the prey dies out at once, thousands where the predators boom), and on
     the linear scale an input standardisation by their spread over the prior squeezes most of them
-    into a sliver ~0.1 wide that a network hardly resolves. The log is one-to-one: x keeps its
-    information, only its scale changes.
+    into a small part of the input's range that a network hardly resolves (benchmarks/README.md,
+    "lotka_volterra"). The log is one-to-one: x keeps its information, only its scale changes.
     """
     m = series.shape[1]
     mean = series.mean(dim=1)  # (n, 2)
