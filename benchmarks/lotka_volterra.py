@@ -24,6 +24,12 @@ prior, N/2 at θ_ref), and SMC-ABC (`gm.inference.smc_abc`), which spends N simu
 the means of the toy and observed sets (`abc_distance`: the default distance fails on the NaN x of
 overflowed runs); its point estimate is the weighted posterior mean and its region the box of
 central 95% marginal credible intervals (the volume of the box, the coverage of θ* by the box).
+On request (`--methods ... nre`, not in the paper's list) nre, whose denominator is the prior
+predictive p(x) instead of p(x|θ_ref), trained on N runs all at θ ~ prior (layout "prior").
+
+Coverage and MSE are also reported apart for the θ* whose prey is gone by the first recorded point
+in every observed run (`prey_gone_at_once`) and for the others: there x says next to nothing about
+c₂, and θ_ref never produces such x (the simulator's docstring).
 
 Usage:
     python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]
@@ -60,10 +66,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import goldmine as gm  # noqa: E402
 from goldmine.simulators.base import DTYPE, draw_prior  # noqa: E402
+from goldmine.simulators.lotka_volterra import INITIAL, STEPS  # noqa: E402
 from sample_efficiency import write  # noqa: E402
 
 RATIO = ("carl", "rolr", "rascal", "alices")
 METHODS = (*RATIO, "scandal", "sallino", "smc_abc")
+# not in the paper's study: nre's denominator is the prior predictive p(x), not p(x|θ_ref); run on request
+# (--methods ... nre), from N runs all at θ ~ prior (layout "prior"), to see what the anchor at θ_ref costs
+UNANCHORED = ("nre",)
 GOLD = ("rolr", "rascal", "alices", "scandal", "sallino")  # the methods that train on mined gold
 TARGET_BUDGET = 10_000
 LEVEL = 0.95
@@ -87,7 +97,7 @@ def observations(sim, thetas: torch.Tensor, n_obs: int, seed: int) -> torch.Tens
 
 def fit(method: str, data, seed: int):
     """The fitted surrogate of a method, with its default settings."""
-    if method in RATIO:
+    if method in RATIO or method in UNANCHORED:
         return gm.RatioEstimator(method, seed=seed, progress=False).fit(data)
     if method == "scandal":
         return gm.LikelihoodEstimator(method, seed=seed, progress=False).fit(data)
@@ -153,14 +163,36 @@ def judge_abc(sim, thetas, x_obs, budget: int, seed: int) -> dict:
     return {"squared_error": errors, "volume": volumes, "covered": covered, "simulator_calls": calls}
 
 
-def summarize(entry: dict) -> dict:
+def prey_gone_at_once(x_obs: list) -> list[bool]:
+    """Whether the prey of every observed run of a θ* is gone by the first recorded point (t = 0.2): then
+    its series is (100, 0, 0, ...) and log(mean Y + 1) = log(100/151 + 1) exactly. Most θ* of the
+    prior fall there, where x tells about c₂ (prey births) next to nothing (benchmarks/README.md)."""
+    gone = math.log1p(INITIAL[1] / (STEPS + 1))
+    return [bool(((x[:, 1] - gone).abs() < 1e-9).all()) for x in x_obs]
+
+
+def summarize(entry: dict, gone: list[bool] | None = None) -> dict:
+    """Mean squared error, volume and coverage with their standard errors; with `gone` (per θ*, from
+    `prey_gone_at_once`) also the coverage and MSE over the θ* whose prey dies at once and over the others."""
     n = len(entry["covered"])
     coverage = sum(entry["covered"]) / n
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     sem = lambda v: (sum((u - mean(v)) ** 2 for u in v) / max(1, len(v) - 1) / len(v)) ** 0.5  # noqa: E731
     return {"mse": mean(entry["squared_error"]), "mse_se": sem(entry["squared_error"]),
             "volume": mean(entry["volume"]), "volume_se": sem(entry["volume"]),
-            "coverage": coverage, "coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n), "thetas": n}
+            "coverage": coverage, "coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n), "thetas": n,
+            **({} if gone is None else by_regime(entry, gone))}
+
+
+def by_regime(entry: dict, gone: list[bool]) -> dict:
+    out = {}
+    for name, want in (("prey_gone", True), ("prey_left", False)):
+        rows = [i for i, g in enumerate(gone) if g == want]
+        if rows:
+            out[f"coverage_{name}"] = sum(entry["covered"][i] for i in rows) / len(rows)
+            out[f"mse_{name}"] = sum(entry["squared_error"][i] for i in rows) / len(rows)
+            out[f"thetas_{name}"] = len(rows)
+    return out
 
 
 def targets(results: dict) -> dict:
@@ -180,12 +212,14 @@ def targets(results: dict) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = [f"{'budget':>8} {'method':>8} {'MSE θ̂':>14} {'95% volume':>16} {'coverage':>9} {'log r̂ err':>10} {'s':>7}"]
+    lines = [f"{'budget':>8} {'method':>8} {'MSE θ̂':>14} {'95% volume':>16} {'coverage':>9} {'gone/left':>10} "
+             f"{'log r̂ err':>10} {'s':>7}"]
     for key, r in results["runs"].items():
         s = r["summary"]
         err = r.get("log_r_error")
         lines.append(f"{r['budget']:>8} {r['method']:>8} {s['mse']:>8.3f} ± {s['mse_se']:<4.2f} "
                      f"{s['volume']:>9.3g} ± {s['volume_se']:<5.2g} {s['coverage']:>9.2f} "
+                     f"{s.get('coverage_prey_gone', math.nan):>5.2f}/{s.get('coverage_prey_left', math.nan):<4.2f} "
                      f"{'—' if err is None else f'{err:.3g}':>10} {r['seconds']:>7.0f}")
     return "\n".join(lines)
 
@@ -199,7 +233,7 @@ def plot(results: dict, path: Path) -> None:
     metrics = [("mse", "MSE of θ̂"), ("volume", "expected 95% region volume"), ("coverage", "coverage"),
                ("log_r_error", "log r̂ error vs reference")]
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-    methods = sorted({r["method"] for r in results["runs"].values()}, key=METHODS.index)
+    methods = sorted({r["method"] for r in results["runs"].values()}, key=(*METHODS, *UNANCHORED).index)
     for ax, (key, label) in zip(axes, metrics):
         for m in methods:
             runs = sorted((r for r in results["runs"].values() if r["method"] == m), key=lambda r: r["budget"])
@@ -224,7 +258,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one budget of 1000 runs, 8 θ*, a small reference")
     parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 10_000, 100_000])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=(*METHODS, *UNANCHORED))
     parser.add_argument("--thetas", type=int, default=200, help="held-out θ* ~ prior")
     parser.add_argument("--n-obs", type=int, default=1, help="observed runs per θ*")
     parser.add_argument("--grid", type=int, default=7, help="grid points per θ axis for the regions")
@@ -250,6 +284,8 @@ def main(argv=None) -> dict:
         print(f"{unobserved} of {len(thetas)} θ* gave no finite x in 50 tries (every run overflowed the event cap); "
               "they are left out: the study is judged over the θ* that can be observed")
         thetas, x_obs = thetas[torch.tensor(observed)], [x for x, ok in zip(x_obs, observed) if ok]
+    gone = prey_gone_at_once(x_obs)
+    print(f"{sum(gone)} of {len(gone)} θ* have their prey gone by t = 0.2 in every observed run")
     theta_points = draw_prior(sim.prior, args.theta_points, seed=args.seed + 3000)
     axes = [torch.linspace(-5.0, 2.0, args.grid, dtype=DTYPE)] * 4
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 4)
@@ -257,6 +293,7 @@ def main(argv=None) -> dict:
     results = {"benchmark": "lotka_volterra", "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "engine": engine, "cpu_count": os.cpu_count(), "torch_threads": 1, "unobserved_thetas": unobserved,
+        "prey_gone_at_once": gone,
         "runs": {}}
     json_path = args.out / "lotka_volterra.json"
     if json_path.exists():  # a rerun with the same settings keeps the (budget, method) entries already done
@@ -282,7 +319,10 @@ def main(argv=None) -> dict:
 
     for budget in args.budgets:
         t = time.perf_counter()
-        data = simulate(budget, f"data_{budget}") if any(m != "smc_abc" for m in args.methods) else None
+        data = simulate(budget, f"data_{budget}") if any(m not in ("smc_abc", *UNANCHORED) for m in args.methods) else None
+        if any(m in UNANCHORED for m in args.methods):
+            prior_data = gm.simulate(sim, budget, args.out / f"prior_{budget}.h5", seed=args.seed, workers=args.workers,
+                                     progress=False, layout="prior")
         simulate_seconds = time.perf_counter() - t
         for method in args.methods:
             if f"{budget}/{method}" in results["runs"]:
@@ -292,12 +332,12 @@ def main(argv=None) -> dict:
                 entry = judge_abc(sim, thetas, x_obs, budget, args.seed)
                 log_r_error = None
             else:
-                model = gm.inference.Model(fit(method, data, args.seed), prior=sim)
+                model = gm.inference.Model(fit(method, prior_data if method in UNANCHORED else data, args.seed), prior=sim)
                 entry = judge_surrogate(model, thetas, x_obs, grid)
                 diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
                 log_r_error = float(diff[torch.isfinite(diff)].pow(2).mean())
             results["runs"][f"{budget}/{method}"] = {
-                "budget": budget, "method": method, **entry, "summary": summarize(entry), "log_r_error": log_r_error,
+                "budget": budget, "method": method, **entry, "summary": summarize(entry, gone), "log_r_error": log_r_error,
                 "seconds": time.perf_counter() - t, "simulate_seconds": simulate_seconds}
             print(f"[{budget} runs] {method}: {results['runs'][f'{budget}/{method}']['summary']}")
             results["seconds"] = time.perf_counter() - started

@@ -227,7 +227,7 @@ def test_extinction(sim):
     assert bool(sim.joint_log_prob(draws, rows(EXTINCT, 20)).isfinite().all())
     # constant series: log(var + 1) = 0 and the correlations are 0, not NaN
     flat = summarize(torch.full((1, 151, 2), 7.0, dtype=DTYPE))
-    assert flat.tolist() == [[7.0, 7.0, 0, 0, 0, 0, 0, 0, 0]]
+    assert flat.tolist() == [[math.log(8.0), math.log(8.0), 0, 0, 0, 0, 0, 0, 0]]
 
 
 def test_reference_runs_oscillate(sim, ref_runs):
@@ -240,7 +240,7 @@ def test_reference_runs_oscillate(sim, ref_runs):
     assert alive.sum() > 100
     s, x = series[alive], ref_runs.x[alive]
     med = x.median(dim=0).values
-    assert 85 < med[0] < 115 and 42 < med[1] < 58
+    assert 85 < med[0].expm1() < 115 and 42 < med[1].expm1() < 58  # x holds log(mean + 1)
     assert bool((med[4:8] > 0.85).all()) and bool((med[4:8] < 1).all())
     assert bool((med[[4, 6]] > med[[5, 7]]).all())  # correlation decays with the lag
     u = s - s.mean(dim=1, keepdim=True)
@@ -360,3 +360,43 @@ def test_without_numba_the_torch_engine_runs(monkeypatch):
     assert draws.stats.shape == (3, 8) and sim.joint_score(draws, rows(sim.reference, 3)).shape == (3, 4)
     with pytest.raises(ImportError, match=r"goldmine\[fast\]"):
         LotkaVolterra(engine="numba")
+
+
+def test_reference_reaches_little_of_the_prior_predictive(ref_runs):
+    """The class docstring's warning about θ_ref's anchor: a run whose prey is gone by the first recorded
+    point has the series (100, 0, 0, ...) and log(mean Y + 1) = log(100/151 + 1) exactly; none of the
+    runs at θ_ref does that, most runs at θ ~ prior do (0.66 in 3,662 finite runs; with 400 runs the
+    fraction's standard error is below 0.025, so 0.5 lies more than 6 of them below)."""
+    sim = LotkaVolterra(max_events=5000)  # the runs that would need more events are not this test's
+    gone = math.log1p(100 / 151)
+    theta = torch.rand(400, 4, generator=gen(60), dtype=DTYPE) * 7 - 5
+    x = sim.sample(theta, generator=gen(61)).x
+    x = x[x.isfinite().all(dim=1)]
+    prior_gone = ((x[:, 1] - gone).abs() < 1e-9).double().mean()
+    assert prior_gone > 0.5
+    ref = ref_runs.x[ref_runs.x.isfinite().all(dim=1)]
+    assert not bool(((ref[:, 1] - gone).abs() < 1e-9).any())
+    # the means on the log scale: x[:, :2] = log(mean + 1) of the recorded series
+    series = torch.tensor([[100.0] + [0.0] * 150, [50.0] * 151], dtype=DTYPE).T[None]
+    assert summarize(series)[0, :2].tolist() == [math.log1p(100 / 151), math.log1p(50.0)]
+
+
+def test_the_study_splits_the_thetas_whose_prey_is_gone_at_once():
+    """benchmarks/lotka_volterra.py: `prey_gone_at_once` marks a θ* by its observed x (runs at a θ whose prey is
+    eaten at once, SLOW_END, and at θ_ref), and `summarize` reports coverage and MSE over each part."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from lotka_volterra import prey_gone_at_once
+    from lotka_volterra import summarize as summarize_study
+
+    sim = LotkaVolterra(max_events=5000)
+    gone = sim.sample(rows(SLOW_END, 3), generator=gen(70)).x
+    ref = sim.sample(rows(sim.reference, 6), generator=gen(71)).x
+    ref = ref[ref.isfinite().all(dim=1)][:3]
+    assert prey_gone_at_once([gone, ref, gone[:1]]) == [True, False, True]
+    entry = {"squared_error": [1.0, 3.0, 5.0], "volume": [1.0, 1.0, 1.0], "covered": [True, False, False]}
+    s = summarize_study(entry, [True, False, True])
+    assert (s["coverage_prey_gone"], s["thetas_prey_gone"], s["mse_prey_gone"]) == (0.5, 2, 3.0)
+    assert (s["coverage_prey_left"], s["thetas_prey_left"], s["mse_prey_left"]) == (0.0, 1, 3.0)

@@ -24,8 +24,9 @@ T = (n₀, n₁, n₂, n₃, ∫XY dt, ∫X dt, ∫Y dt, log h(z)), log h(z) = �
 sufficient: log p(z|θ) = η(θ)·T with η(θ) = (θ₀, θ₁, θ₂, θ₃, −c₀ − c₃, −c₁, −c₂, 1)
 (`goldmine.simulators.ExponentialFamily`). The simulator accumulates T while it runs, so mining
 needs neither the stored path nor its replay. The populations are recorded every 0.2 time units
-(151 points) and reduced to the 9 summary statistics of the paper (`summarize`), not normalized by
-a pilot run as there; x is a deterministic function of z, so p(x, z|θ) = p(z|θ).
+(151 points) and reduced to the 9 summary statistics of the paper (`summarize`), the means and
+variances on the log scale, not normalized by a pilot run as there; x is a deterministic function
+of z, so p(x, z|θ) = p(z|θ).
 
 Runs are capped at `max_events` events. A run that reaches the cap stops there ("overflow"): its x is
 NaN and its density is that of the recorded prefix, log p = Σ_{k ≤ cap} [...] without the survival
@@ -61,7 +62,7 @@ DURATION = 30.0
 STEPS = 150  # observation intervals of 0.2 time units → 151 recorded points
 CHANGE = ((1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))  # (ΔX, ΔY) of each event type
 X_NAMES = (
-    "mean X", "mean Y", "log(var X + 1)", "log(var Y + 1)",
+    "log(mean X + 1)", "log(mean Y + 1)", "log(var X + 1)", "log(var Y + 1)",
     "autocorr X lag 0.2", "autocorr X lag 0.4", "autocorr Y lag 0.2", "autocorr Y lag 0.4",
     "crosscorr X Y",
 )  # fmt: skip
@@ -81,9 +82,15 @@ def summarize(series: Tensor) -> Tensor:
     """The 9 summary statistics of recorded populations: (n, m, 2) → (n, 9), in the order X_NAMES.
 
     With u = s − mean(s) and v = mean(u²) (the variance with divisor m) of each series s:
-    mean(s); log(v + 1), the +1 keeping an extinct (constant) series finite; the autocorrelation
+    log(mean(s) + 1) and log(v + 1), the +1 keeping an extinct series finite; the autocorrelation
     at lag l = 1, 2 grid steps, Σ_{i<m−l} u_i u_{i+l} / Σ_i u_i²; and the cross-correlation
     Σ_i u_i u′_i / √(Σ_i u_i² Σ_i u′_i²) of X and Y. A (co)rrelation with a constant series is 0.
+
+    The means enter on the log scale like the variances: under the prior they span orders of
+    magnitude (below 1 where the prey dies out at once, thousands where the predators boom), and on
+    the linear scale an input standardisation by their spread over the prior squeezes most of them
+    into a small part of the input's range that a network hardly resolves (benchmarks/README.md,
+    "lotka_volterra"). The log is one-to-one: x keeps its information, only its scale changes.
     """
     m = series.shape[1]
     mean = series.mean(dim=1)  # (n, 2)
@@ -93,9 +100,9 @@ def summarize(series: Tensor) -> Tensor:
     ac1 = (u[:, 1:] * u[:, :-1]).sum(dim=1) / m / safe
     ac2 = (u[:, 2:] * u[:, :-2]).sum(dim=1) / m / safe
     cc = (u[..., 0] * u[..., 1]).mean(dim=1) / (safe[:, 0] * safe[:, 1]).sqrt()
-    logvar = torch.log1p(var)
+    logvar, logmean = torch.log1p(var), torch.log1p(mean)
     return torch.stack(
-        [mean[:, 0], mean[:, 1], logvar[:, 0], logvar[:, 1], ac1[:, 0], ac2[:, 0], ac1[:, 1], ac2[:, 1], cc],
+        [logmean[:, 0], logmean[:, 1], logvar[:, 0], logvar[:, 1], ac1[:, 0], ac2[:, 0], ac1[:, 1], ac2[:, 1], cc],
         dim=1,
     )
 
@@ -224,6 +231,16 @@ class LotkaVolterra(ExponentialFamily):
     no propensity left) stops and its populations stay constant. At θ_ref about half of the runs see
     the prey die out before T (and then the predators); in the others both populations oscillate
     around (c₂/c₃, c₁/c₀) = (100, 50) with period ≈ 2π/√(c₁c₂) ≈ 9.
+
+    θ_ref reaches little of what the prior produces: for most θ of the prior the prey is eaten
+    before the first recorded point (t = 0.2), or the predators boom to thousands, and θ_ref does
+    neither. Where p(x|θ_ref) = 0 the ratio r(x|θ, θ_ref) of the anchored methods (carl, rolr,
+    alice, cascal, rascal, alices) is infinite for every θ that can produce x: classification and
+    regression against runs at θ_ref tell nothing about how p(x|θ) changes with θ there (only the
+    score term does, near the θ that produced such x). A denominator that covers the prior
+    predictive avoids this: nre (p(x|θ)/p(x)) or a likelihood (nle, scandal), on a data set with
+    every run at θ ~ prior (`gm.simulate(..., layout="prior")`); benchmarks/README.md,
+    "lotka_volterra", compares them.
 
     Overflow: a run that reaches `max_events` events stops there, its x is NaN in every component
     (training code drops such rows) and `z["overflow"]` is True. At θ_ref the runs that keep their
