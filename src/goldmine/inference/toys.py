@@ -77,7 +77,7 @@ from .grid import Mesh, cell_volume, make_grid
 from .model import Model, as_model
 
 __all__ = ["ASIMOV_RUNS", "ASIMOV_VALUES", "NEYMAN_WINDOW", "POOL_BIAS", "Window", "asimov_data", "asimov_runs",
-           "draw_toys", "neyman_pairs", "neyman_plan", "neyman_thresholds", "pool_size", "toy_log_likelihood", "toy_quantile",
+           "distinct", "draw_toys", "neyman_pairs", "neyman_plan", "neyman_thresholds", "pool_size", "repeats", "toy_log_likelihood", "toy_quantile",
            "toy_setup", "toy_simulator", "toy_sizes", "toy_statistic"]
 
 #: simulated runs standing in for the Asimov data set when the simulator has no exact x grid
@@ -113,6 +113,21 @@ def draw_toys(sim: Simulator, theta: Tensor, toys: int, n: int, generator: torch
     return x.reshape(toys, n, -1)
 
 
+def distinct(flat: Tensor) -> tuple[Tensor, Tensor]:
+    """The distinct rows of runs flat (N, x_dim) → (k, x_dim), and each run's index among them (N,); one-dimensional
+    x by a sort of the values, much faster than unique rows."""
+    if flat.shape[1] == 1:
+        unique, inverse = torch.unique(flat[:, 0], return_inverse=True)
+        return unique[:, None], inverse
+    return torch.unique(flat, dim=0, return_inverse=True)
+
+
+def repeats(unique: Tensor, flat: Tensor) -> bool:
+    """Whether runs repeat enough (at most half of them distinct) that `toy_log_likelihood` evaluates each distinct
+    value once, at a cost that does not grow with the toys."""
+    return len(unique) <= len(flat) // 2
+
+
 def toy_log_likelihood(model: Model, x: Tensor, theta: Tensor) -> Tensor:
     """ℓ of every toy at every θ: x (toys, n, x_dim), θ (m, d) → (toys, m), both already checked.
 
@@ -123,12 +138,8 @@ def toy_log_likelihood(model: Model, x: Tensor, theta: Tensor) -> Tensor:
     toys, n, x_dim = x.shape
     m = len(theta)
     flat = x.reshape(toys * n, x_dim)
-    if x_dim == 1:
-        unique, inverse = torch.unique(flat[:, 0], return_inverse=True)
-        unique = unique[:, None]
-    else:
-        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
-    if len(unique) <= len(flat) // 2:
+    unique, inverse = distinct(flat)
+    if repeats(unique, flat):
         per_event = model.terms(theta, unique).nan_to_num(nan=-math.inf, neginf=-math.inf).T  # (k, m)
         counts = torch.zeros(toys, len(unique), dtype=DTYPE)
         rows = torch.arange(toys).repeat_interleave(n)
@@ -380,11 +391,7 @@ def pooled_statistic(model: Model, sim: Simulator, grid: Tensor, window: Window 
         index = torch.arange(toys * n).reshape(toys, n)
     else:
         index = torch.randint(pool, (toys, n), generator=generator)
-    if runs.shape[1] == 1:  # a sort of the values, much faster than unique rows
-        unique, inverse = torch.unique(runs[:, 0], return_inverse=True)
-        unique = unique[:, None]
-    else:
-        unique, inverse = torch.unique(runs, dim=0, return_inverse=True)
+    unique, inverse = distinct(runs)
     if len(unique) == len(runs):
         unique, inverse = runs, torch.arange(len(runs))
     index = inverse[index]

@@ -50,7 +50,9 @@ and the rule is monotone in the count (p_i grows with k_i), so the point's verdi
     k + (T − b) covering toys would still warn (it warns whatever the rest give), or
     k covering toys would not warn (it passes whatever the rest give),
 
-and its remaining toys are not evaluated (`certain_verdict`). The check warns when any point warns, so it stops at
+and its remaining toys are not evaluated (`certain_verdict`). Discrete x (runs repeating, `toys.repeats`) is
+evaluated once per distinct value on the grid whatever the number of toys, so such a point takes all its toys in
+one batch. The check warns when any point warns, so it stops at
 the first point whose warning is certain and leaves the others unmeasured (or part-measured): what it reports is
 certain, and the verdict is the full check's. To find an under-covering point early, every point gets one batch
 first, then the undecided point whose toys so far are the most surprising (the lowest p-value of k of b) gets the
@@ -81,7 +83,7 @@ from tqdm.auto import tqdm
 from ..executor import seeded_generator
 from ..simulators.base import DTYPE, Simulator
 from .grid import Mesh
-from .toys import draw_toys, toy_statistic
+from .toys import distinct, draw_toys, repeats, toy_statistic
 
 __all__ = ["CHECK_BATCH", "FALSE_ALARM", "REACH", "certain_verdict", "check_points", "check_region", "p_value",
            "reach_level", "under_covers", "warning_count"]
@@ -183,7 +185,7 @@ def check_region(region, simulator: Simulator, toys: int, seed: int = 0, progres
     threshold = float(chi2.ppf(level, model.theta_dim))
     mesh = Mesh(grid)
     x: list[Tensor | None] = [None] * m
-    done, covered, verdict = [0] * m, [0] * m, [None] * m
+    done, covered, verdict, whole = [0] * m, [0] * m, [None] * m, [False] * m
     bar = tqdm(total=m * toys, desc="check", unit="toy", disable=not progress, dynamic_ncols=True)
     with bar:
         while True:
@@ -194,7 +196,9 @@ def check_region(region, simulator: Simulator, toys: int, seed: int = 0, progres
             i = min(open_, key=lambda i: (done[i] > 0, p_value(covered[i], done[i], level) if done[i] else 0.0, i))
             if x[i] is None:  # all its toys at once: the same toys whatever is evaluated of them
                 x[i] = draw_toys(simulator, points[i], toys, int(n), seeded_generator(seed, i))
-            batch = min(CHECK_BATCH, toys - done[i]) if curtail else toys - done[i]
+                flat = x[i].reshape(-1, x[i].shape[-1])
+                whole[i] = not curtail or repeats(distinct(flat)[0], flat)  # discrete x: all toys cost as few
+            batch = toys - done[i] if whole[i] else min(CHECK_BATCH, toys - done[i])
             q = toy_statistic(model, x[i][done[i]:done[i] + batch], grid, points[i][None], mesh)
             covered[i] += int((q <= threshold).sum())
             done[i] += batch
