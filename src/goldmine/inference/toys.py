@@ -3,7 +3,7 @@ coverage, and the Asimov data set.
 
 Toys share work: the toys of a batch of grid points are evaluated on the whole θ grid together, in
 large blocks of (run, θ) pairs (`Model.terms`, where a ratio network evaluates its reference term
-once per run), each distinct x once when x is discrete, and the toy's maximum ℓ(θ̂) is the grid
+and its first layer's x part once per run, `RatioNetwork.table`), each distinct x once when x is discrete, and the toy's maximum ℓ(θ̂) is the grid
 maximum refined by a quadratic through its neighbours (exact for a parabolic ℓ, so its error is
 third order in the step). With continuous x the pairs are all distinct: the profile statistic on g
 grid points costs g² · toys · n evaluations of the surrogate. Two devices bring that down.
