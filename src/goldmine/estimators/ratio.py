@@ -60,8 +60,8 @@ RATIO_INPUTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "clip": ("the estimator's clipping of log-ratios", ()),
 }
 NETWORK_INPUTS = ("log_r_hat", "score_hat", "log_r_hat_marginal")
-#: activations (pairs × widest layer) per block of `RatioNetwork.table` on the CPU: 1 MB of float32, which a
-#: core's cache holds (benchmarks/README.md, "neyman_speed")
+#: activations (pairs × widest layer) per torch thread in a block of `RatioNetwork.table` on the CPU: 1 MB of
+#: float32, which a core's cache holds (benchmarks/README.md, "neyman_speed")
 TABLE_VALUES = 1 << 18
 
 
@@ -192,7 +192,7 @@ class RatioNetwork(nn.Module):
 
         g's first layer is affine in its input, W·[s; θ̃] + b = W_s·s + (W_θ·θ̃ + b): each part is computed
         once per s and once per θ and the two are added per pair. The pairs then pass the rest of g in
-        blocks of TABLE_VALUES activations, which stay in a core's cache, where one large batch would
+        blocks of TABLE_VALUES activations per torch thread, which stay in the cores' caches, where one large batch would
         stream every layer's activations through memory (on an accelerator: blocks of 2¹⁸ pairs).
         """
         first, rest = self.g[0], self.g[1:]
@@ -201,7 +201,8 @@ class RatioNetwork(nn.Module):
         ht = nn.functional.linear(self.theta_norm(theta), first.weight[:, k:], first.bias)  # (m, width)
         m, n = len(ht), len(hs)
         widest = max(layer.out_features for layer in self.g if isinstance(layer, nn.Linear))
-        block = max(1, TABLE_VALUES // widest) if hs.device.type == "cpu" else 1 << 18
+        # a cache-sized share for each of torch's threads (fewer hand-offs between them)
+        block = max(1, TABLE_VALUES * torch.get_num_threads() // widest) if hs.device.type == "cpu" else 1 << 18
         per, step = max(1, block // n), min(n, block)  # θ per block (several when the s are few), s per block
         out = torch.empty(m, n, dtype=hs.dtype, device=hs.device)
         for t in range(0, m, per):
