@@ -192,8 +192,9 @@ class RatioNetwork(nn.Module):
 
         g's first layer is affine in its input, W·[s; θ̃] + b = W_s·s + (W_θ·θ̃ + b): each part is computed
         once per s and once per θ and the two are added per pair. The pairs then pass the rest of g in
-        blocks of TABLE_VALUES activations per torch thread, which stay in the cores' caches, where one large batch would
-        stream every layer's activations through memory (on an accelerator: blocks of 2¹⁸ pairs).
+        blocks of TABLE_VALUES activations per torch thread, which stay in the cores' caches, where one
+        large batch would stream every layer's activations through memory (on an accelerator: blocks of
+        2¹⁸ pairs).
         """
         first, rest = self.g[0], self.g[1:]
         k = s.shape[1]

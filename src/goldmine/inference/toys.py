@@ -3,8 +3,8 @@ coverage, and the Asimov data set.
 
 Toys share work: the toys of a batch of grid points are evaluated on the whole θ grid together, in
 large blocks of (run, θ) pairs (`Model.terms`, where a ratio network evaluates its reference term
-and its first layer's x part once per run, `RatioNetwork.table`), each distinct x once when x is discrete, and the toy's maximum ℓ(θ̂) is the grid
-maximum refined by a quadratic through its neighbours (exact for a parabolic ℓ, so its error is
+and its first layer's x part once per run, `RatioNetwork.table`), each distinct x once when x is
+discrete, and the toy's maximum ℓ(θ̂) is the grid maximum refined by a quadratic through its neighbours (exact for a parabolic ℓ, so its error is
 third order in the step). With continuous x the pairs are all distinct: the profile statistic on g
 grid points costs g² · toys · n evaluations of the surrogate. Two devices bring that down.
 
@@ -77,8 +77,8 @@ from .grid import Mesh, cell_volume, make_grid
 from .model import Model, as_model
 
 __all__ = ["ASIMOV_RUNS", "ASIMOV_VALUES", "NEYMAN_WINDOW", "POOL_BIAS", "Window", "asimov_data", "asimov_runs",
-           "distinct", "draw_toys", "neyman_pairs", "neyman_plan", "neyman_thresholds", "pool_size", "repeats", "toy_log_likelihood", "toy_quantile",
-           "toy_setup", "toy_simulator", "toy_sizes", "toy_statistic"]
+           "distinct", "draw_toys", "neyman_pairs", "neyman_plan", "neyman_thresholds", "pool_size", "repeats",
+           "toy_log_likelihood", "toy_quantile", "toy_setup", "toy_simulator", "toy_sizes", "toy_statistic"]
 
 #: simulated runs standing in for the Asimov data set when the simulator has no exact x grid
 ASIMOV_RUNS = 100_000

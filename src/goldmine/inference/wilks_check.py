@@ -52,9 +52,8 @@ and the rule is monotone in the count (p_i grows with k_i), so the point's verdi
 
 and its remaining toys are not evaluated (`certain_verdict`). Discrete x (runs repeating, `toys.repeats`) is
 evaluated once per distinct value on the grid whatever the number of toys, so such a point takes all its toys in
-one batch. The check warns when any point warns, so it stops at
-the first point whose warning is certain and leaves the others unmeasured (or part-measured): what it reports is
-certain, and the verdict is the full check's. To find an under-covering point early, every point gets one batch
+one batch. The check warns when any point warns, so it stops at the first point whose warning is certain and
+leaves the others unmeasured (or part-measured): what it reports is certain, and the verdict is the full check's. To find an under-covering point early, every point gets one batch
 first, then the undecided point whose toys so far are the most surprising (the lowest p-value of k of b) gets the
 next. A point that passes needs at least the warning count + 1 covering toys (182 of 200 at m = 5), so a
 calibrated region saves little; a region that under-covers stops after about the toys that show it. A coverage
