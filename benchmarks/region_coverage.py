@@ -339,6 +339,7 @@ def curtailment(config: dict, out: Path, log=print) -> dict:
                         surrogate = sim if method == "exact" else fit_surrogate(sim, name, method, budget, seed,
                                                                                 Path(tmp))[0]
                         model = Model(surrogate, prior=sim, simulator=sim)
+                        model.progress = False
                         for j, theta in enumerate(setup["thetas"]):
                             g = torch.Generator().manual_seed(10_000 + 1000 * seed + j)  # as measure_check draws it
                             x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1),
