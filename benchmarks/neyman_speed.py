@@ -26,9 +26,14 @@ observations, level 0.95:
 
 Usage:
     python benchmarks/neyman_speed.py [--toys 100 1000] [--grids 11 21] [--points K] [--quick] [--out DIR]
+        [--speed-only] [--workers 1 2] [--subset K --threads 1]
+
+--subset K times the default construction at K evenly spaced grid points in this process and projects its CPU
+seconds to the whole grid (the number that a shared machine leaves comparable between two versions).
 
 It prints a table and writes DIR/neyman_speed.json (with the machine: cpu count, torch threads, load
-average before and after, which matters on a shared machine, and CPU seconds beside wall-clock seconds)
+average before and after, which matters on a shared machine, and CPU seconds, the workers' included, beside
+wall-clock seconds)
 and DIR/neyman_speed.png.
 """
 
@@ -39,6 +44,7 @@ import datetime
 import json
 import math
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -69,22 +75,50 @@ def train(runs: int, epochs: int, folder: Path):
     return sim, est, time.perf_counter() - start
 
 
-def measure_fast(model: Model, sim, points: int, toys: int, n: int, window: int, workers: int = 1) -> dict:
-    """Seconds for the whole region's thresholds with the window and the default pool, in `workers` local
-    processes (CPU seconds then count this process only)."""
+def measure_subset(model: Model, sim, points: int, toys: int, n: int, window: int, subset: int) -> dict:
+    """CPU seconds of the default construction at `subset` evenly spaced grid points in this process, projected to
+    the whole grid as (CPU seconds per point) · g: every point costs about the same, and CPU seconds are what a
+    shared machine leaves comparable."""
     grid = model.grid(points)
     g = len(grid)
     window, pool = neyman_plan(sim, grid, LEVEL, toys, n, SEED, window=window)
-    start, cpu = time.perf_counter(), time.process_time()
+    indices = sorted(set(np.linspace(0, g - 1, subset).round().astype(int).tolist()))
+    start, cpu = time.perf_counter(), cpu_seconds()
+    thresholds = []
+    for s in range(0, len(indices), BATCH):
+        thresholds += thresholds_at(model, sim, grid, LEVEL, toys, n, SEED, window, pool, indices[s:s + BATCH])
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    pairs = len(indices) * pool * (2 * window + 1) ** 2
+    return {"construction": f"window {window}, pool {pool}, {len(indices)} points", "workers": 1, "toys": toys,
+            "grid": f"{points}x{points}", "grid_points": g, "n_obs": n, "window": window, "pool": pool,
+            "points_measured": len(indices), "indices": indices, "thresholds": thresholds,
+            "measured_seconds": seconds, "measured_cpu_seconds": cpu, "seconds": cpu / len(indices) * g,
+            "projected": True, "pairs": neyman_pairs(grid, toys, n, window, pool), "pairs_per_second": pairs / seconds,
+            "pairs_per_cpu_second": pairs / cpu}
+
+
+def measure_fast(model: Model, sim, points: int, toys: int, n: int, window: int, workers: int = 1) -> dict:
+    """Seconds for the whole region's thresholds with the window and the default pool, in `workers` local
+    processes (CPU seconds of this process and of the workers, which have ended when it returns)."""
+    grid = model.grid(points)
+    g = len(grid)
+    window, pool = neyman_plan(sim, grid, LEVEL, toys, n, SEED, window=window)
+    start, cpu = time.perf_counter(), cpu_seconds()
     neyman_thresholds(model, sim, grid, LEVEL, toys, n, SEED, workers=workers, progress=False, window=window,
                       pool=pool)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     pairs = neyman_pairs(grid, toys, n, window, pool)
     name = f"window {window}, pool {pool}" + (f", {workers} workers" if workers > 1 else "")
     return {"construction": name, "workers": workers, "toys": toys, "grid": f"{points}x{points}",
             "grid_points": g, "n_obs": n, "window": window, "pool": pool, "points_measured": g,
             "measured_seconds": seconds, "measured_cpu_seconds": cpu, "seconds": seconds, "projected": False,
             "pairs": pairs, "pairs_per_second": pairs / seconds, "pairs_per_cpu_second": pairs / cpu}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user and system) of this process and of its ended child processes (the local workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def measure_profile(model: Model, sim, points: int, toys: int, n: int, requested: int) -> dict:
@@ -220,6 +254,9 @@ def main() -> None:
     parser.add_argument("--windows", type=int, nargs="+", default=[1, 2], help="window half-widths timed")
     parser.add_argument("--workers", type=int, nargs="+", default=[1],
                         help="local processes for the toys of the window and pool construction")
+    parser.add_argument("--subset", type=int, default=0,
+                        help="time the window and pool at this many grid points only, in CPU seconds, projected")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of this process")
     parser.add_argument("--n-obs", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5000, help="training runs of the surrogate")
     parser.add_argument("--epochs", type=int, default=2)
@@ -228,7 +265,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke test: 100 toys, a 5 × 5 grid, small checks")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "neyman_speed")
     args = parser.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(min(args.threads, torch.get_num_threads()))
     check_toys, check_points, pools, seeds, agree_grid = 1000, [110, 160, 220, 270, 330], [1000, 2000, 4347], 4, 11
     power_toys, power_grid, power_seeds = 300, 21, 2
     if args.quick:
@@ -242,8 +279,12 @@ def main() -> None:
         sim, est, train_seconds = train(args.runs, args.epochs, Path(folder))
     model = Model(est, prior=sim, simulator=sim)
     model.progress = False
-    results = [measure_fast(model, sim, points, toys, args.n_obs, w, k) for points in args.grids for toys in args.toys
-               for w in args.windows for k in args.workers]
+    if args.subset:
+        results = [measure_subset(model, sim, points, toys, args.n_obs, w, args.subset) for points in args.grids
+                   for toys in args.toys for w in args.windows]
+    else:
+        results = [measure_fast(model, sim, points, toys, args.n_obs, w, k) for points in args.grids
+                   for toys in args.toys for w in args.windows for k in args.workers]
     pools_out = agree = power_out = None
     if not args.speed_only:
         results += [measure_profile(model, sim, points, toys, args.n_obs, args.points) for points in args.grids

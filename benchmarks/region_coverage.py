@@ -29,7 +29,11 @@ The issue's targets, recorded under "targets":
 Usage:
     python benchmarks/region_coverage.py [--simulators galton weinberg] [--budgets 1000 10000] [--seeds 5]
         [--methods ...] [--toys 250] [--check 200] [--quick] [--report] [--out DIR]
-        [--recheck STORED_DIR] [--false-alarms REGIONS]
+        [--recheck STORED_DIR] [--curtailment STORED_DIR] [--false-alarms REGIONS]
+
+--curtailment STORED_DIR refits the entries stored there (as --recheck) and runs the check of each observed region twice,
+every toy at every point and curtailed (`wilks_check`: a point stops once its verdict is certain, the check at the
+first certain warning): whether the verdicts are identical, and the toys and seconds each took (DIR/curtailment.json).
 
 --recheck refits the entries stored in STORED_DIR (same seeds: the same fit, verified by its error) and reruns only
 the check, keeping the stored coverage at the true θ and the stored check as "check_before", so that the report sets
@@ -70,7 +74,7 @@ import goldmine as gm  # noqa: E402
 from goldmine.estimators.registry import layout_for, methods  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
 from goldmine.inference import CalibrationWarning, Model, confidence_region, coverage  # noqa: E402
-from goldmine.inference.wilks_check import FALSE_ALARM, p_value  # noqa: E402
+from goldmine.inference.wilks_check import FALSE_ALARM, check_region, p_value  # noqa: E402
 from inference_quality import LEVEL, SETUP  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
 from sample_efficiency import SIMULATORS, even, make_estimator, write  # noqa: E402
@@ -315,6 +319,57 @@ def false_alarms(names, regions: int, config: dict, out: Path, log=print) -> dic
             f"({warned / regions:.3f}; the rule allows {FALSE_ALARM})", flush=True)
     write(results, path)
     return results
+
+
+def curtailment(config: dict, out: Path, log=print) -> dict:
+    """The check of every observed region of the entries stored in config["curtailment"] (the selection of `recheck`;
+    surrogates refitted with the entry's seed), every toy at every point and curtailed: per case (entry, true θ) both
+    verdicts, the toys evaluated and the seconds. Stored in DIR/curtailment.json."""
+    stored = {key(e): e for e in load(Path(config["curtailment"])) if "failed" not in e}
+    cases = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for budget in config["budgets"]:
+            for seed in range(config["seeds"]):
+                for name in config["simulators"]:
+                    sim, setup = SIMULATORS[name](), setup_of(name, config)
+                    for method in config["methods"][name]:
+                        entry = stored.get((name, budget, seed, method))
+                        if entry is None:
+                            continue
+                        surrogate = sim if method == "exact" else fit_surrogate(sim, name, method, budget, seed,
+                                                                                Path(tmp))[0]
+                        model = Model(surrogate, prior=sim, simulator=sim)
+                        model.progress = False
+                        for j, theta in enumerate(setup["thetas"]):
+                            g = torch.Generator().manual_seed(10_000 + 1000 * seed + j)  # as measure_check draws it
+                            x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1),
+                                               generator=g).x
+                            region = confidence_region(model, x_obs, LEVEL, "wilks", grid=setup["grid"], progress=False)
+                            case = dict(simulator=name, budget=budget, seed=seed, method=method, theta=theta)
+                            for how, curtail in (("full", False), ("curtailed", True)):
+                                start = time.process_time()
+                                c = check_region(region, sim, config["check"], seed, curtail=curtail)
+                                case[how] = dict(under_covers=c["under_covers"], evaluated=c["evaluated"],
+                                                 coverage=c["coverage"], coverage_toys=c["coverage_toys"],
+                                                 cpu_seconds=time.process_time() - start)
+                            case["same_verdict"] = case["full"]["under_covers"] == case["curtailed"]["under_covers"]
+                            cases.append(case)
+                            log(f"{name} {budget} seed {seed} {method:>7} θ = {theta}: warns {case['full']['under_covers']}"
+                                f" / {case['curtailed']['under_covers']}, toys {case['full']['evaluated']} → "
+                                f"{case['curtailed']['evaluated']}, CPU s {case['full']['cpu_seconds']:.2f} → "
+                                f"{case['curtailed']['cpu_seconds']:.2f}", flush=True)
+    warned = [c for c in cases if c["full"]["under_covers"]]
+    total = {how: {k: sum(c[how][k] for c in cases) for k in ("evaluated", "cpu_seconds")} for how in ("full", "curtailed")}
+    result = dict(stored=str(config["curtailment"]), check=config["check"], cases=len(cases),
+                  same_verdict=sum(c["same_verdict"] for c in cases), warned=len(warned),
+                  toys_warned={how: sum(c[how]["evaluated"] for c in warned) for how in ("full", "curtailed")},
+                  total=total, machine=machine_info(), details=cases)
+    write(result, out / "curtailment.json")
+    log(f"{len(cases)} cases: the same verdict in {result['same_verdict']}; {len(warned)} warned; toys evaluated "
+        f"{total['full']['evaluated']} → {total['curtailed']['evaluated']} (warned cases {result['toys_warned']['full']}"
+        f" → {result['toys_warned']['curtailed']}); CPU s {total['full']['cpu_seconds']:.1f} → "
+        f"{total['curtailed']['cpu_seconds']:.1f}")
+    return result
 
 
 def load(out: Path) -> list[dict]:
@@ -592,6 +647,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--recheck", type=Path, default=None, metavar="DIR",
                         help="refit the entries stored in DIR and rerun only the calibration check (the current one), "
                              "keeping their coverage at the true θ when the refit reproduces their error")
+    parser.add_argument("--curtailment", type=Path, default=None, metavar="DIR",
+                        help="refit the entries stored in DIR and check each observed region twice, every toy and "
+                             "curtailed: the verdicts, toys and seconds (DIR/curtailment.json under --out)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "coverage")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -606,6 +664,9 @@ def main(argv=None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.false_alarms:
         return false_alarms(config["simulators"], args.false_alarms, config, args.out)
+    if args.curtailment is not None:
+        config["curtailment"] = str(args.curtailment)
+        return curtailment(config, args.out)
     if not args.report:
         print(f"coverage: {config['simulators']}, budgets {config['budgets']}, {config['seeds']} seed(s), "
               f"{config['toys']} toys per θ, check {config['check']}, methods {config['methods']}", flush=True)

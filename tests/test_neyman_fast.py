@@ -223,3 +223,21 @@ def test_infer_reports_the_window_and_its_edge_note():
     assert result["window"] == NEYMAN_WINDOW and result["pool"] == pool_size(40, 30, 2, 0.95)
     notes = region_notes(result)
     assert any("window's edge" in note for note in notes) == (result["window_edge"] > 0)
+
+
+@pytest.mark.parametrize("hidden, activation, n, m", [((128, 128, 128), "silu", 5000, 3),  # s in several blocks
+                                                      ((16, 8), "tanh", 7, 300),  # several θ per block
+                                                      ((), "silu", 50, 4)])  # g one affine layer
+def test_the_split_first_layer_table_is_the_pairwise_network(hidden, activation, n, m):
+    from goldmine.estimators.ratio import RatioNetwork
+
+    torch.manual_seed(0)
+    net = RatioNetwork(2, 3, torch.zeros(2), hidden, activation).eval()
+    net.x_norm.mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    net.theta_norm.std.copy_(torch.tensor([0.3, 2.0]))
+    s, theta = net.features(torch.randn(n, 3)), torch.randn(m, 2)
+    with torch.no_grad():
+        pairwise = net._h(s.repeat(m, 1), theta.repeat_interleave(n, 0)).reshape(m, n)
+        table = net.table(s, theta)
+    # the same sums in another order: float32 rounding of terms of order one
+    assert table.shape == (m, n) and torch.allclose(table, pairwise, rtol=1e-5, atol=1e-5)

@@ -128,8 +128,9 @@ def test_the_check_of_a_too_steep_surrogate_warns():
     # q is 3 times the true one, so the threshold covers P(χ²₁ ≤ χ²₁(0.95) / 3) = 0.74 asymptotically, at every θ
     c = region.calibration
     assert c["under_covers"] and c["p_value"] < 1e-6
-    for p in c["points"]:
-        assert abs(p["coverage"] - chi2.cdf(chi2.ppf(level, 1) / 3, 1)) < 4 * math.sqrt(0.74 * 0.26 / p["toys"])
+    for p in c["points"]:  # the check stops at its first certain warning: the points after it may be unmeasured
+        assert p["toys"] == 0 or (abs(p["coverage"] - chi2.cdf(chi2.ppf(level, 1) / 3, 1))
+                                  < 4 * math.sqrt(0.74 * 0.26 / p["toys"]))
     assert "too small to be trusted" in region.summary() and "lowest checked coverage" in repr(region)
 
 

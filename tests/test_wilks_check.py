@@ -10,8 +10,11 @@ import torch
 from scipy.stats import binom, chi2
 
 from goldmine.inference import CalibrationWarning, Model, confidence_region, coverage
-from goldmine.inference.wilks_check import FALSE_ALARM, check_points, reach_level, under_covers
+from goldmine.inference.intervals import trust_notes
+from goldmine.inference.wilks_check import (CHECK_BATCH, FALSE_ALARM, certain_verdict, check_points, check_region,
+                                           reach_level, under_covers, warning_count)
 from goldmine.simulators import GaltonBoard, Weinberg
+from goldmine.simulators.base import Draws, Simulator, box_prior
 
 DTYPE = torch.float64
 
@@ -104,8 +107,8 @@ def test_a_likelihood_scaled_by_two_warns_and_names_its_coverage():
     c = region.calibration
     assert c["under_covers"] and len(messages) == 1 and f"lowest coverage {c['coverage']:.3f}" in messages[0]
     assert c["p_value"] < FALSE_ALARM and c["false_alarm"] == FALSE_ALARM
-    for p in c["points"]:
-        assert abs(p["coverage"] - expected) < 4 * math.sqrt(expected * (1 - expected) / p["toys"])
+    for p in c["points"]:  # the check stops at the first certain warning: points after it may be unmeasured
+        assert p["toys"] == 0 or abs(p["coverage"] - expected) < 4 * math.sqrt(expected * (1 - expected) / p["toys"])
 
 
 def test_a_surrogate_wrong_only_away_from_the_mle_passes_at_the_mle_and_warns_where_it_is_wrong():
@@ -149,3 +152,76 @@ def test_a_two_dimensional_likelihood_scaled_by_two_warns():
     assert region.calibration["under_covers"] and len(region.calibration["points"]) == 5 and len(messages) == 1
     exact, messages = checked(sim, x, toys=100, grid=21)
     assert not exact.calibration["under_covers"] and not messages
+
+
+@pytest.mark.parametrize("toys, points", [(50, 1), (200, 3), (300, 5)])
+def test_a_curtailed_verdict_is_the_verdict_of_all_the_toys(toys, points):
+    """On random covering sequences around the warning count: the first certain verdict, after any batch, is the
+    rule's verdict on the whole sequence, and the whole sequence always has one."""
+    level, g = 0.95, torch.Generator().manual_seed(0)
+    warn = warning_count(toys, level, points)  # the rule, by count: it warns up to this many covering toys
+    assert all(under_covers(k / toys, level, toys, points) == (k <= warn) for k in range(warn - 3, warn + 4))
+    stopped = 0
+    for k in range(400):
+        c = 0.80 + 0.18 * k / 400  # from clearly under-covering to calibrated
+        covers = (torch.rand(toys, generator=g) < c).long().cumsum(0).tolist()  # covering toys among the first
+        full = under_covers(covers[-1] / toys, level, toys, points)
+        assert certain_verdict(covers[-1], toys, toys, level, points) == ("under-covers" if full else "covers")
+        for batch in (1, CHECK_BATCH):
+            for done in range(batch, toys + 1, batch):
+                verdict = certain_verdict(covers[done - 1], done, toys, level, points)
+                if verdict is not None:
+                    assert verdict == ("under-covers" if full else "covers")
+                    stopped += done < toys
+                    break
+    assert stopped > 0
+
+
+def exact_ratio(sim, scale=1.0):
+    return Model(Scaled(sim, scale), prior=sim, simulator=sim)
+
+
+class Shift(Simulator):
+    """x = θ + N(0, 1), θ ∈ [−2, 2]: continuous x with a cheap exact likelihood."""
+
+    name, theta_dim, x_dim = "shift", 1, 1
+
+    def __init__(self):
+        self.prior = box_prior([-2.0], [2.0])
+        self.reference = torch.zeros(1, dtype=DTYPE)
+
+    def sample(self, theta, generator=None) -> Draws:
+        theta = self.check_theta(theta)
+        return Draws(theta + torch.randn(theta.shape, dtype=DTYPE, generator=generator), None)
+
+    def log_prob(self, x, theta):
+        return -0.5 * ((self.check_x(x) - self.check_theta(theta)) ** 2).sum(1)
+
+
+@pytest.mark.parametrize("name, scale, theta", [("galton", 2.0, [0.3]), ("shift", 1.0, [0.3]), ("shift", 2.0, [0.3]),
+                                               pytest.param("galton", 1.0, [0.3], marks=pytest.mark.slow),
+                                               pytest.param("galton", 1.4, [-0.5], marks=pytest.mark.slow),
+                                               pytest.param("shift", 1.3, [-0.5], marks=pytest.mark.slow)])
+def test_the_curtailed_check_has_the_full_checks_verdict_with_fewer_toys(name, scale, theta):
+    """Real checks (the exact likelihood scaled: 1 calibrated, above 1 too steep; discrete and continuous x): the
+    same verdict as every toy at every point; each point's count is a prefix of its full count; with continuous x a
+    clear warning stops early and the warning names the toys its coverage is measured by."""
+    sim, toys = GaltonBoard() if name == "galton" else Shift(), 200
+    region = confidence_region(exact_ratio(sim, scale), observed(sim, theta, 100, seed=3), grid=101, progress=False)
+    full = check_region(region, sim, toys, seed=1, curtail=False)
+    cut = check_region(region, sim, toys, seed=1)
+    assert cut["under_covers"] == full["under_covers"] and full["evaluated"] == toys * len(full["points"])
+    assert cut["evaluated"] <= full["evaluated"]
+    for p, q in zip(cut["points"], full["points"]):
+        assert p["theta"] == q["theta"] and q["toys"] == toys
+        assert p["covered"] <= q["covered"] <= p["covered"] + toys - p["toys"]
+        assert p["verdict"] in (q["verdict"], None) and (p["verdict"] is not None or cut["under_covers"])
+    if scale == 2.0 and name == "shift":  # far below the level: the warning is certain long before the last toy
+        assert cut["evaluated"] < full["evaluated"] / 2 and cut["coverage_toys"] < toys
+    if full["under_covers"]:
+        assert sum(p["verdict"] == "under-covers" for p in cut["points"]) == 1
+        note = trust_notes((), cut)[0]
+        assert f"lowest coverage {cut['coverage']:.3f}" in note
+        assert (f"the first {cut['coverage_toys']} of them" in note) == (cut["coverage_toys"] < toys)
+    else:
+        assert all(p["verdict"] == "covers" for p in cut["points"])

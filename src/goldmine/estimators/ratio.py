@@ -93,6 +93,11 @@ def ratio_weight(log_r_hat: Tensor, clip: float) -> Tensor:
     return 1 + log_r_hat.detach().clamp(max=clip).exp()
 
 
+#: activations (pairs × widest layer) per torch thread in a block of `RatioNetwork.table` on the CPU: 1 MB of
+#: float32, which a core's cache holds (benchmarks/README.md, "neyman_speed")
+TABLE_VALUES = 1 << 18
+
+
 def ratio_inputs(loss: Callable) -> tuple[str, ...]:
     """The `RATIO_INPUTS` that `loss` takes, by argument name.
 
@@ -217,6 +222,31 @@ class RatioNetwork(nn.Module):
 
     def _g(self, x: Tensor, theta: Tensor) -> Tensor:
         return self._h(self.features(x), theta)
+
+    def table(self, s: Tensor, theta: Tensor) -> Tensor:
+        """g(s_i, θ_j) for every pair: s (n, features), θ (m, theta_dim) → (m, n), as `_h` gives pair by pair.
+
+        g's first layer is affine in its input, W·[s; θ̃] + b = W_s·s + (W_θ·θ̃ + b): each part is computed
+        once per s and once per θ and the two are added per pair. The pairs then pass the rest of g in
+        blocks of TABLE_VALUES activations per torch thread, which stay in the cores' caches, where one
+        large batch would stream every layer's activations through memory (on an accelerator: blocks of
+        2¹⁸ pairs).
+        """
+        first, rest = self.g[0], self.g[1:]
+        k = s.shape[1]
+        hs = nn.functional.linear(s, first.weight[:, :k])  # (n, width)
+        ht = nn.functional.linear(self.theta_norm(theta), first.weight[:, k:], first.bias)  # (m, width)
+        m, n = len(ht), len(hs)
+        widest = max(layer.out_features for layer in self.g if isinstance(layer, nn.Linear))
+        # a cache-sized share for each of torch's threads (fewer hand-offs between them)
+        block = max(1, TABLE_VALUES * torch.get_num_threads() // widest) if hs.device.type == "cpu" else 1 << 18
+        per, step = max(1, block // n), min(n, block)  # θ per block (several when the s are few), s per block
+        out = torch.empty(m, n, dtype=hs.dtype, device=hs.device)
+        for t in range(0, m, per):
+            for a in range(0, n, step):
+                h = (ht[t:t + per, None, :] + hs[None, a:a + step, :]).reshape(-1, hs.shape[1])
+                out[t:t + per, a:a + step] = rest(h).reshape(min(per, m - t), min(step, n - a))
+        return out
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
         """x: (n, *x_shape), θ: (n, theta_dim) → log r̂: (n,)."""
@@ -355,15 +385,15 @@ class RatioEstimator(Estimator):
 
     def log_likelihood_table(self, x, theta) -> Tensor:
         """log r̂(x_i|θ_j, θ_ref) for every pair: x (n, x_dim), θ (m, theta_dim) → (m, n), with the
-        reference term g(x_i, θ_ref) evaluated once per x_i rather than once per pair."""
+        reference term g(x_i, θ_ref) evaluated once per x_i rather than once per pair, and the network's first
+        layer split into its x and θ parts (`RatioNetwork.table`)."""
         net = self._check_fitted()
         x = self._check_x(x)
         theta = self._on_device(checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32))
         m, n = len(theta), len(x)
         with torch.no_grad():
             s = self._features_of(net, x)  # the embedding once per x, not once per pair
-            pairs = net._h(s.repeat(m, 1), theta.repeat_interleave(n, 0)).reshape(m, n)
-            return pairs - net._h(s, net.reference.expand(n, -1))
+            return net.table(s, theta) - net._h(s, net.reference.expand(n, -1))
 
     def _features_of(self, net: nn.Module, x: Tensor) -> Tensor:
         """net.features(x), remembered for the last x when the network has an embedding: an MLE or a

@@ -90,8 +90,9 @@ class Region:
             sits on the window's edge (θ̂ lies beyond their window: they are judged by the slope of ℓ).
         calibration: the check of a Wilks region by toys at θ̂ and the ends along each axis of a wider region
             (`confidence_region(check=...)`, `wilks_check.check_region`): {"toys" (per point), "coverage",
-            "stderr" and "theta" (the lowest coverage and where), "level", "under_covers", "p_value",
-            "false_alarm", "points" (per point)}, or None when unchecked.
+            "stderr" and "theta" (the lowest coverage and where), "coverage_toys" (the toys it is measured by:
+            fewer when the check stopped at a certain verdict), "level", "under_covers", "p_value",
+            "false_alarm", "evaluated", "points" (per point)}, or None when unchecked.
         members: for an ensemble surrogate, its members' regions and their spread
             (`goldmine.inference.ensemble_check.MemberSpread`; `members.union` is the conservative region).
     """
@@ -363,10 +364,13 @@ def trust_notes(edge_axes, calibration: dict | None, neyman: str = "method='neym
         if "points" in c:  # the check at several points of the region (wilks_check), each with c["toys"] toys
             at = c["points"][0]["theta"] == c["theta"]
             where = "θ̂" if at else "θ = " + _point_text(c["theta"], names)
+            based = c.get("coverage_toys", c["toys"])  # fewer when the check stopped at a certain verdict
             measured = (f"lowest coverage {c['coverage']:.3f} ± {c['stderr']:.3f} at {where}, of {len(c['points'])} "
                         f"points (θ̂ and the ends along each axis of the {_reach(c['level'])} region) checked by "
-                        f"{c['toys']} toys each from the simulator")
-        margin = OVER_COVERAGE * math.sqrt(c["level"] * (1 - c["level"]) / c["toys"])
+                        f"{c['toys']} toys each from the simulator"
+                        + (f" (that coverage by the first {based} of them: the verdict no longer depended on the rest)"
+                           if based < c["toys"] else ""))
+        margin = OVER_COVERAGE * math.sqrt(c["level"] * (1 - c["level"]) / c.get("coverage_toys", c["toys"]))
         if c["under_covers"]:
             notes.insert(0, f"{measured}, below the nominal {c['level']:.3g}: the region is too small to be trusted; "
                             f"use {neyman} (thresholds calibrated by toys), train the surrogate longer, or use an "
