@@ -390,7 +390,7 @@ class RatioEstimator(Estimator):
         net = self._check_fitted()
         x = self._check_x(x)
         theta = self._on_device(checks.rows(theta, self.theta_dim_, "theta", dtype=torch.float32))
-        m, n = len(theta), len(x)
+        n = len(x)
         with torch.no_grad():
             s = self._features_of(net, x)  # the embedding once per x, not once per pair
             return net.table(s, theta) - net._h(s, net.reference.expand(n, -1))
