@@ -416,3 +416,7 @@ register_method(ratio_method("rascal", losses.rascal, "rolr + α·score term", M
 register_method(ratio_method("alices", losses.alices, "alice + α·score term", ALICE, defaults=WEIGHTED))
 register_method(ratio_method("nre", losses.nre, "amortized ratio p(x|θ)/p(x), joint vs shuffled pairs",
                              "Hermans, Begy, Louppe, arXiv:1903.04057", label=0, anchored=False))
+# nre + the score term: every row drawn at its θ ~ prior, so it trains on the layout "prior" with gold (no θ_ref)
+register_method(ratio_method("nres", losses.nres, "nre + α·score term, p(x|θ)/p(x) without θ_ref",
+                             "Hermans, Begy, Louppe, arXiv:1903.04057; score term as in arXiv:1805.12244",
+                             label=0, anchored=False))
