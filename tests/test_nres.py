@@ -77,3 +77,18 @@ def test_the_score_term_lowers_the_score_error_on_weinberg(tmp_path):
         err = ((est.score(x.float(), theta.float()).double() - exact) ** 2).sum(-1)
         mean[method], se[method] = float(err.mean()), float(err.std() / len(err) ** 0.5)
     assert mean["nres"] + 3 * se["nres"] < 0.2 * (mean["nre"] - 3 * se["nre"]), (mean, se)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:the MCMC chains")
+def test_infer_draws_every_run_at_the_proposal_with_gold():
+    """gm.infer with nres spends the budget on runs at θ from the proposal, each with its gold, in every round."""
+    sim = gm.simulators.GaltonBoard()
+    x_obs = sim.sample(torch.full((20, 1), 0.3), generator=torch.Generator().manual_seed(0)).x
+    result = gm.infer(sim, None, x_obs, method="nres", budget=600, rounds=2, seed=0, progress=False, epochs=3,
+                      mcmc={"chains": 8, "warmup": 100, "steps": 200})
+    assert [r["proposal"] for r in result.rounds] == ["prior", "posterior"]
+    assert result.simulations == 600 == len(result.data) and result.data.has_gold
+    rows = result.data.tensors(["theta", "label", "score"], dtype=torch.float64)
+    assert torch.equal(rows["label"], torch.zeros(600, dtype=torch.float64)) and rows["score"].isfinite().all()
+    assert result.sample(10).shape == (10, 1)
