@@ -1,9 +1,9 @@
 """Parametrized likelihood-ratio estimators: every method of the ratio family (carl, rolr, alice, cascal,
-rascal, alices, nre and any registered later; `goldmine list methods`).
+rascal, alices, nre, nres and any registered later; `goldmine list methods`).
 
 A network gives log r̂(x|θ) ≈ log p(x|θ)/p(x|θ_ref) for every θ at once (θ is an input). It is
 anchored at the reference, log r̂(x|θ) = g(x, θ) − g(x, θ_ref), so that log r̂(x|θ_ref) = 0 holds
-exactly, as it does for the true ratio; a method registered with anchored=False (nre) learns
+exactly, as it does for the true ratio; a method registered with anchored=False (nre, nres) learns
 g(x, θ) ≈ log p(x|θ)/p(x) instead, and log r̂ = g(x, θ) − g(x, θ_ref) is formed afterwards.
 
 Each method is one loss of `goldmine.losses`, registered in `goldmine.estimators.registry` with
@@ -13,7 +13,7 @@ the mined log r and t, α, the clipping), so the fields a method reads and wheth
 double backward follow from its loss. Two registration flags change what the network sees:
 
     repaired   a row drawn at θ_ref is paired with a fresh θ of the prior in every epoch (`_repaired`)
-    label      train only on the rows of one label (nre: the rows drawn at θ ~ prior, the draws from
+    label      train only on the rows of one label (nre, nres: the rows drawn at θ ~ prior, the draws from
                the joint; the loss pairs them with θ shuffled within the batch for the marginals)
 
 Weighting (`RatioEstimator(weighting="ratio")`, the default of alice and alices): each row's cross-entropy
@@ -233,7 +233,7 @@ class RatioEstimator(Estimator):
     A surrogate for inference (`goldmine.inference.surrogate`): its likelihood terms are log r̂(x|θ, θ_ref).
 
     Arguments:
-        method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
+        method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, nres, or one
             registered later (`goldmine list methods`). None (the default): nre on data without runs at
             θ_ref (layout "prior"), else alice when the data have gold (a simulator with a joint
             likelihood), else carl, decided by `fit`.
@@ -298,7 +298,7 @@ class RatioEstimator(Estimator):
                             self.x_shape_)
 
     def fit(self, data: Dataset | str, device=None) -> "RatioEstimator":
-        """Trains on the rows the method reads (both labels; nre: label 0) and returns self.
+        """Trains on the rows the method reads (both labels; nre, nres: label 0) and returns self.
 
         Arguments:
             data: the rows (a Dataset, its path, or tensors in memory, `goldmine.memory.as_data`).
@@ -382,7 +382,8 @@ class RatioEstimator(Estimator):
         return cached[1]
 
     def log_ratio_evidence(self, x, theta) -> Tensor:
-        """nre only: log r̂(x, θ) ≈ log p(x|θ)/p(x), so that log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""
+        """The unanchored methods only (nre, nres): log r̂(x, θ) ≈ log p(x|θ)/p(x), so that
+        log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""
         net = self._check_fitted()
         if net.anchored:
             raise ValueError(f"{self.method} learns p(x|θ)/p(x|θ_ref), not p(x|θ)/p(x): train an unanchored method "
