@@ -28,8 +28,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.evaluate import log_ratio_error  # noqa: E402
+from mining_speed import machine_info  # noqa: E402
 
 SIMULATORS = {"galton": gm.simulators.GaltonBoard, "weinberg": gm.simulators.Weinberg}
 METHODS = ("nre", "nres")
@@ -37,7 +39,8 @@ METHODS = ("nre", "nres")
 
 def run(simulators, budgets, seeds: int, out: Path) -> dict:
     """Fits nre and nres on the same prior-layout data per (simulator, budget, seed); returns the results."""
-    results = {"config": {"simulators": list(simulators), "budgets": list(budgets), "seeds": seeds}, "entries": []}
+    results = {"config": {"simulators": list(simulators), "budgets": list(budgets), "seeds": seeds},
+               "machine": machine_info(), "entries": []}
     with tempfile.TemporaryDirectory() as tmp:
         for name in simulators:
             sim = SIMULATORS[name]()
