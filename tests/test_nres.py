@@ -26,7 +26,7 @@ def test_the_registry_lists_it_by_its_flags():
     assert "nres" in methods("ratio") and m.estimator is gm.RatioEstimator
     assert m.label == 0 and not m.anchored and m.theta_gradient and m.gold == ("score",)
     assert not m.needs_reference_runs and layout_for(["nres"]) == "prior" and layout_for(["nres", "npe"]) == "prior"
-    assert gm.RatioEstimator("nres").alpha == 1.0 and gm.RatioEstimator("nres").weighting == "none"
+    assert gm.RatioEstimator("nres").alpha == 0.1 and gm.RatioEstimator("nres").weighting == "none"
 
 
 def test_the_prior_layout_stores_the_score_at_each_rows_theta(tmp_path):
