@@ -57,6 +57,9 @@ def test_it_trains_on_the_prior_layout_without_a_warning(tmp_path):
     x = torch.tensor([[15.0], [16.0]])
     torch.testing.assert_close(est.log_ratio(x, est.reference_.expand(2, -1)), torch.zeros(2))
     assert est.log_ratio_evidence(x, torch.zeros(2, 1)).shape == (2,)
+    loaded = gm.load(est.save(tmp_path / "m"))  # save → load: the same computation, so exactly equal
+    assert loaded.method == "nres" and loaded.alpha == est.alpha
+    assert torch.equal(loaded.log_ratio(x, torch.full((2, 1), 0.4)), est.log_ratio(x, torch.full((2, 1), 0.4)))
 
 
 @pytest.mark.slow
