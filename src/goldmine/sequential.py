@@ -17,7 +17,9 @@ every run of every round counts.
   (Papamakarios, Sterratt, Murray, arXiv:1805.07226.)
 - **nre (SNRE).** Likewise; on θ from a proposal p̃ the classifier learns p(x|θ)/p̃(x), which is
   the likelihood up to a factor free of θ, so prior × r̂ stays the posterior. (Hermans, Begy,
-  Louppe, arXiv:1903.04057; Durkan, Murray, Papamakarios, arXiv:2002.03712.)
+  Louppe, arXiv:1903.04057; Durkan, Murray, Papamakarios, arXiv:2002.03712.) nres (nre + the score
+  term) draws the same runs with their gold, as `simulate(..., layout="prior")` stores it (`prior_rows_at`):
+  its score term's target t(x, z|θ) is unbiased for ∇_θ log p(x|θ) at any θ the proposal gives.
 
 - **Gold and the other methods of the pair layout** (alices, rascal, scandal, carl, ...). A round
   draws its pairs as `goldmine.simulate` does, one run at θ_i and one at θ_ref per θ_i, with the
