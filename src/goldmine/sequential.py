@@ -123,7 +123,7 @@ class Inference:
 
 
 def joint_draws(method: str) -> bool:
-    """Whether `method` trains on runs at θ alone (npe, nre, nle), so that all the budget is drawn at θ ~ proposal;
+    """Whether `method` trains on runs at θ alone (npe, nre, nres, nle), so that all the budget is drawn at θ ~ proposal;
     else the data set's pair layout (half the runs at θ_ref, with gold) is drawn."""
     spec = get_method(method)
     return spec.label == 0 or (spec.family == "likelihood" and not spec.needs_gold)

@@ -219,7 +219,7 @@ class UnusedRunsWarning(UserWarning):
 
 def check_layout(data: Dataset, method: str) -> None:
     """Raises a ValueError when `method` needs runs at θ_ref and `data` has none (layout "prior"); warns
-    (`UnusedRunsWarning`) when `method` reads only the runs at θ (nre, npe) and the data hold runs at θ_ref,
+    (`UnusedRunsWarning`) when `method` reads only the runs at θ (nre, nres, npe) and the data hold runs at θ_ref,
     which it leaves unused: with the pairs layout, half the simulator runs."""
     from .registry import methods
 
