@@ -24,7 +24,7 @@ prior, N/2 at θ_ref), and SMC-ABC (`gm.inference.smc_abc`), which spends N simu
 the means of the toy and observed sets (`abc_distance`: the default distance fails on the NaN x of
 overflowed runs); its point estimate is the weighted posterior mean and its region the box of
 central 95% marginal credible intervals (the volume of the box, the coverage of θ* by the box).
-On request (`--methods ... nre`, not in the paper's list) nre, whose denominator is the prior
+On request (`--methods ... nre nres`, not in the paper's list) nre (and nres, nre + the score term), whose denominator is the prior
 predictive p(x) instead of p(x|θ_ref), trained on N runs all at θ ~ prior (layout "prior").
 
 Coverage and MSE are also reported apart for the θ* whose prey is gone by the first recorded point
@@ -73,7 +73,7 @@ RATIO = ("carl", "rolr", "rascal", "alices")
 METHODS = (*RATIO, "scandal", "sallino", "smc_abc")
 # not in the paper's study: nre's denominator is the prior predictive p(x), not p(x|θ_ref); run on request
 # (--methods ... nre), from N runs all at θ ~ prior (layout "prior"), to see what the anchor at θ_ref costs
-UNANCHORED = ("nre",)
+UNANCHORED = ("nre", "nres")
 GOLD = ("rolr", "rascal", "alices", "scandal", "sallino")  # the methods that train on mined gold
 TARGET_BUDGET = 10_000
 LEVEL = 0.95

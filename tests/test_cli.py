@@ -106,7 +106,7 @@ def test_list(session):
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("  ")}
     assert rows["galton"][1:5] == ["1", "1", "U(-1,", "1)"]
     assert rows["weinberg"][1:3] == ["2", "1"] and rows["lotka_volterra"][1:3] == ["4", "9"]
-    for method in ("carl", "rolr", "alice", "cascal", "rascal", "alices", "nre", "sally", "sallino", "nle",
+    for method in ("carl", "rolr", "alice", "cascal", "rascal", "alices", "nre", "nres", "sally", "sallino", "nle",
                    "scandal", "npe", "histogram", "alfi"):
         assert method in out.split(), method
     assert "echo_args" in out  # the benchmarks of $GOLDMINE_BENCHMARKS

@@ -88,7 +88,7 @@ def test_layout_prior_trains_the_methods_that_need_no_reference_runs(tmp_path):
     assert layout_for(["npe", "nre", "nle", "scandal"]) == "prior"
     assert layout_for(["npe", "carl"]) == "pairs"
     assert {m for m, spec in methods().items() if spec.from_data and not spec.needs_reference_runs} == {
-        "nre", "npe", "nle", "scandal"}
+        "nre", "nres", "npe", "nle", "scandal"}
 
 
 def test_a_method_on_rows_at_theta_warns_of_the_runs_at_theta_ref_it_leaves_unused(tmp_path):

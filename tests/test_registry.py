@@ -57,7 +57,7 @@ def test_gold_and_rows_follow_from_the_fields():
     assert goldless() == ["carl", "nre", "nle", "npe", "histogram", "abc", "alfi"]
     assert goldless(trainable=True) == ["carl", "nre", "nle", "npe", "histogram"]
     # the families list their methods in one place each, with the estimator that trains them
-    assert list(methods("ratio")) == ["carl", "rolr", "alice", "cascal", "rascal", "alices", "nre"]
+    assert list(methods("ratio")) == ["carl", "rolr", "alice", "cascal", "rascal", "alices", "nre", "nres"]
     assert {m.estimator for m in methods("ratio").values()} == {gm.RatioEstimator}
 
 

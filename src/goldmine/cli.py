@@ -168,7 +168,7 @@ def build_parser() -> Parser:
     p.add_argument("--cluster", metavar="ADDRESS", help="a Dask scheduler, tcp://host:port")
     p.add_argument("--layout", choices=("pairs", "prior"), default="pairs",
                    help="pairs (default): half the runs at θ ~ prior, half at θ_ref, for every method; prior: every "
-                   "run at θ ~ prior, for methods that need no run at θ_ref (npe, nre, nle, scandal)")
+                   "run at θ ~ prior, for methods that need no run at θ_ref (npe, nre, nres, nle, scandal)")
 
     p = command("train", cmd_train, "train an estimator on a data set and save it to a folder", parents=[common])
     p.add_argument("method", metavar="METHOD", help="carl, alices, sally, scandal, npe, histogram, ... "

@@ -7,7 +7,7 @@ Every method reads the rows it needs from the same file, so a budget means the s
 table of which method reads which rows and fields is in docs/architecture.md.
 
 A second layout, `simulate(..., layout="prior")`, spends every run at θ ~ prior (label 0, no run at
-θ_ref): for the methods that never read a run at θ_ref (npe, nre, nle, scandal; `layout_for`
+θ_ref): for the methods that never read a run at θ_ref (npe, nre, nres, nle, scandal; `layout_for`
 in `goldmine.estimators.registry` chooses the layout from the methods), which then learn from every
 run. Its header records "layout": "prior"; a file without the key has the pairs above.
 
@@ -399,7 +399,7 @@ def simulate(
         progress: show a progress bar (rows done, rows per second).
         layout: "pairs" (the default): half the runs at θ ~ prior, half at θ_ref, in pairs that share a
             θ (every method can train on it); "prior": every run at θ ~ prior, for methods that read
-            no run at θ_ref (npe, nre, nle, scandal), which then learn from all n runs instead of
+            no run at θ_ref (npe, nre, nres, nle, scandal), which then learn from all n runs instead of
             n/2 (nle, scandal: instead of n/2 at one θ_ref). `goldmine.estimators.registry.layout_for(methods)`
             chooses it; a method that needs runs at θ_ref refuses a "prior" data set.
 

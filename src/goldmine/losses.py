@@ -43,6 +43,20 @@ def nre(log_r_hat: Tensor, log_r_hat_marginal: Tensor) -> Tensor:
     return softplus(-log_r_hat) + softplus(log_r_hat_marginal)
 
 
+def nres(log_r_hat: Tensor, log_r_hat_marginal: Tensor, score_hat: Tensor, score: Tensor, alpha: float) -> Tensor:
+    """nre + α·‖∇_θ d(x, θ) − t(x, z|θ)‖² on the rows of the joint: (n,), (n,), (n, d), (n, d) → (n,).
+
+    softplus(−d(x, θ)) + softplus(d(x, θ')) + α·‖∇_θ d(x, θ) − t(x, z|θ)‖², with θ' shuffled within the
+    batch as in `nre`. The cross-entropy is minimised by d(x, θ) = log p(x|θ)/p(x); p(x) does not depend
+    on θ, so there ∇_θ d = ∇_θ log p(x|θ). For x, z ~ p(x, z|θ) the joint score is an unbiased label of
+    it, E[t(x, z|θ)|x, θ] = ∇_θ log p(x|θ), so the squared error is minimised by the same d (up to a
+    term constant in the network): the score term adds information without moving the optimum, as in
+    alices and scandal. Every row is drawn at its θ (the joint), so the score term counts every row.
+    No run at θ_ref is needed.
+    """
+    return nre(log_r_hat, log_r_hat_marginal) + alpha * ((score_hat - score) ** 2).sum(-1)
+
+
 def rolr(log_r_hat: Tensor, log_r: Tensor, y: Tensor, clip: float = 10.0) -> Tensor:
     """y·(r̂ − r)² + (1−y)·(1/r̂ − 1/r)²: the squared error of r̂ against r on rows at θ_ref and of 1/r̂
     against 1/r on rows at θ: (n,) each → (n,).

@@ -17,7 +17,9 @@ every run of every round counts.
   (Papamakarios, Sterratt, Murray, arXiv:1805.07226.)
 - **nre (SNRE).** Likewise; on θ from a proposal p̃ the classifier learns p(x|θ)/p̃(x), which is
   the likelihood up to a factor free of θ, so prior × r̂ stays the posterior. (Hermans, Begy,
-  Louppe, arXiv:1903.04057; Durkan, Murray, Papamakarios, arXiv:2002.03712.)
+  Louppe, arXiv:1903.04057; Durkan, Murray, Papamakarios, arXiv:2002.03712.) nres (nre + the score
+  term) draws the same runs with their gold, as `simulate(..., layout="prior")` stores it (`prior_rows_at`):
+  its score term's target t(x, z|θ) is unbiased for ∇_θ log p(x|θ) at any θ the proposal gives.
 
 - **Gold and the other methods of the pair layout** (alices, rascal, scandal, carl, ...). A round
   draws its pairs as `goldmine.simulate` does, one run at θ_i and one at θ_ref per θ_i, with the
@@ -44,7 +46,7 @@ from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
 from . import checks
-from .data import draw_block, draw_chunk
+from .data import draw_block, draw_chunk, draw_prior_block
 from .estimators.registry import get_method
 from .executor import seeded_generator
 from .inference import Model, posterior as make_posterior
@@ -121,7 +123,7 @@ class Inference:
 
 
 def joint_draws(method: str) -> bool:
-    """Whether `method` trains on runs at θ alone (npe, nre, nle), so that all the budget is drawn at θ ~ proposal;
+    """Whether `method` trains on runs at θ alone (npe, nre, nres, nle), so that all the budget is drawn at θ ~ proposal;
     else the data set's pair layout (half the runs at θ_ref, with gold) is drawn."""
     spec = get_method(method)
     return spec.label == 0 or (spec.family == "likelihood" and not spec.needs_gold)
@@ -262,14 +264,19 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             else:
                 theta, entry["proposal"] = _draws(post, runs, seed + r), "posterior"
                 _check_inside(prior, theta, "the posterior of the last round")
-            x = simulate_at(sim, theta, seed_from(torch.Generator().manual_seed(seed + 7919 * r)), progress,
-                            f"simulate round {r + 1}/{rounds}" if rounds > 1 else "simulate")
-            thetas.append(theta.to(DTYPE))
-            xs.append(x)
             record.append(entry)
-            theta_all, x_all = torch.cat(thetas), torch.cat(xs)
-            order = torch.randperm(len(theta_all), generator=torch.Generator().manual_seed(seed + r))
-            data = InMemoryData((theta_all[order], x_all[order]), name=f"the {len(theta_all)} runs of rounds 1–{r + 1}")
+            if get_method(method).needs_gold and sim.has_gold:  # nres: the runs at θ with their gold
+                pairs.append(prior_rows_at(sim, theta, seed_from(torch.Generator().manual_seed(seed + 7919 * r))))
+                data = _shuffled_runs(pairs, sim.reference, seed + r)
+            else:
+                x = simulate_at(sim, theta, seed_from(torch.Generator().manual_seed(seed + 7919 * r)), progress,
+                                f"simulate round {r + 1}/{rounds}" if rounds > 1 else "simulate")
+                thetas.append(theta.to(DTYPE))
+                xs.append(x)
+                theta_all, x_all = torch.cat(thetas), torch.cat(xs)
+                order = torch.randperm(len(theta_all), generator=torch.Generator().manual_seed(seed + r))
+                data = InMemoryData((theta_all[order], x_all[order]),
+                                    name=f"the {len(theta_all)} runs of rounds 1–{r + 1}")
         previous = estimator if method in CONTINUE else None
         record[-1]["start"] = "fresh" if previous is None else "previous round's weights"
         estimator = _fit_round(make_estimator, data, previous, device)
@@ -326,6 +333,24 @@ def pair_rows_at(sim: Simulator, theta: Tensor, seed: int) -> InMemoryData:
     return InMemoryData({k: torch.from_numpy(v) for k, v in rows.items()}, reference=sim.reference)
 
 
+def prior_rows_at(sim: Simulator, theta: Tensor, seed: int) -> InMemoryData:
+    """Rows of the layout "prior" at given θ (n, theta_dim): one run at each θ_i with its gold (label 0),
+    as `goldmine.simulate(..., layout="prior")` stores them (`goldmine.data.draw_prior_block`) → n rows."""
+    given = copy.copy(sim)
+    given.prior = _Given(theta, sim.prior.support)
+    rows = draw_prior_block(given, len(theta), torch.Generator().manual_seed(seed), sim.reference)
+    return InMemoryData({k: torch.from_numpy(v) for k, v in rows.items()}, reference=sim.reference)
+
+
+def _shuffled_runs(parts: list[InMemoryData], reference: Tensor, seed: int) -> InMemoryData:
+    """The runs of several rounds of `prior_rows_at` in one row source, shuffled (so that validation mixes rounds)."""
+    fields = parts[0].fields
+    rows = {k: torch.cat([p.tensors([k], dtype=DTYPE, drop_invalid=False)[k] for p in parts]) for k in fields}
+    order = torch.randperm(len(rows["theta"]), generator=torch.Generator().manual_seed(seed))
+    return InMemoryData({k: v[order] for k, v in rows.items()}, reference=reference,
+                        name=f"the {len(order)} runs of {len(parts)} round(s)")
+
+
 def _concatenate(parts: list[InMemoryData], reference: Tensor) -> InMemoryData:
     """The rows of several rounds in one row source, whole pairs shuffled (so that validation mixes rounds)."""
     fields = parts[0].fields
@@ -347,4 +372,4 @@ def _draws(post, n: int, seed: int) -> Tensor:
     return samples[torch.randint(len(samples), (n,), generator=generator)]
 
 
-__all__ += ["joint_draws", "pair_rows", "simulate_at", "truncated_prior"]
+__all__ += ["joint_draws", "pair_rows", "prior_rows_at", "simulate_at", "truncated_prior"]

@@ -392,7 +392,7 @@ def run(study, output=None, progress: bool = True, echo=print) -> dict:
 
     # simulate
     data_path = out / "data.h5"
-    # every run at θ ~ prior when no method of the study reads runs at θ_ref (npe, nre, nle, scandal), else pairs
+    # every run at θ ~ prior when no method of the study reads runs at θ_ref (npe, nre, nres, nle, scandal), else pairs
     layout = registry.layout_for(study.methods)
     data_fp = fingerprint({"simulator": study.simulator, "options": study.simulator_options, "n": study.data["n"],
                            "seed": study.data["seed"], **({"layout": layout} if layout != "pairs" else {})})

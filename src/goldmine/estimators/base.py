@@ -219,7 +219,7 @@ class UnusedRunsWarning(UserWarning):
 
 def check_layout(data: Dataset, method: str) -> None:
     """Raises a ValueError when `method` needs runs at θ_ref and `data` has none (layout "prior"); warns
-    (`UnusedRunsWarning`) when `method` reads only the runs at θ (nre, npe) and the data hold runs at θ_ref,
+    (`UnusedRunsWarning`) when `method` reads only the runs at θ (nre, nres, npe) and the data hold runs at θ_ref,
     which it leaves unused: with the pairs layout, half the simulator runs."""
     from .registry import methods
 
@@ -234,7 +234,7 @@ def check_layout(data: Dataset, method: str) -> None:
     if getattr(data, "layout", "pairs") == "prior" and spec is not None and spec.needs_reference_runs:
         raise ValueError(f"{method} needs runs drawn at θ_ref, and {data.path} has none (simulated with "
                          "layout='prior', every run at θ ~ prior): simulate with layout='pairs' (the default), or "
-                         "train a method that needs no runs at θ_ref (nre, npe, nle, scandal).")
+                         "train a method that needs no runs at θ_ref (nre, nres, npe, nle, scandal).")
 
 
 def reference_runs(data) -> int:

@@ -1,9 +1,9 @@
 """Parametrized likelihood-ratio estimators: every method of the ratio family (carl, rolr, alice, cascal,
-rascal, alices, nre and any registered later; `goldmine list methods`).
+rascal, alices, nre, nres and any registered later; `goldmine list methods`).
 
 A network gives log r̂(x|θ) ≈ log p(x|θ)/p(x|θ_ref) for every θ at once (θ is an input). It is
 anchored at the reference, log r̂(x|θ) = g(x, θ) − g(x, θ_ref), so that log r̂(x|θ_ref) = 0 holds
-exactly, as it does for the true ratio; a method registered with anchored=False (nre) learns
+exactly, as it does for the true ratio; a method registered with anchored=False (nre, nres) learns
 g(x, θ) ≈ log p(x|θ)/p(x) instead, and log r̂ = g(x, θ) − g(x, θ_ref) is formed afterwards.
 
 Each method is one loss of `goldmine.losses`, registered in `goldmine.estimators.registry` with
@@ -13,7 +13,7 @@ the mined log r and t, α, the clipping), so the fields a method reads and wheth
 double backward follow from its loss. Two registration flags change what the network sees:
 
     repaired   a row drawn at θ_ref is paired with a fresh θ of the prior in every epoch (`_repaired`)
-    label      train only on the rows of one label (nre: the rows drawn at θ ~ prior, the draws from
+    label      train only on the rows of one label (nre, nres: the rows drawn at θ ~ prior, the draws from
                the joint; the loss pairs them with θ shuffled within the batch for the marginals)
 
 Weighting (`RatioEstimator(weighting="ratio")`, the default of alice and alices): each row's cross-entropy
@@ -263,13 +263,13 @@ class RatioEstimator(Estimator):
     A surrogate for inference (`goldmine.inference.surrogate`): its likelihood terms are log r̂(x|θ, θ_ref).
 
     Arguments:
-        method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, or one
+        method: a method of the ratio family: carl, rolr, alice, cascal, rascal, alices, nre, nres, or one
             registered later (`goldmine list methods`). None (the default): nre on data without runs at
             θ_ref (layout "prior"), else alice when the data have gold (a simulator with a joint
             likelihood), else carl, decided by `fit`.
-        alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices); by default the method's own
+        alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices, nres); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
-            than its score term, and 1 otherwise).
+            than its score term, 0.1 for nres, and 1 otherwise).
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
         clip: the clipping of log-ratios in rolr and rascal, and of log r̂ in the weight w, a finite number > 0.
@@ -328,7 +328,7 @@ class RatioEstimator(Estimator):
                             self.x_shape_)
 
     def fit(self, data: Dataset | str, device=None) -> "RatioEstimator":
-        """Trains on the rows the method reads (both labels; nre: label 0) and returns self.
+        """Trains on the rows the method reads (both labels; nre, nres: label 0) and returns self.
 
         Arguments:
             data: the rows (a Dataset, its path, or tensors in memory, `goldmine.memory.as_data`).
@@ -412,7 +412,8 @@ class RatioEstimator(Estimator):
         return cached[1]
 
     def log_ratio_evidence(self, x, theta) -> Tensor:
-        """nre only: log r̂(x, θ) ≈ log p(x|θ)/p(x), so that log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""
+        """The unanchored methods only (nre, nres): log r̂(x, θ) ≈ log p(x|θ)/p(x), so that
+        log p(θ|x) = log p(θ) + log r̂(x, θ): → (n,)."""
         net = self._check_fitted()
         if net.anchored:
             raise ValueError(f"{self.method} learns p(x|θ)/p(x|θ_ref), not p(x|θ)/p(x): train an unanchored method "
@@ -446,3 +447,9 @@ register_method(ratio_method("rascal", losses.rascal, "rolr + α·score term", M
 register_method(ratio_method("alices", losses.alices, "alice + α·score term", ALICE, defaults=WEIGHTED))
 register_method(ratio_method("nre", losses.nre, "amortized ratio p(x|θ)/p(x), joint vs shuffled pairs",
                              "Hermans, Begy, Louppe, arXiv:1903.04057", label=0, anchored=False))
+# nre + the score term: every row drawn at its θ ~ prior, so it trains on the layout "prior" with gold (no θ_ref);
+# α = 0.1: of a sweep over 0.001–3, the weight that beats nre on both Weinberg and Galton (Lotka–Volterra prefers
+# smaller; benchmarks/README.md, "nres")
+register_method(ratio_method("nres", losses.nres, "nre + α·score term, p(x|θ)/p(x) without θ_ref",
+                             "Hermans, Begy, Louppe, arXiv:1903.04057; score term as in arXiv:1805.12244",
+                             label=0, anchored=False, defaults={"alpha": 0.1}))

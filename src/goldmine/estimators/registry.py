@@ -107,7 +107,7 @@ class Method:
     @property
     def needs_reference_runs(self) -> bool:
         """Whether it needs runs drawn at θ_ref, the second row of each pair (`goldmine.simulate`'s layout
-        "pairs"): every method trained from data but those on rows at θ only (nre, npe) and the flows
+        "pairs"): every method trained from data but those on rows at θ only (nre, nres, npe) and the flows
         (nle, scandal), which read a run at θ_ref as just another (θ, x) pair."""
         return self.from_data and self.label != 0 and self.family != "likelihood"
 
