@@ -293,3 +293,11 @@ def test_nle_trains_to_convergence_by_default_only_without_runs_at_the_reference
     mine = LikelihoodEstimator("nle", lr=2e-3, noise=0.0, **settings).fit((theta, x))  # noise given: not the default
     assert (mine.trainer.patience, mine.trainer.lr) == (None, 2e-3)
     assert LikelihoodEstimator("nle", lr=2e-3, **settings).fit((theta, x)).trainer.lr == 2e-3
+
+
+def test_nle_keeps_its_schedule_for_one_dimensional_x_without_runs_at_the_reference():
+    g = torch.Generator().manual_seed(1)
+    theta = 4 * torch.rand(200, 1, generator=g, dtype=torch.float64) - 2
+    x = theta + 0.1 * torch.randn(200, 1, generator=g, dtype=torch.float64)
+    est = LikelihoodEstimator("nle", epochs=2, progress=False).fit((theta, x))
+    assert (est.trainer.patience, est.trainer.lr, est.noise_) == (None, 1e-3, 0.0)

@@ -30,12 +30,14 @@ give no spread of p(x|θ_ref) to measure the kernel in, and the marginal spread 
 far θ moves x, is many times wider where θ moves x far (as on SLCP): the default there is no noise (the
 measurement on SLCP is in benchmarks/README.md, "sbibm").
 
-Without the noise, nothing stops maximum likelihood from overfitting but the validation loss, and the
-schedule of the pair layout (50 epochs on a cosine) stops far short of convergence on a harder density
-(SLCP's 8-D x at 10⁴ runs: about twice sbi's held-out KL). On those data (no runs at θ_ref, no noise,
-nle) the default training runs to convergence as sbi's NLE trains: lr 5e-4, batches of 200, up to 1000
-epochs, early stopping after 20 epochs without a better validation loss, keeping the best epoch's weights
-(`CONVERGE`; any of them given by the user wins). The pair layout keeps its schedule.
+Without the noise, the schedule of the pair layout (50 epochs on a cosine) stops far short of
+convergence on a density of several dimensions (SLCP's 8-D x at 10⁴ runs: about twice sbi's held-out KL).
+On those data (no runs at θ_ref, no noise, nle, continuous x of more than one dimension) the default
+training runs to convergence as sbi's NLE trains: lr 5e-4, batches of 200, up to 1000 epochs, early
+stopping after 20 epochs without a better validation loss, keeping the best epoch's weights (`CONVERGE`;
+any of them given by the user wins). One-dimensional x keeps the schedule: there the single spline
+transform is learned in 50 epochs, and training it to the best validation loss roughened log p̂(x|θ) in θ
+(Weinberg's log-ratio error rose). The pair layout keeps its schedule too.
 
 Discrete x get no noise: dequantisation already spreads each x over [k, k + 1]. scandal trains
 without it by default: its score term already tells the flow how the density moves with θ. (The
@@ -195,8 +197,9 @@ class LikelihoodEstimator(Estimator):
         bins: the number of spline bins (nsf).
         activation: a smooth activation (silu, tanh, elu, gelu, softplus), so that the score is smooth.
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...). For nle on
-            data without runs at θ_ref (layout "prior", as `goldmine.infer` draws them) and without x noise, the
-            settings not given default to training to convergence, `CONVERGE` (module docstring).
+            data without runs at θ_ref (layout "prior", as `goldmine.infer` draws them), without x noise and
+            with continuous x of more than one dimension, the settings not given default to training to
+            convergence, `CONVERGE` (module docstring).
 
     Raises:
         ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
@@ -281,7 +284,7 @@ class LikelihoodEstimator(Estimator):
         else:
             self.noise_ = 0.0
         self.trainer = Trainer(**self.training)  # every fit starts from the settings given (and the family's)
-        if self.method == "nle" and self.noise_ == 0 and self.noise is None and not discrete:  # layout "prior"
+        if self.method == "nle" and self.noise_ == 0 and self.noise is None and not discrete and self.x_dim_ > 1:
             self.trainer = dataclasses.replace(self.trainer, **{k: v for k, v in CONVERGE.items()
                                                                 if k not in self.given_training})
         # None: no x noise (off, or discrete x, whose dequantisation must draw the same numbers either way)
