@@ -7,7 +7,8 @@ draws). A variant is SURROGATE+SAMPLER:
 
     surrogates   exact      the task's exact likelihood (goldmine's `SLCP.log_prob`): the sampler's floor
                  gm         `gm.LikelihoodEstimator()` with its defaults (nle on data without runs at θ_ref)
-                 gm[k=v,..] the same with options changed (e.g. gm[flow=maf,transforms=5,hidden=50x50])
+                 gm[k=v,..] the same with options changed (e.g. gm[flow=maf,transforms=5,hidden=50x50]; the
+                            former schedule: gm[lr=0.001,epochs=50,batch_size=None,patience=None])
                  sbi        sbi's NLE_A with its defaults (MAF, 5 transforms, 50 hidden, early stopping)
     samplers     gm         `gm.inference.posterior` with its defaults (the tempered sampler)
                  sbi        sbi's default MCMC (slice_np_vectorized, 20 chains, init by resampling)
@@ -51,7 +52,9 @@ def parse_options(text: str) -> dict:
     options = {}
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
-        if "x" in value and value.replace("x", "").isdigit():
+        if value == "None":
+            options[key] = None
+        elif "x" in value and value.replace("x", "").isdigit():
             options[key] = tuple(int(v) for v in value.split("x"))
         else:
             for cast in (int, float):

@@ -30,3 +30,4 @@ def test_the_study_reads_estimator_options_from_a_variant_name():
     assert parse_options("flow=maf,transforms=5,hidden=50x50,lr=0.0005") == {
         "flow": "maf", "transforms": 5, "hidden": (50, 50), "lr": 0.0005}
     assert parse_options("") == {}
+    assert parse_options("batch_size=None,patience=None") == {"batch_size": None, "patience": None}
