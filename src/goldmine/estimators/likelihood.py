@@ -31,7 +31,8 @@ far θ moves x, is many times wider where θ moves x far (as on SLCP): the defau
 measurement on SLCP is in benchmarks/README.md, "sbibm").
 
 Without the noise, the schedule of the pair layout (50 epochs on a cosine) stops far short of
-convergence on a density of several dimensions (SLCP's 8-D x at 10⁴ runs: about twice sbi's held-out KL).
+convergence on a density of several dimensions (on SLCP's 8-D x it ended far from sbi's held-out KL:
+benchmarks/README.md, "sbibm").
 On those data (no runs at θ_ref, no noise, nle, continuous x of more than one dimension) the default
 training runs to convergence as sbi's NLE trains: lr 5e-4, batches of 200, up to 1000 epochs, early
 stopping after 20 epochs without a better validation loss, keeping the best epoch's weights (`CONVERGE`;
