@@ -76,8 +76,10 @@ def _f32(a) -> Tensor:
     return torch.as_tensor(a).to(torch.float32)
 
 
-def _fit(method: str, theta: Tensor, x: Tensor, prior_low, prior_high, seed: int, max_epochs: int | None):
-    """Trains sbi's `method` class on (θ, x) with a BoxUniform prior; returns (trainer, network)."""
+def _fit(method: str, theta: Tensor, x: Tensor, prior_low, prior_high, seed: int, max_epochs: int | None,
+         prior=None):
+    """Trains sbi's `method` class on (θ, x) with a BoxUniform prior (or `prior`, any torch distribution over θ in
+    float32, when given: low and high are then ignored); returns (trainer, network)."""
     inference = _sbi_inference()
     from sbi.utils import BoxUniform
 
@@ -88,7 +90,7 @@ def _fit(method: str, theta: Tensor, x: Tensor, prior_low, prior_high, seed: int
     # sbi prints its convergence line unconditionally; the epoch count is kept on the result instead
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(seed)
-        prior = BoxUniform(low=_f32(prior_low), high=_f32(prior_high))
+        prior = BoxUniform(low=_f32(prior_low), high=_f32(prior_high)) if prior is None else prior
         trainer = getattr(inference, method)(prior=prior, show_progress_bars=False, tracker=_NoTracker())
         net = trainer.append_simulations(theta, x).train(**train_args)
     net.eval()

@@ -11,7 +11,8 @@ runs at θ ~ prior, half at θ_ref, the library's default design; npe trains on 
 sbi gets N fresh runs at θ ~ prior (`benchmarks/peers.py`'s `prior_pairs`, sbi's own design). Every
 method runs with its default settings: goldmine's posteriors through `gm.inference.posterior`
 (npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler); npe1 and snpe (nle1 and snle) are npe
-(nle) through `gm.infer` with every run at θ from the prior (npe1, nle1: one round) or from the rounds' proposals
+(nle) through `gm.infer` with every run at θ from the prior (npe1, nle1, and nre1 for nre: one round) or from
+the rounds' proposals
 (snpe, snle: ROUNDS rounds for the one observation, `goldmine.sequential`), sbi's through `build_posterior()`
 (NPE: rejection in the prior's support; NLE_A and NRE_A: sbi's default MCMC, slice_np_vectorized).
 
@@ -52,16 +53,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import goldmine as gm  # noqa: E402
+from goldmine.simulators.base import box_bounds  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
 from peers import _fit, _f32, prior_pairs  # noqa: E402
 from sample_efficiency import resume, write  # noqa: E402
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm")
 BUDGETS = (1_000, 10_000, 100_000)
-METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "nle1", "snle", "sbi_npe", "sbi_nle",
-           "sbi_nre")
+METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "nle1", "snle", "nre1", "sbi_npe",
+           "sbi_nle", "sbi_nre")
 #: the methods run through `gm.infer`, every run at θ from the prior (one round) or the rounds' proposals
-INFER = {"npe1": ("npe", 1), "snpe": ("npe", None), "nle1": ("nle", 1), "snle": ("nle", None)}
+INFER = {"npe1": ("npe", 1), "snpe": ("npe", None), "nle1": ("nle", 1), "snle": ("nle", None), "nre1": ("nre", 1)}
 #: rounds of `snpe`: `gm.infer(..., method="npe", rounds=ROUNDS)`, the budget split evenly over them
 ROUNDS = 3
 BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
@@ -97,8 +99,6 @@ def goldmine_simulator(task):
 
 
 def box(sim):
-    from goldmine.simulators.base import box_bounds
-
     low, high = box_bounds(sim.prior)
     if low is None:
         raise ValueError(f"{sim.name}'s prior is no box; the sbi peers here take a BoxUniform prior.")
@@ -127,11 +127,15 @@ def infer_draws(method, sim, budget, x_obs, n, seed):
     return result.sample(n, generator=torch.Generator().manual_seed(seed)), f"{name}, {rounds} round(s), {sampler}"
 
 
-def sbi_draws(method, sim, budget, x_obs, n, seed):
+def sbi_draws(method, sim, budget, x_obs, n, seed, prior=None):
+    """sbi's method on N runs at θ ~ prior: a box prior as sbi's BoxUniform, any other as `prior` (the task's
+    own float32 torch distribution, e.g. gaussian_linear's Gaussian)."""
     theta, x = prior_pairs(sim, budget, seed)
-    low, high = box(sim)
+    low, high = box_bounds(sim.prior)
+    if low is None and prior is None:
+        raise ValueError(f"{sim.name}'s prior is no box: pass the task's prior to sbi_draws.")
     trainer, net = _fit({"sbi_npe": "NPE_C", "sbi_nle": "NLE_A", "sbi_nre": "NRE_A"}[method], theta, x, low, high,
-                        seed, None)
+                        seed, None, prior=None if low is not None else prior)
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(seed)
         posterior = trainer.build_posterior(net)
@@ -146,7 +150,7 @@ def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
     reference = task.get_reference_posterior_samples(k)[:args.samples]
     start = time.time()
     if method.startswith("sbi_"):
-        draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed)
+        draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed, task.get_prior_dist())
     elif method in INFER:
         draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed)
     else:
@@ -176,6 +180,12 @@ def table(entries, tasks, budgets, methods) -> str:
     return "\n".join(lines)
 
 
+def twin(method: str) -> str:
+    """sbi's method of the same family: sbi_npe for npe and npe1 (one round through `gm.infer`), and so on."""
+    name, rounds = INFER.get(method, (method, 1))
+    return f"sbi_{name}" if rounds == 1 else f"sbi_{method}"
+
+
 def targets(entries) -> dict:
     """The issue's targets, from the mean C2ST over the observations run (the count beside it), where the
     run has what they need."""
@@ -185,9 +195,9 @@ def targets(entries) -> dict:
             runs.setdefault((e["task"], e["budget"], e["method"]), []).append(e["c2st"])
     mean = {k: {"c2st": sum(v) / len(v), "observations": len(v)} for k, v in runs.items()}
     out = {}
-    pairs = {f"{t} {b} {m}": {"goldmine": mean[t, b, m], "sbi": mean[t, b, "sbi_" + m],
-                              "met": mean[t, b, m]["c2st"] <= mean[t, b, "sbi_" + m]["c2st"]}
-             for (t, b, m) in mean if (t, b, "sbi_" + m) in mean}
+    pairs = {f"{t} {b} {m}": {"goldmine": mean[t, b, m], "sbi": mean[t, b, twin(m)],
+                              "met": mean[t, b, m]["c2st"] <= mean[t, b, twin(m)]["c2st"]}
+             for (t, b, m) in mean if not m.startswith("sbi_") and (t, b, twin(m)) in mean}
     out["goldmine's C2ST no worse than sbi's, same family, every task and budget run"] = (
         {"met": all(p["met"] for p in pairs.values()), **pairs} if pairs else "not run: no method beside its sbi twin")
     nle = mean.get(("slcp", 10_000, "nle"))
