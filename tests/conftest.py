@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -39,3 +41,26 @@ def eft_likelihood(eft_sources):
     ax = torch.linspace(-0.3, 0.3, 5, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(ax, ax, indexing="ij"), -1).reshape(-1, 2)
     return src, full, grid
+
+
+@pytest.fixture(scope="session")
+def shift():
+    """x = θ + N(0, 1), θ ∈ [−2, 2]: continuous x with an exact likelihood (ℓ an exact parabola of curvature n)."""
+    from goldmine.simulators.base import DTYPE, Draws, Simulator, box_prior
+
+    class Shift(Simulator):
+        name, theta_dim, x_dim = "shift", 1, 1
+
+        def __init__(self):
+            self.prior = box_prior([-2.0], [2.0])
+            self.reference = torch.zeros(1, dtype=DTYPE)
+
+        def sample(self, theta, generator=None) -> Draws:
+            theta = self.check_theta(theta)
+            return Draws(theta + torch.randn(theta.shape, dtype=DTYPE, generator=generator), None)
+
+        def log_prob(self, x, theta):
+            x, theta = self.check_x(x), self.check_theta(theta)
+            return (-0.5 * (x - theta) ** 2 - 0.5 * math.log(2 * math.pi)).sum(1)
+
+    return Shift()

@@ -16,25 +16,9 @@ from goldmine.inference.model import Model
 from goldmine.inference.toys import (NEYMAN_WINDOW, POOL_BIAS, Window, neyman_plan, neyman_thresholds, pool_size,
                                      pooled_statistic, thresholds_at, toy_quantile)
 from goldmine.simulators import GaltonBoard, Weinberg
-from goldmine.simulators.base import DTYPE, Draws, Simulator, box_prior
+from goldmine.simulators.base import DTYPE
 
 
-class Shift(Simulator):
-    """x = θ + N(0, 1), θ ∈ [−2, 2]: ℓ is an exact parabola with curvature n."""
-
-    name, theta_dim, x_dim = "shift", 1, 1
-
-    def __init__(self):
-        self.prior = box_prior([-2.0], [2.0])
-        self.reference = torch.zeros(1, dtype=DTYPE)
-
-    def sample(self, theta, generator=None) -> Draws:
-        theta = self.check_theta(theta)
-        return Draws(theta + torch.randn(theta.shape, dtype=DTYPE, generator=generator), None)
-
-    def log_prob(self, x, theta):
-        x, theta = self.check_x(x), self.check_theta(theta)
-        return (-0.5 * (x - theta) ** 2 - 0.5 * math.log(2 * math.pi)).sum(1)
 
 
 def observed(sim, theta, n, seed=0):
@@ -92,10 +76,10 @@ def test_plan_keeps_the_profile_for_discrete_x_and_windows_continuous_x():
     assert neyman_plan(sim, Model(sim).grid(5), 0.9, 1, 5, 0) == (NEYMAN_WINDOW, None)  # no smaller pool
 
 
-def test_window_thresholds_match_the_gaussian_closed_form():
+def test_window_thresholds_match_the_gaussian_closed_form(shift):
     """For x = θ + N(0, 1) the window's q_w is 2·z·a − a² beyond half a step (z = √n|θ̂ − θ|, a = √n·h),
     so its level-quantile is 2·z_α·a − a², z_α the two-sided normal quantile: pooled toys must give it."""
-    sim, level, toys, n = Shift(), 0.9, 600, 16
+    sim, level, toys, n = shift, 0.9, 600, 16
     model = exact(sim)
     grid = model.grid(41)
     window, pool = neyman_plan(sim, grid, level, toys, n, 0)
@@ -112,9 +96,9 @@ def test_window_thresholds_match_the_gaussian_closed_form():
     assert float((t - expected).abs().max()) < 4 * se * math.sqrt(len(indices))
 
 
-def test_windowed_interval_on_a_gaussian_is_the_exact_interval():
+def test_windowed_interval_on_a_gaussian_is_the_exact_interval(shift):
     """q_w is increasing in |θ̂ − θ| beyond the window, so the Neyman region is {√n|θ̂ − θ| ≤ z_α}."""
-    sim, level, toys, n = Shift(), 0.9, 400, 16
+    sim, level, toys, n = shift, 0.9, 400, 16
     x = observed(sim, [0.3], n, seed=5)
     region = confidence_region(sim, x, level, method="neyman", grid=41, toys=toys, progress=False)
     assert region.window == NEYMAN_WINDOW and region.pool == pool_size(toys, n, 1, level)

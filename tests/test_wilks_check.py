@@ -14,7 +14,6 @@ from goldmine.inference.intervals import trust_notes
 from goldmine.inference.wilks_check import (CHECK_BATCH, FALSE_ALARM, certain_verdict, check_points, check_region,
                                            reach_level, under_covers, warning_count)
 from goldmine.simulators import GaltonBoard, Weinberg
-from goldmine.simulators.base import Draws, Simulator, box_prior
 
 DTYPE = torch.float64
 
@@ -181,32 +180,17 @@ def exact_ratio(sim, scale=1.0):
     return Model(Scaled(sim, scale), prior=sim, simulator=sim)
 
 
-class Shift(Simulator):
-    """x = θ + N(0, 1), θ ∈ [−2, 2]: continuous x with a cheap exact likelihood."""
-
-    name, theta_dim, x_dim = "shift", 1, 1
-
-    def __init__(self):
-        self.prior = box_prior([-2.0], [2.0])
-        self.reference = torch.zeros(1, dtype=DTYPE)
-
-    def sample(self, theta, generator=None) -> Draws:
-        theta = self.check_theta(theta)
-        return Draws(theta + torch.randn(theta.shape, dtype=DTYPE, generator=generator), None)
-
-    def log_prob(self, x, theta):
-        return -0.5 * ((self.check_x(x) - self.check_theta(theta)) ** 2).sum(1)
 
 
 @pytest.mark.parametrize("name, scale, theta", [("galton", 2.0, [0.3]), ("shift", 1.0, [0.3]), ("shift", 2.0, [0.3]),
                                                pytest.param("galton", 1.0, [0.3], marks=pytest.mark.slow),
                                                pytest.param("galton", 1.4, [-0.5], marks=pytest.mark.slow),
                                                pytest.param("shift", 1.3, [-0.5], marks=pytest.mark.slow)])
-def test_the_curtailed_check_has_the_full_checks_verdict_with_fewer_toys(name, scale, theta):
+def test_the_curtailed_check_has_the_full_checks_verdict_with_fewer_toys(name, scale, theta, shift):
     """Real checks (the exact likelihood scaled: 1 calibrated, above 1 too steep; discrete and continuous x): the
     same verdict as every toy at every point; each point's count is a prefix of its full count; with continuous x a
     clear warning stops early and the warning names the toys its coverage is measured by."""
-    sim, toys = GaltonBoard() if name == "galton" else Shift(), 200
+    sim, toys = GaltonBoard() if name == "galton" else shift, 200
     region = confidence_region(exact_ratio(sim, scale), observed(sim, theta, 100, seed=3), grid=101, progress=False)
     full = check_region(region, sim, toys, seed=1, curtail=False)
     cut = check_region(region, sim, toys, seed=1)
