@@ -257,42 +257,43 @@ def test_bad_input(galton, weinberg, tmp_path):
         cont.sample(torch.zeros(3), 2)
 
 
-def test_nle_smooths_x_by_default_only_with_runs_at_the_reference():
-    # the default bandwidth is in units of the spread of x at θ_ref: rows all drawn at θ ~ prior (the layout
-    # "prior", gm.infer's) have none, and get no noise; the same rows with runs at θ_ref get the default
+def _rows_alone_and_paired():
+    """400 rows x = θ + N(0, 0.1²) at θ ~ U[−2, 2]², as (θ, x) alone and as pairs with every other row at θ_ref = 0."""
     g = torch.Generator().manual_seed(0)
     theta = 4 * torch.rand(400, 2, generator=g, dtype=torch.float64) - 2
     x = theta + 0.1 * torch.randn(400, 2, generator=g, dtype=torch.float64)
-    settings = dict(epochs=1, transforms=1, hidden=(8,), progress=False)
-    alone = LikelihoodEstimator("nle", **settings).fit((theta, x))
-    assert alone.noise_ == 0.0
     label = torch.arange(400) % 2
     theta_ref = torch.zeros(2, dtype=torch.float64)
     paired = {"theta": torch.where(label[:, None] == 1, theta_ref, theta), "x": x, "label": label}
-    with_ref = LikelihoodEstimator("nle", **settings).fit(gm.memory.InMemoryData(paired, reference=theta_ref))
+    return (theta, x), gm.memory.InMemoryData(paired, reference=theta_ref)
+
+
+def test_nle_smooths_x_by_default_only_with_runs_at_the_reference():
+    # the default bandwidth is in units of the spread of x at θ_ref: rows all drawn at θ ~ prior (the layout
+    # "prior", gm.infer's) have none, and get no noise; the same rows with runs at θ_ref get the default
+    alone_rows, paired = _rows_alone_and_paired()
+    settings = dict(epochs=1, transforms=1, hidden=(8,), progress=False)
+    alone = LikelihoodEstimator("nle", **settings).fit(alone_rows)
+    assert alone.noise_ == 0.0
+    with_ref = LikelihoodEstimator("nle", **settings).fit(paired)
     assert with_ref.noise_ == default_noise(360, 4)
 
 
 def test_nle_trains_to_convergence_by_default_only_without_runs_at_the_reference():
     # without runs at θ_ref there is no x noise to regularise, and nle trains as sbi's NLE does (CONVERGE): early
     # stopping on the validation loss; settings the user gives win, and the pair layout keeps its schedule
-    g = torch.Generator().manual_seed(0)
-    theta = 4 * torch.rand(400, 2, generator=g, dtype=torch.float64) - 2
-    x = theta + 0.1 * torch.randn(400, 2, generator=g, dtype=torch.float64)
+    alone_rows, paired = _rows_alone_and_paired()
     settings = dict(epochs=2, transforms=1, hidden=(8,), progress=False)
-    est = LikelihoodEstimator("nle", **settings).fit((theta, x))
+    est = LikelihoodEstimator("nle", **settings).fit(alone_rows)
     assert (est.trainer.patience, est.trainer.lr, est.trainer.batch_size) == (20, 5e-4, 200)
     assert est.trainer.epochs == 2  # given, so kept
     assert est.history_["kept"] == "best"
-    label = torch.arange(400) % 2
-    theta_ref = torch.zeros(2, dtype=torch.float64)
-    paired = {"theta": torch.where(label[:, None] == 1, theta_ref, theta), "x": x, "label": label}
-    est.fit(gm.memory.InMemoryData(paired, reference=theta_ref))  # a refit on pairs: the schedule of before
+    est.fit(paired)  # a refit on pairs: the schedule of before
     assert (est.trainer.patience, est.trainer.lr, est.trainer.batch_size) == (None, 1e-3, None)
     assert est.history_["kept"] == "final"
-    mine = LikelihoodEstimator("nle", lr=2e-3, noise=0.0, **settings).fit((theta, x))  # noise given: not the default
+    mine = LikelihoodEstimator("nle", lr=2e-3, noise=0.0, **settings).fit(alone_rows)  # noise given: not the default
     assert (mine.trainer.patience, mine.trainer.lr) == (None, 2e-3)
-    assert LikelihoodEstimator("nle", lr=2e-3, **settings).fit((theta, x)).trainer.lr == 2e-3
+    assert LikelihoodEstimator("nle", lr=2e-3, **settings).fit(alone_rows).trainer.lr == 2e-3
 
 
 def test_nle_keeps_its_schedule_for_one_dimensional_x_without_runs_at_the_reference():
