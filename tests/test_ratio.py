@@ -30,6 +30,7 @@ def trivial_error():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::goldmine.estimators.base.UnusedRunsWarning")  # pair data on purpose
 @pytest.mark.parametrize("method", ["carl", "rolr", "alice", "cascal", "rascal", "alices", "nre"])
 def test_every_method_beats_the_trivial_estimator(data, trivial_error, method):
     est = gm.RatioEstimator(method, seed=1, **FAST).fit(data)
@@ -91,6 +92,7 @@ def test_score_methods_differentiate_only_the_rows_drawn_at_theta():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::goldmine.estimators.base.UnusedRunsWarning")  # pair data on purpose
 def test_nre_gives_the_posterior(tmp_path):
     """Bayesian nre: prior × exp(log r̂(x, θ)) normalised on a θ grid is the exact posterior p(θ|x).
 

@@ -96,6 +96,7 @@ def test_a_model_that_names_a_module_does_not_import_it(evil, capsys, argv):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::goldmine.estimators.base.UnusedRunsWarning")  # pair data on purpose
 def test_train_npe_on_data_that_names_a_module_does_not_import_it(evil, capsys):
     assert main(["train", "npe", "evil.h5", "-o", "npe", "--epochs", "1", "--quiet"]) == 0
     assert "note: the prior of npe is the box of the data's θ: the data's simulator evil.Sim is not built into " \

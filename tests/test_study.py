@@ -312,6 +312,7 @@ def test_load_observed(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::goldmine.estimators.base.UnusedRunsWarning")  # pair data on purpose
 def test_a_study_of_methods_without_reference_runs_simulates_every_run_at_the_prior(tmp_path):
     """layout "prior" when every method can use rows at θ ~ prior only, pairs as soon as one needs θ_ref; the
     data stage's fingerprint of a pairs study is the one it had before layouts were chosen."""

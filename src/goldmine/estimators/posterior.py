@@ -114,7 +114,7 @@ class PosteriorEstimator(Estimator):
     Example:
         >>> import goldmine as gm, tempfile, os
         >>> data = gm.simulate(gm.simulators.Weinberg(), 2000, os.path.join(tempfile.mkdtemp(), "w.h5"),
-        ...                    progress=False)
+        ...                    layout="prior", progress=False)  # every run at θ ~ prior: npe reads them all
         >>> est = PosteriorEstimator(prior=([40, 0.5], [50, 1.2]), epochs=2, progress=False).fit(data)
         >>> est.sample(torch.tensor([0.3]), 5).shape
         torch.Size([5, 2])
