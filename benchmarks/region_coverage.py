@@ -128,11 +128,27 @@ def measure(model, sim, setup: dict, toys: int, check: int, seed: int) -> dict:
     return {"points": points}
 
 
+def observed(sim, setup: dict, theta, j: int, seed: int) -> torch.Tensor:
+    """The observed data set of true θ point j and data seed `seed`: setup["n_obs"] runs at θ, (n_obs, x_dim)."""
+    g = torch.Generator().manual_seed(10_000 + 1000 * seed + j)
+    return sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1), generator=g).x
+
+
+def selection(config: dict):
+    """(budget, seed, simulator name, method) of every entry the config selects, in the order runs take them: every
+    10³ entry before the first 10⁴ one, seeds before simulators, so that a budget cut short has its first seeds on
+    every simulator."""
+    for budget in config["budgets"]:
+        for seed in range(config["seeds"]):
+            for name in config["simulators"]:
+                for method in config["methods"][name]:
+                    yield budget, seed, name, method
+
+
 def measure_check(model, sim, setup: dict, theta, j: int, check: int, seed: int) -> dict:
     """`confidence_region(..., check=check)` of the observed data set drawn at the true θ (point j, data seed
     `seed`): what the check measured, whether it warned and named the coverage, and whether the truth is inside."""
-    g = torch.Generator().manual_seed(10_000 + 1000 * seed + j)
-    x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1), generator=g).x
+    x_obs = observed(sim, setup, theta, j, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CalibrationWarning)
         region = confidence_region(model, x_obs, LEVEL, "wilks", grid=setup["grid"], check=check, seed=seed,
@@ -190,17 +206,14 @@ def recheck(config: dict, out: Path, log=print) -> list[dict]:
     (out / "entries").mkdir(parents=True, exist_ok=True)
     stored = {key(e): e for e in load(Path(config["recheck"])) if "failed" not in e}
     with tempfile.TemporaryDirectory() as tmp:
-        for budget in config["budgets"]:
-            for seed in range(config["seeds"]):
-                for name in config["simulators"]:
-                    for method in config["methods"][name]:
-                        old = stored.get((name, budget, seed, method))
-                        path = entry_path(out, dict(simulator=name, budget=budget, seed=seed, method=method))
-                        if old is None or (path.is_file() and "failed" not in json.loads(path.read_text())):
-                            continue
-                        entry = recheck_entry(old, config, Path(tmp))
-                        write(entry, path)
-                        log(line(entry), flush=True)
+        for budget, seed, name, method in selection(config):
+            old = stored.get((name, budget, seed, method))
+            path = entry_path(out, dict(simulator=name, budget=budget, seed=seed, method=method))
+            if old is None or (path.is_file() and "failed" not in json.loads(path.read_text())):
+                continue
+            entry = recheck_entry(old, config, Path(tmp))
+            write(entry, path)
+            log(line(entry), flush=True)
     return load(out)
 
 
@@ -275,20 +288,15 @@ def run_entry(name: str, budget: int, seed: int, method: str, config: dict, tmp:
 def run(config: dict, out: Path, log=print) -> list[dict]:
     (out / "entries").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for budget in config["budgets"]:  # every 10³ entry before the first 10⁴ one; seeds before simulators, so
-            for seed in range(config["seeds"]):  # that a budget cut short has its first seeds on every simulator
-                for name in config["simulators"]:
-                    for method in config["methods"][name]:
-                        probe = dict(simulator=name, budget=budget, seed=seed, method=method)
-                        path = entry_path(out, probe)
-                        if path.is_file():
-                            stored = json.loads(path.read_text())
-                            if "failed" not in stored and ("rules" in stored or not config.get("rules")
-                                                           or method == "exact"):
-                                continue
-                        entry = run_entry(name, budget, seed, method, config, Path(tmp))
-                        write(entry, path)
-                        log(line(entry), flush=True)
+        for budget, seed, name, method in selection(config):
+            path = entry_path(out, dict(simulator=name, budget=budget, seed=seed, method=method))
+            if path.is_file():
+                stored = json.loads(path.read_text())
+                if "failed" not in stored and ("rules" in stored or not config.get("rules") or method == "exact"):
+                    continue
+            entry = run_entry(name, budget, seed, method, config, Path(tmp))
+            write(entry, path)
+            log(line(entry), flush=True)
     return load(out)
 
 
@@ -328,36 +336,30 @@ def curtailment(config: dict, out: Path, log=print) -> dict:
     stored = {key(e): e for e in load(Path(config["curtailment"])) if "failed" not in e}
     cases = []
     with tempfile.TemporaryDirectory() as tmp:
-        for budget in config["budgets"]:
-            for seed in range(config["seeds"]):
-                for name in config["simulators"]:
-                    sim, setup = SIMULATORS[name](), setup_of(name, config)
-                    for method in config["methods"][name]:
-                        entry = stored.get((name, budget, seed, method))
-                        if entry is None:
-                            continue
-                        surrogate = sim if method == "exact" else fit_surrogate(sim, name, method, budget, seed,
-                                                                                Path(tmp))[0]
-                        model = Model(surrogate, prior=sim, simulator=sim)
-                        model.progress = False
-                        for j, theta in enumerate(setup["thetas"]):
-                            g = torch.Generator().manual_seed(10_000 + 1000 * seed + j)  # as measure_check draws it
-                            x_obs = sim.sample(torch.tensor([theta], dtype=torch.float64).expand(setup["n_obs"], -1),
-                                               generator=g).x
-                            region = confidence_region(model, x_obs, LEVEL, "wilks", grid=setup["grid"], progress=False)
-                            case = dict(simulator=name, budget=budget, seed=seed, method=method, theta=theta)
-                            for how, curtail in (("full", False), ("curtailed", True)):
-                                start = time.process_time()
-                                c = check_region(region, sim, config["check"], seed, curtail=curtail)
-                                case[how] = dict(under_covers=c["under_covers"], evaluated=c["evaluated"],
-                                                 coverage=c["coverage"], coverage_toys=c["coverage_toys"],
-                                                 cpu_seconds=time.process_time() - start)
-                            case["same_verdict"] = case["full"]["under_covers"] == case["curtailed"]["under_covers"]
-                            cases.append(case)
-                            log(f"{name} {budget} seed {seed} {method:>7} θ = {theta}: warns {case['full']['under_covers']}"
-                                f" / {case['curtailed']['under_covers']}, toys {case['full']['evaluated']} → "
-                                f"{case['curtailed']['evaluated']}, CPU s {case['full']['cpu_seconds']:.2f} → "
-                                f"{case['curtailed']['cpu_seconds']:.2f}", flush=True)
+        for budget, seed, name, method in selection(config):
+            entry = stored.get((name, budget, seed, method))
+            if entry is None:
+                continue
+            sim, setup = SIMULATORS[name](), setup_of(name, config)
+            surrogate = sim if method == "exact" else fit_surrogate(sim, name, method, budget, seed, Path(tmp))[0]
+            model = Model(surrogate, prior=sim, simulator=sim)
+            model.progress = False
+            for j, theta in enumerate(setup["thetas"]):
+                x_obs = observed(sim, setup, theta, j, seed)  # as measure_check draws it
+                region = confidence_region(model, x_obs, LEVEL, "wilks", grid=setup["grid"], progress=False)
+                case = dict(simulator=name, budget=budget, seed=seed, method=method, theta=theta)
+                for how, curtail in (("full", False), ("curtailed", True)):
+                    start = time.process_time()
+                    c = check_region(region, sim, config["check"], seed, curtail=curtail)
+                    case[how] = dict(under_covers=c["under_covers"], evaluated=c["evaluated"],
+                                     coverage=c["coverage"], coverage_toys=c["coverage_toys"],
+                                     cpu_seconds=time.process_time() - start)
+                case["same_verdict"] = case["full"]["under_covers"] == case["curtailed"]["under_covers"]
+                cases.append(case)
+                log(f"{name} {budget} seed {seed} {method:>7} θ = {theta}: warns {case['full']['under_covers']}"
+                    f" / {case['curtailed']['under_covers']}, toys {case['full']['evaluated']} → "
+                    f"{case['curtailed']['evaluated']}, CPU s {case['full']['cpu_seconds']:.2f} → "
+                    f"{case['curtailed']['cpu_seconds']:.2f}", flush=True)
     warned = [c for c in cases if c["full"]["under_covers"]]
     total = {how: {k: sum(c[how][k] for c in cases) for k in ("evaluated", "cpu_seconds")} for how in ("full", "curtailed")}
     result = dict(stored=str(config["curtailment"]), check=config["check"], cases=len(cases),
