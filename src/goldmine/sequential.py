@@ -267,7 +267,7 @@ def run_rounds(sim: Simulator, prior: Distribution, x_obs: Tensor, method: str, 
             record.append(entry)
             if get_method(method).needs_gold and sim.has_gold:  # nres: the runs at θ with their gold
                 pairs.append(prior_rows_at(sim, theta, seed_from(torch.Generator().manual_seed(seed + 7919 * r))))
-                data = _shuffled_runs(pairs, sim.reference, seed + r)
+                data = _concatenate(pairs, sim.reference, group=1, seed=seed + r, rounds="round(s)")
             else:
                 x = simulate_at(sim, theta, seed_from(torch.Generator().manual_seed(seed + 7919 * r)), progress,
                                 f"simulate round {r + 1}/{rounds}" if rounds > 1 else "simulate")
@@ -327,39 +327,34 @@ class _Given:
 def pair_rows_at(sim: Simulator, theta: Tensor, seed: int) -> InMemoryData:
     """Rows in the data set's pair layout for given θ_i (n, theta_dim): a run at θ_i and one at θ_ref each, with
     gold at θ_i when the simulator has it (`goldmine.data.draw_block`, θ_i in place of prior draws) → 2n rows."""
-    given = copy.copy(sim)
-    given.prior = _Given(theta, sim.prior.support)
-    rows = draw_block(given, 2 * len(theta), torch.Generator().manual_seed(seed), sim.reference)
-    return InMemoryData({k: torch.from_numpy(v) for k, v in rows.items()}, reference=sim.reference)
+    return _rows_at(sim, theta, seed, draw_block, 2 * len(theta))
 
 
 def prior_rows_at(sim: Simulator, theta: Tensor, seed: int) -> InMemoryData:
     """Rows of the layout "prior" at given θ (n, theta_dim): one run at each θ_i with its gold (label 0),
     as `goldmine.simulate(..., layout="prior")` stores them (`goldmine.data.draw_prior_block`) → n rows."""
+    return _rows_at(sim, theta, seed, draw_prior_block, len(theta))
+
+
+def _rows_at(sim: Simulator, theta: Tensor, seed: int, draw, rows: int) -> InMemoryData:
+    """`rows` rows of `draw` (a block drawer of goldmine.data) with θ_i in place of its prior draws."""
     given = copy.copy(sim)
     given.prior = _Given(theta, sim.prior.support)
-    rows = draw_prior_block(given, len(theta), torch.Generator().manual_seed(seed), sim.reference)
-    return InMemoryData({k: torch.from_numpy(v) for k, v in rows.items()}, reference=sim.reference)
+    block = draw(given, rows, torch.Generator().manual_seed(seed), sim.reference)
+    return InMemoryData({k: torch.from_numpy(v) for k, v in block.items()}, reference=sim.reference)
 
 
-def _shuffled_runs(parts: list[InMemoryData], reference: Tensor, seed: int) -> InMemoryData:
-    """The runs of several rounds of `prior_rows_at` in one row source, shuffled (so that validation mixes rounds)."""
+def _concatenate(parts: list[InMemoryData], reference: Tensor, group: int = 2, seed: int | None = None,
+                 rounds: str = "rounds") -> InMemoryData:
+    """The rows of several rounds in one row source, shuffled in whole groups of `group` rows (2: the pairs; the
+    seed is then the number of pairs), so that validation mixes rounds."""
     fields = parts[0].fields
     rows = {k: torch.cat([p.tensors([k], dtype=DTYPE, drop_invalid=False)[k] for p in parts]) for k in fields}
-    order = torch.randperm(len(rows["theta"]), generator=torch.Generator().manual_seed(seed))
-    return InMemoryData({k: v[order] for k, v in rows.items()}, reference=reference,
-                        name=f"the {len(order)} runs of {len(parts)} round(s)")
-
-
-def _concatenate(parts: list[InMemoryData], reference: Tensor) -> InMemoryData:
-    """The rows of several rounds in one row source, whole pairs shuffled (so that validation mixes rounds)."""
-    fields = parts[0].fields
-    rows = {k: torch.cat([p.tensors([k], dtype=DTYPE, drop_invalid=False)[k] for p in parts]) for k in fields}
-    n_pairs = len(rows["theta"]) // 2
-    order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(n_pairs))
-    index = (2 * order[:, None] + torch.arange(2)).reshape(-1)
+    n_groups = len(rows["theta"]) // group
+    order = torch.randperm(n_groups, generator=torch.Generator().manual_seed(n_groups if seed is None else seed))
+    index = (group * order[:, None] + torch.arange(group)).reshape(-1)
     rows = {k: v[index] for k, v in rows.items()}
-    return InMemoryData(rows, reference=reference, name=f"the {len(rows['theta'])} runs of {len(parts)} rounds")
+    return InMemoryData(rows, reference=reference, name=f"the {len(rows['theta'])} runs of {len(parts)} {rounds}")
 
 
 def _draws(post, n: int, seed: int) -> Tensor:
