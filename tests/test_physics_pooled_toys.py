@@ -56,6 +56,25 @@ def test_pooled_profiles_follow_the_exact_profile_of_every_toy(eft_likelihood):
     assert errors[pt.NODES] < 0.01 and errors[3] > errors[pt.NODES]
 
 
+def test_the_asimov_profile_shares_the_toys_table(eft_likelihood):
+    """`also=(asimov,)` profiles the Asimov data from the toys' table (its events join the distinct events): the
+    same profile as tabulating it alone, and the same toys, to the float error of summing in another order."""
+    import copy
+
+    src, full, grid = eft_likelihood
+    surrogate = copy.copy(full)
+    surrogate.values_only = True  # profiled on interpolated shape terms, as a network's
+    data = lim.asimov(src, src.reference, full.luminosity)
+    alone = pt.interpolated_profile(surrogate, grid, data)
+    toys = pt.pooled_toy_limits(surrogate, grid, src, src.reference, 3, seed=5, progress=False)
+    shared = pt.pooled_toy_limits(surrogate, grid, src, src.reference, 3, seed=5, progress=False, also=(data,))
+    (profiled,) = shared.also
+    assert torch.allclose(profiled.q, alone.q, atol=1e-6) and float(alone.q.max()) > 1.0
+    assert torch.equal(shared.counts, toys.counts)
+    for level in (0.68, 0.95):
+        assert torch.allclose(shared.areas[level], toys.areas[level]) and toys.also == []
+
+
 def test_a_rate_only_likelihood_is_refused(eft_likelihood):
     src, full, grid = eft_likelihood
     rate = lim.ExtendedLikelihood(None, src.cross_section, full.luminosity, 2, nuisance_dim=2)

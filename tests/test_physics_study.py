@@ -69,13 +69,13 @@ def test_toys_report_bands_and_coverage_and_warn_when_the_regions_are_too_tight(
 
     import torch
 
-    from goldmine.physics.study import _toy_record
+    from goldmine.physics.study import _toy_record, _toys
 
     src, full, grid = eft_likelihood
     theta = src.reference
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        truth = _toy_record("truth", full, grid, src, theta, 40, (0.68, 0.95), progress=False)
+        truth = _toy_record("truth", _toys(full, grid, src, theta, 40, (0.68, 0.95), None, False), (0.68, 0.95))
     assert truth["toys"] == 40 and set(truth["bands"]) == {"0.68", "0.95"}
     b = truth["bands"]["0.95"]
     assert b["-2σ"] <= b["-1σ"] <= b["median"] <= b["+1σ"] <= b["+2σ"]
@@ -84,7 +84,7 @@ def test_toys_report_bands_and_coverage_and_warn_when_the_regions_are_too_tight(
     steep = copy.copy(full)
     steep.shape_terms = lambda params, x: 4 * full.shape_terms(params, x)
     with pytest.warns(RuntimeWarning) as caught:
-        tight = _toy_record("steep", steep, grid, src, theta, 40, (0.68, 0.95), progress=False)
+        tight = _toy_record("steep", _toys(steep, grid, src, theta, 40, (0.68, 0.95), None, False), (0.68, 0.95))
     said = " ".join(str(w.message) for w in caught)
     for level in ("68%", "95%"):
         assert re.search(rf"steep's {level} regions cover .* too few for {level}.* Neyman", said)

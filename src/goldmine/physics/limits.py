@@ -345,6 +345,7 @@ class ToyLimits:
         theta: (d + K,) the parameters the toys were drawn at; levels: the confidence levels.
         areas: level → (T,) the area of each toy's region; covered: level → (T,) whether it holds the
         grid point nearest θ's parameters of interest; counts: (T,) the toys' numbers of events.
+        also: the `Profile`s of other data sets profiled from the toys' table (`pooled_toy_limits(also=...)`).
     """
 
     theta: Tensor
@@ -352,6 +353,7 @@ class ToyLimits:
     areas: dict
     covered: dict
     counts: Tensor
+    also: list = field(default_factory=list)
 
     def bands(self, level: float = 0.95) -> dict:
         """The median and the ±1σ, ±2σ quantiles (2.3%, 15.9%, 84.1%, 97.7%) of the toys' areas."""

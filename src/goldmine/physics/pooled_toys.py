@@ -116,7 +116,7 @@ def log_sigma_table(likelihood: ExtendedLikelihood, grid: Tensor, systematics: b
 
 def pooled_toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, seed: int = 0,
                       levels=(0.68, 0.95), systematics: bool = True, nodes: int = NODES,
-                      bound: float = NUISANCE_RANGE, progress: bool = True) -> ToyLimits:
+                      bound: float = NUISANCE_RANGE, progress: bool = True, also: tuple = ()) -> ToyLimits:
     """`toy_limits` for toys that repeat the events of a finite sample, ν profiled on interpolated shape terms.
 
     Arguments:
@@ -124,24 +124,38 @@ def pooled_toy_limits(likelihood: ExtendedLikelihood, grid, source, theta, toys:
             (the same toys: `toy(source, θ, L, seed + t)`).
         systematics: profile ν (True) or fix it at 0 (exact: the table at ν = 0 only).
         nodes: Chebyshev nodes P per nuisance over [−bound, bound] (the profile's range).
+        also: other data sets (`EventData`, e.g. the Asimov data) profiled from the same table: their events
+            join the toys' distinct events, so that no event is tabulated twice.
 
     Returns:
-        `ToyLimits` of the toys.
+        `ToyLimits` of the toys; with `also`, its `.also` holds their `Profile`s in order.
 
     Raises:
         ValueError: `likelihood` has no shape model (a rate-only likelihood needs no table: use `toy_limits`).
     """
-    from tqdm.auto import tqdm
-
     if likelihood.model is None:
         raise ValueError("pooled_toy_limits tabulates the shape terms; a rate-only likelihood has none: use toy_limits.")
     theta = torch.as_tensor(theta, dtype=DTYPE).reshape(-1)
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
     drawn = [toy(source, theta, likelihood.luminosity, seed=seed + t) for t in range(toys)]
-    models = interpolated_toys(likelihood, grid, drawn, systematics, nodes, bound, progress)
-    profiled = ((drawn[t], profile(models[t], grid, drawn[t], systematics=systematics, bound=bound))
-                for t in tqdm(range(toys), desc="toy profiles", disable=not progress, dynamic_ncols=True))
-    return limits_of_toys(theta, grid, levels, profiled)
+    also = list(also)
+    profiles = pooled_profiles(likelihood, grid, also + drawn, systematics, nodes, bound, progress)
+    extra = [next(profiles) for _ in also]
+    found = limits_of_toys(theta, grid, levels, zip(drawn, profiles))
+    found.also.extend(extra)
+    return found
+
+
+def pooled_profiles(likelihood: ExtendedLikelihood, grid: Tensor, data_sets: list[EventData], systematics: bool,
+                    nodes: int = NODES, bound: float = NUISANCE_RANGE, progress: bool = False):
+    """The `Profile` on `grid` of each data set in turn (a generator), their shape terms from one table
+    (`interpolated_toys`: each distinct event of all the data sets evaluated once per grid point and ν node)."""
+    from tqdm.auto import tqdm
+
+    models = interpolated_toys(likelihood, grid, data_sets, systematics, nodes, bound, progress)
+    for data, model in tqdm(zip(data_sets, models), total=len(data_sets), desc="toy profiles", disable=not progress,
+                            dynamic_ncols=True):
+        yield profile(model, grid, data, systematics=systematics, bound=bound)
 
 
 def interpolated_toys(likelihood: ExtendedLikelihood, grid: Tensor, drawn: list[EventData], systematics: bool,
@@ -194,8 +208,7 @@ def interpolated_profile(likelihood: ExtendedLikelihood, grid, data: EventData, 
     grid = torch.as_tensor(grid, dtype=DTYPE).reshape(-1, likelihood.poi_dim)
     if likelihood.model is None:
         return profile(likelihood, grid, data, systematics=systematics, bound=bound)
-    (model,) = interpolated_toys(likelihood, grid, [data], systematics, nodes, bound)
-    return profile(model, grid, data, systematics=systematics, bound=bound)
+    return next(pooled_profiles(likelihood, grid, [data], systematics, nodes, bound))
 
 
 def compare_profiles(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, seed: int = 0,

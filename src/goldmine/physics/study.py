@@ -21,7 +21,8 @@ so, and any other folder is refused) the mined data, `limits.json` (the areas of
 the expected (Asimov, at the reference) Wilks regions of the truth, every method, the rate alone and
 the pyhf analysis, with the nuisances profiled and fixed) and `limits.png` (the 95% contours with
 systematics). Every method profiles ν with the extended likelihood of `goldmine.physics.limits`; a
-surrogate's on its shape terms tabulated at Chebyshev nodes in ν (`interpolated_profile`, as the toys).
+surrogate's on its shape terms tabulated at Chebyshev nodes in ν (`interpolated_profile`, as the toys; with toys,
+the Asimov data's events join the toys' table, so that each surrogate tabulates its events once).
 
 With `toys = T`, each likelihood with a shape model (the truth and every method) also gets T toys at
 the reference, ν profiled (`pooled_toy_limits`): limits.json's "toys" holds their expected areas with
@@ -159,10 +160,16 @@ def run_eft_study(path, output=None, progress: bool = False) -> dict:
     data_asimov = asimov(source, source.reference, luminosity)
     hist = limits.get("histogram", {})
     hist_obs = tuple(events.observables.index(o) for o in hist.get("observables", events.observables[:2]))
+    toys = int(limits.get("toys", 0))
+    if toys < 0:
+        raise ValueError(f"{path} [limits]: toys = {toys}; give a number of pseudo-experiments ≥ 0 (0 runs none).")
+    theta = torch.cat([reference, torch.zeros(source.theta_dim - len(names), dtype=DTYPE)])
+    toy_limits = {name: _toys(lik, grid, source, theta, toys, levels, data_asimov, progress)
+                  for name, lik in likelihoods.items() if toys and lik.model is not None}
     areas, q95 = {}, {}
     for systematics in (True, False):
         tag = "systematics" if systematics else "none"
-        found = {name: wilks_limits(_profile(lik, grid, data_asimov, systematics), levels)
+        found = {name: wilks_limits(_profile(lik, grid, data_asimov, systematics, toy_limits.get(name)), levels)
                  for name, lik in likelihoods.items()}
         found["pyhf"] = histogram_limits(source, grid, reference, luminosity, observables=hist_obs,
                                          bins=int(hist.get("bins", 5)), systematics=systematics, levels=levels)
@@ -174,40 +181,44 @@ def run_eft_study(path, output=None, progress: bool = False) -> dict:
               "observables": list(events.observables), "nuisances": list(source.nuisance_names),
               "luminosity": luminosity, "grid_cell": float((axis[1] - axis[0]) ** 2) if points > 1 else 0.0,
               "areas": areas, "seconds": time.perf_counter() - start}
-    toys = int(limits.get("toys", 0))
-    if toys < 0:
-        raise ValueError(f"{path} [limits]: toys = {toys}; give a number of pseudo-experiments ≥ 0 (0 runs none).")
     if toys:
-        theta = torch.cat([reference, torch.zeros(source.theta_dim - len(names), dtype=DTYPE)])
-        record["toys"] = {name: _toy_record(name, lik, grid, source, theta, toys, levels, progress)
-                          for name, lik in likelihoods.items() if lik.model is not None}
+        record["toys"] = {name: _toy_record(name, found, levels) for name, found in toy_limits.items()}
     record["seconds"] = time.perf_counter() - start
     (out / "limits.json").write_text(json.dumps(record, indent=2))
     data_path.unlink(missing_ok=True)
     return record
 
 
-def _profile(likelihood: ExtendedLikelihood, grid, data, systematics: bool):
+def _profile(likelihood: ExtendedLikelihood, grid, data, systematics: bool, toys=None):
     """The profile of the Asimov data: a surrogate's (whose shape terms the minimiser would difference at every step)
-    on its shape terms tabulated at Chebyshev nodes in ν (`interpolated_profile`), the truth's and the rate's exactly."""
+    on its shape terms tabulated at Chebyshev nodes in ν (`interpolated_profile`; with ν profiled and `toys`, the one
+    computed from the toys' table), the truth's and the rate's exactly."""
     from .pooled_toys import interpolated_profile
 
-    if likelihood.values_only:
-        return interpolated_profile(likelihood, grid, data, systematics=systematics)
-    return profile(likelihood, grid, data, systematics=systematics)
+    if not likelihood.values_only:
+        return profile(likelihood, grid, data, systematics=systematics)
+    if systematics and toys is not None:
+        return toys.also[0]
+    return interpolated_profile(likelihood, grid, data, systematics=systematics)
 
 
-def _toy_record(name: str, likelihood: ExtendedLikelihood, grid, source, theta, toys: int, levels,
-                progress: bool) -> dict:
-    """One likelihood's toys at θ (ν profiled): {"toys", "bands": level → quantiles of the areas, "coverage":
+def _toys(likelihood: ExtendedLikelihood, grid, source, theta, toys: int, levels, asimov, progress: bool):
+    """T toys at θ with ν profiled (`pooled_toy_limits`); for a surrogate, the Asimov data's profile with ν profiled
+    comes from the same table of shape terms (in `.also`), so that no event is tabulated twice."""
+    from .pooled_toys import pooled_toy_limits
+
+    return pooled_toy_limits(likelihood, grid, source, theta, toys, levels=levels, systematics=True,
+                             progress=progress, also=(asimov,) if likelihood.values_only else ())
+
+
+def _toy_record(name: str, found, levels) -> dict:
+    """One likelihood's toys (`ToyLimits`) as {"toys", "bands": level → quantiles of the areas, "coverage":
     level → [fraction, binomial error]}, warning where the coverage is too low by the Wilks check's rule."""
     import warnings
 
     from ..inference.wilks_check import under_covers
-    from .pooled_toys import pooled_toy_limits
 
-    found = pooled_toy_limits(likelihood, grid, source, theta, toys, levels=levels, systematics=True,
-                              progress=progress)
+    toys = len(found.counts)
     entry = {"toys": toys, "bands": {str(lv): found.bands(lv) for lv in levels},
              "coverage": {str(lv): list(found.coverage(lv)) for lv in levels}}
     for lv in levels:
