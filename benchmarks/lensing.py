@@ -154,10 +154,13 @@ def score_bias(est, toys_x, theta0: torch.Tensor, n_obs: int) -> dict:
 
 def bank_statistics(models: dict, sim, points: torch.Tensor, top_of, bank: int, toys: int, n_obs: int,
                     seed: int, log=print) -> dict:
-    """q at each point of `points` (k, d) over `toys` toys of n_obs lenses resampled from a bank of `bank`
-    images simulated there: {name: (k, toys)}. `top_of(ℓ)` is the maximum of ℓ (toys, G + k?) over θ that
-    q refers to; ℓ is evaluated on `models[name][1]` (the θ it needs, (m, d)) and the point's column is
-    `models[name][2](j)`."""
+    """The test statistic q at each point θ_j of `points` (k, d) over `toys` toys of n_obs lenses resampled
+    (with replacement) from a bank of `bank` images simulated at θ_j: {name: (k, toys)}.
+
+    models: {name: (model, thetas (m, d) on which ℓ is evaluated, column(j): θ_j's column among them)};
+    top_of: ℓ (toys, m) → (toys,), the maximum that q = 2(top − ℓ(θ_j)) refers to. The banks are seeded by
+    (seed, j), so every model sees the same images.
+    """
     out = {name: torch.empty(len(points), toys, dtype=torch.float64) for name in models}
     start = time.perf_counter()
     for j, theta in enumerate(points):

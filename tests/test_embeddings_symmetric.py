@@ -40,6 +40,11 @@ def test_the_symmetric_cnn_is_invariant_under_the_eight_transforms(shape):
         assert not torch.allclose(plain(x.flip(-1)), plain(x), rtol=1e-3, atol=1e-3)
 
 
+def test_an_empty_batch_gives_no_features():
+    net, _, out = build_embedding(embedding_spec({**SMALL, "symmetric": True}), (1, 12, 12))
+    assert net(torch.zeros(0, 1, 12, 12)).shape == (0, out)
+
+
 def test_a_non_square_image_gets_the_four_flips():
     torch.manual_seed(1)
     net, _, _ = build_embedding(embedding_spec({**SMALL, "symmetric": True}), (1, 8, 12))

@@ -274,7 +274,8 @@ class ConvEmbedding(nn.Module):
         if not self.symmetric:
             return self.net(x)
         views = dihedral(x)
-        return self.net(torch.cat(views)).reshape(len(views), len(x), -1).mean(0)
+        f = self.net(torch.cat(views))
+        return f.reshape(len(views), len(x), f.shape[-1]).mean(0)
 
 
 def dihedral(x: Tensor) -> list[Tensor]:
