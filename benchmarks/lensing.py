@@ -39,10 +39,11 @@ q(θ_j) = 2(max_θ ℓ(θ) − ℓ(θ_j)) over --calibration-toys toys of --n-ob
 observed toy {θ_j: q(θ_j) ≤ c(θ_j)} (its median area over the θ₀ toys, "neyman_area"). The approximation:
 toys at θ_j are resampled (with replacement) from one bank of M images simulated at θ_j, rather than drawn
 afresh (T·n images per point), so the toys share the bank's sampling error of the mean of log r̂, of
-relative size √(n/M) of a toy's own spread; this widens the spread of the toys' MLEs and so tends to raise c,
-i.e. to err conservative. The check: a bank drawn at θ₀ itself gives c_bank(θ₀), compared with the
+relative size √(n/M) of a toy's own spread: it moves the centre of the toys' MLEs by a random amount, which
+raises c for a surrogate whose ℓ peaks at θ_j on average, but may lower it for a biased one (whose ℓ peaks
+elsewhere and which the shift may bring nearer to θ_j); the error shrinks like √(n/M). The check: a bank drawn at θ₀ itself gives c_bank(θ₀), compared with the
 95% quantile of q(θ₀) over the T independent toys ("neyman_threshold_all_toys") and with the coverage of
-c_bank(θ₀) on them ("neyman_bank_coverage", which must be ≥ 95% up to its standard error). The banks are
+c_bank(θ₀) on them ("neyman_bank_coverage", 95% up to its standard error where the approximation holds). The banks are
 the same for every method of a budget (seeded by the grid point).
 
 --log-f-sub runs the simulator with θ = (log f_sub, β) (`StrongLensing(log_f_sub=True)`, a prior uniform in
