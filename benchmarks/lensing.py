@@ -43,7 +43,8 @@ relative size √(n/M) of a toy's own spread: it moves the centre of the toys' M
 raises c for a surrogate whose ℓ peaks at θ_j on average, but may lower it for a biased one (whose ℓ peaks
 elsewhere and which the shift may bring nearer to θ_j); the error shrinks like √(n/M). The check: a bank drawn at θ₀ itself gives c_bank(θ₀), compared with the
 95% quantile of q(θ₀) over the T independent toys ("neyman_threshold_all_toys") and with the coverage of
-c_bank(θ₀) on them ("neyman_bank_coverage", 95% up to its standard error where the approximation holds). The banks are
+c_bank(θ₀) on them ("neyman_bank_coverage", 95% up to its standard error where the approximation holds),
+and the same from a bank of 4M images at θ₀ ("..._bank4x_..."). The banks are
 the same for every method of a budget (seeded by the grid point).
 
 --log-f-sub runs the simulator with θ = (log f_sub, β) (`StrongLensing(log_f_sub=True)`, a prior uniform in
@@ -189,9 +190,11 @@ def neyman_area(models: dict, sim, grid: torch.Tensor, theta0: torch.Tensor, obs
     grid_q = bank_statistics({k: (m, grid, lambda j: j) for k, m in models.items()}, sim, grid,
                              mesh.maximum, bank, toys, n_obs, seed=777, log=log)
     # the check at θ₀ itself: as region_stats's q(θ₀), the maximum over the grid and θ₀
-    at0 = bank_statistics({k: (m, torch.cat([grid, theta0]), lambda j: -1) for k, m in models.items()}, sim,
-                          theta0, lambda ll: torch.maximum(mesh.maximum(ll[:, :-1]), ll[:, -1]), bank, toys,
-                          n_obs, seed=999, log=lambda *_: None)
+    # the check at θ₀ itself (as region_stats's q(θ₀): the maximum over the grid and θ₀), with the bank's
+    # size and four times it, to see the approximation's error shrink
+    at0, at0_4x = (bank_statistics({k: (m, torch.cat([grid, theta0]), lambda j: -1) for k, m in models.items()},
+                                   sim, theta0, lambda ll: torch.maximum(mesh.maximum(ll[:, :-1]), ll[:, -1]), size,
+                                   toys, n_obs, seed=999, log=lambda *_: None) for size in (bank, 4 * bank))
     out = {}
     for name in models:
         c = torch.tensor([toy_quantile(q, LEVEL) for q in grid_q[name]], dtype=torch.float64)  # (G,)
@@ -207,6 +210,8 @@ def neyman_area(models: dict, sim, grid: torch.Tensor, theta0: torch.Tensor, obs
                                                 "max": float(c.max())},
                      "neyman_threshold_bank_theta0": c0,
                      "neyman_bank_coverage": float(cover.mean()),
+                     "neyman_threshold_bank4x_theta0": toy_quantile(at0_4x[name][0], LEVEL),
+                     "neyman_bank4x_coverage": float((q0 <= toy_quantile(at0_4x[name][0], LEVEL)).double().mean()),
                      "neyman_bank_coverage_stderr": math.sqrt(LEVEL * (1 - LEVEL) / len(q0)),
                      "neyman_bank": bank, "calibration_toys": toys}
     return out
@@ -263,7 +268,9 @@ def quality(config: dict, results: dict, path: Path, log=print) -> None:
                     entry.update(fields, neyman_seconds=time.perf_counter() - t2)
                     log(f"{budget:>7} {method:>7}  Neyman area {fields['neyman_area_fraction']:.3f} of the box; "
                         f"c_bank(θ₀) {fields['neyman_threshold_bank_theta0']:.1f} vs all toys "
-                        f"{entry['neyman_threshold_all_toys']:.1f}; bank coverage {fields['neyman_bank_coverage']:.2f}")
+                        f"{entry['neyman_threshold_all_toys']:.1f}; bank coverage {fields['neyman_bank_coverage']:.2f}; "
+                        f"4× bank: c {fields['neyman_threshold_bank4x_theta0']:.1f}, coverage "
+                        f"{fields['neyman_bank4x_coverage']:.2f}")
                 write(results, path)
 
 
