@@ -41,11 +41,11 @@ toys at θ_j are resampled (with replacement) from one bank of M images simulate
 afresh (T·n images per point), so the toys share the bank's sampling error of the mean of log r̂, of
 relative size √(n/M) of a toy's own spread: it moves the centre of the toys' MLEs by a random amount, which
 raises c for a surrogate whose ℓ peaks at θ_j on average, but may lower it for a biased one (whose ℓ peaks
-elsewhere and which the shift may bring nearer to θ_j); the error shrinks like √(n/M). The check: a bank drawn at θ₀ itself gives c_bank(θ₀), compared with the
-95% quantile of q(θ₀) over the T independent toys ("neyman_threshold_all_toys") and with the coverage of
-c_bank(θ₀) on them ("neyman_bank_coverage", 95% up to its standard error where the approximation holds),
-and the same from a bank of 4M images at θ₀ ("..._bank4x_..."). The banks are
-the same for every method of a budget (seeded by the grid point).
+elsewhere and which the shift may bring nearer to θ_j); the error shrinks like √(n/M). The check: a bank
+drawn at θ₀ itself gives c_bank(θ₀), compared with the 95% quantile of q(θ₀) over the T independent toys
+("neyman_threshold_all_toys") and with the coverage of c_bank(θ₀) on them ("neyman_bank_coverage", 95% up to
+its standard error where the approximation holds), and the same from a bank of 4M images at θ₀
+("..._bank4x_..."). The banks are the same for every method of a budget (seeded by the grid point).
 
 --log-f-sub runs the simulator with θ = (log f_sub, β) (`StrongLensing(log_f_sub=True)`, a prior uniform in
 log f_sub), θ₀ = (log 0.1, −1.9): the same lenses, a joint score of spread √λ in the first component instead
@@ -268,7 +268,8 @@ def quality(config: dict, results: dict, path: Path, log=print) -> None:
                     entry.update(fields, neyman_seconds=time.perf_counter() - t2)
                     log(f"{budget:>7} {method:>7}  Neyman area {fields['neyman_area_fraction']:.3f} of the box; "
                         f"c_bank(θ₀) {fields['neyman_threshold_bank_theta0']:.1f} vs all toys "
-                        f"{entry['neyman_threshold_all_toys']:.1f}; bank coverage {fields['neyman_bank_coverage']:.2f}; "
+                        f"{entry['neyman_threshold_all_toys']:.1f}; "
+                        f"bank coverage {fields['neyman_bank_coverage']:.2f}; "
                         f"4× bank: c {fields['neyman_threshold_bank4x_theta0']:.1f}, coverage "
                         f"{fields['neyman_bank4x_coverage']:.2f}")
                 write(results, path)

@@ -11,7 +11,7 @@ from goldmine.simulators.lensing import HOST, SOURCE, StrongLensing
 
 
 def mirror_x(z):
-    """The latent of the image mirrored in x (columns reversed): x → −x, angles φ → π − φ, shear γ₂ → −γ₂."""
+    """The latent of the image mirrored in x (columns reversed): x → −x, φ → π − φ, shear γ₂ → −γ₂."""
     z = {k: v.clone() for k, v in z.items()}
     for key in ("center", "source_center", "position"):
         z[key][..., 0] = -z[key][..., 0]
