@@ -79,7 +79,7 @@ def test_cnn_ratio_estimator_round_trips_through_save_and_load(images, tmp_path)
     est.save(tmp_path / "m")
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["params"]["embedding"] == {"name": "cnn", "channels": [4, 8], "kernel": 3, "out": 8,
-                                             "activation": "silu"}
+                                             "activation": "silu", "symmetric": False}
     assert config["fitted"]["x_shape"] == [1, 16, 16]
     again = gm.load(tmp_path / "m")
     assert torch.equal(again.log_ratio(x, torch.tensor([[1.5]])), before)

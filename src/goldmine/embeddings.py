@@ -17,7 +17,10 @@ The built-ins (the settings each takes, and their defaults, are in `BUILTINS`):
 
     mlp      any x, flattened: a fully connected network
     cnn      images (C, H, W) or (H, W): convolution stages of stride 2, each halving the image, then
-             pooled to at most 4 × 4 and mapped to `out` features
+             pooled to at most 4 × 4 and mapped to `out` features; with symmetric=True the features are
+             averaged over the 8 symmetries of the square (4 flips of a non-square image), so the summary,
+             and every network reading it, is exactly invariant under them (for images whose distribution
+             is, e.g. `StrongLensing`'s)
     deepset  sets of k events (k, d) or (k,): φ per event, mean (or sum) over the set, then ρ; the
              summary does not change when the events are permuted (Zaheer et al., arXiv:1703.06114)
     cnn1d    series (C, T) or (T,): 1-D convolution stages as cnn
@@ -50,7 +53,7 @@ USER = "module"
 #: every built-in: its settings with their defaults
 BUILTINS: dict[str, dict] = {
     "mlp": {"hidden": [128, 128], "out": 32, "activation": "silu"},
-    "cnn": {"channels": [16, 32], "kernel": 3, "out": 32, "activation": "silu"},
+    "cnn": {"channels": [16, 32], "kernel": 3, "out": 32, "activation": "silu", "symmetric": False},
     "deepset": {"hidden": [64, 64], "features": 32, "out": 32, "pool": "mean", "activation": "silu"},
     "cnn1d": {"channels": [16, 32], "kernel": 5, "out": 32, "activation": "silu"},
     "gru": {"hidden": 64, "layers": 1, "out": 32},
@@ -102,6 +105,9 @@ def embedding_spec(value, what: str = "embedding"):
         default = BUILTINS[name].get(key)
         if isinstance(default, list):
             out[key] = list(checks.widths(v, label))
+        elif isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ValueError(f"{label} must be True or False; got {v!r}.")
         elif isinstance(default, int):
             out[key] = checks.positive_int(v, label)
         elif key == "activation":
@@ -208,7 +214,7 @@ def _builtin(spec: dict, x_shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int
         return MLPEmbedding(x_shape, s["hidden"], s["out"], s["activation"]), ()
     if name == "cnn":
         return ConvEmbedding(x_shape if ndim == 3 else (1, *x_shape), s["channels"], s["kernel"], s["out"],
-                             s["activation"], dims=2), (1, 2) if ndim == 3 else (0, 1)
+                             s["activation"], dims=2, symmetric=s["symmetric"]), (1, 2) if ndim == 3 else (0, 1)
     if name == "cnn1d":
         return ConvEmbedding(x_shape if ndim == 2 else (1, *x_shape), s["channels"], s["kernel"], s["out"],
                              s["activation"], dims=1), (1,) if ndim == 2 else (0,)
@@ -237,11 +243,20 @@ class ConvEmbedding(nn.Module):
     most 4 (2-D) or 8 (1-D) positions per axis, flattened and mapped linearly to `out` features. (A strided
     convolution costs a quarter of a full one followed by pooling, and with kernel ≥ 3 still reads every
     pixel.) An x without a channel axis ((H, W) or (T,)) is read as one channel.
+
+    symmetric (images only): e(x) = (1/|G|) Σ_{g∈G} f(g·x) with f the network above and G the dihedral group
+    of the square, the 4 rotations by 90° and their 4 mirror images (for H ≠ W the 4 flips of the two
+    axes). Then e(g·x) = e(x) for every g ∈ G exactly: when p(x|θ) is invariant under G, so is log r(x|θ),
+    and the network need not learn the symmetry from the data, which at small budgets it does not (it
+    overfits orientations instead). Averaging f rather than its last map costs nothing more, since the last
+    layer is linear. Costs |G| forward passes per x.
     """
 
-    def __init__(self, shape, channels, kernel: int, out: int, activation: str, dims: int):
+    def __init__(self, shape, channels, kernel: int, out: int, activation: str, dims: int, symmetric: bool = False):
         super().__init__()
-        self.dims, self.shape = dims, tuple(shape)
+        if symmetric and dims != 2:
+            raise ValueError("symmetric=True averages over the symmetries of a 2-D image; a series has none here.")
+        self.dims, self.shape, self.symmetric = dims, tuple(shape), symmetric
         conv = nn.Conv2d if dims == 2 else nn.Conv1d
         layers, width, size = [], shape[0], list(shape[1:])
         for c in channels:
@@ -255,7 +270,21 @@ class ConvEmbedding(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.reshape(len(x), *self.shape))
+        x = x.reshape(len(x), *self.shape)
+        if not self.symmetric:
+            return self.net(x)
+        views = dihedral(x)
+        f = self.net(torch.cat(views))
+        return f.reshape(len(views), len(x), f.shape[-1]).mean(0)
+
+
+def dihedral(x: Tensor) -> list[Tensor]:
+    """The images x (n, C, H, W) under every symmetry of their rectangle: the 8 of the dihedral group of the
+    square (rotations by 0, 90, 180, 270° and their transposes) for H = W, else the 4 flips of (H, W)."""
+    if x.shape[-1] != x.shape[-2]:
+        return [x, x.flip(-1), x.flip(-2), x.flip(-2, -1)]
+    turns = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    return turns + [t.transpose(-2, -1) for t in turns]
 
 
 class DeepSet(nn.Module):
