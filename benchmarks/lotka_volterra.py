@@ -13,7 +13,13 @@ whose runs overflow 50 times in a row cannot be observed and is left out, counte
                     over the prior, to be compared with 95% ± its binomial standard error;
     log r̂ error     E[(Δℓ̂(x, θ) − Δℓ_ref(x, θ))²] with Δℓ(x, θ) = ℓ(θ) − ℓ(θ_ref) for one x, over the
                     held-out x and `--theta-points` θ ~ prior: the agreement of log r̂(x|θ, θ_ref)
-                    with a reference surrogate (alices, default settings) trained on `--reference-runs`.
+                    with a reference surrogate (alices, default settings) trained on `--reference-runs`
+                    (0: no reference, no such column);
+    score error     for the ratio surrogates, E‖t̂(x|θ)‖² − 2·E[t̂(x|θ)·t(x, z|θ)] over `--score-runs` held-out
+                    runs (x, z) at θ ~ prior with their joint score t: since E[t|x, θ] = ∇_θ log p(x|θ), it is
+                    E‖t̂ − ∇_θ log p(x|θ)‖² − E‖∇_θ log p(x|θ)‖², the expected squared error of the surrogate's
+                    score up to a constant that is the same for every method (lower is better; the score of
+                    the prior predictive, t̂ = 0, scores 0). Unbiased without a likelihood: the gold as a judge.
 
 Methods (default settings, as `fit(data)` gives them): carl, rolr, rascal, alices
 (`gm.RatioEstimator`), scandal (`gm.LikelihoodEstimator`), sallino (`gm.ScoreEstimator`: sally's score
@@ -142,6 +148,19 @@ def abc_distance(sim, seed: int):
     return distance
 
 
+def score_error(estimator, held_out) -> dict:
+    """E‖t̂‖² − 2·E[t̂·t] over the held-out runs (finite x and t), in all and per θ component, with the standard
+    error of the mean: the surrogate's expected squared score error minus E‖∇_θ log p(x|θ)‖² (module docstring)."""
+    rows = held_out.tensors(["theta", "x", "score"])
+    keep = torch.isfinite(rows["x"]).all(1) & torch.isfinite(rows["score"]).all(1)
+    theta, x, t = (rows[k][keep] for k in ("theta", "x", "score"))
+    t_hat = torch.cat([estimator.score(x[i:i + 4096], theta[i:i + 4096]) for i in range(0, len(x), 4096)])
+    per_row = (t_hat.double() ** 2 - 2 * t_hat.double() * t.double())
+    total = per_row.sum(1)
+    return {"score_error": float(total.mean()), "score_error_se": float(total.std() / len(total) ** 0.5),
+            "score_error_per_theta": per_row.mean(0).tolist(), "score_runs": int(len(total))}
+
+
 def judge_abc(sim, thetas, x_obs, budget: int, seed: int) -> dict:
     errors, volumes, covered, calls = [], [], [], []
     distance = abc_distance(sim, seed + 4000)
@@ -178,7 +197,8 @@ def summarize(entry: dict, gone: list[bool] | None = None) -> dict:
     coverage = sum(entry["covered"]) / n
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     sem = lambda v: (sum((u - mean(v)) ** 2 for u in v) / max(1, len(v) - 1) / len(v)) ** 0.5  # noqa: E731
-    return {"mse": mean(entry["squared_error"]), "mse_se": sem(entry["squared_error"]),
+    extra = {k: entry[k] for k in ("score_error", "score_error_se") if k in entry}
+    return {**extra, "mse": mean(entry["squared_error"]), "mse_se": sem(entry["squared_error"]),
             "volume": mean(entry["volume"]), "volume_se": sem(entry["volume"]),
             "coverage": coverage, "coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n), "thetas": n,
             **({} if gone is None else by_regime(entry, gone))}
@@ -213,14 +233,15 @@ def targets(results: dict) -> dict:
 
 def table(results: dict) -> str:
     lines = [f"{'budget':>8} {'method':>8} {'MSE θ̂':>14} {'95% volume':>16} {'coverage':>9} {'gone/left':>10} "
-             f"{'log r̂ err':>10} {'s':>7}"]
+             f"{'log r̂ err':>10} {'score err':>15} {'s':>7}"]
     for key, r in results["runs"].items():
         s = r["summary"]
         err = r.get("log_r_error")
+        score = f"{s['score_error']:.4g} ± {s['score_error_se']:.2g}" if "score_error" in s else "—"
         lines.append(f"{r['budget']:>8} {r['method']:>8} {s['mse']:>8.3f} ± {s['mse_se']:<4.2f} "
                      f"{s['volume']:>9.3g} ± {s['volume_se']:<5.2g} {s['coverage']:>9.2f} "
                      f"{s.get('coverage_prey_gone', math.nan):>5.2f}/{s.get('coverage_prey_left', math.nan):<4.2f} "
-                     f"{'—' if err is None else f'{err:.3g}':>10} {r['seconds']:>7.0f}")
+                     f"{'—' if err is None else f'{err:.3g}':>10} {score:>15} {r['seconds']:>7.0f}")
     return "\n".join(lines)
 
 
@@ -263,7 +284,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--n-obs", type=int, default=1, help="observed runs per θ*")
     parser.add_argument("--grid", type=int, default=7, help="grid points per θ axis for the regions")
     parser.add_argument("--theta-points", type=int, default=50, help="θ ~ prior of the log r̂ comparison")
-    parser.add_argument("--reference-runs", type=int, default=1_000_000)
+    parser.add_argument("--reference-runs", type=int, default=1_000_000, help="0: no reference surrogate")
+    parser.add_argument("--score-runs", type=int, default=4000, help="held-out runs of the score error (0: none)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "lotka_volterra")
@@ -306,16 +328,23 @@ def main(argv=None) -> dict:
         return gm.simulate(sim, n, args.out / f"{name}.h5", seed=args.seed, workers=args.workers, progress=False)
 
     t = time.perf_counter()
-    saved = args.out / f"reference_alices_{args.reference_runs}"
-    if saved.exists():  # trained by an earlier run with the same settings
-        reference_estimator = gm.load(saved)
-    else:
-        reference_estimator = fit("alices", simulate(args.reference_runs, f"reference_{args.reference_runs}"), args.seed)
-        reference_estimator.save(saved)
-    reference_model = gm.inference.Model(reference_estimator, prior=sim)
-    reference = delta_ell(reference_model, x_obs, theta_points, sim.reference)
-    results["reference_seconds"] = time.perf_counter() - t
-    print(f"reference surrogate (alices, {args.reference_runs} runs): {results['reference_seconds']:.0f} s")
+    reference = None
+    if args.reference_runs:
+        saved = args.out / f"reference_alices_{args.reference_runs}"
+        if saved.exists():  # trained by an earlier run with the same settings
+            reference_estimator = gm.load(saved)
+        else:
+            reference_estimator = fit("alices", simulate(args.reference_runs, f"reference_{args.reference_runs}"),
+                                      args.seed)
+            reference_estimator.save(saved)
+        reference_model = gm.inference.Model(reference_estimator, prior=sim)
+        reference = delta_ell(reference_model, x_obs, theta_points, sim.reference)
+        results["reference_seconds"] = time.perf_counter() - t
+        print(f"reference surrogate (alices, {args.reference_runs} runs): {results['reference_seconds']:.0f} s")
+    held_out = None
+    if args.score_runs:  # runs at θ ~ prior with their joint score, from a seed no training set uses
+        held_out = gm.simulate(sim, args.score_runs, args.out / f"held_out_{args.score_runs}.h5", seed=args.seed + 5000,
+                               workers=args.workers, progress=False, layout="prior")
 
     for budget in args.budgets:
         t = time.perf_counter()
@@ -332,10 +361,15 @@ def main(argv=None) -> dict:
                 entry = judge_abc(sim, thetas, x_obs, budget, args.seed)
                 log_r_error = None
             else:
-                model = gm.inference.Model(fit(method, prior_data if method in UNANCHORED else data, args.seed), prior=sim)
+                estimator = fit(method, prior_data if method in UNANCHORED else data, args.seed)
+                model = gm.inference.Model(estimator, prior=sim)
                 entry = judge_surrogate(model, thetas, x_obs, grid)
-                diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
-                log_r_error = float(diff[torch.isfinite(diff)].pow(2).mean())
+                log_r_error = None
+                if reference is not None:
+                    diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
+                    log_r_error = float(diff[torch.isfinite(diff)].pow(2).mean())
+                if held_out is not None and isinstance(estimator, gm.RatioEstimator):
+                    entry.update(score_error(estimator, held_out))
             results["runs"][f"{budget}/{method}"] = {
                 "budget": budget, "method": method, **entry, "summary": summarize(entry, gone), "log_r_error": log_r_error,
                 "seconds": time.perf_counter() - t, "simulate_seconds": simulate_seconds}
