@@ -448,8 +448,8 @@ register_method(ratio_method("alices", losses.alices, "alice + α·score term", 
 register_method(ratio_method("nre", losses.nre, "amortized ratio p(x|θ)/p(x), joint vs shuffled pairs",
                              "Hermans, Begy, Louppe, arXiv:1903.04057", label=0, anchored=False))
 # nre + the score term: every row drawn at its θ ~ prior, so it trains on the layout "prior" with gold (no θ_ref);
-# α = 0.1: of a sweep over 0.001–3, the weight that beats nre on both Weinberg and Galton (Lotka–Volterra prefers
-# smaller; benchmarks/README.md, "nres")
+# the term is whitened by the joint score's spread per component (`losses.nres`), α = 0.1: against nre and the
+# unwhitened term on Galton, Weinberg and Lotka–Volterra (benchmarks/README.md, "nres", "Whitening the score term")
 register_method(ratio_method("nres", losses.nres, "nre + α·score term, p(x|θ)/p(x) without θ_ref",
                              "Hermans, Begy, Louppe, arXiv:1903.04057; score term as in arXiv:1805.12244",
                              label=0, anchored=False, defaults={"alpha": 0.1}))
