@@ -269,7 +269,8 @@ class RatioEstimator(Estimator):
             likelihood), else carl, decided by `fit`.
         alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices, nres); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
-            than its score term, 0.1 for nres, and 1 otherwise).
+            than its score term, 0.1 for nres, whose term is whitened per θ component (`goldmine.losses.nres`),
+            and 1 otherwise).
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
         clip: the clipping of log-ratios in rolr and rascal, and of log r̂ in the weight w, a finite number > 0.
