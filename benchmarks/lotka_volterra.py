@@ -39,7 +39,8 @@ c₂, and θ_ref never produces such x (the simulator's docstring).
 
 Usage:
     python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]
-                                        [--reference-runs N] [--workers W] [--out DIR]
+                                        [--reference-runs N] [--score-runs N] [--workers W] [--seed S]
+                                        [--train-seed S] [--out DIR]
 
 The paper's scale: --budgets 1000 10000 100000 --thetas 200 --reference-runs 1000000. A rerun with
 the same settings and --out skips the (budget, method) entries already in the JSON and reuses the
@@ -308,6 +309,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--score-runs", type=int, default=4000, help="held-out runs of the score error (0: none)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-seed", type=int, default=None, help="the networks' training seed (default: --seed); "
+                        "data, θ* and observations keep --seed, so that runs differing in it are paired")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "lotka_volterra")
     args = parser.parse_args(argv)
     if args.quick:
@@ -381,7 +384,8 @@ def main(argv=None) -> dict:
                 entry = judge_abc(sim, thetas, x_obs, budget, args.seed)
                 log_r_error = None
             else:
-                estimator = fit(method, prior_data if method in UNANCHORED else data, args.seed)
+                estimator = fit(method, prior_data if method in UNANCHORED else data,
+                                args.seed if args.train_seed is None else args.train_seed)
                 model = gm.inference.Model(estimator, prior=sim)
                 entry = judge_surrogate(model, thetas, x_obs, grid)
                 log_r_error = None
