@@ -13,7 +13,13 @@ whose runs overflow 50 times in a row cannot be observed and is left out, counte
                     over the prior, to be compared with 95% ± its binomial standard error;
     log r̂ error     E[(Δℓ̂(x, θ) − Δℓ_ref(x, θ))²] with Δℓ(x, θ) = ℓ(θ) − ℓ(θ_ref) for one x, over the
                     held-out x and `--theta-points` θ ~ prior: the agreement of log r̂(x|θ, θ_ref)
-                    with a reference surrogate (alices, default settings) trained on `--reference-runs`.
+                    with a reference surrogate (alices, default settings) trained on `--reference-runs`
+                    (0: no reference, no such column);
+    score error     for the ratio surrogates, E‖t̂(x|θ)‖² − 2·E[t̂(x|θ)·t(x, z|θ)] over `--score-runs` held-out
+                    runs (x, z) at θ ~ prior with their joint score t: since E[t|x, θ] = ∇_θ log p(x|θ), it is
+                    E‖t̂ − ∇_θ log p(x|θ)‖² − E‖∇_θ log p(x|θ)‖², the expected squared error of the surrogate's
+                    score up to a constant that is the same for every method (lower is better; the score of
+                    the prior predictive, t̂ = 0, scores 0). Unbiased without a likelihood: the gold as a judge.
 
 Methods (default settings, as `fit(data)` gives them): carl, rolr, rascal, alices
 (`gm.RatioEstimator`), scandal (`gm.LikelihoodEstimator`), sallino (`gm.ScoreEstimator`: sally's score
@@ -33,7 +39,8 @@ c₂, and θ_ref never produces such x (the simulator's docstring).
 
 Usage:
     python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]
-                                        [--reference-runs N] [--workers W] [--out DIR]
+                                        [--reference-runs N] [--score-runs N] [--workers W] [--seed S]
+                                        [--train-seed S] [--out DIR]
 
 The paper's scale: --budgets 1000 10000 100000 --thetas 200 --reference-runs 1000000. A rerun with
 the same settings and --out skips the (budget, method) entries already in the JSON and reuses the
@@ -74,7 +81,7 @@ METHODS = (*RATIO, "scandal", "sallino", "smc_abc")
 # not in the paper's study: nre's denominator is the prior predictive p(x), not p(x|θ_ref); run on request
 # (--methods ... nre), from N runs all at θ ~ prior (layout "prior"), to see what the anchor at θ_ref costs
 UNANCHORED = ("nre", "nres")
-GOLD = ("rolr", "rascal", "alices", "scandal", "sallino")  # the methods that train on mined gold
+GOLD = ("rolr", "rascal", "alices", "scandal", "sallino", "nres")  # the methods that train on mined gold
 TARGET_BUDGET = 10_000
 LEVEL = 0.95
 BOX_VOLUME = 7.0**4  # the prior box [−5, 2]⁴
@@ -142,6 +149,19 @@ def abc_distance(sim, seed: int):
     return distance
 
 
+def score_error(estimator, held_out) -> dict:
+    """E‖t̂‖² − 2·E[t̂·t] over the held-out runs (finite x and t), in all and per θ component, with the standard
+    error of the mean: the surrogate's expected squared score error minus E‖∇_θ log p(x|θ)‖² (module docstring)."""
+    rows = held_out.tensors(["theta", "x", "score"])
+    keep = torch.isfinite(rows["x"]).all(1) & torch.isfinite(rows["score"]).all(1)
+    theta, x, t = (rows[k][keep] for k in ("theta", "x", "score"))
+    t_hat = torch.cat([estimator.score(x[i:i + 4096], theta[i:i + 4096]) for i in range(0, len(x), 4096)])
+    per_row = (t_hat.double() ** 2 - 2 * t_hat.double() * t.double())
+    total = per_row.sum(1)
+    return {"score_error": float(total.mean()), "score_error_se": float(total.std() / len(total) ** 0.5),
+            "score_error_per_theta": per_row.mean(0).tolist(), "score_runs": int(len(total))}
+
+
 def judge_abc(sim, thetas, x_obs, budget: int, seed: int) -> dict:
     errors, volumes, covered, calls = [], [], [], []
     distance = abc_distance(sim, seed + 4000)
@@ -178,7 +198,8 @@ def summarize(entry: dict, gone: list[bool] | None = None) -> dict:
     coverage = sum(entry["covered"]) / n
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     sem = lambda v: (sum((u - mean(v)) ** 2 for u in v) / max(1, len(v) - 1) / len(v)) ** 0.5  # noqa: E731
-    return {"mse": mean(entry["squared_error"]), "mse_se": sem(entry["squared_error"]),
+    extra = {k: entry[k] for k in ("score_error", "score_error_se") if k in entry}
+    return {**extra, "mse": mean(entry["squared_error"]), "mse_se": sem(entry["squared_error"]),
             "volume": mean(entry["volume"]), "volume_se": sem(entry["volume"]),
             "coverage": coverage, "coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n), "thetas": n,
             **({} if gone is None else by_regime(entry, gone))}
@@ -211,16 +232,37 @@ def targets(results: dict) -> dict:
     return {name: {"met": met, **per_method}}
 
 
+def against_nre(results: dict) -> dict:
+    """Issue 17's question for the gold method without the anchor: does nres beat nre (no gold) at equal runs?
+    Per budget where both ran: the paired difference of the squared errors of θ̂ over the same θ* (nres − nre,
+    with its standard error), the volumes and coverages, and the held-out score errors."""
+    out = {}
+    runs = results["runs"]
+    for budget in sorted({r["budget"] for r in runs.values()}):
+        a, b = runs.get(f"{budget}/nre"), runs.get(f"{budget}/nres")
+        if a is None or b is None:
+            continue
+        d = [y - x for x, y in zip(a["squared_error"], b["squared_error"])]
+        mean = sum(d) / len(d)
+        se = (sum((v - mean) ** 2 for v in d) / max(1, len(d) - 1) / len(d)) ** 0.5
+        out[str(budget)] = {"mse_difference_nres_minus_nre": mean, "mse_difference_se": se,
+                            "nres_beats_nre_in_mse": mean + 2 * se < 0,
+                            **{f"{k}_{m}": r["summary"].get(k) for m, r in (("nre", a), ("nres", b))
+                               for k in ("volume", "coverage", "score_error")}}
+    return out
+
+
 def table(results: dict) -> str:
     lines = [f"{'budget':>8} {'method':>8} {'MSE θ̂':>14} {'95% volume':>16} {'coverage':>9} {'gone/left':>10} "
-             f"{'log r̂ err':>10} {'s':>7}"]
+             f"{'log r̂ err':>10} {'score err':>15} {'s':>7}"]
     for key, r in results["runs"].items():
         s = r["summary"]
         err = r.get("log_r_error")
+        score = f"{s['score_error']:.4g} ± {s['score_error_se']:.2g}" if "score_error" in s else "—"
         lines.append(f"{r['budget']:>8} {r['method']:>8} {s['mse']:>8.3f} ± {s['mse_se']:<4.2f} "
                      f"{s['volume']:>9.3g} ± {s['volume_se']:<5.2g} {s['coverage']:>9.2f} "
                      f"{s.get('coverage_prey_gone', math.nan):>5.2f}/{s.get('coverage_prey_left', math.nan):<4.2f} "
-                     f"{'—' if err is None else f'{err:.3g}':>10} {r['seconds']:>7.0f}")
+                     f"{'—' if err is None else f'{err:.3g}':>10} {score:>15} {r['seconds']:>7.0f}")
     return "\n".join(lines)
 
 
@@ -263,9 +305,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--n-obs", type=int, default=1, help="observed runs per θ*")
     parser.add_argument("--grid", type=int, default=7, help="grid points per θ axis for the regions")
     parser.add_argument("--theta-points", type=int, default=50, help="θ ~ prior of the log r̂ comparison")
-    parser.add_argument("--reference-runs", type=int, default=1_000_000)
+    parser.add_argument("--reference-runs", type=int, default=1_000_000, help="0: no reference surrogate")
+    parser.add_argument("--score-runs", type=int, default=4000, help="held-out runs of the score error (0: none)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-seed", type=int, default=None, help="the networks' training seed (default: --seed); "
+                        "data, θ* and observations keep --seed, so that runs differing in it are paired")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "lotka_volterra")
     args = parser.parse_args(argv)
     if args.quick:
@@ -306,16 +351,23 @@ def main(argv=None) -> dict:
         return gm.simulate(sim, n, args.out / f"{name}.h5", seed=args.seed, workers=args.workers, progress=False)
 
     t = time.perf_counter()
-    saved = args.out / f"reference_alices_{args.reference_runs}"
-    if saved.exists():  # trained by an earlier run with the same settings
-        reference_estimator = gm.load(saved)
-    else:
-        reference_estimator = fit("alices", simulate(args.reference_runs, f"reference_{args.reference_runs}"), args.seed)
-        reference_estimator.save(saved)
-    reference_model = gm.inference.Model(reference_estimator, prior=sim)
-    reference = delta_ell(reference_model, x_obs, theta_points, sim.reference)
-    results["reference_seconds"] = time.perf_counter() - t
-    print(f"reference surrogate (alices, {args.reference_runs} runs): {results['reference_seconds']:.0f} s")
+    reference = None
+    if args.reference_runs:
+        saved = args.out / f"reference_alices_{args.reference_runs}"
+        if saved.exists():  # trained by an earlier run with the same settings
+            reference_estimator = gm.load(saved)
+        else:
+            reference_estimator = fit("alices", simulate(args.reference_runs, f"reference_{args.reference_runs}"),
+                                      args.seed)
+            reference_estimator.save(saved)
+        reference_model = gm.inference.Model(reference_estimator, prior=sim)
+        reference = delta_ell(reference_model, x_obs, theta_points, sim.reference)
+        results["reference_seconds"] = time.perf_counter() - t
+        print(f"reference surrogate (alices, {args.reference_runs} runs): {results['reference_seconds']:.0f} s")
+    held_out = None
+    if args.score_runs:  # runs at θ ~ prior with their joint score, from a seed no training set uses
+        held_out = gm.simulate(sim, args.score_runs, args.out / f"held_out_{args.score_runs}.h5", seed=args.seed + 5000,
+                               workers=args.workers, progress=False, layout="prior")
 
     for budget in args.budgets:
         t = time.perf_counter()
@@ -332,10 +384,16 @@ def main(argv=None) -> dict:
                 entry = judge_abc(sim, thetas, x_obs, budget, args.seed)
                 log_r_error = None
             else:
-                model = gm.inference.Model(fit(method, prior_data if method in UNANCHORED else data, args.seed), prior=sim)
+                estimator = fit(method, prior_data if method in UNANCHORED else data,
+                                args.seed if args.train_seed is None else args.train_seed)
+                model = gm.inference.Model(estimator, prior=sim)
                 entry = judge_surrogate(model, thetas, x_obs, grid)
-                diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
-                log_r_error = float(diff[torch.isfinite(diff)].pow(2).mean())
+                log_r_error = None
+                if reference is not None:
+                    diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
+                    log_r_error = float(diff[torch.isfinite(diff)].pow(2).mean())
+                if held_out is not None and isinstance(estimator, gm.RatioEstimator):
+                    entry.update(score_error(estimator, held_out))
             results["runs"][f"{budget}/{method}"] = {
                 "budget": budget, "method": method, **entry, "summary": summarize(entry, gone), "log_r_error": log_r_error,
                 "seconds": time.perf_counter() - t, "simulate_seconds": simulate_seconds}
@@ -343,12 +401,15 @@ def main(argv=None) -> dict:
             results["seconds"] = time.perf_counter() - started
             write(results, json_path)
     results["targets"] = targets(results)
+    results["nres_against_nre"] = against_nre(results)
     write(results, json_path)
     plot(results, args.out / "lotka_volterra.png")
     print()
     print(table(results))
     for k, v in results["targets"].items():
         print(f"target {k}: {v}")
+    for k, v in results["nres_against_nre"].items():
+        print(f"nres against nre at {k} runs: {v}")
     print(f"wrote {json_path} and {args.out / 'lotka_volterra.png'} in {time.perf_counter() - started:.0f} s")
     return results
 

@@ -44,17 +44,31 @@ def nre(log_r_hat: Tensor, log_r_hat_marginal: Tensor) -> Tensor:
 
 
 def nres(log_r_hat: Tensor, log_r_hat_marginal: Tensor, score_hat: Tensor, score: Tensor, alpha: float) -> Tensor:
-    """nre + α·‖∇_θ d(x, θ) − t(x, z|θ)‖² on the rows of the joint: (n,), (n,), (n, d), (n, d) → (n,).
+    """nre + α·Σ_j (∂_j d(x, θ) − t_j(x, z|θ))² / v_j, the score term whitened per θ component:
+    (n,), (n,), (n, d), (n, d) → (n,).
 
-    softplus(−d(x, θ)) + softplus(d(x, θ')) + α·‖∇_θ d(x, θ) − t(x, z|θ)‖², with θ' shuffled within the
+    softplus(−d(x, θ)) + softplus(d(x, θ')) + α·Σ_j (∂d/∂θ_j − t_j)² / v_j, with θ' shuffled within the
     batch as in `nre`. The cross-entropy is minimised by d(x, θ) = log p(x|θ)/p(x); p(x) does not depend
     on θ, so there ∇_θ d = ∇_θ log p(x|θ). For x, z ~ p(x, z|θ) the joint score is an unbiased label of
     it, E[t(x, z|θ)|x, θ] = ∇_θ log p(x|θ), so the squared error is minimised by the same d (up to a
     term constant in the network): the score term adds information without moving the optimum, as in
     alices and scandal. Every row is drawn at its θ (the joint), so the score term counts every row.
     No run at θ_ref is needed.
+
+    Whitening: v_j of row i is the mean of t_j² over the other rows of the batch, (Σ_k t_kj² − t_ij²)/(n − 1),
+    not differentiated. It puts every component in units of the joint score's own spread, so that α does
+    not depend on the scale of θ_j (θ_j → c·θ_j divides t_j, ∂_j d and √v_j alike) and one α serves
+    simulators whose scores differ by orders of magnitude, and components of one simulator that do.
+    Leaving row i out makes v_ij a function of the other rows only, which are independent of row i: the
+    expected gradient of the term is then E[1/v_j] times that of the unwhitened (∂_j d − t_j)², so the
+    minimiser stays E[t|x, θ] (a v that included row i would shrink ∂_j d towards 0 on rows with a large
+    |t_ij|: a biased target). A component whose v is 0 (a batch of one row, or t_j = 0 on every other row)
+    gets no score term.
     """
-    return nre(log_r_hat, log_r_hat_marginal) + alpha * ((score_hat - score) ** 2).sum(-1)
+    squares = score.detach().double() ** 2  # float64: the sum less one large row must not cancel to noise
+    others = (squares.sum(0, keepdim=True) - squares) / max(len(score) - 1, 1)  # (n, d): the other rows' mean t_j²
+    inverse = torch.where(others > 0, 1 / others.clamp(min=1e-300), torch.zeros_like(others)).to(score.dtype)
+    return nre(log_r_hat, log_r_hat_marginal) + alpha * (((score_hat - score) ** 2) * inverse).sum(-1)
 
 
 def rolr(log_r_hat: Tensor, log_r: Tensor, y: Tensor, clip: float = 10.0) -> Tensor:

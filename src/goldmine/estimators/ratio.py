@@ -269,7 +269,8 @@ class RatioEstimator(Estimator):
             likelihood), else carl, decided by `fit`.
         alpha: the weight α ≥ 0 of the score term (cascal, rascal, alices, nres); by default the method's own
             (`defaults` in the registry: 10 for rascal, whose regression on ratios has a much larger scale
-            than its score term, 0.1 for nres, and 1 otherwise).
+            than its score term, 0.1 for nres, whose term is whitened per θ component (`goldmine.losses.nres`),
+            and 1 otherwise).
         hidden: the widths of the hidden layers.
         activation: a smooth activation (silu, tanh, elu, gelu, softplus).
         clip: the clipping of log-ratios in rolr and rascal, and of log r̂ in the weight w, a finite number > 0.
@@ -448,8 +449,8 @@ register_method(ratio_method("alices", losses.alices, "alice + α·score term", 
 register_method(ratio_method("nre", losses.nre, "amortized ratio p(x|θ)/p(x), joint vs shuffled pairs",
                              "Hermans, Begy, Louppe, arXiv:1903.04057", label=0, anchored=False))
 # nre + the score term: every row drawn at its θ ~ prior, so it trains on the layout "prior" with gold (no θ_ref);
-# α = 0.1: of a sweep over 0.001–3, the weight that beats nre on both Weinberg and Galton (Lotka–Volterra prefers
-# smaller; benchmarks/README.md, "nres")
+# the term is whitened by the joint score's spread per component (`losses.nres`), α = 0.1: against nre and the
+# unwhitened term on Galton, Weinberg and Lotka–Volterra (benchmarks/README.md, "nres", "Whitening the score term")
 register_method(ratio_method("nres", losses.nres, "nre + α·score term, p(x|θ)/p(x) without θ_ref",
                              "Hermans, Begy, Louppe, arXiv:1903.04057; score term as in arXiv:1805.12244",
                              label=0, anchored=False, defaults={"alpha": 0.1}))

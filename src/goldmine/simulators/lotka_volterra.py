@@ -238,9 +238,9 @@ class LotkaVolterra(ExponentialFamily):
     alice, cascal, rascal, alices) is infinite for every θ that can produce x: classification and
     regression against runs at θ_ref tell nothing about how p(x|θ) changes with θ there (only the
     score term does, near the θ that produced such x). A denominator that covers the prior
-    predictive avoids this: nre (p(x|θ)/p(x)) or a likelihood (nle, scandal), on a data set with
-    every run at θ ~ prior (`gm.simulate(..., layout="prior")`); benchmarks/README.md,
-    "lotka_volterra", compares them.
+    predictive avoids this: nre (p(x|θ)/p(x)), nres (nre with the gold's score term) or a likelihood
+    (nle, scandal), on a data set with every run at θ ~ prior (`gm.simulate(..., layout="prior")`);
+    benchmarks/README.md, "lotka_volterra", compares them.
 
     Overflow: a run that reaches `max_events` events stops there, its x is NaN in every component
     (training code drops such rows) and `z["overflow"]` is True. At θ_ref the runs that keep their
