@@ -124,7 +124,9 @@ def infer_draws(method, sim, budget, x_obs, n, seed):
     rounds = rounds or ROUNDS
     result = gm.infer(sim, sim.prior, x_obs, method=name, budget=budget, rounds=rounds, seed=seed, progress=False)
     sampler = getattr(result.posterior, "sampler", "direct")
-    return result.sample(n, generator=torch.Generator().manual_seed(seed)), f"{name}, {rounds} round(s), {sampler}"
+    flow = getattr(result.estimator, "flow_", None)  # the flow of npe and nle (flow="auto": the one fit chose)
+    return (result.sample(n, generator=torch.Generator().manual_seed(seed)),
+            f"{name}, {rounds} round(s), {sampler}" + (f", flow {flow}" if flow else ""))
 
 
 def sbi_draws(method, sim, budget, x_obs, n, seed, prior=None):

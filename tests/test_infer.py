@@ -92,9 +92,10 @@ def test_the_truncated_prior_keeps_the_region_of_all_but_the_truncation_of_the_p
 
 @pytest.mark.slow
 def test_npe_in_one_call_is_simulate_fit_and_sample(tmp_path):
-    result = gm.infer(shift, PRIOR, X_O[0], budget=600, seed=0, progress=False, epochs=8)
+    quick = dict(epochs=8, lr=2e-3, batch_size=64)  # a short fixed schedule (npe's default trains to convergence)
+    result = gm.infer(shift, PRIOR, X_O[0], budget=600, seed=0, progress=False, **quick)
     assert result.simulations == 600 == len(result.data) and result.method == "npe"
-    again = gm.PosteriorEstimator(prior=PRIOR, seed=0, epochs=8, progress=False).fit(result.data)
+    again = gm.PosteriorEstimator(prior=PRIOR, seed=0, progress=False, **quick).fit(result.data)
     g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
     assert torch.equal(again.sample(X_O, 100, generator=g()), result.estimator.sample(X_O, 100, generator=g()))
     draws = result.sample((4000,), generator=torch.Generator().manual_seed(0))

@@ -7,6 +7,7 @@ would make ∇_θ log r̂ piecewise constant.
 
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import torch
@@ -30,6 +31,11 @@ def mlp(in_dim: int, out_dim: int, hidden: Iterable[int] = (128, 128, 128), acti
 
 
 FLOWS = {"nsf": zuko.flows.NSF, "maf": zuko.flows.MAF}
+#: flow="auto": the candidates, each (flow, its activation when none is given), tried in this order; the
+#: estimator keeps the one of the lower validation loss (`pick_flow`). The affine one is sbi's default MAF's
+#: family (tanh), which holds a conditional Gaussian; the splines (silu) learn edges and several modes.
+AUTO_FLOWS = (("nsf", "silu"), ("maf", "tanh"))
+DEFAULT_ACTIVATION = "silu"
 
 
 def check_activation(activation: str) -> None:
@@ -38,11 +44,13 @@ def check_activation(activation: str) -> None:
         raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}.")
 
 
-def check_flow_settings(flow: str, activation: str, **counts) -> None:
-    """Raises a ValueError for an unknown flow or activation, or a count (transforms, bins) that is not ≥ 1."""
-    if not isinstance(flow, str) or flow not in FLOWS:
-        raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}.")
-    check_activation(activation)
+def check_flow_settings(flow: str, activation: str | None, **counts) -> None:
+    """Raises a ValueError for an unknown flow or activation, or a count (transforms, bins) that is not ≥ 1.
+    flow may be "auto" (`AUTO_FLOWS`) and activation None (the flow's own, `flow_activation`)."""
+    if not isinstance(flow, str) or (flow not in FLOWS and flow != "auto"):
+        raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOWS)}, auto.")
+    if activation is not None:
+        check_activation(activation)
     for name, value in counts.items():
         checks.positive_int(value, name)
 
@@ -55,6 +63,46 @@ def conditional_flow(flow: str, features: int, context: int, transforms: int, hi
     spline = {"bins": bins} if flow == "nsf" else {}
     return FLOWS[flow](features, context, transforms=transforms, hidden_features=tuple(hidden),
                        activation=ACTIVATIONS[activation], **spline)
+
+
+def flow_activation(flow: str, chosen: str, activation: str | None) -> str:
+    """The activation of a flow estimator's networks: the one given, else tanh for the affine candidate of
+    flow="auto" (`AUTO_FLOWS`) and silu otherwise (also for flow="maf" named by the user)."""
+    if activation is not None:
+        return activation
+    return dict(AUTO_FLOWS)[chosen] if flow == "auto" else DEFAULT_ACTIVATION
+
+
+def flow_candidates(flow: str, start: str | None) -> tuple[str, ...]:
+    """The flows a fit tries: the one named, the `AUTO_FLOWS` for "auto", or only `start`, the flow of the
+    weights the fit starts from (`Estimator.start_from`)."""
+    if start is not None:
+        return (start,)
+    return tuple(f for f, _ in AUTO_FLOWS) if flow == "auto" else (flow,)
+
+
+def pick_flow(fits: list[tuple[str, object]]) -> int:
+    """The index of the fit to keep among (flow, history) pairs: the lowest validation loss of the weights kept
+    (`kept_val_loss`, the held-out −log q up to a constant, so the lower E KL); the first fit when a loss is missing
+    or not finite (no validation rows)."""
+    losses = [h.get("kept_val_loss") if isinstance(h, dict) else None for _, h in fits]
+    if any(v is None or not math.isfinite(v) for v in losses):
+        return 0
+    return min(range(len(fits)), key=lambda i: losses[i])
+
+
+def restore_auto(restore, cls, config: dict, state: dict):
+    """`restore(cls, config, state)` (the base class's `_restore`) for a flow estimator, whose saved flow="auto"
+    model rebuilds the flow its fit chose (config["fitted"]["flow"]) and then keeps the settings as given."""
+    params = config["params"]
+    if params.get("flow") != "auto":
+        return restore(cls, config, state)
+    chosen = config["fitted"]["flow"]
+    concrete = {**params, "flow": chosen, "activation": flow_activation("auto", chosen, params.get("activation"))}
+    est = restore(cls, {**config, "params": concrete}, state)
+    est.flow, est.activation, est.flow_ = "auto", params.get("activation"), chosen
+    est.params.update(flow="auto", activation=params.get("activation"))
+    return est
 
 
 def flow_hidden(hidden, training: dict, default: tuple[int, ...]) -> tuple[int, ...]:

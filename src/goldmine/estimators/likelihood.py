@@ -36,7 +36,10 @@ benchmarks/README.md, "sbibm").
 On those data (no runs at θ_ref, no noise, nle, continuous x of more than one dimension) the default
 training runs to convergence as sbi's NLE trains: lr 5e-4, batches of 200, up to 1000 epochs, early
 stopping after 20 epochs without a better validation loss, keeping the best epoch's weights (`CONVERGE`;
-any of them given by the user wins). One-dimensional x keeps the schedule: its single spline transform
+any of them given by the user wins). There the default flow="auto" trains the affine flow (maf, tanh as sbi's MAF) as well as the splines and keeps the
+one of the lower validation loss (mean −log p̂(x|θ) on held-out rows: E_θ KL(p ‖ p̂) plus a constant the same
+for both); an affine flow holds every conditional Gaussian (sbibm's gaussian_linear), the splines learn skewed,
+bounded or several-moded densities (two_moons). One-dimensional x keeps the schedule: its single spline transform
 gained nothing from longer training (Weinberg's log-ratio error, mixed over seeds, a little higher in
 the mean). The pair layout keeps its schedule too.
 
@@ -79,7 +82,8 @@ from torch import Tensor, nn
 
 from .. import checks, losses
 from ..data import Dataset
-from ..nn import ConditionalFlow, check_flow_settings, flow_hidden, with_theta_gradient
+from ..nn import (ConditionalFlow, check_flow_settings, flow_activation, flow_candidates, flow_hidden, pick_flow,
+                  restore_auto, with_theta_gradient)
 from ..training import Trainer
 from .base import Estimator, register, reference_runs
 from .registry import Method, family_method, register_method
@@ -180,8 +184,11 @@ class LikelihoodEstimator(Estimator):
         method: nle (maximum likelihood) or scandal (plus the score term). None (the default): scandal
             when the data have gold (a simulator with a joint likelihood), else nle, decided by `fit`.
         alpha: the weight α of the score term (scandal).
-        flow: nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for d_x = 1, as
-            sbi's default NLE is). The splines learn the density's shape; the affine flow cannot, but its
+        flow: auto (the default), nsf (rational-quadratic splines) or maf (affine; a conditional Gaussian for
+            d_x = 1, as sbi's default NLE is). auto trains nsf, and where nle trains to convergence (see
+            **training) maf as well, keeping the flow of the lower validation loss (`fit`): on sbibm's
+            gaussian_linear and bernoulli_glm, whose likelihoods are (nearly) conditional Gaussians, maf had the
+            better held-out likelihood, on two_moons nsf (benchmarks/README.md, "sbibm"). The splines learn the density's shape; the affine flow cannot, but its
             errors are nearly the same at θ and θ_ref and cancel in log p̂(x|θ) − log p̂(x|θ_ref). So
             with few runs maf can give the better likelihood surface in θ (limits, posteriors) and nsf
             the better density (sampling x), while with many runs nsf is better at both (nle on
@@ -196,7 +203,8 @@ class LikelihoodEstimator(Estimator):
         hidden: the widths of the hidden layers of each transformation's network (`hidden_features`,
             its former name, is still accepted).
         bins: the number of spline bins (nsf).
-        activation: a smooth activation (silu, tanh, elu, gelu, softplus), so that the score is smooth.
+        activation: a smooth activation (silu, tanh, elu, gelu, softplus), so that the score is smooth. None
+            (the default): silu, and tanh for auto's maf (as sbi's MAF).
         **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...). For nle on
             data without runs at θ_ref (layout "prior", as `goldmine.infer` draws them), without x noise and
             with continuous x of more than one dimension, the settings not given default to training to
@@ -218,12 +226,13 @@ class LikelihoodEstimator(Estimator):
 
     kind = "likelihood"
     capabilities = frozenset({"likelihood", "ratio", "score"})
+    _start_flow: str | None = None  # the flow of the weights `start_from` gave
 
     #: lr 1e-3 and batches of at least 128 rows, the settings of the flows' benchmarks
     TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
 
-    def __init__(self, method: str | None = None, alpha: float = 1.0, flow: str = "nsf", transforms: int | None = None,
-                 hidden=(64, 64), bins: int = 8, activation: str = "silu", noise: float | None = None,
+    def __init__(self, method: str | None = None, alpha: float = 1.0, flow: str = "auto", transforms: int | None = None,
+                 hidden=(64, 64), bins: int = 8, activation: str | None = None, noise: float | None = None,
                  **training):
         if "embedding" in training:
             raise ValueError(no_embedding_message(method))
@@ -239,6 +248,7 @@ class LikelihoodEstimator(Estimator):
         self.given_training = frozenset(training)  # the Trainer settings the user chose (CONVERGE leaves them)
         super().__init__(**training)
         self.method, self.alpha, self.flow, self.transforms = method, alpha, flow, transforms
+        self.flow_: str | None = None if flow == "auto" else flow  # the flow fitted (auto: chosen by fit)
         self.hidden, self.bins, self.activation = hidden, bins, activation
         self.noise = noise
         self.params = {"method": method, "alpha": alpha, "flow": flow, "transforms": transforms,
@@ -247,8 +257,21 @@ class LikelihoodEstimator(Estimator):
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         transforms = self.transforms or (1 if x_dim == 1 else 3)
-        return FlowNetwork(theta_dim, x_dim, self.reference_, self.flow, transforms, self.hidden,
-                           self.bins, self.activation)
+        return FlowNetwork(theta_dim, x_dim, self.reference_, self.flow_, transforms, self.hidden,
+                           self.bins, flow_activation(self.flow, self.flow_, self.activation))
+
+    def start_from(self, other: "LikelihoodEstimator") -> "LikelihoodEstimator":
+        """As `Estimator.start_from`; the next fit keeps the flow of `other` (no choice under flow="auto")."""
+        super().start_from(other)
+        self._start_flow = other.flow_
+        return self
+
+    def _fitted_record(self) -> dict:
+        return {**super()._fitted_record(), "flow": self.flow_}
+
+    @classmethod
+    def _restore(cls, config: dict, state: dict[str, Tensor]) -> "LikelihoodEstimator":
+        return restore_auto(super()._restore.__func__, cls, config, state)
 
     def fit(self, data: Dataset | str, device=None) -> "LikelihoodEstimator":
         """Trains on every run and returns self: a row drawn at θ (label 0) is the pair (θ, x) with the joint
@@ -257,10 +280,28 @@ class LikelihoodEstimator(Estimator):
         budget trains the flow. `device`: where to train and then compute (`goldmine.checks.device`), the CPU
         by default.
 
+        With flow="auto" (the default) the spline flow is trained, and where the training runs to convergence
+        (`CONVERGE`: nle on data without runs at θ_ref, continuous x of more than one dimension) the affine one too,
+        keeping the one of the lower validation loss (`flow_` names it).
+
         Raises:
             NotImplementedError: the data's x are integers and x_dim > 1 (the mass quadrature is 1-D).
         """
         data = self._resolve_method(data, "likelihood")
+        start = self._start_flow if self._start_state is not None else None
+        candidates = flow_candidates(self.flow, start)
+        fits = []
+        for flow in candidates:
+            self.flow_ = flow
+            converging = self._fit_flow(data, device)
+            fits.append((flow, self.network_, self.history_))
+            if not converging:  # the other flows are tried only where nle trains to convergence
+                break
+        self.flow_, self.network_, self.history_ = fits[pick_flow([(f[0], f[2]) for f in fits])]
+        return self
+
+    def _fit_flow(self, data: Dataset, device) -> bool:
+        """One fit of the flow `flow_` (network_, history_, noise_, trainer); whether it trained to convergence."""
         spec = family_method("likelihood", self.method, "LikelihoodEstimator")
         fields = spec.fields
         data = self._setup(data, fields, self.method)
@@ -285,7 +326,8 @@ class LikelihoodEstimator(Estimator):
         else:
             self.noise_ = 0.0
         self.trainer = Trainer(**self.training)  # every fit starts from the settings given (and the family's)
-        if self.method == "nle" and self.noise_ == 0 and self.noise is None and not discrete and self.x_dim_ > 1:
+        converging = self.method == "nle" and self.noise_ == 0 and self.noise is None and not discrete and self.x_dim_ > 1
+        if converging:
             self.trainer = dataclasses.replace(self.trainer, **{k: v for k, v in CONVERGE.items()
                                                                 if k not in self.given_training})
         # None: no x noise (off, or discrete x, whose dequantisation must draw the same numbers either way)
@@ -309,7 +351,7 @@ class LikelihoodEstimator(Estimator):
             return spec.loss(log_p, score_hat, score, self.alpha).mean()
 
         self._train(loss, data, fields, device=device)
-        return self
+        return converging
 
     @staticmethod
     def _forward(net: nn.Module, x: Tensor, theta: Tensor, with_score: bool,

@@ -26,6 +26,16 @@ smallest box holding the θ of the training rows: for a uniform prior it falls i
 about its width over the number of rows. Only the support matters: the flow learns the prior's
 shape from the training θ, which must be drawn from it. x may be discrete (e.g. the Galton slot): it is only the flow's context.
 
+The flow is chosen by held-out likelihood (flow="auto", the default): a spline flow (nsf) and an affine one (maf,
+sbi's default family, with tanh as sbi's) are both trained, and the one of the lower validation loss is kept. The
+validation loss is the mean −log q(θ|x) over held-out rows of the joint, which is E_x KL(p(θ|x) ‖ q(θ|x)) plus a
+constant the same for both, so the rule keeps the flow closer to the posterior in that sense. An affine flow holds
+every conditional Gaussian (a linear-Gaussian model's posterior, and nearly that of a GLM under a Gaussian prior),
+which the splines must learn; the splines learn a box prior's edges and several modes, which the affine flow
+cannot. Each flow trains to convergence (`CONVERGE`, as sbi's NPE: lr 5e-4, batches of 200, early stopping
+after 20 epochs without a better validation loss, the best epoch's weights). The measurements behind both are
+in benchmarks/README.md ("sbibm", "npe and nle against sbi on gaussian_linear and bernoulli_glm").
+
 References:
     Papamakarios, Murray, "Fast ε-free inference of simulation models with Bayesian conditional
     density estimation", NeurIPS 2016, https://arxiv.org/abs/1605.06376
@@ -36,6 +46,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -47,9 +58,11 @@ from .. import checks, losses
 from ..data import Dataset
 from ..embeddings import embedding_record, embedding_spec, x_input
 from ..memory import as_data
-from ..nn import ConditionalFlow, check_flow_settings, flow_hidden
+from ..nn import (ConditionalFlow, check_flow_settings, flow_activation, flow_candidates, flow_hidden, pick_flow,
+                  restore_auto)
 from ..simulators.base import box_prior
 from ..simulators.priors import check_prior, support_bounds
+from ..training import Trainer
 from .base import Estimator, register
 from .registry import Method, family_method, register_method
 
@@ -60,6 +73,9 @@ MIN_ACCEPTANCE = 1e-4  # give up below this rate once GIVE_UP_DRAWS draws have b
 GIVE_UP_DRAWS = 100_000
 MAX_ROUND_DRAWS = 2**17  # bounds the memory of one rejection round
 MAX_ROUNDS = 100
+#: npe's training: to convergence, as sbi's NPE trains (lr 5e-4, batches of 200, early stopping after 20 epochs
+#: without a better validation loss, the best epoch's weights); the settings the user gives win
+CONVERGE = {"epochs": 1000, "patience": 20, "lr": 5e-4, "batch_size": 200}
 __all__ = ["PosteriorEstimator"]
 
 
@@ -95,21 +111,28 @@ class PosteriorEstimator(Estimator):
             `sample` (or a simulator, for its prior), whose support the posterior is restricted to;
             or a box (low, high), one bound per θ dimension (None or ±inf where unbounded). By
             default the smallest box holding the training rows' θ.
-        flow: nsf (rational-quadratic splines) or maf (affine autoregressive).
+        flow: auto (the default), nsf (rational-quadratic splines) or maf (affine autoregressive). auto trains
+            both and keeps the one of the lower validation loss, −log q(θ|x) on held-out rows (`fit`): an affine
+            flow holds a conditional Gaussian (sbibm's gaussian_linear, nearly bernoulli_glm), the splines learn
+            a box prior's edges and several modes (two_moons, slcp); measured in benchmarks/README.md, "sbibm".
         transforms: the number of flow transformations.
         hidden: the widths of the hidden layers of each transformation's network (`hidden_features`,
             its former name, is still accepted).
         bins: the number of spline bins (nsf).
-        activation: the activation of the flow's networks (silu, tanh, elu, gelu, softplus).
+        activation: the activation of the flow's networks (silu, tanh, elu, gelu, softplus). None (the default):
+            silu, and tanh for auto's maf (as sbi's MAF).
         embedding: a network that summarises x into the flow's context, trained with it: a built-in by name or
             a dict of its name and settings, or a torch.nn.Module (`goldmine.embeddings`); None: x itself.
-        **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...).
+        **training: settings of the `goldmine.training.Trainer` (epochs, batch_size, lr, seed, ...); those not
+            given default to training to convergence, `CONVERGE` (lr 5e-4, batches of 200, early stopping after 20
+            epochs without a better validation loss, at most 1000 epochs).
 
     Raises:
         ValueError: an option of the wrong type or out of its range, naming it (here, not at fit time).
 
     Attributes:
         acceptance_: the fraction of the flow's draws inside the box in the last call of `sample`.
+        flow_: the flow fitted (nsf or maf; with flow="auto" the one `fit` chose).
 
     Example:
         >>> import goldmine as gm, tempfile, os
@@ -124,12 +147,13 @@ class PosteriorEstimator(Estimator):
 
     kind = "posterior"
     capabilities = frozenset({"posterior"})
+    _start_flow: str | None = None  # the flow of the weights `start_from` gave
 
     #: lr 1e-3 and batches of at least 128 rows, the settings of the flows' benchmarks
     TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
 
-    def __init__(self, method: str = "npe", prior=None, flow: str = "nsf", transforms: int = 3,
-                 hidden=(64, 64), bins: int = 8, activation: str = "silu", embedding=None, **training):
+    def __init__(self, method: str = "npe", prior=None, flow: str = "auto", transforms: int = 3,
+                 hidden=(64, 64), bins: int = 8, activation: str | None = None, embedding=None, **training):
         family_method("posterior", method, "PosteriorEstimator")
         self.embedding = embedding_spec(embedding)
         check_flow_settings(flow, activation, transforms=transforms, bins=bins)
@@ -137,8 +161,10 @@ class PosteriorEstimator(Estimator):
         box = None if prior is None else _check_box(prior)
         given = getattr(prior, "prior", prior)  # a simulator stands for its prior
         self._prior = given if isinstance(given, Distribution) else None
+        self.given_training = frozenset(training)  # the Trainer settings the user chose (CONVERGE leaves them)
         super().__init__(**training)
         self.method, self.prior, self.flow, self.transforms = method, prior, flow, transforms
+        self.flow_: str | None = None if flow == "auto" else flow  # the flow fitted (auto: chosen by fit)
         self.hidden, self.bins, self.activation = hidden, bins, activation
         self.params = {"method": method, "prior": box, "flow": flow, "transforms": transforms,
                        "hidden": list(hidden), "bins": bins, "activation": activation}
@@ -149,11 +175,29 @@ class PosteriorEstimator(Estimator):
 
     def _build(self, theta_dim: int, x_dim: int) -> nn.Module:
         self._log_mass = {}  # Z(x) belongs to one network
-        return PosteriorNetwork(theta_dim, x_dim, self.reference_, self.flow, self.transforms, self.hidden,
-                                self.bins, self.activation, self.embedding, self.x_shape_)
+        return PosteriorNetwork(theta_dim, x_dim, self.reference_, self.flow_, self.transforms, self.hidden,
+                                self.bins, flow_activation(self.flow, self.flow_, self.activation), self.embedding,
+                                self.x_shape_)
+
+    def start_from(self, other: "PosteriorEstimator") -> "PosteriorEstimator":
+        """As `Estimator.start_from`; the next fit keeps the flow of `other` (no choice under flow="auto")."""
+        super().start_from(other)
+        self._start_flow = other.flow_
+        return self
+
+    def _fitted_record(self) -> dict:
+        return {**super()._fitted_record(), "flow": self.flow_}
+
+    @classmethod
+    def _restore(cls, config: dict, state: dict[str, Tensor]) -> "PosteriorEstimator":
+        return restore_auto(super()._restore.__func__, cls, config, state)
 
     def fit(self, data: Dataset | str, device=None) -> "PosteriorEstimator":
         """Trains on the rows drawn at θ (label 0) and returns self.
+
+        With flow="auto" (the default) it trains each flow of `goldmine.nn.AUTO_FLOWS` and keeps the one of the
+        lower validation loss (`flow_` names it). The training runs to convergence (`CONVERGE`) unless the
+        user set these settings.
 
         Arguments:
             data: the rows (a Dataset, its path, or tensors in memory, `goldmine.memory.as_data`).
@@ -168,8 +212,20 @@ class PosteriorEstimator(Estimator):
         if box is not None and len(box[0]) != data.theta_dim:
             raise ValueError(f"prior has {len(box[0])} dimensions, but the θ of {data.path} have "
                              f"{data.theta_dim}: give one (low, high) bound per θ dimension.")
+        fits = []
+        for flow in flow_candidates(self.flow, self._start_flow if self._start_state is not None else None):
+            self.flow_ = flow
+            self._fit_flow(data, box, device)
+            fits.append((flow, self.network_, self.history_, self._log_mass))
+        self.flow_, self.network_, self.history_, self._log_mass = fits[pick_flow([(f[0], f[2]) for f in fits])]
+        return self
+
+    def _fit_flow(self, data, box, device) -> None:
+        """One fit of the flow `flow_`: network_ and history_."""
         spec = family_method("posterior", self.method, "PosteriorEstimator")
         fields = spec.fields
+        self.trainer = dataclasses.replace(Trainer(**self.training), **{k: v for k, v in CONVERGE.items()
+                                                                         if k not in self.given_training})
         data = self._setup(data, fields + ("label",), self.method)
         network = self.network_
         train, _ = data.split(self.trainer.validation)
@@ -185,7 +241,6 @@ class PosteriorEstimator(Estimator):
             return spec.loss(net(batch["theta"], batch["x"])).mean()
 
         self._train(loss, data, fields, label=spec.label, device=device)
-        return self
 
     @property
     def prior_(self):
