@@ -139,8 +139,8 @@ def ratio_method(name: str, loss: Callable, about: str, reference: str, *, label
         label: train only on the rows of this label (None: both).
         repaired: pair each row drawn at θ_ref with the θ of its neighbour in the shuffled batch.
         anchored: log r̂(x|θ) = g(x, θ) − g(x, θ_ref) during training (False: g(x, θ) itself).
-        defaults: the method's own defaults of RatioEstimator's options; alpha is 1 and weighting "none" unless
-            given.
+        defaults: the method's own defaults of RatioEstimator's options; alpha is 1, weighting "none" and balance 0
+            unless given.
 
     Example:
         >>> def brier(log_r_hat, y):
@@ -152,7 +152,7 @@ def ratio_method(name: str, loss: Callable, about: str, reference: str, *, label
     taken = ratio_inputs(loss)
     fields = {f for k in taken for f in RATIO_INPUTS[k][1]} | ({"label"} if repaired else set())
     return Method(name, "ratio", RatioEstimator, about, reference, fields=tuple(f for f in FIELDS if f in fields),
-                  label=label, loss=loss, defaults={"alpha": 1.0, "weighting": "none", **(defaults or {})},
+                  label=label, loss=loss, defaults={"alpha": 1.0, "weighting": "none", "balance": 0.0, **(defaults or {})},
                   theta_gradient="score_hat" in taken, repaired=repaired, anchored=anchored)
 
 
