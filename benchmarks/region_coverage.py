@@ -329,6 +329,35 @@ def run(config: dict, out: Path, log=print) -> list[dict]:
     return load(out)
 
 
+def backfill_sizes(config: dict, out: Path, log=print) -> list[dict]:
+    """The observed region's size (`Region.size`) added to the check of every selected entry in `out` that lacks it
+    (entries measured before the size was recorded): the surrogate refitted with the entry's seed, kept only when
+    its error equals the stored one (the same fit), and the region of the same observed data set (`observed`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for budget, seed, name, method in selection(config):
+            path = entry_path(out, dict(simulator=name, budget=budget, seed=seed, method=method))
+            if not path.is_file():
+                continue
+            entry = json.loads(path.read_text())
+            if "failed" in entry or all("size" in p["check"] for p in entry["points"]):
+                continue
+            sim = SIMULATORS[name]()
+            surrogate = sim if method == "exact" else fit_surrogate(sim, name, method, budget, seed, Path(tmp))[0]
+            if method != "exact" and not math.isclose(log_ratio_error(surrogate, sim)["mse"], entry["error"],
+                                                      rel_tol=1e-9):
+                log(f"{path.name}: the refit does not reproduce the stored error; its size is left out", flush=True)
+                continue
+            setup = dict(n_obs=entry["n_obs"], grid=entry["grid"])
+            for j, point in enumerate(entry["points"]):
+                x_obs = observed(sim, setup, point["theta"], j, seed)
+                region = confidence_region(Model(surrogate, prior=sim, simulator=sim), x_obs, LEVEL, "wilks",
+                                           grid=entry["grid"], progress=False)
+                point["check"]["size"] = float(region.size)
+            write(entry, path)
+            log(f"{path.name}: sizes {[p['check']['size'] for p in entry['points']]}", flush=True)
+    return load(out)
+
+
 def false_alarms(names, regions: int, config: dict, out: Path, log=print) -> dict:
     """How often the check warns for the exact likelihood (a calibrated Wilks region, up to its finite-n error): per
     simulator, `regions` observed data sets (the true θ points in turn, data seeds 100 000 + k), each region checked
@@ -689,6 +718,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--curtailment", type=Path, default=None, metavar="DIR",
                         help="refit the entries stored in DIR and check each observed region twice, every toy and "
                              "curtailed: the verdicts, toys and seconds (DIR/curtailment.json under --out)")
+    parser.add_argument("--sizes", action="store_true",
+                        help="add the observed region's size to the selected stored entries that lack it (refitted "
+                             "with their seeds; kept only where the refit reproduces the stored error)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "coverage")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -711,7 +743,9 @@ def main(argv=None) -> dict:
         print(f"coverage: {config['simulators']}, budgets {config['budgets']}, {config['seeds']} seed(s), "
               f"{config['toys']} toys per θ, check {config['check']}, methods {config['methods']}", flush=True)
         start = time.perf_counter()
-        if args.recheck is not None:
+        if args.sizes:
+            backfill_sizes(config, args.out)
+        elif args.recheck is not None:
             config["recheck"] = str(args.recheck)
             recheck(config, args.out)
         else:
