@@ -75,7 +75,9 @@ def balancing(first: Tensor, second: Tensor) -> Tensor:
     classifiers prefers the balanced ones; Delaunoy et al. argue that a balanced classifier is on average no more
     confident than the Bayes-optimal one (its errors lean toward the prior), so its credible and confidence
     regions err toward being too wide rather than too narrow. The batch estimate is squared as in the
-    paper (λ = 100 there); its bias, the variance of the batch means, is of order 1/batch size.
+    paper (λ = 100 there): its expectation is the squared excess plus the variance of the batch means,
+    Var(σ(d))·(1/n₁ + 1/n₂) per class, a term that rewards a σ(d) varying little over the rows, i.e. a flatter log r̂,
+    the more so the smaller the batches.
 
     Example:
         >>> float(balancing(torch.tensor([0.0, 0.0]), torch.tensor([0.0])))  # σ = ½ everywhere: balanced
