@@ -29,7 +29,7 @@ The issue's targets, recorded under "targets":
 Usage:
     python benchmarks/region_coverage.py [--simulators galton weinberg] [--budgets 1000 10000] [--seeds 5]
         [--methods ...] [--toys 250] [--check 200] [--quick] [--report] [--out DIR]
-        [--recheck STORED_DIR] [--curtailment STORED_DIR] [--false-alarms REGIONS]
+        [--recheck STORED_DIR] [--curtailment STORED_DIR] [--false-alarms REGIONS] [--sizes]
 
 --curtailment STORED_DIR refits the entries stored there (as --recheck) and runs the check of each observed region twice,
 every toy at every point and curtailed (`wilks_check`: a point stops once its verdict is certain, the check at the
@@ -44,7 +44,8 @@ Variants of a method (`--methods carl+bal nre+bal10 carl+ens5`): METHOD+balλ is
 (the balancing condition of BNRE; "+bal" alone: λ = 100, the paper's), METHOD+ensK is `gm.Ensemble` of K members of
 METHOD's default estimator; every other option stays the default. Each check also records the size of the observed
 region (`Region.size`: its length in 1-D, its area in 2-D), which the summary sets beside the exact likelihood's: a
-method that covers by widening its regions shows it there.
+method that covers by widening its regions shows it there. --sizes adds it to stored entries measured before (refitted
+with their seeds, kept only where the refit reproduces the stored error).
 
 Each finished (simulator, budget, seed, method) is one JSON file in DIR/entries/ (a rerun skips it, so a
 killed run resumes); DIR/coverage.json holds the summary and DIR/coverage.png plots it. --report redraws
