@@ -33,7 +33,8 @@ Balancing (`RatioEstimator(balance=λ)`, BNRE): the batch's loss gains λ·(mean
 σ(log r̂) over the other − 1)² (`goldmine.losses.balancing`), zero for the true ratio; the classes are the rows drawn
 at θ and at θ_ref (label 0 and 1, with the θ the method trains them with: re-paired for carl and cascal), or for
 the unanchored methods (nre, nres) the joint pairs (x, θ) and the shuffled ones (x, θ'). It asks an imperfect
-classifier to err on the conservative side (Delaunoy et al.); 0 by default for every method (benchmarks/README.md,
+classifier to err on the conservative side (Delaunoy et al.); 0 by default for every method, since on the Galton
+board and Weinberg it cost error without bringing the Wilks regions' coverage to nominal (benchmarks/README.md,
 "Measurements behind the defaults").
 
 The score term α·‖∇_θ log r̂(x|θ) − t(x, z|θ)‖² counts only the rows drawn at θ; it differentiates the
