@@ -52,6 +52,8 @@ def test_balance_is_an_option_of_every_ratio_method_off_by_default():
     est = gm.RatioEstimator("nre", balance=100)
     assert est.balance == 100.0 and est.params["balance"] == 100.0
     assert gm.RatioEstimator().balance is None  # the method, and with it the default, is chosen by fit
+    from goldmine.workflow.training import method_options
+    assert method_options("carl")["balance"] == 0.0 and method_options("nre")["balance"] == 0.0  # --option balance=λ
     for bad in (-1, math.inf, "100", math.nan):
         with pytest.raises(ValueError, match="balance must be a finite number ≥ 0"):
             gm.RatioEstimator("carl", balance=bad)
