@@ -29,7 +29,7 @@ The issue's targets, recorded under "targets":
 Usage:
     python benchmarks/region_coverage.py [--simulators galton weinberg] [--budgets 1000 10000] [--seeds 5]
         [--methods ...] [--toys 250] [--check 200] [--quick] [--report] [--out DIR]
-        [--recheck STORED_DIR] [--curtailment STORED_DIR] [--false-alarms REGIONS]
+        [--recheck STORED_DIR] [--curtailment STORED_DIR] [--false-alarms REGIONS] [--sizes]
 
 --curtailment STORED_DIR refits the entries stored there (as --recheck) and runs the check of each observed region twice,
 every toy at every point and curtailed (`wilks_check`: a point stops once its verdict is certain, the check at the
@@ -39,6 +39,13 @@ first certain warning): whether the verdicts are identical, and the toys and sec
 the check, keeping the stored coverage at the true θ and the stored check as "check_before", so that the report sets
 the earlier check (θ̂ alone) beside the current one on the same cases. --false-alarms counts how often the check
 warns for the exact likelihood's regions over many observed data sets.
+
+Variants of a method (`--methods carl+bal nre+bal10 carl+ens5`): METHOD+balλ is `RatioEstimator(METHOD, balance=λ)`
+(the balancing condition of BNRE; "+bal" alone: λ = 100, the paper's), METHOD+ensK is `gm.Ensemble` of K members of
+METHOD's default estimator; every other option stays the default. Each check also records the size of the observed
+region (`Region.size`: its length in 1-D, its area in 2-D), which the summary sets beside the exact likelihood's: a
+method that covers by widening its regions shows it there. --sizes adds it to stored entries measured before (refitted
+with their seeds, kept only where the refit reproduces the stored error).
 
 Each finished (simulator, budget, seed, method) is one JSON file in DIR/entries/ (a rerun skips it, so a
 killed run resumes); DIR/coverage.json holds the summary and DIR/coverage.png plots it. --report redraws
@@ -100,6 +107,23 @@ def default_methods(sim) -> list[str]:
     return [name for f in FAMILIES for name, m in methods(f).items() if m.trainable and (sim.has_gold or not m.needs_gold)]
 
 
+#: "+bal" without a number: the balancing weight of Delaunoy et al. (arXiv:2208.13624)
+PAPER_BALANCE = 100.0
+
+
+def variant(method: str) -> tuple[str, dict]:
+    """The base method of a method name and its variant's options: "carl+bal" → ("carl", {"balance": 100.0}),
+    "nre+bal10" → ("nre", {"balance": 10.0}), "carl+ens5" → ("carl", {"ensemble": 5}), "carl" → ("carl", {})."""
+    base, _, tail = method.partition("+")
+    if not tail:
+        return base, {}
+    if tail.startswith("bal"):
+        return base, {"balance": float(tail[3:]) if tail[3:] else PAPER_BALANCE}
+    if tail.startswith("ens") and tail[3:].isdigit():
+        return base, {"ensemble": int(tail[3:])}
+    raise ValueError(f"unknown variant {method!r}: METHOD+bal[λ] or METHOD+ensK.")
+
+
 def default_estimator_method(sim) -> str:
     """The method `gm.RatioEstimator().fit(data)` trains on pairs data of this simulator: alice with gold, else carl."""
     return "alice" if sim.has_gold else "carl"
@@ -158,7 +182,7 @@ def measure_check(model, sim, setup: dict, theta, j: int, check: int, seed: int)
     return dict(coverage=cal["coverage"], stderr=cal["stderr"], toys=cal["toys"], theta=cal["theta"],
                 points=cal["points"], p_value=cal["p_value"], under_covers=cal["under_covers"], warned=bool(messages),
                 names_coverage=bool(messages) and f"{cal['coverage']:.3f}" in messages[0],
-                message=messages[0] if messages else None, on_edge=bool(region.mle.on_edge),
+                message=messages[0] if messages else None, on_edge=bool(region.mle.on_edge), size=float(region.size),
                 true_inside=bool(region.contains(torch.tensor([theta], dtype=torch.float64))[0]))
 
 
@@ -252,11 +276,17 @@ def setup_of(name: str, config: dict) -> dict:
 def fit_surrogate(sim, name: str, method: str, budget: int, seed: int, tmp: Path):
     """`method` fitted with its defaults on `budget` runs of `sim` (data seed `seed`, in the layout the method wants):
     (the surrogate, the layout, the fit's seconds)."""
-    layout = layout_for([method])
+    base, options = variant(method)
+    layout = layout_for([base])
     data = gm.simulate(sim, budget, tmp / f"{name}_{budget}_{seed}_{layout}.h5", seed=seed, progress=False,
                        layout=layout)
+    est = make_estimator(base, sim, seed, budget)
+    if "balance" in options:
+        est = type(est)(**{**est.params, "balance": options["balance"]}, **est.training)
+    if "ensemble" in options:
+        est = gm.Ensemble(est, options["ensemble"])
     start = time.perf_counter()
-    return make_estimator(method, sim, seed, budget).fit(data), layout, time.perf_counter() - start
+    return est.fit(data), layout, time.perf_counter() - start
 
 
 def run_entry(name: str, budget: int, seed: int, method: str, config: dict, tmp: Path) -> dict:
@@ -297,6 +327,35 @@ def run(config: dict, out: Path, log=print) -> list[dict]:
             entry = run_entry(name, budget, seed, method, config, Path(tmp))
             write(entry, path)
             log(line(entry), flush=True)
+    return load(out)
+
+
+def backfill_sizes(config: dict, out: Path, log=print) -> list[dict]:
+    """The observed region's size (`Region.size`) added to the check of every selected entry in `out` that lacks it
+    (entries measured before the size was recorded): the surrogate refitted with the entry's seed, kept only when
+    its error equals the stored one (the same fit), and the region of the same observed data set (`observed`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for budget, seed, name, method in selection(config):
+            path = entry_path(out, dict(simulator=name, budget=budget, seed=seed, method=method))
+            if not path.is_file():
+                continue
+            entry = json.loads(path.read_text())
+            if "failed" in entry or all("size" in p["check"] for p in entry["points"]):
+                continue
+            sim = SIMULATORS[name]()
+            surrogate = sim if method == "exact" else fit_surrogate(sim, name, method, budget, seed, Path(tmp))[0]
+            if method != "exact" and not math.isclose(log_ratio_error(surrogate, sim)["mse"], entry["error"],
+                                                      rel_tol=1e-9):
+                log(f"{path.name}: the refit does not reproduce the stored error; its size is left out", flush=True)
+                continue
+            setup = dict(n_obs=entry["n_obs"], grid=entry["grid"])
+            for j, point in enumerate(entry["points"]):
+                x_obs = observed(sim, setup, point["theta"], j, seed)
+                region = confidence_region(Model(surrogate, prior=sim, simulator=sim), x_obs, LEVEL, "wilks",
+                                           grid=entry["grid"], progress=False)
+                point["check"]["size"] = float(region.size)
+            write(entry, path)
+            log(f"{path.name}: sizes {[p['check']['size'] for p in entry['points']]}", flush=True)
     return load(out)
 
 
@@ -405,9 +464,13 @@ def summary(entries: list[dict]) -> list[dict]:
     for e in entries:
         if "failed" not in e:
             groups.setdefault((e["simulator"], e["budget"], e["method"]), []).append(e)
+    exact = {(e["simulator"], e["budget"], e["seed"], j): p["check"].get("size")
+             for e in entries if e["method"] == "exact" and "failed" not in e for j, p in enumerate(e["points"])}
     rows = []
     for (sim, budget, method), es in sorted(groups.items()):
         points = [p for e in es for p in e["points"]]
+        sizes = [p["check"]["size"] / exact[(sim, budget, e["seed"], j)] for e in es for j, p in enumerate(e["points"])
+                 if p["check"].get("size") is not None and exact.get((sim, budget, e["seed"], j))]
         toys = sum(p["toys"] for p in points)
         pooled = sum(p["coverage"] * p["toys"] for p in points) / toys
         row = dict(simulator=sim, budget=budget, method=method, seeds=len(es), toys=toys, coverage=pooled,
@@ -419,7 +482,8 @@ def summary(entries: list[dict]) -> list[dict]:
         row.update(cases=len(points), under_cases=len(under), under_warned=sum(map(warns, under)),
                    named=all(p["check"]["names_coverage"] for p in points if p["check"]["warned"]),
                    warned=sum(map(warns, points)),
-                   check_coverage=statistics.fmean(p["check"]["coverage"] for p in points))
+                   check_coverage=statistics.fmean(p["check"]["coverage"] for p in points),
+                   size_ratio=statistics.fmean(sizes) if sizes else None)
         if method != "exact":
             errors = [e["error"] for e in es]
             row.update(error=statistics.fmean(errors), error_min=min(errors), error_max=max(errors),
@@ -504,6 +568,7 @@ def recheck_table(rows: list[dict], false_alarms=(FALSE_ALARM, 0.1)) -> str:
 
 
 def targets(rows: list[dict], default: str) -> dict:
+    rows = [r for r in rows if "+" not in r["method"]]  # the targets are the defaults': variants are measured beside
     cov = {f"{r['simulator']}/{r['budget']}/{r['method']}": dict(coverage=r["coverage"], stderr=r["stderr"],
                                                                   verdict=r["verdict"], met=r["met"])
            for r in rows if r["method"] != "exact"}
@@ -534,14 +599,16 @@ def line(e: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| simulator | runs | method | seeds | Wilks coverage (pooled toys) | per θ | under-covering cases: warned | "
-             "error mean [min, max] | max/min | verdict |", "|---|---:|---|---:|---|---|---|---|---:|---|"]
+             "error mean [min, max] | max/min | verdict | observed region's size / exact's |",
+             "|---|---:|---|---:|---|---|---|---|---:|---|---:|"]
     for r in rows:
         per = " / ".join(f"{p['coverage']:.3f}" for p in r["per_theta"])
         err = (f"{r['error']:.3g} [{r['error_min']:.2g}, {r['error_max']:.2g}]" if "error" in r else "exact")
         spread = f"{r['spread']:.1f}×" if "spread" in r else ""
         lines.append(f"| {r['simulator']} | {r['budget']} | {r['method']} | {r['seeds']} | {r['coverage']:.3f} ± "
                      f"{r['stderr']:.3f} ({r['toys']}) | {per} | {r['under_cases']}/{r['cases']}: {r['under_warned']} | "
-                     f"{err} | {spread} | {r['verdict']} |")
+                     f"{err} | {spread} | {r['verdict']} | "
+                     f"{'' if r.get('size_ratio') is None else format(r['size_ratio'], '.2f')} |")
     return "\n".join(lines)
 
 
@@ -652,6 +719,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--curtailment", type=Path, default=None, metavar="DIR",
                         help="refit the entries stored in DIR and check each observed region twice, every toy and "
                              "curtailed: the verdicts, toys and seconds (DIR/curtailment.json under --out)")
+    parser.add_argument("--sizes", action="store_true",
+                        help="add the observed region's size to the selected stored entries that lack it (refitted "
+                             "with their seeds; kept only where the refit reproduces the stored error)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "coverage")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -662,6 +732,7 @@ def main(argv=None) -> dict:
         config.update(QUICK)
     wanted = config.pop("methods", None) or args.methods
     config["methods"] = {name: [m for m in ["exact", *default_methods(SIMULATORS[name]())] if wanted is None or m in wanted]
+                         + [m for m in wanted or () if "+" in m and variant(m)[0] in default_methods(SIMULATORS[name]())]
                          for name in config["simulators"]}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.false_alarms:
@@ -673,7 +744,9 @@ def main(argv=None) -> dict:
         print(f"coverage: {config['simulators']}, budgets {config['budgets']}, {config['seeds']} seed(s), "
               f"{config['toys']} toys per θ, check {config['check']}, methods {config['methods']}", flush=True)
         start = time.perf_counter()
-        if args.recheck is not None:
+        if args.sizes:
+            backfill_sizes(config, args.out)
+        elif args.recheck is not None:
             config["recheck"] = str(args.recheck)
             recheck(config, args.out)
         else:

@@ -119,3 +119,20 @@ def test_the_recheck_counts_set_the_check_before_beside_the_current_one():
     assert (row["fine"], row["fine_before"], row[f"fine_now_{bench.FALSE_ALARM:g}"]) == (1, 0, 1)
     assert (row["exact"], row["exact_before"], row[f"exact_now_{bench.FALSE_ALARM:g}"]) == (1, 0, 0)
     assert rows["all"]["under"] == 2 and "| galton | 1000 | 2 | 1 | 2 |" in bench.recheck_table(list(rows.values()))
+
+
+def test_variants_name_their_option_and_stay_out_of_the_targets():
+    assert bench.variant("carl") == ("carl", {})
+    assert bench.variant("carl+bal") == ("carl", {"balance": bench.PAPER_BALANCE})
+    assert bench.variant("nre+bal10") == ("nre", {"balance": 10.0})
+    assert bench.variant("carl+ens5") == ("carl", {"ensemble": 5})
+    with pytest.raises(ValueError, match="unknown variant"):
+        bench.variant("carl+xyz")
+    exact = [entry("exact", s, (0.95, 0.95), (False, False)) for s in range(5)]
+    wide = [entry("carl+bal", s, (1.0, 1.0), (False, False)) for s in range(5)]
+    for e in exact + wide:  # the variant's regions twice the exact likelihood's on the same observed data
+        for p in e["points"]:
+            p["check"]["size"] = 0.2 * (2 if e["method"] == "carl+bal" else 1)
+    rows = {r["method"]: r for r in bench.summary(exact + wide)}
+    assert rows["carl+bal"]["size_ratio"] == pytest.approx(2.0) and rows["exact"]["size_ratio"] == pytest.approx(1.0)
+    assert "galton/1000/carl+bal" not in bench.targets(list(rows.values()), "alice")["coverage"]["checks"]

@@ -21,6 +21,7 @@ References:
     Brehmer, Louppe, Pavez, Cranmer, PNAS 117 (2020) 5242, https://arxiv.org/abs/1805.12244
     Stoye, Brehmer, Louppe, Pavez, Cranmer, https://arxiv.org/abs/1808.00973 (ALICE)
     Hermans, Begy, Louppe, https://arxiv.org/abs/1903.04057 (amortized NRE)
+    Delaunoy, Hermans, Rozet, Wehenkel, Louppe, https://arxiv.org/abs/2208.13624 (BNRE, `balancing`)
 """
 
 from __future__ import annotations
@@ -69,6 +70,38 @@ def nres(log_r_hat: Tensor, log_r_hat_marginal: Tensor, score_hat: Tensor, score
     others = (squares.sum(0, keepdim=True) - squares) / max(len(score) - 1, 1)  # (n, d): the other rows' mean t_j²
     inverse = torch.where(others > 0, 1 / others.clamp(min=1e-300), torch.zeros_like(others)).to(score.dtype)
     return nre(log_r_hat, log_r_hat_marginal) + alpha * (((score_hat - score) ** 2) * inverse).sum(-1)
+
+
+def balancing(first: Tensor, second: Tensor) -> Tensor:
+    """(mean σ(d) over the rows of the first class + mean σ(d) over those of the second − 1)², one value per batch:
+    the penalty of balanced neural ratio estimation (BNRE, Delaunoy et al.), (n₁,), (n₂,) → () (0 when a class has
+    no rows in the batch).
+
+    d = log r̂ is the logit of a classifier between two classes of equal prior weight, the first drawn from a
+    density p₁ and the second from p₂ (carl: x ~ p(x|θ) and x ~ p(x|θ_ref) at the same θ ~ prior; nre: pairs (x, θ)
+    from the joint p(x, θ) and from the product of the marginals p(x)p(θ)), and σ(d) = r̂/(1 + r̂) its probability
+    of the first class. A classifier is balanced when
+
+        E_{p₁}[σ(d)] + E_{p₂}[σ(d)] = 1,
+
+    which the Bayes-optimal one, σ(d) = p₁/(p₁ + p₂), satisfies: ∫(p₁ + p₂)·p₁/(p₁ + p₂) = ∫p₁ = 1. The loss
+    λ·balancing adds to a cross-entropy therefore keeps its minimiser, the true ratio, and among imperfect
+    classifiers prefers the balanced ones; Delaunoy et al. argue that a balanced classifier is on average no more
+    confident than the Bayes-optimal one (its errors lean toward the prior), so its credible and confidence
+    regions err toward being too wide rather than too narrow. The batch estimate is squared as in the
+    paper (λ = 100 there): its expectation is the squared excess plus the variance of the batch means,
+    Var(σ(d))·(1/n₁ + 1/n₂) per class, a term that rewards a σ(d) varying little over the rows, i.e. a flatter log r̂,
+    the more so the smaller the batches.
+
+    Example:
+        >>> float(balancing(torch.tensor([0.0, 0.0]), torch.tensor([0.0])))  # σ = ½ everywhere: balanced
+        0.0
+        >>> round(float(balancing(torch.tensor([2.0]), torch.tensor([2.0]))), 4)  # 2·σ(2) − 1 = 0.7616, squared
+        0.58
+    """
+    if len(first) == 0 or len(second) == 0:
+        return first.new_zeros(())
+    return (torch.sigmoid(first).mean() + torch.sigmoid(second).mean() - 1) ** 2
 
 
 def rolr(log_r_hat: Tensor, log_r: Tensor, y: Tensor, clip: float = 10.0) -> Tensor:

@@ -29,6 +29,14 @@ stays proper). log r̂ is clipped at `clip` inside w. Hard labels (carl, cascal)
 importance weight r̂ on the rare rows at θ_ref where r̂ is large, which feeds on itself, so they keep w = 1
 (benchmarks/README.md, "The 10× target with the ratio weighting").
 
+Balancing (`RatioEstimator(balance=λ)`, BNRE): the batch's loss gains λ·(mean σ(log r̂) over one class + mean
+σ(log r̂) over the other − 1)² (`goldmine.losses.balancing`), zero for the true ratio; the classes are the rows drawn
+at θ and at θ_ref (label 0 and 1, with the θ the method trains them with: re-paired for carl and cascal), or for
+the unanchored methods (nre, nres) the joint pairs (x, θ) and the shuffled ones (x, θ'). It asks an imperfect
+classifier to err on the conservative side (Delaunoy et al.); 0 by default for every method, since on the Galton
+board and Weinberg it cost error without bringing the Wilks regions' coverage to nominal (benchmarks/README.md,
+"Measurements behind the defaults").
+
 The score term α·‖∇_θ log r̂(x|θ) − t(x, z|θ)‖² counts only the rows drawn at θ; it differentiates the
 network in θ inside the loss (double backward), on those rows only. Clipping: rolr and rascal clip
 the log-ratios inside the squared errors (see goldmine.losses.rolr); the cross-entropies need none,
@@ -41,6 +49,8 @@ References:
     Stoye et al., https://arxiv.org/abs/1808.00973 (alice, alices)
     Hermans, Begy, Louppe, "Likelihood-free MCMC with amortized approximate ratio estimators",
     https://arxiv.org/abs/1903.04057 (nre)
+    Delaunoy, Hermans, Rozet, Wehenkel, Louppe, "Towards reliable simulation-based inference with balanced neural
+    ratio estimation", NeurIPS 2022, https://arxiv.org/abs/2208.13624 (balance)
 """
 
 from __future__ import annotations
@@ -130,8 +140,8 @@ def ratio_method(name: str, loss: Callable, about: str, reference: str, *, label
         label: train only on the rows of this label (None: both).
         repaired: pair each row drawn at θ_ref with the θ of its neighbour in the shuffled batch.
         anchored: log r̂(x|θ) = g(x, θ) − g(x, θ_ref) during training (False: g(x, θ) itself).
-        defaults: the method's own defaults of RatioEstimator's options; alpha is 1 and weighting "none" unless
-            given.
+        defaults: the method's own defaults of RatioEstimator's options; alpha is 1, weighting "none" and balance 0
+            unless given.
 
     Example:
         >>> def brier(log_r_hat, y):
@@ -143,7 +153,7 @@ def ratio_method(name: str, loss: Callable, about: str, reference: str, *, label
     taken = ratio_inputs(loss)
     fields = {f for k in taken for f in RATIO_INPUTS[k][1]} | ({"label"} if repaired else set())
     return Method(name, "ratio", RatioEstimator, about, reference, fields=tuple(f for f in FIELDS if f in fields),
-                  label=label, loss=loss, defaults={"alpha": 1.0, "weighting": "none", **(defaults or {})},
+                  label=label, loss=loss, defaults={"alpha": 1.0, "weighting": "none", "balance": 0.0, **(defaults or {})},
                   theta_gradient="score_hat" in taken, repaired=repaired, anchored=anchored)
 
 
@@ -189,6 +199,31 @@ def _loss_inputs(e, spec: Method, taken: tuple[str, ...], net, b) -> dict[str, o
     if "weight" in taken:
         out["weight"] = ratio_weight(out["log_r_hat"], e.clip) if e.weighting == "ratio" else 1.0
     return {k: out[k] for k in taken}
+
+
+def balance_inputs(spec: Method) -> tuple[str, ...]:
+    """The `RATIO_INPUTS` that the balancing penalty of `spec`'s classes reads: the logits and labels of the rows
+    drawn at θ and at θ_ref, or for a method trained on the rows of one label the logits of the joint and the
+    shuffled pairs.
+
+    Raises:
+        ValueError: the method trains on rows of one class only and forms no shuffled pairs.
+    """
+    if spec.label is None:
+        return ("log_r_hat", "y")
+    if "log_r_hat_marginal" in ratio_inputs(spec.loss):
+        return ("log_r_hat", "log_r_hat_marginal")
+    raise ValueError(f"balance needs two classes of rows, and {spec.name} trains on the rows of label {spec.label} "
+                     f"alone without shuffled pairs: use balance=0 for it.")
+
+
+def balance_penalty(inputs: dict[str, Tensor]) -> Tensor:
+    """`losses.balancing` of one batch: between the rows drawn at θ and at θ_ref (label y), or between the joint
+    pairs and the shuffled ones (log_r_hat_marginal)."""
+    if "log_r_hat_marginal" in inputs:
+        return losses.balancing(inputs["log_r_hat"], inputs["log_r_hat_marginal"])
+    at_theta = inputs["y"] == 0
+    return losses.balancing(inputs["log_r_hat"][at_theta], inputs["log_r_hat"][~at_theta])
 
 
 def cross_entropy(net: nn.Module, b: dict[str, Tensor]) -> Tensor:
@@ -279,6 +314,9 @@ class RatioEstimator(Estimator):
             so that the cross-entropy weighs errors of log r̂ as the expected squared error under p(x|θ) does
             (the module docstring); "none", w = 1. By default the method's own (`defaults` in the registry:
             "ratio" for alice and alices, whose soft labels keep the weighted gradient bounded, "none" otherwise).
+        balance: the weight λ ≥ 0 of the balancing condition of BNRE (the module docstring, `losses.balancing`):
+            λ·(mean σ(log r̂) over the rows of one class + over those of the other − 1)² per batch; 0 (the default
+            of every method) turns it off, the paper uses 100.
         embedding: a network that summarises x before the ratio network reads it, trained with it: a built-in
             by name ("mlp", "cnn", "deepset", "cnn1d", "gru"), a dict of its name and settings such as
             {"name": "cnn", "channels": [16, 32], "out": 32}, or a torch.nn.Module of your own mapping x
@@ -301,11 +339,17 @@ class RatioEstimator(Estimator):
     capabilities = frozenset({"likelihood", "ratio", "score"})
 
     def __init__(self, method: str | None = None, alpha: float | None = None, hidden=(128, 128, 128), activation: str = "silu",
-                 clip: float = 10.0, embedding=None, weighting: str | None = None, **training):
+                 clip: float = 10.0, embedding=None, weighting: str | None = None, balance: float | None = None,
+                 **training):
         if method is not None:
             spec = family_method("ratio", method, "RatioEstimator")
             alpha = spec.defaults.get("alpha", 1.0) if alpha is None else alpha
             weighting = spec.defaults.get("weighting", "none") if weighting is None else weighting
+            balance = spec.defaults.get("balance", 0.0) if balance is None else balance
+            if balance:
+                balance_inputs(spec)  # refuses a method without two classes here, not at fit time
+        if balance is not None:
+            balance = checks.non_negative_float(balance, "balance")
         if alpha is not None:
             checks.non_negative_float(alpha, "alpha")
         if weighting is not None and weighting not in WEIGHTINGS:
@@ -320,6 +364,9 @@ class RatioEstimator(Estimator):
         self.params = {"method": method, "alpha": alpha, "hidden": list(widths), "activation": activation, "clip": clip,
                        "weighting": weighting}
         self.weighting = weighting
+        self.balance = balance
+        if balance is not None:  # a method's balance is recorded; None (the method not yet chosen) is set at fit
+            self.params["balance"] = balance
         if self.embedding is not None:  # only then, so that the config of a model without one stays as it was
             self.params["embedding"] = embedding_record(self.embedding)
 
@@ -342,7 +389,10 @@ class RatioEstimator(Estimator):
             self.alpha = self.params["alpha"] = spec.defaults.get("alpha", 1.0)
         if self.weighting is None:  # and its own weighting
             self.weighting = self.params["weighting"] = spec.defaults.get("weighting", "none")
+        if self.balance is None:  # and its own balancing
+            self.balance = self.params["balance"] = spec.defaults.get("balance", 0.0)
         taken = ratio_inputs(spec.loss)
+        needed = tuple(dict.fromkeys((*taken, *balance_inputs(spec)))) if self.balance else taken
         if self.weighting == "ratio" and "weight" not in taken:
             raise ValueError(f"weighting='ratio' weighs the cross-entropy of each row by 1 + r̂(x|θ), but the loss of "
                              f"{self.method} takes no weight (carl, alice, cascal and alices do): use weighting='none'.")
@@ -353,7 +403,9 @@ class RatioEstimator(Estimator):
         network.theta_norm.fit(b["theta"] for b in train.batches(65536, ["theta"], label=spec.label, shuffle=False))
 
         def loss(net: nn.Module, batch: dict[str, Tensor]) -> Tensor:
-            return spec.loss(**_loss_inputs(self, spec, taken, net, batch)).mean()
+            inputs = _loss_inputs(self, spec, needed, net, batch)
+            value = spec.loss(**{k: inputs[k] for k in taken}).mean()
+            return value + self.balance * balance_penalty(inputs) if self.balance else value
 
         fields, monitors = spec.fields, {}
         if spec.label is None:  # rows of both labels: the gold-free cross-entropy between them is a monitor
