@@ -82,10 +82,10 @@ from torch import Tensor, nn
 
 from .. import checks, losses
 from ..data import Dataset
-from ..nn import (ConditionalFlow, check_flow_settings, flow_activation, flow_candidates, flow_hidden, pick_flow,
-                  restore_auto, with_theta_gradient)
+from ..nn import ConditionalFlow, check_flow_settings, flow_activation, flow_hidden, with_theta_gradient
 from ..training import Trainer
 from .base import Estimator, register, reference_runs
+from .flow_choice import FlowChoice
 from .registry import Method, family_method, register_method
 
 QUADRATURE_NODES = 8
@@ -175,7 +175,7 @@ class FlowNetwork(ConditionalFlow):
 
 
 @register
-class LikelihoodEstimator(Estimator):
+class LikelihoodEstimator(FlowChoice, Estimator):
     """A neural estimator of the likelihood p(x|θ), trained by nle or scandal.
 
     A surrogate for inference (`goldmine.inference.surrogate`): its likelihood terms are log p̂(x|θ).
@@ -226,7 +226,6 @@ class LikelihoodEstimator(Estimator):
 
     kind = "likelihood"
     capabilities = frozenset({"likelihood", "ratio", "score"})
-    _start_flow: str | None = None  # the flow of the weights `start_from` gave
 
     #: lr 1e-3 and batches of at least 128 rows, the settings of the flows' benchmarks
     TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
@@ -260,19 +259,6 @@ class LikelihoodEstimator(Estimator):
         return FlowNetwork(theta_dim, x_dim, self.reference_, self.flow_, transforms, self.hidden,
                            self.bins, flow_activation(self.flow, self.flow_, self.activation))
 
-    def start_from(self, other: "LikelihoodEstimator") -> "LikelihoodEstimator":
-        """As `Estimator.start_from`; the next fit keeps the flow of `other` (no choice under flow="auto")."""
-        super().start_from(other)
-        self._start_flow = other.flow_
-        return self
-
-    def _fitted_record(self) -> dict:
-        return {**super()._fitted_record(), "flow": self.flow_}
-
-    @classmethod
-    def _restore(cls, config: dict, state: dict[str, Tensor]) -> "LikelihoodEstimator":
-        return restore_auto(super()._restore.__func__, cls, config, state)
-
     def fit(self, data: Dataset | str, device=None) -> "LikelihoodEstimator":
         """Trains on every run and returns self: a row drawn at θ (label 0) is the pair (θ, x) with the joint
         score t(x, z|θ), a row drawn at θ_ref (label 1) the pair (θ_ref, x) with t(x, z|θ_ref). The
@@ -288,16 +274,8 @@ class LikelihoodEstimator(Estimator):
             NotImplementedError: the data's x are integers and x_dim > 1 (the mass quadrature is 1-D).
         """
         data = self._resolve_method(data, "likelihood")
-        start = self._start_flow if self._start_state is not None else None
-        candidates = flow_candidates(self.flow, start)
-        fits = []
-        for flow in candidates:
-            self.flow_ = flow
-            converging = self._fit_flow(data, device)
-            fits.append((flow, self.network_, self.history_))
-            if not converging:  # the other flows are tried only where nle trains to convergence
-                break
-        self.flow_, self.network_, self.history_ = fits[pick_flow([(f[0], f[2]) for f in fits])]
+        # the other flows are tried only where nle trains to convergence
+        self._fit_flows(lambda: self._fit_flow(data, device))
         return self
 
     def _fit_flow(self, data: Dataset, device) -> bool:

@@ -58,12 +58,12 @@ from .. import checks, losses
 from ..data import Dataset
 from ..embeddings import embedding_record, embedding_spec, x_input
 from ..memory import as_data
-from ..nn import (ConditionalFlow, check_flow_settings, flow_activation, flow_candidates, flow_hidden, pick_flow,
-                  restore_auto)
+from ..nn import ConditionalFlow, check_flow_settings, flow_activation, flow_hidden
 from ..simulators.base import box_prior
 from ..simulators.priors import check_prior, support_bounds
 from ..training import Trainer
 from .base import Estimator, register
+from .flow_choice import FlowChoice
 from .registry import Method, family_method, register_method
 
 LEAKAGE_DRAWS = 10_000  # draws of q(·|x) behind Z(x): standard error ≤ 0.005
@@ -99,7 +99,7 @@ class PosteriorNetwork(ConditionalFlow):
 
 
 @register
-class PosteriorEstimator(Estimator):
+class PosteriorEstimator(FlowChoice, Estimator):
     """A neural estimator of the posterior p(θ|x), trained by npe and restricted to the prior's support.
 
     A direct posterior, not a likelihood (the "posterior" capability of `goldmine.inference.surrogate`):
@@ -147,7 +147,7 @@ class PosteriorEstimator(Estimator):
 
     kind = "posterior"
     capabilities = frozenset({"posterior"})
-    _start_flow: str | None = None  # the flow of the weights `start_from` gave
+    _flow_state = ("_log_mass",)  # Z(x) belongs to the network fitted
 
     #: lr 1e-3 and batches of at least 128 rows, the settings of the flows' benchmarks
     TRAINING_DEFAULTS = {"lr": 1e-3, "min_batch_size": 128}
@@ -179,19 +179,6 @@ class PosteriorEstimator(Estimator):
                                 self.bins, flow_activation(self.flow, self.flow_, self.activation), self.embedding,
                                 self.x_shape_)
 
-    def start_from(self, other: "PosteriorEstimator") -> "PosteriorEstimator":
-        """As `Estimator.start_from`; the next fit keeps the flow of `other` (no choice under flow="auto")."""
-        super().start_from(other)
-        self._start_flow = other.flow_
-        return self
-
-    def _fitted_record(self) -> dict:
-        return {**super()._fitted_record(), "flow": self.flow_}
-
-    @classmethod
-    def _restore(cls, config: dict, state: dict[str, Tensor]) -> "PosteriorEstimator":
-        return restore_auto(super()._restore.__func__, cls, config, state)
-
     def fit(self, data: Dataset | str, device=None) -> "PosteriorEstimator":
         """Trains on the rows drawn at θ (label 0) and returns self.
 
@@ -212,12 +199,7 @@ class PosteriorEstimator(Estimator):
         if box is not None and len(box[0]) != data.theta_dim:
             raise ValueError(f"prior has {len(box[0])} dimensions, but the θ of {data.path} have "
                              f"{data.theta_dim}: give one (low, high) bound per θ dimension.")
-        fits = []
-        for flow in flow_candidates(self.flow, self._start_flow if self._start_state is not None else None):
-            self.flow_ = flow
-            self._fit_flow(data, box, device)
-            fits.append((flow, self.network_, self.history_, self._log_mass))
-        self.flow_, self.network_, self.history_, self._log_mass = fits[pick_flow([(f[0], f[2]) for f in fits])]
+        self._fit_flows(lambda: self._fit_flow(data, box, device))
         return self
 
     def _fit_flow(self, data, box, device) -> None:
