@@ -141,7 +141,8 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path):
 def test_ctrl_c_stops_the_workers_with_one_message(tmp_path):
     # a terminal's Ctrl-C sends SIGINT to every process of the foreground group
     path = tmp_path / "d.h5"
-    proc = start(tmp_path, path, 0.2, 4000, 2, start_new_session=True)
+    # 20,000 rows take two workers about 20 s: the run cannot end before the Ctrl-C on a loaded machine
+    proc = start(tmp_path, path, 0.2, 20_000, 2, start_new_session=True)
     wait_for_calls(tmp_path, 3, proc, processes=2)
     deadline = time.time() + 60
     while not path.exists() and time.time() < deadline:  # the first chunk is written
