@@ -31,7 +31,6 @@ DIR/sbibm_flows.json is rewritten after every fit and entry; a rerun skips the f
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import io
@@ -50,7 +49,7 @@ from mining_speed import machine_info  # noqa: E402
 from peers import _f32, _fit, prior_pairs  # noqa: E402
 from sample_efficiency import resume, write  # noqa: E402
 from sbibm import goldmine_simulator, need_sbibm  # noqa: E402  (benchmarks/sbibm.py)
-from sbibm_nle import SbiLikelihood, parse_options  # noqa: E402
+from sbibm_nle import SbiLikelihood, parse_options, score_observation, variant_parser  # noqa: E402
 
 
 def exact_log_density(task: str, family: str, theta, x):
@@ -115,18 +114,9 @@ def draws(family: str, name: str, model, sim, x_obs, n: int, seed: int):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", default="gaussian_linear")
-    parser.add_argument("--variants", nargs="+", default=["npe:gm", "npe:sbi", "nle:gm", "nle:sbi"])
-    parser.add_argument("--budget", type=int, default=1000)
-    parser.add_argument("--observations", type=int, nargs="*", default=[1, 2, 3],
-                        help="sbibm's observations to sample and score; none: held-out log densities only")
-    parser.add_argument("--samples", type=int, default=500)
-    parser.add_argument("--folds", type=int, default=2)
-    parser.add_argument("--test", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "sbibm_flows")
-    parser.add_argument("--report", action="store_true")
+    parser = variant_parser(__doc__.split("\n")[0], "gaussian_linear", ["npe:gm", "npe:sbi", "nle:gm", "nle:sbi"], 1000,
+                            [1, 2, 3], 500, 2, "sbibm_flows",
+                            "sbibm's observations to sample and score; none: held-out log densities only")
     args = parser.parse_args(argv)
     path = args.out / "sbibm_flows.json"
     results = resume(path)
@@ -166,13 +156,9 @@ def main(argv=None) -> None:
         results["fits"].append(record)
         write(results, path)
         for k in todo:
-            x_obs = task.get_observation(k).double()
-            reference = task.get_reference_posterior_samples(k)[:args.samples]
-            start = time.time()
-            sample = draws(family, name, model, sim, x_obs, args.samples, args.seed)
-            seconds = time.time() - start
-            value = float(c2st(reference.float(), sample.float(), seed=1, n_folds=args.folds))
-            print(f"  obs {k}: C2ST {value:.3f} (sampling {seconds:.0f} s)", flush=True)
+            value, seconds = score_observation(task, c2st, k, args.samples, args.folds,
+                                               lambda x_obs: draws(family, name, model, sim, x_obs, args.samples,
+                                                                   args.seed))
             results["entries"] = [e for e in results["entries"] if (e["task"], e["variant"], e["budget"], e["seed"],
                                                                     e["observation"]) != (*key, k)]
             results["entries"].append({**record, "observation": k, "c2st": value, "sample_seconds": seconds,

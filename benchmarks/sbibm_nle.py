@@ -111,19 +111,40 @@ def draws(sampler: str, model, sbi_parts, sim, x_obs, n: int, seed: int):
         return posterior.sample((n,), x=_f32(x_obs), show_progress_bars=False).double()
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", default="slcp")
-    parser.add_argument("--variants", nargs="+", default=["exact+gm", "gm+gm", "sbi+sbi", "sbi+gm"])
-    parser.add_argument("--budget", type=int, default=10_000)
-    parser.add_argument("--observations", type=int, nargs="*", default=[1, 2, 3, 4, 5],
-                        help="sbibm's observations to sample and score; none: fit and score held-out runs only")
-    parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--folds", type=int, default=5)
+def variant_parser(description: str, task: str, variants: list, budget: int, observations: list, samples: int,
+                   folds: int, out: str, help_obs: str) -> argparse.ArgumentParser:
+    """The command line of the variant benchmarks (this one and sbibm_flows.py), with their own defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--task", default=task)
+    parser.add_argument("--variants", nargs="+", default=variants)
+    parser.add_argument("--budget", type=int, default=budget)
+    parser.add_argument("--observations", type=int, nargs="*", default=observations, help=help_obs)
+    parser.add_argument("--samples", type=int, default=samples)
+    parser.add_argument("--folds", type=int, default=folds)
     parser.add_argument("--test", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "sbibm_nle")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / out)
     parser.add_argument("--report", action="store_true")
+    return parser
+
+
+def score_observation(task, c2st, k: int, samples: int, folds: int, draw) -> tuple[float, float]:
+    """sbibm's C2ST of `draw(x_obs)` (samples posterior draws) against observation k's reference posterior, and the
+    seconds the draws took; printed as it goes."""
+    x_obs = task.get_observation(k).double()
+    reference = task.get_reference_posterior_samples(k)[:samples]
+    start = time.time()
+    sample = draw(x_obs)
+    seconds = time.time() - start
+    value = float(c2st(reference.float(), sample.float(), seed=1, n_folds=folds))
+    print(f"  obs {k}: C2ST {value:.3f} (sampling {seconds:.0f} s)", flush=True)
+    return value, seconds
+
+
+def main(argv=None) -> None:
+    parser = variant_parser(__doc__.split("\n")[0], "slcp", ["exact+gm", "gm+gm", "sbi+sbi", "sbi+gm"], 10_000,
+                            [1, 2, 3, 4, 5], 1000, 5, "sbibm_nle",
+                            "sbibm's observations to sample and score; none: fit and score held-out runs only")
     args = parser.parse_args(argv)
     path = args.out / "sbibm_nle.json"
     results = resume(path)
@@ -161,13 +182,9 @@ def main(argv=None) -> None:
                                 "test_runs": args.test})
         write(results, path)
         for k in todo:
-            x_obs = task.get_observation(k).double()
-            reference = task.get_reference_posterior_samples(k)[:args.samples]
-            start = time.time()
-            sample = draws(sampler, model, sbi_parts, sim, x_obs, args.samples, args.seed)
-            seconds = time.time() - start
-            value = float(c2st(reference.float(), sample.float(), seed=1, n_folds=args.folds))
-            print(f"  obs {k}: C2ST {value:.3f} (sampling {seconds:.0f} s)", flush=True)
+            value, seconds = score_observation(task, c2st, k, args.samples, args.folds,
+                                               lambda x_obs: draws(sampler, model, sbi_parts, sim, x_obs,
+                                                                   args.samples, args.seed))
             results["entries"] = [e for e in results["entries"]
                                   if (e["variant"], e["budget"], e["observation"]) != (variant, args.budget, k)]
             results["entries"].append({
