@@ -116,16 +116,27 @@ def goldmine_draws(method, data, sim, x_obs, n, seed):
     return post.sample(n, generator=torch.Generator().manual_seed(seed)), getattr(post, "sampler", "direct")
 
 
-def infer_draws(method, sim, budget, x_obs, n, seed):
+def infer_draws(method, sim, budget, x_obs, n, seed, cache=None):
     """npe or nle through `gm.infer`, every run at θ from the prior or the round's proposal: one round (npe1,
     nle1) or ROUNDS sequential rounds for this observation (snpe, snle); the budget counts the runs of every
-    round."""
+    round. One round does not depend on the observation (θ ~ prior, the same seed): its estimator is kept in
+    `cache` and the next observation's posterior built from it as `gm.infer` builds it, instead of the same fit
+    again."""
     name, rounds = INFER[method]
     rounds = rounds or ROUNDS
-    result = gm.infer(sim, sim.prior, x_obs, method=name, budget=budget, rounds=rounds, seed=seed, progress=False)
-    sampler = getattr(result.posterior, "sampler", "direct")
-    flow = getattr(result.estimator, "flow_", None)  # the flow of npe and nle (flow="auto": the one fit chose)
-    return (result.sample(n, generator=torch.Generator().manual_seed(seed)),
+    key = ("infer", sim.name, method, budget, seed)
+    if rounds == 1 and cache is not None and key in cache:
+        est = cache[key]
+        post = (gm.inference.posterior(est, x_obs, prior=sim.prior, seed=seed) if name == "npe" else
+                gm.inference.posterior(gm.inference.Model(est, prior=sim.prior), x_obs, seed=seed, progress=False))
+    else:
+        result = gm.infer(sim, sim.prior, x_obs, method=name, budget=budget, rounds=rounds, seed=seed, progress=False)
+        est, post = result.estimator, result.posterior
+        if rounds == 1 and cache is not None:
+            cache[key] = est
+    sampler = getattr(post, "sampler", "direct")
+    flow = getattr(est, "flow_", None)  # the flow of npe and nle (flow="auto": the one fit chose)
+    return (post.sample(n, generator=torch.Generator().manual_seed(seed)),
             f"{name}, {rounds} round(s), {sampler}" + (f", flow {flow}" if flow else ""))
 
 
@@ -154,7 +165,7 @@ def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
     if method.startswith("sbi_"):
         draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed, task.get_prior_dist())
     elif method in INFER:
-        draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed)
+        draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed, cache)
     else:
         if method in GOLD and not (task_name in BUILTIN):
             raise ValueError(f"{method} needs gold: {task_name} runs as a black box here")
