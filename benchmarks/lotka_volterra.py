@@ -33,6 +33,27 @@ central 95% marginal credible intervals (the volume of the box, the coverage of 
 On request (`--methods ... nre nres`, not in the paper's list) nre (and nres, nre + the score term), whose denominator is the prior
 predictive p(x) instead of p(x|θ_ref), trained on N runs all at θ ~ prior (layout "prior").
 
+--neyman adds the **Neyman** region of every ratio surrogate (carl, rolr, rascal, alices, nre, nres as run),
+calibrated by construction whatever the surrogate, so that the volumes of methods compare at equal coverage
+(their Wilks regions cover anything from 0.03 to 1.00). The statistic is q(θ) = 2(max ℓ − ℓ(θ)) with the maximum
+over the grid refined by the quadratic through the best point's neighbours (`Mesh.maximum`, as the library's toys
+use it; the Wilks region's maximum is the Powell-refined MLE instead, which a Neyman construction cannot afford
+for every toy), the same for the observation as for the toys (`neyman_grid.py`). At every grid point θ_j the
+threshold c(θ_j) is the 95% quantile (`toy_quantile`, the ⌈0.95·(T + 1)⌉-th smallest) of q(θ_j) over
+T = --calibration-toys toys of --n-obs runs drawn at θ_j; the region is {θ_j : q_obs(θ_j) ≤ c(θ_j)} and its
+volume the fraction of grid points inside times 2401. θ* is no grid point, so its coverage is judged by its own
+threshold c(θ*) from T toys at θ* ("neyman_coverage": an observation and the toys at θ* are exchangeable, so it
+is ⌈0.95·(T + 1)⌉/(T + 1), 0.950 for T = 100, up to the binomial error over the θ*; any other number would
+mean the machinery is wrong), and, beside it, by the threshold of θ*'s nearest grid point
+("neyman_coverage_nearest", what the grid region itself says about θ*). The toys of a point come from the
+generator of (--seed + 6000, j) (grid) or (--seed + 7000, i) (θ*) alone and are shared by every surrogate;
+overflowed runs are redrawn as for the observations, and a grid point whose first 50·n runs all overflow (no
+finite x in 50 tries, as an unobservable θ*) gets no threshold and is outside every region (counted in
+"neyman_thresholds_grid"). Cost: T·g toys of n runs simulated once (g = --grid⁴ = 2401), and T·n·g² pairs
+(x, θ) per surrogate (5.8·10⁸ for T = 100, n = 1: ~10 minutes of one core at ~10⁶ pairs/s), shared by
+--workers processes. The estimators are saved in DIR (estimator_N_method), so that a rerun with --neyman adds
+the regions to the entries of an earlier --neyman run without refitting.
+
 Coverage and MSE are also reported apart for the θ* whose prey is gone by the first recorded point
 in every observed run (`prey_gone_at_once`) and for the others: there x says next to nothing about
 c₂, and θ_ref never produces such x (the simulator's docstring).
@@ -40,7 +61,7 @@ c₂, and θ_ref never produces such x (the simulator's docstring).
 Usage:
     python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]
                                         [--reference-runs N] [--score-runs N] [--workers W] [--seed S]
-                                        [--train-seed S] [--out DIR]
+                                        [--train-seed S] [--neyman] [--calibration-toys T] [--out DIR]
 
 The paper's scale: --budgets 1000 10000 100000 --thetas 200 --reference-runs 1000000. A rerun with
 the same settings and --out skips the (budget, method) entries already in the JSON and reuses the
