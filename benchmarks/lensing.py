@@ -87,6 +87,7 @@ from goldmine.inference.grid import Mesh  # noqa: E402
 from goldmine.inference.toys import draw_toys, toy_log_likelihood, toy_quantile, toy_sizes  # noqa: E402
 from goldmine.simulators.lensing import StrongLensing  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
+from neyman_grid import grid_q, point_q  # noqa: E402
 from sample_efficiency import write  # noqa: E402
 
 THETA0 = (0.1, -1.9)
@@ -187,8 +188,8 @@ def neyman_area(models: dict, sim, grid: torch.Tensor, theta0: torch.Tensor, obs
     mesh = Mesh(grid)
     bank, toys, n_obs = config["neyman_bank"], config["calibration_toys"], config["n_obs"]
     # thresholds at every grid point: q against the refined maximum over the grid
-    grid_q = bank_statistics({k: (m, grid, lambda j: j) for k, m in models.items()}, sim, grid,
-                             mesh.maximum, bank, toys, n_obs, seed=777, log=log)
+    grid_stats = bank_statistics({k: (m, grid, lambda j: j) for k, m in models.items()}, sim, grid,
+                                 mesh.maximum, bank, toys, n_obs, seed=777, log=log)
     # the check at θ₀ itself: as region_stats's q(θ₀), the maximum over the grid and θ₀
     # the check at θ₀ itself (as region_stats's q(θ₀): the maximum over the grid and θ₀), with the bank's
     # size and four times it, to see the approximation's error shrink
@@ -197,11 +198,10 @@ def neyman_area(models: dict, sim, grid: torch.Tensor, theta0: torch.Tensor, obs
                                    toys, n_obs, seed=999, log=lambda *_: None) for size in (bank, 4 * bank))
     out = {}
     for name in models:
-        c = torch.tensor([toy_quantile(q, LEVEL) for q in grid_q[name]], dtype=torch.float64)  # (G,)
+        c = torch.tensor([toy_quantile(q, LEVEL) for q in grid_stats[name]], dtype=torch.float64)  # (G,)
         ll = observed[name]
-        q_grid = (2.0 * (mesh.maximum(ll[:, :-1])[:, None] - ll[:, :-1])).clamp(min=0.0)
-        inside = (q_grid <= c).double().mean(1)
-        q0 = (2.0 * (torch.maximum(mesh.maximum(ll[:, :-1]), ll[:, -1]) - ll[:, -1])).clamp(min=0.0)
+        inside = (grid_q(mesh, ll[:, :-1]) <= c).double().mean(1)
+        q0 = point_q(mesh, ll)
         c0 = toy_quantile(at0[name][0], LEVEL)
         cover = (q0 <= c0).double()
         out[name] = {"neyman_area": float(inside.median()) * box, "neyman_area_fraction": float(inside.median()),

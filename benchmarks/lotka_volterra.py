@@ -33,6 +33,39 @@ central 95% marginal credible intervals (the volume of the box, the coverage of 
 On request (`--methods ... nre nres`, not in the paper's list) nre (and nres, nre + the score term), whose denominator is the prior
 predictive p(x) instead of p(x|θ_ref), trained on N runs all at θ ~ prior (layout "prior").
 
+--neyman adds the **Neyman** region of every ratio surrogate (carl, rolr, rascal, alices, nre, nres as run),
+calibrated by construction whatever the surrogate, so that the volumes of methods compare at equal coverage
+(their Wilks regions cover anything from 0.03 to 1.00). The statistic is q(θ) = 2(max ℓ − ℓ(θ)) with the maximum
+over the grid refined by the quadratic through the best point's neighbours (`Mesh.maximum`, as the library's toys
+use it; the Wilks region's maximum is the Powell-refined MLE instead, which a Neyman construction cannot afford
+for every toy), the same for the observation as for the toys (`neyman_grid.py`). At every grid point θ_j the
+threshold c(θ_j) is the 95% quantile (`toy_quantile`, the ⌈0.95·(T + 1)⌉-th smallest) of q(θ_j) over
+T = --calibration-toys toys of --n-obs runs drawn at θ_j; the region is {θ_j : q_obs(θ_j) ≤ c(θ_j)} and its
+volume the fraction of grid points inside times 2401. θ* is no grid point, so its coverage is judged by its own
+threshold c(θ*) from T toys at θ* ("neyman_coverage": an observation and the toys at θ* are exchangeable, so it
+is ⌈0.95·(T + 1)⌉/(T + 1), 0.950 for T = 100, up to the binomial error over the θ*; any other number would
+mean the machinery is wrong), and, beside it, by the threshold of θ*'s nearest grid point
+("neyman_coverage_nearest", what the grid region itself says about θ*). The toys of a point come from the
+generator of (--seed + 6000, j) (grid) or (--seed + 7000, i) (θ*) alone and are shared by every surrogate;
+overflowed runs are redrawn as for the observations, and a grid point whose first 50·n runs all overflow (no
+finite x in 50 tries, as an unobservable θ*) gets no threshold and is outside every region (counted in
+"neyman_thresholds_grid"). Cost: T·g toys of n runs simulated once (g = --grid⁴ = 2401), and T·n·g² pairs
+(x, θ) per surrogate (5.8·10⁸ for T = 100, n = 1: ~10 minutes of one core at ~10⁶ pairs/s), shared by
+--workers processes. The estimators are saved in DIR (estimator_N_method), so that a rerun with --neyman adds
+the regions to the entries of an earlier --neyman run without refitting. The run in benchmarks/README.md
+(`## lotka_volterra`, "Neyman regions at 10⁴ runs"; 44 minutes for the Neyman part on 2 busy cores):
+
+    python benchmarks/lotka_volterra.py --budgets 10000 --methods carl alices nre nres --thetas 200 \
+        --reference-runs 0 --workers 2 --neyman --calibration-toys 100 --out benchmarks/results/lotka_volterra_neyman
+
+    method   Wilks volume  coverage   Neyman volume  coverage (c(θ*))
+    carl        69 ± 4       0.03       683 ± 29      0.94
+    alices     788 ± 55      0.59       940 ± 34      0.96
+    nre       38.6 ± 3.0     1.00      28.5 ± 2.2     0.94
+    nres      33.8 ± 3.0     0.93      30.6 ± 2.4     0.95
+
+At equal coverage nres's region is 0.045× carl's (the issue's target met on Neyman regions; nre's 0.042×).
+
 Coverage and MSE are also reported apart for the θ* whose prey is gone by the first recorded point
 in every observed run (`prey_gone_at_once`) and for the others: there x says next to nothing about
 c₂, and θ_ref never produces such x (the simulator's docstring).
@@ -40,7 +73,7 @@ c₂, and θ_ref never produces such x (the simulator's docstring).
 Usage:
     python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]
                                         [--reference-runs N] [--score-runs N] [--workers W] [--seed S]
-                                        [--train-seed S] [--out DIR]
+                                        [--train-seed S] [--neyman] [--calibration-toys T] [--out DIR]
 
 The paper's scale: --budgets 1000 10000 100000 --thetas 200 --reference-runs 1000000. A rerun with
 the same settings and --out skips the (budget, method) entries already in the JSON and reuses the
@@ -73,7 +106,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import goldmine as gm  # noqa: E402
 from goldmine.simulators.base import DTYPE, draw_prior  # noqa: E402
+from goldmine.inference.grid import Mesh  # noqa: E402
 from goldmine.simulators.lotka_volterra import INITIAL, STEPS  # noqa: E402
+from neyman_grid import draw_finite, neyman_thresholds, observed_region  # noqa: E402
 from sample_efficiency import write  # noqa: E402
 
 RATIO = ("carl", "rolr", "rascal", "alices")
@@ -81,6 +116,7 @@ METHODS = (*RATIO, "scandal", "sallino", "smc_abc")
 # not in the paper's study: nre's denominator is the prior predictive p(x), not p(x|θ_ref); run on request
 # (--methods ... nre), from N runs all at θ ~ prior (layout "prior"), to see what the anchor at θ_ref costs
 UNANCHORED = ("nre", "nres")
+NEYMAN = (*RATIO, *UNANCHORED)  # the surrogates whose Neyman regions --neyman judges
 GOLD = ("rolr", "rascal", "alices", "scandal", "sallino", "nres")  # the methods that train on mined gold
 TARGET_BUDGET = 10_000
 LEVEL = 0.95
@@ -90,16 +126,7 @@ BOX_VOLUME = 7.0**4  # the prior box [−5, 2]⁴
 def observations(sim, thetas: torch.Tensor, n_obs: int, seed: int) -> torch.Tensor:
     """n_obs runs with finite x at each θ*: (k, n_obs, 9); overflowed runs are redrawn."""
     generator = torch.Generator().manual_seed(seed)
-    out = []
-    for theta in thetas:
-        kept = torch.empty(0, sim.x_dim, dtype=DTYPE)
-        for _ in range(50):
-            x = sim.sample(theta.expand(n_obs, -1), generator=generator).x
-            kept = torch.cat([kept, x[torch.isfinite(x).all(1)]])[:n_obs]
-            if len(kept) == n_obs:
-                break
-        out.append(kept)
-    return out
+    return [draw_finite(sim, theta, n_obs, generator) for theta in thetas]
 
 
 def fit(method: str, data, seed: int):
@@ -133,6 +160,60 @@ def judge_surrogate(model, thetas, x_obs, grid) -> dict:
         volumes.append(float(region.inside.double().mean()) * BOX_VOLUME)  # the fraction of the prior box inside
         covered.append(bool(region.contains(theta[None])[0]))
     return {"squared_error": errors, "volume": volumes, "covered": covered}
+
+
+def judge_neyman(models: dict, sim, thetas, x_obs, grid, toys: int, n_obs: int, seed: int, workers: int,
+                 log=print) -> dict:
+    """The Neyman regions of every model (module docstring, --neyman) from toys shared by all of them:
+    {method: entry fields}. Thresholds at the grid points from toys seeded by (seed + 6000, j), at the θ* from
+    toys seeded by (seed + 7000, i)."""
+    start = time.perf_counter()
+    grid_c, grid_toys, grid_seconds = neyman_thresholds(models, sim, grid, toys, n_obs, seed + 6000, LEVEL,
+                                                        workers=workers, log=log)
+    grid_wall = time.perf_counter() - start
+    log(f"Neyman thresholds at {len(grid)} grid points ({toys} toys of {n_obs} runs): {grid_wall:.0f} s; "
+        f"{int((grid_toys < toys).sum())} points with fewer toys, "
+        f"{int(torch.isinf(next(iter(grid_c.values()))).sum())} unobservable (outside every region)")
+    start = time.perf_counter()
+    theta_c, theta_toys, theta_seconds = neyman_thresholds(models, sim, grid, toys, n_obs, seed + 7000, LEVEL,
+                                                           points=thetas, workers=workers, log=lambda *_: None)
+    theta_wall = time.perf_counter() - start
+    log(f"Neyman thresholds at {len(thetas)} θ*: {theta_wall:.0f} s")
+    mesh = Mesh(grid)
+    out = {}
+    for name, model in models.items():
+        c = grid_c[name]
+        volumes, covered, nearest, q_obs = [], [], [], []
+        for i, (theta, x) in enumerate(zip(thetas, x_obs)):
+            r = observed_region(model, x, grid, theta, c, float(theta_c[name][i]), mesh)
+            volumes.append(float(r["inside"].double().mean()) * BOX_VOLUME)
+            covered.append(bool(r["covered"]))
+            nearest.append(bool(r["covered_nearest"]))
+            q_obs.append(r["q"])
+        finite = c[torch.isfinite(c)]
+        share = lambda key: grid_seconds[key] + theta_seconds[key]  # noqa: E731
+        out[name] = {"neyman_volume": volumes, "neyman_covered": covered, "neyman_covered_nearest": nearest,
+                     "neyman_q_theta": q_obs, "neyman_threshold_theta": theta_c[name].tolist(),
+                     "neyman_thresholds_grid": {"min": float(finite.min()), "median": float(finite.median()),
+                                                "max": float(finite.max()), "unobservable": int(len(c) - len(finite))},
+                     "neyman_toys": toys, "neyman_grid_toys_short": int((grid_toys < toys).sum()),
+                     "neyman_theta_toys_short": int((theta_toys < toys).sum()),
+                     # the worker seconds of this model's evaluations, and the toys' simulation shared by all
+                     "neyman_seconds": share(name), "neyman_simulate_seconds": share("simulate"),
+                     "neyman_wall_seconds": grid_wall + theta_wall}
+    return out
+
+
+def summarize_neyman(entry: dict) -> dict:
+    """The Neyman region's mean volume and its coverage of θ* (by c(θ*) from toys at θ*, and by the threshold of
+    θ*'s nearest grid point), with standard errors."""
+    v, n = entry["neyman_volume"], len(entry["neyman_volume"])
+    mean = sum(v) / n
+    se = (sum((u - mean) ** 2 for u in v) / max(1, n - 1) / n) ** 0.5
+    cover = sum(entry["neyman_covered"]) / n
+    return {"neyman_volume": mean, "neyman_volume_se": se, "neyman_coverage": cover,
+            "neyman_coverage_se": math.sqrt(LEVEL * (1 - LEVEL) / n),
+            "neyman_coverage_nearest": sum(entry["neyman_covered_nearest"]) / n}
 
 
 def abc_distance(sim, seed: int):
@@ -229,7 +310,17 @@ def targets(results: dict) -> dict:
                                 "coverage": r["summary"]["coverage"], "coverage_se": r["summary"]["coverage_se"]}
                   for r in gold}
     met = any(m["volume_ratio_to_carl"] <= 0.5 and abs(m["coverage"] - LEVEL) <= 0.02 for m in per_method.values())
-    return {name: {"met": met, **per_method}}
+    out = {name: {"met": met, **per_method}}
+    if "neyman_volume" in carl and any("neyman_volume" in r["summary"] for r in gold):
+        # the same target with Neyman regions: calibrated by construction, so the volumes compare at equal coverage
+        per_method = {r["method"]: {"volume_ratio_to_carl": r["summary"]["neyman_volume"] / carl["neyman_volume"],
+                                    "coverage": r["summary"]["neyman_coverage"],
+                                    "coverage_se": r["summary"]["neyman_coverage_se"]}
+                      for r in gold if "neyman_volume" in r["summary"]}
+        met = any(m["volume_ratio_to_carl"] <= 0.5 and abs(m["coverage"] - LEVEL) <= 0.02 for m in per_method.values())
+        out[name.replace("region", "Neyman region")] = {"met": met, "carl_coverage": carl["neyman_coverage"],
+                                                        **per_method}
+    return out
 
 
 def against_nre(results: dict) -> dict:
@@ -263,6 +354,20 @@ def table(results: dict) -> str:
                      f"{s['volume']:>9.3g} ± {s['volume_se']:<5.2g} {s['coverage']:>9.2f} "
                      f"{s.get('coverage_prey_gone', math.nan):>5.2f}/{s.get('coverage_prey_left', math.nan):<4.2f} "
                      f"{'—' if err is None else f'{err:.3g}':>10} {score:>15} {r['seconds']:>7.0f}")
+    return "\n".join(lines)
+
+
+def neyman_table(results: dict) -> str:
+    lines = [f"{'budget':>8} {'method':>8} {'Wilks volume':>14} {'Wilks cov':>9} {'Neyman volume':>15} "
+             f"{'Neyman cov':>14} {'nearest-c cov':>13} {'Neyman s':>9}"]
+    for r in results["runs"].values():
+        if "neyman_volume" not in r:
+            continue
+        s = r["summary"]
+        lines.append(f"{r['budget']:>8} {r['method']:>8} {s['volume']:>7.3g} ± {s['volume_se']:<4.2g} "
+                     f"{s['coverage']:>9.2f} {s['neyman_volume']:>8.3g} ± {s['neyman_volume_se']:<4.2g} "
+                     f"{s['neyman_coverage']:>7.2f} ± {s['neyman_coverage_se']:.3f} {s['neyman_coverage_nearest']:>13.2f} "
+                     f"{r['neyman_seconds']:>9.0f}")
     return "\n".join(lines)
 
 
@@ -308,6 +413,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--reference-runs", type=int, default=1_000_000, help="0: no reference surrogate")
     parser.add_argument("--score-runs", type=int, default=4000, help="held-out runs of the score error (0: none)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--neyman", action="store_true", help="also the Neyman regions of the ratio surrogates "
+                        "(thresholds from toys at every grid point and at every θ*)")
+    parser.add_argument("--calibration-toys", type=int, default=100, help="toys per point of the Neyman thresholds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-seed", type=int, default=None, help="the networks' training seed (default: --seed); "
                         "data, θ* and observations keep --seed, so that runs differing in it are paired")
@@ -343,8 +451,9 @@ def main(argv=None) -> dict:
     json_path = args.out / "lotka_volterra.json"
     if json_path.exists():  # a rerun with the same settings keeps the (budget, method) entries already done
         old = json.loads(json_path.read_text())
-        same = {k: v for k, v in old.get("args", {}).items() if k not in ("methods", "budgets")}
-        if same == {k: v for k, v in results["args"].items() if k not in ("methods", "budgets")}:
+        free = ("methods", "budgets", "neyman", "calibration_toys")  # settings that a rerun may change
+        same = {k: v for k, v in old.get("args", {}).items() if k not in free}
+        if same == {k: v for k, v in results["args"].items() if k not in free}:
             results["runs"] = old.get("runs", {})
 
     def simulate(n: int, name: str):
@@ -376,8 +485,13 @@ def main(argv=None) -> dict:
             prior_data = gm.simulate(sim, budget, args.out / f"prior_{budget}.h5", seed=args.seed, workers=args.workers,
                                      progress=False, layout="prior")
         simulate_seconds = time.perf_counter() - t
+        neyman_models = {}  # the ratio surrogates of this budget whose Neyman regions are still to be judged
         for method in args.methods:
+            saved = args.out / f"estimator_{budget}_{method}"
             if f"{budget}/{method}" in results["runs"]:
+                if (args.neyman and method in NEYMAN and "neyman_volume" not in results["runs"][f"{budget}/{method}"]
+                        and saved.exists()):
+                    neyman_models[method] = gm.inference.Model(gm.load(saved), prior=sim)
                 continue
             t = time.perf_counter()
             if method == "smc_abc":
@@ -387,6 +501,9 @@ def main(argv=None) -> dict:
                 estimator = fit(method, prior_data if method in UNANCHORED else data,
                                 args.seed if args.train_seed is None else args.train_seed)
                 model = gm.inference.Model(estimator, prior=sim)
+                if args.neyman and method in NEYMAN:  # kept for a rerun that adds the Neyman regions
+                    estimator.save(saved)
+                    neyman_models[method] = model
                 entry = judge_surrogate(model, thetas, x_obs, grid)
                 log_r_error = None
                 if reference is not None:
@@ -400,12 +517,29 @@ def main(argv=None) -> dict:
             print(f"[{budget} runs] {method}: {results['runs'][f'{budget}/{method}']['summary']}")
             results["seconds"] = time.perf_counter() - started
             write(results, json_path)
+        if neyman_models:
+            print(f"[{budget} runs] Neyman regions of {', '.join(neyman_models)}: {args.calibration_toys} toys at "
+                  f"each of {len(grid)} grid points and {len(thetas)} θ*")
+            fields = judge_neyman(neyman_models, sim, thetas, x_obs, grid, args.calibration_toys, args.n_obs, args.seed,
+                                  args.workers)
+            for method, extra in fields.items():
+                run = results["runs"][f"{budget}/{method}"]
+                run.update(extra)
+                run["summary"].update(summarize_neyman(run))
+                print(f"[{budget} runs] {method} Neyman: " + ", ".join(
+                    f"{k} {run['summary'][k]:.3g}" for k in ("neyman_volume", "neyman_coverage",
+                                                             "neyman_coverage_nearest")))
+            results["seconds"] = time.perf_counter() - started
+            write(results, json_path)
     results["targets"] = targets(results)
     results["nres_against_nre"] = against_nre(results)
     write(results, json_path)
     plot(results, args.out / "lotka_volterra.png")
     print()
     print(table(results))
+    if any("neyman_volume" in r for r in results["runs"].values()):
+        print()
+        print(neyman_table(results))
     for k, v in results["targets"].items():
         print(f"target {k}: {v}")
     for k, v in results["nres_against_nre"].items():
