@@ -451,7 +451,8 @@ def main(argv=None) -> dict:
     json_path = args.out / "lotka_volterra.json"
     if json_path.exists():  # a rerun with the same settings keeps the (budget, method) entries already done
         old = json.loads(json_path.read_text())
-        free = ("methods", "budgets", "neyman", "calibration_toys")  # settings that a rerun may change
+        # settings that a rerun may change (the workers too: data, fits and toys do not depend on them)
+        free = ("methods", "budgets", "neyman", "calibration_toys", "workers")
         same = {k: v for k, v in old.get("args", {}).items() if k not in free}
         if same == {k: v for k, v in results["args"].items() if k not in free}:
             results["runs"] = old.get("runs", {})
