@@ -52,19 +52,8 @@ finite x in 50 tries, as an unobservable θ*) gets no threshold and is outside e
 "neyman_thresholds_grid"). Cost: T·g toys of n runs simulated once (g = --grid⁴ = 2401), and T·n·g² pairs
 (x, θ) per surrogate (5.8·10⁸ for T = 100, n = 1: ~10 minutes of one core at ~10⁶ pairs/s), shared by
 --workers processes. The estimators are saved in DIR (estimator_N_method), so that a rerun with --neyman adds
-the regions to the entries of an earlier --neyman run without refitting. The run in benchmarks/README.md
-(`## lotka_volterra`, "Neyman regions at 10⁴ runs"; 44 minutes for the Neyman part on 2 busy cores):
-
-    python benchmarks/lotka_volterra.py --budgets 10000 --methods carl alices nre nres --thetas 200 \
-        --reference-runs 0 --workers 2 --neyman --calibration-toys 100 --out benchmarks/results/lotka_volterra_neyman
-
-    method   Wilks volume  coverage   Neyman volume  coverage (c(θ*))
-    carl        69 ± 4       0.03       683 ± 29      0.94
-    alices     788 ± 55      0.59       940 ± 34      0.96
-    nre       38.6 ± 3.0     1.00      28.5 ± 2.2     0.94
-    nres      33.8 ± 3.0     0.93      30.6 ± 2.4     0.95
-
-At equal coverage nres's region is 0.045× carl's (the issue's target met on Neyman regions; nre's 0.042×).
+the regions to the entries of an earlier --neyman run without refitting. The measured regions and their
+command are in benchmarks/README.md (`## lotka_volterra`, "Neyman regions at 10⁴ runs").
 
 Coverage and MSE are also reported apart for the θ* whose prey is gone by the first recorded point
 in every observed run (`prey_gone_at_once`) and for the others: there x says next to nothing about
