@@ -84,10 +84,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.executor import seeded_generator  # noqa: E402
 from goldmine.inference.grid import Mesh  # noqa: E402
-from goldmine.inference.toys import draw_toys, toy_log_likelihood, toy_quantile, toy_sizes  # noqa: E402
+from goldmine.inference.toys import draw_toys, point_statistic, toy_log_likelihood, toy_quantile, toy_sizes  # noqa: E402
 from goldmine.simulators.lensing import StrongLensing  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
-from neyman_grid import grid_q, point_q  # noqa: E402
+from neyman_grid import grid_q  # noqa: E402
 from sample_efficiency import write  # noqa: E402
 
 THETA0 = (0.1, -1.9)
@@ -190,7 +190,6 @@ def neyman_area(models: dict, sim, grid: torch.Tensor, theta0: torch.Tensor, obs
     # thresholds at every grid point: q against the refined maximum over the grid
     grid_stats = bank_statistics({k: (m, grid, lambda j: j) for k, m in models.items()}, sim, grid,
                                  mesh.maximum, bank, toys, n_obs, seed=777, log=log)
-    # the check at θ₀ itself: as region_stats's q(θ₀), the maximum over the grid and θ₀
     # the check at θ₀ itself (as region_stats's q(θ₀): the maximum over the grid and θ₀), with the bank's
     # size and four times it, to see the approximation's error shrink
     at0, at0_4x = (bank_statistics({k: (m, torch.cat([grid, theta0]), lambda j: -1) for k, m in models.items()},
@@ -201,7 +200,7 @@ def neyman_area(models: dict, sim, grid: torch.Tensor, theta0: torch.Tensor, obs
         c = torch.tensor([toy_quantile(q, LEVEL) for q in grid_stats[name]], dtype=torch.float64)  # (G,)
         ll = observed[name]
         inside = (grid_q(mesh, ll[:, :-1]) <= c).double().mean(1)
-        q0 = point_q(mesh, ll)
+        q0 = point_statistic(mesh, ll)
         c0 = toy_quantile(at0[name][0], LEVEL)
         cover = (q0 <= c0).double()
         out[name] = {"neyman_area": float(inside.median()) * box, "neyman_area_fraction": float(inside.median()),

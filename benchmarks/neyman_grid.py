@@ -3,7 +3,7 @@ from toys shared by every surrogate, and the region of an observation.
 
 The statistic is the profile q(θ) = 2(max ℓ − ℓ(θ)), ℓ(θ) = Σ_i log r̂(x_i|θ), with the maximum over the grid
 refined by the quadratic through the best point's neighbours (`goldmine.inference.grid.Mesh.maximum`, as the
-library's toys use it) and, at a point θ off the grid, the larger of that and ℓ(θ). The threshold c(θ) is the
+library's toys use it) and, at a point θ off the grid, the larger of that and ℓ(θ) (`point_statistic`). The threshold c(θ) is the
 level-quantile of q(θ) over toys of n runs drawn at θ (`toy_quantile`: an order statistic, exact for
 exchangeable toys), and the Neyman region of an observation is {θ_j : q_obs(θ_j) ≤ c(θ_j)} over the grid: it
 covers any θ at the nominal level whatever the surrogate, so regions of different surrogates compare at equal
@@ -26,7 +26,7 @@ import torch
 
 from goldmine.executor import map_in_order, seeded_generator
 from goldmine.inference.grid import Mesh
-from goldmine.inference.toys import toy_log_likelihood, toy_quantile
+from goldmine.inference.toys import point_statistic, toy_log_likelihood, toy_quantile
 from goldmine.simulators.base import DTYPE
 
 #: sets of runs drawn before a point whose runs all overflow is given up (the study's rule for θ*)
@@ -53,13 +53,6 @@ def draw_finite(sim, theta: torch.Tensor, count: int, generator: torch.Generator
 def grid_q(mesh: Mesh, log_lik: torch.Tensor) -> torch.Tensor:
     """q at every grid point from ℓ on the grid, (t, g) → (t, g)."""
     return (2.0 * (mesh.maximum(log_lik)[:, None] - log_lik)).nan_to_num(nan=math.inf).clamp(min=0.0)
-
-
-def point_q(mesh: Mesh, log_lik: torch.Tensor) -> torch.Tensor:
-    """q at a point off the grid from ℓ on the grid and, in the last column, at the point, (t, g + 1) → (t,)."""
-    at = log_lik[:, -1]
-    top = torch.maximum(mesh.maximum(log_lik[:, :-1]), at)
-    return (2.0 * (top - at)).nan_to_num(nan=math.inf).clamp(min=0.0)
 
 
 def toys_at(sim, theta: torch.Tensor, toys: int, n: int, seed: int, index: int) -> torch.Tensor:
@@ -105,7 +98,7 @@ def thresholds_chunk(models: dict, sim, grid: torch.Tensor, points, toys: int, n
                     out[i][name] = -math.inf
                     continue
                 log_lik = toy_log_likelihood(model, x[i], torch.cat([grid, points[j:j + 1]]))
-                out[i][name] = toy_quantile(point_q(mesh, log_lik), level)
+                out[i][name] = toy_quantile(point_statistic(mesh, log_lik), level)
         seconds[name] = time.perf_counter() - start
     return out, seconds
 
@@ -139,7 +132,7 @@ def observed_region(model, x: torch.Tensor, grid: torch.Tensor, theta: torch.Ten
     mesh = Mesh(grid) if mesh is None else mesh
     log_lik = toy_log_likelihood(model, x[None], torch.cat([grid, theta[None]]))
     inside = grid_q(mesh, log_lik[:, :-1])[0] <= thresholds
-    q_theta = float(point_q(mesh, log_lik)[0])
+    q_theta = float(point_statistic(mesh, log_lik)[0])
     nearest = int(((grid - theta) ** 2).sum(1).argmin())
     return {"inside": inside, "q": q_theta, "covered": q_theta <= threshold_at_theta,
             "covered_nearest": q_theta <= float(thresholds[nearest])}

@@ -161,7 +161,12 @@ def toy_log_likelihood(model: Model, x: Tensor, theta: Tensor) -> Tensor:
 def toy_statistic(model: Model, x: Tensor, grid: Tensor, theta: Tensor, mesh: Mesh | None = None) -> Tensor:
     """q(θ) of every toy at one θ (1, d), with ℓ(θ̂) from the grid (refined): x (toys, n, x_dim) → (toys,)."""
     mesh = Mesh(grid) if mesh is None else mesh
-    log_lik = toy_log_likelihood(model, x, torch.cat([grid, theta]))
+    return point_statistic(mesh, toy_log_likelihood(model, x, torch.cat([grid, theta])))
+
+
+def point_statistic(mesh: Mesh, log_lik: Tensor) -> Tensor:
+    """q(θ) = 2(max ℓ − ℓ(θ)) at a θ off the grid from ℓ on the grid and, in the last column, at θ: (t, g + 1) →
+    (t,); the maximum is the larger of the refined grid maximum and ℓ(θ), and NaN becomes +inf (never inside)."""
     at_theta = log_lik[:, -1]
     top = torch.maximum(mesh.maximum(log_lik[:, :-1]), at_theta)
     return (2.0 * (top - at_theta)).nan_to_num(nan=math.inf).clamp(min=0.0)
