@@ -6,7 +6,8 @@ import torch
 import goldmine as gm
 from goldmine.estimators.likelihood import LikelihoodEstimator
 from goldmine.estimators.posterior import CONVERGE, PosteriorEstimator
-from goldmine.nn import AUTO_FLOWS, flow_activation, flow_candidates, pick_flow
+from goldmine.estimators.flow_choice import flow_candidates, pick_flow
+from goldmine.nn import AUTO_FLOWS, flow_activation
 
 SETTINGS = dict(epochs=3, transforms=1, hidden=(8,), progress=False, seed=0)
 

@@ -7,7 +7,6 @@ would make ∇_θ log r̂ piecewise constant.
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
@@ -71,38 +70,6 @@ def flow_activation(flow: str, chosen: str, activation: str | None) -> str:
     if activation is not None:
         return activation
     return dict(AUTO_FLOWS)[chosen] if flow == "auto" else DEFAULT_ACTIVATION
-
-
-def flow_candidates(flow: str, start: str | None) -> tuple[str, ...]:
-    """The flows a fit tries: the one named, the `AUTO_FLOWS` for "auto", or only `start`, the flow of the
-    weights the fit starts from (`Estimator.start_from`)."""
-    if start is not None:
-        return (start,)
-    return tuple(f for f, _ in AUTO_FLOWS) if flow == "auto" else (flow,)
-
-
-def pick_flow(fits: list[tuple[str, object]]) -> int:
-    """The index of the fit to keep among (flow, history) pairs: the lowest validation loss of the weights kept
-    (`kept_val_loss`, the held-out −log q up to a constant, so the lower E KL); the first fit when a loss is missing
-    or not finite (no validation rows)."""
-    losses = [h.get("kept_val_loss") if isinstance(h, dict) else None for _, h in fits]
-    if any(v is None or not math.isfinite(v) for v in losses):
-        return 0
-    return min(range(len(fits)), key=lambda i: losses[i])
-
-
-def restore_auto(restore, cls, config: dict, state: dict):
-    """`restore(cls, config, state)` (the base class's `_restore`) for a flow estimator, whose saved flow="auto"
-    model rebuilds the flow its fit chose (config["fitted"]["flow"]) and then keeps the settings as given."""
-    params = config["params"]
-    if params.get("flow") != "auto":
-        return restore(cls, config, state)
-    chosen = config["fitted"]["flow"]
-    concrete = {**params, "flow": chosen, "activation": flow_activation("auto", chosen, params.get("activation"))}
-    est = restore(cls, {**config, "params": concrete}, state)
-    est.flow, est.activation, est.flow_ = "auto", params.get("activation"), chosen
-    est.params.update(flow="auto", activation=params.get("activation"))
-    return est
 
 
 def flow_hidden(hidden, training: dict, default: tuple[int, ...]) -> tuple[int, ...]:

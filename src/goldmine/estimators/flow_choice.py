@@ -1,16 +1,18 @@
 """The choice of flow of the flow estimators (npe, nle): one place for what `flow="auto"` adds to an `Estimator`.
 
 With flow="auto" a fit trains each candidate of `goldmine.nn.AUTO_FLOWS` (splines and an affine flow) and keeps the
-one of the lower validation loss, the held-out −log q up to a constant the same for both (`goldmine.nn.pick_flow`);
+one of the lower validation loss, the held-out −log q up to a constant the same for both (`pick_flow`);
 `flow_` names the flow fitted, the saved record carries it, and a fit that starts from earlier weights
 (`start_from`, sequential rounds) keeps their flow.
 """
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
 
-from ..nn import flow_candidates, pick_flow, restore_auto
+from ..nn import AUTO_FLOWS, flow_activation
 
 
 class FlowChoice:
@@ -47,3 +49,35 @@ class FlowChoice:
                 break
         for name, value in fits[pick_flow([(f["flow_"], f["history_"]) for f in fits])].items():
             setattr(self, name, value)
+
+
+def flow_candidates(flow: str, start: str | None) -> tuple[str, ...]:
+    """The flows a fit tries: the one named, the `AUTO_FLOWS` for "auto", or only `start`, the flow of the
+    weights the fit starts from (`Estimator.start_from`)."""
+    if start is not None:
+        return (start,)
+    return tuple(f for f, _ in AUTO_FLOWS) if flow == "auto" else (flow,)
+
+
+def pick_flow(fits: list[tuple[str, object]]) -> int:
+    """The index of the fit to keep among (flow, history) pairs: the lowest validation loss of the weights kept
+    (`kept_val_loss`, the held-out −log q up to a constant, so the lower E KL); the first fit when a loss is missing
+    or not finite (no validation rows)."""
+    losses = [h.get("kept_val_loss") if isinstance(h, dict) else None for _, h in fits]
+    if any(v is None or not math.isfinite(v) for v in losses):
+        return 0
+    return min(range(len(fits)), key=lambda i: losses[i])
+
+
+def restore_auto(restore, cls, config: dict, state: dict):
+    """`restore(cls, config, state)` (the base class's `_restore`) for a flow estimator, whose saved flow="auto"
+    model rebuilds the flow its fit chose (config["fitted"]["flow"]) and then keeps the settings as given."""
+    params = config["params"]
+    if params.get("flow") != "auto":
+        return restore(cls, config, state)
+    chosen = config["fitted"]["flow"]
+    concrete = {**params, "flow": chosen, "activation": flow_activation("auto", chosen, params.get("activation"))}
+    est = restore(cls, {**config, "params": concrete}, state)
+    est.flow, est.activation, est.flow_ = "auto", params.get("activation"), chosen
+    est.params.update(flow="auto", activation=params.get("activation"))
+    return est
