@@ -13,8 +13,12 @@ whose runs overflow 50 times in a row cannot be observed and is left out, counte
                     over the prior, to be compared with 95% ± its binomial standard error;
     log r̂ error     E[(Δℓ̂(x, θ) − Δℓ_ref(x, θ))²] with Δℓ(x, θ) = ℓ(θ) − ℓ(θ_ref) for one x, over the
                     held-out x and `--theta-points` θ ~ prior: the agreement of log r̂(x|θ, θ_ref)
-                    with a reference surrogate (alices, default settings) trained on `--reference-runs`
-                    (0: no reference, no such column);
+                    with a reference surrogate (`--reference-method`, default settings) trained on
+                    `--reference-runs` (0: no reference, no such column). Δℓ is free of a ratio's
+                    denominator, so a reference need not share the judged method's anchor; the default is
+                    nre on runs at θ ~ prior, since the runs at θ_ref teach an anchored method nothing where
+                    most of LV's x lie (benchmarks/README.md). Every fitted estimator is saved in DIR
+                    (estimator_N_method), and a rerun with a reference fills the errors of earlier entries;
     score error     for the ratio surrogates, E‖t̂(x|θ)‖² − 2·E[t̂(x|θ)·t(x, z|θ)] over `--score-runs` held-out
                     runs (x, z) at θ ~ prior with their joint score t: since E[t|x, θ] = ∇_θ log p(x|θ), it is
                     E‖t̂ − ∇_θ log p(x|θ)‖² − E‖∇_θ log p(x|θ)‖², the expected squared error of the surrogate's
@@ -51,8 +55,8 @@ overflowed runs are redrawn as for the observations, and a grid point whose firs
 finite x in 50 tries, as an unobservable θ*) gets no threshold and is outside every region (counted in
 "neyman_thresholds_grid"). Cost: T·g toys of n runs simulated once (g = --grid⁴ = 2401), and T·n·g² pairs
 (x, θ) per surrogate (5.8·10⁸ for T = 100, n = 1: ~10 minutes of one core at ~10⁶ pairs/s), shared by
---workers processes. The estimators are saved in DIR (estimator_N_method), so that a rerun with --neyman adds
-the regions to the entries of an earlier --neyman run without refitting. The measured regions and their
+--workers processes. A rerun with --neyman adds the regions to the earlier entries from their saved estimators,
+without refitting. The measured regions and their
 command are in benchmarks/README.md (`## lotka_volterra`, "Neyman regions at 10⁴ runs").
 
 Coverage and MSE are also reported apart for the θ* whose prey is gone by the first recorded point
@@ -61,7 +65,8 @@ c₂, and θ_ref never produces such x (the simulator's docstring).
 
 Usage:
     python benchmarks/lotka_volterra.py [--quick] [--budgets N ...] [--methods ...] [--thetas K]
-                                        [--reference-runs N] [--score-runs N] [--workers W] [--seed S]
+                                        [--reference-runs N] [--reference-method M] [--score-runs N]
+                                        [--workers W] [--seed S]
                                         [--train-seed S] [--neyman] [--calibration-toys T] [--out DIR]
 
 The paper's scale: --budgets 1000 10000 100000 --thetas 200 --reference-runs 1000000. A rerun with
@@ -119,14 +124,19 @@ def observations(sim, thetas: torch.Tensor, n_obs: int, seed: int) -> torch.Tens
 
 
 def fit(method: str, data, seed: int):
-    """The fitted surrogate of a method, with its default settings."""
+    """The fitted estimator of a method, with its default settings (`surrogate` makes it a likelihood)."""
     if method in RATIO or method in UNANCHORED:
         return gm.RatioEstimator(method, seed=seed, progress=False).fit(data)
     if method == "scandal":
         return gm.LikelihoodEstimator(method, seed=seed, progress=False).fit(data)
     if method == "sallino":
-        return gm.ScoreEstimator(method, seed=seed, progress=False).fit(data).likelihood_surrogate(data)
+        return gm.ScoreEstimator(method, seed=seed, progress=False).fit(data)
     raise ValueError(method)
+
+
+def surrogate(method: str, estimator, data):
+    """What inference reads: the estimator itself, or for sallino the histograms of its summary filled from data."""
+    return estimator.likelihood_surrogate(data) if method == "sallino" else estimator
 
 
 def delta_ell(model, x_obs: list, theta_points: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -137,6 +147,12 @@ def delta_ell(model, x_obs: list, theta_points: torch.Tensor, reference: torch.T
         ell = model.log_likelihood(grid, x[None])
         rows.append(ell[1:] - ell[0])
     return torch.stack(rows)
+
+
+def log_r_error_of(model, x_obs: list, theta_points: torch.Tensor, sim, reference: torch.Tensor) -> float:
+    """The mean squared difference of ℓ̂(θ) − ℓ̂(θ_ref) from the reference's, over the finite pairs."""
+    diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
+    return float(diff[torch.isfinite(diff)].pow(2).mean())
 
 
 def judge_surrogate(model, thetas, x_obs, grid) -> dict:
@@ -402,6 +418,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--grid", type=int, default=7, help="grid points per θ axis for the regions")
     parser.add_argument("--theta-points", type=int, default=50, help="θ ~ prior of the log r̂ comparison")
     parser.add_argument("--reference-runs", type=int, default=1_000_000, help="0: no reference surrogate")
+    parser.add_argument("--reference-method", choices=("nre", "alices"), default="nre",
+                        help="the reference surrogate's method (nre: runs at θ ~ prior, no anchor)")
     parser.add_argument("--score-runs", type=int, default=4000, help="held-out runs of the score error (0: none)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--neyman", action="store_true", help="also the Neyman regions of the ratio surrogates "
@@ -438,15 +456,20 @@ def main(argv=None) -> dict:
         timespec="seconds"), "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "engine": engine, "cpu_count": os.cpu_count(), "torch_threads": 1, "unobserved_thetas": unobserved,
         "prey_gone_at_once": gone,
+        "reference": ({"method": args.reference_method, "runs": args.reference_runs} if args.reference_runs else None),
         "runs": {}}
     json_path = args.out / "lotka_volterra.json"
     if json_path.exists():  # a rerun with the same settings keeps the (budget, method) entries already done
         old = json.loads(json_path.read_text())
         # settings that a rerun may change (the workers too: data, fits and toys do not depend on them)
-        free = ("methods", "budgets", "neyman", "calibration_toys", "workers")
+        # and the reference: a new one only makes the log r̂ errors computed again from the saved estimators
+        free = ("methods", "budgets", "neyman", "calibration_toys", "workers", "reference_runs", "reference_method")
         same = {k: v for k, v in old.get("args", {}).items() if k not in free}
         if same == {k: v for k, v in results["args"].items() if k not in free}:
             results["runs"] = old.get("runs", {})
+            if old.get("reference") != results["reference"]:
+                for run in results["runs"].values():
+                    run["log_r_error"] = None
 
     def simulate(n: int, name: str):
         return gm.simulate(sim, n, args.out / f"{name}.h5", seed=args.seed, workers=args.workers, progress=False)
@@ -454,17 +477,21 @@ def main(argv=None) -> dict:
     t = time.perf_counter()
     reference = None
     if args.reference_runs:
-        saved = args.out / f"reference_alices_{args.reference_runs}"
+        name = f"reference_{args.reference_method}_{args.reference_runs}"
+        saved = args.out / name
         if saved.exists():  # trained by an earlier run with the same settings
             reference_estimator = gm.load(saved)
         else:
-            reference_estimator = fit("alices", simulate(args.reference_runs, f"reference_{args.reference_runs}"),
-                                      args.seed)
+            layout = "prior" if args.reference_method in UNANCHORED else "pairs"
+            runs = gm.simulate(sim, args.reference_runs, args.out / f"{name}.h5", seed=args.seed, workers=args.workers,
+                               progress=False, layout=layout)
+            reference_estimator = fit(args.reference_method, runs, args.seed)
             reference_estimator.save(saved)
+            results["reference_seconds"] = time.perf_counter() - t
         reference_model = gm.inference.Model(reference_estimator, prior=sim)
         reference = delta_ell(reference_model, x_obs, theta_points, sim.reference)
-        results["reference_seconds"] = time.perf_counter() - t
-        print(f"reference surrogate (alices, {args.reference_runs} runs): {results['reference_seconds']:.0f} s")
+        print(f"reference surrogate ({args.reference_method}, {args.reference_runs} runs): "
+              f"{time.perf_counter() - t:.0f} s")
     held_out = None
     if args.score_runs:  # runs at θ ~ prior with their joint score, from a seed no training set uses
         held_out = gm.simulate(sim, args.score_runs, args.out / f"held_out_{args.score_runs}.h5", seed=args.seed + 5000,
@@ -481,9 +508,14 @@ def main(argv=None) -> dict:
         for method in args.methods:
             saved = args.out / f"estimator_{budget}_{method}"
             if f"{budget}/{method}" in results["runs"]:
-                if (args.neyman and method in NEYMAN and "neyman_volume" not in results["runs"][f"{budget}/{method}"]
-                        and saved.exists()):
+                run = results["runs"][f"{budget}/{method}"]
+                if args.neyman and method in NEYMAN and "neyman_volume" not in run and saved.exists():
                     neyman_models[method] = gm.inference.Model(gm.load(saved), prior=sim)
+                if reference is not None and run.get("log_r_error") is None and saved.exists():
+                    model = gm.inference.Model(surrogate(method, gm.load(saved), data), prior=sim)
+                    run["log_r_error"] = log_r_error_of(model, x_obs, theta_points, sim, reference)
+                    print(f"[{budget} runs] {method}: log r̂ error vs reference {run['log_r_error']:.4g}")
+                    write(results, json_path)
                 continue
             t = time.perf_counter()
             if method == "smc_abc":
@@ -492,15 +524,12 @@ def main(argv=None) -> dict:
             else:
                 estimator = fit(method, prior_data if method in UNANCHORED else data,
                                 args.seed if args.train_seed is None else args.train_seed)
-                model = gm.inference.Model(estimator, prior=sim)
-                if args.neyman and method in NEYMAN:  # kept for a rerun that adds the Neyman regions
-                    estimator.save(saved)
+                estimator.save(saved)  # kept for a rerun that adds the Neyman regions or a reference
+                model = gm.inference.Model(surrogate(method, estimator, data), prior=sim)
+                if args.neyman and method in NEYMAN:
                     neyman_models[method] = model
                 entry = judge_surrogate(model, thetas, x_obs, grid)
-                log_r_error = None
-                if reference is not None:
-                    diff = delta_ell(model, x_obs, theta_points, sim.reference) - reference
-                    log_r_error = float(diff[torch.isfinite(diff)].pow(2).mean())
+                log_r_error = None if reference is None else log_r_error_of(model, x_obs, theta_points, sim, reference)
                 if held_out is not None and isinstance(estimator, gm.RatioEstimator):
                     entry.update(score_error(estimator, held_out))
             results["runs"][f"{budget}/{method}"] = {
