@@ -89,6 +89,19 @@ def test_neyman_thresholds_are_chi2_where_wilks_holds_and_lower_at_the_edges(gal
     assert region.contains(torch.tensor([[0.5 * (low + high)]])).all()
 
 
+def test_neyman_judges_the_observation_by_its_toys_statistic(galton, x_galton):
+    """q_obs takes ℓ's maximum as the toys' q does (the grid's, refined by its quadratic), not from the MLE's own
+    search: the thresholds are quantiles of that statistic, so the observation is judged by the same one."""
+    region = confidence_region(galton, x_galton, level=0.68, method="neyman", grid=21, toys=20, progress=False)
+    ell = region.mle.grid_log_likelihood
+    top = float(Mesh(region.grid).maximum(ell[None])[0])
+    assert region.top == top
+    torch.testing.assert_close(region.q, (2 * (top - ell)).clamp(min=0.0), rtol=0, atol=0)
+    # off the grid the same statistic: at the grid points contains() is the region's own verdict
+    assert torch.equal(region.contains(region.grid), region.inside)
+    assert confidence_region(galton, x_galton, level=0.68).top is None  # Wilks keeps the MLE's maximum
+
+
 @pytest.mark.slow
 def test_neyman_does_not_depend_on_workers_or_backend(galton):
     Client = pytest.importorskip("dask.distributed").Client

@@ -88,6 +88,8 @@ class Region:
             independent toys (`goldmine.inference.toys`).
         window_edge: with a window, the grid points inside the region whose observed window maximum
             sits on the window's edge (θ̂ lies beyond their window: they are judged by the slope of ℓ).
+        top: neyman without a window: the maximum of ℓ that q is measured from, the one its toys use (the
+            grid's, refined by the quadratic through its best point's neighbours); None: the MLE's ℓ(θ̂).
         calibration: the check of a Wilks region by toys at θ̂ and the ends along each axis of a wider region
             (`confidence_region(check=...)`, `wilks_check.check_region`): {"toys" (per point), "coverage",
             "stderr" and "theta" (the lowest coverage and where), "coverage_toys" (the toys it is measured by:
@@ -109,6 +111,7 @@ class Region:
     window: int | None = None
     pool: int | None = None
     window_edge: int = 0
+    top: float | None = None
     calibration: dict | None = None
     # what contains() needs to evaluate q off the grid
     model: Model | None = field(default=None, repr=False, compare=False)
@@ -191,7 +194,10 @@ class Region:
         """The region's statistic at any θ (m, d) inside the prior → (m,): the profile q, or q_w over the
         window around θ (its points beyond the grid's box left out)."""
         if self.window is None:
-            return self.mle.q(self.model.log_likelihood(theta, self.x_obs, self.weights))
+            ell = self.model.log_likelihood(theta, self.x_obs, self.weights)
+            if self.top is None:
+                return self.mle.q(ell)
+            return (2.0 * (ell.clamp(min=self.top) - ell)).nan_to_num(nan=math.inf)  # as toys.point_statistic
         window = Window(self.grid, self.window)
         points, inside = window.points(theta, self.grid.amin(0), self.grid.amax(0))
         inside[:, window.centre] = True
@@ -458,10 +464,15 @@ def _region(model: Model, x: Tensor, weights, level, method, grid, sim, toys, se
     """The region; `plan` is the Neyman statistic's (window, pool) from `neyman_plan`."""
     fit = mle(model, x, grid=grid, weights=weights)
     window, pool = plan
-    q, edge, statistic = fit.q(fit.grid_log_likelihood), None, None
+    q, edge, statistic, top = fit.q(fit.grid_log_likelihood), None, None, None
     if window is not None:
         statistic = Window(grid, window)
         q, edge = (v[0] for v in statistic.statistic(fit.grid_log_likelihood[None]))
+    elif method == "neyman":
+        # the toys' statistic (`goldmine.inference.toys`): ℓ's maximum is the grid's, refined by its quadratic, not
+        # the MLE's own search; the thresholds are quantiles of that statistic, so the observation must be judged by it
+        top = float(Mesh(grid).maximum(fit.grid_log_likelihood[None])[0])
+        q = (2.0 * (top - fit.grid_log_likelihood)).clamp(min=0.0)
     if method == "wilks":
         threshold = torch.full((len(grid),), float(chi2.ppf(level, model.theta_dim)), dtype=DTYPE)
     else:
@@ -470,7 +481,7 @@ def _region(model: Model, x: Tensor, weights, level, method, grid, sim, toys, se
     inside = q <= threshold
     region = Region(method, float(level), grid, q, threshold, inside, fit,
                     toys=toys if method == "neyman" else 0, window=window, pool=pool,
-                    window_edge=0 if edge is None else int((edge & inside).sum()),
+                    window_edge=0 if edge is None else int((edge & inside).sum()), top=top,
                     model=model, x_obs=x, weights=weights)
     if model.theta_dim == 1:
         region.segments = _segments(region)
