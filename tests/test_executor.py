@@ -100,6 +100,9 @@ def test_the_guard_check_sees_the_guard(tmp_path, monkeypatch):
 
     assert at(4) is None  # inside `if __name__ == "__main__":`
     assert at(1) == f"{script}:1" and at(6) == f"{script}:6"  # outside it, and in its else branch
+    # the script edited while it runs (the guard gone): the check keeps the text the running code came from
+    script.write_text("import os\n\nx = 1\n")
+    assert at(4) is None
 
 
 def test_a_cluster_without_dask_names_the_extra(monkeypatch):

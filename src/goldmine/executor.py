@@ -296,16 +296,37 @@ def unguarded_main_call() -> str | None:
     if frame is None:
         return None
     line = frame.f_lineno
+    text = remember_main_source()
+    if text is None:
+        return None
     try:
-        with open(path, encoding="utf-8") as source:
-            tree = ast.parse(source.read(), path)
-    except (OSError, SyntaxError, ValueError):
+        tree = ast.parse(text, path)
+    except (SyntaxError, ValueError):
         return None
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and _is_main_test(node.test) and node.body:
             if node.body[0].lineno <= line <= (node.body[-1].end_lineno or node.body[-1].lineno):
                 return None
     return f"{path}:{line}"
+
+
+def remember_main_source() -> str | None:
+    """The main script's text, read once and kept (from `import goldmine` on): the running code is what was
+    read at start, so an edit of the file while the script runs must not change what the guard check sees."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return None
+    if str(path) not in _MAIN_SOURCES:
+        try:
+            with open(path, encoding="utf-8") as source:
+                _MAIN_SOURCES[str(path)] = source.read()
+        except (OSError, ValueError):
+            return None
+    return _MAIN_SOURCES[str(path)]
+
+
+_MAIN_SOURCES: dict[str, str] = {}
+remember_main_source()
 
 
 def _caller_level() -> int:
