@@ -13,7 +13,8 @@ method runs with its default settings: goldmine's posteriors through `gm.inferen
 (npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler); npe1 and snpe (nle1 and snle) are npe
 (nle) through `gm.infer` with every run at θ from the prior (npe1, nle1, and nre1 for nre: one round) or from
 the rounds' proposals
-(snpe, snle: ROUNDS rounds for the one observation, `goldmine.sequential`), sbi's through `build_posterior()`
+(snpe, snle: `--rounds` rounds, 3 by default, for the one observation, `goldmine.sequential`), sbi's through
+`build_posterior()`
 (NPE: rejection in the prior's support; NLE_A and NRE_A: sbi's default MCMC, slice_np_vectorized).
 
 The quality is sbibm's C2ST (`sbibm.metrics.c2st`: an MLP classifier, sbibm's own settings,
@@ -23,7 +24,7 @@ of sbibm's reference posterior draws, for observations 1..`--observations` (sbib
 
 Usage (sbi and sbibm come with the `bench` extra, see benchmarks/README.md):
     python benchmarks/sbibm.py [--tasks two_moons ...] [--budgets 1000 ...] [--methods npe sbi_npe ...]
-                               [--observations 10] [--samples 1000] [--folds 5] [--out DIR] [--report]
+                               [--observations 10] [--samples 1000] [--folds 5] [--rounds 3] [--out DIR] [--report]
 
 DIR/sbibm.json is rewritten after every entry (task, budget, method, observation); a rerun into the same
 DIR skips the finished entries and retries the failed ones. DIR/sbibm.png shows the C2ST of every entry;
@@ -261,6 +262,7 @@ def plot(entries, path: Path) -> Path:
 
 
 def main(argv=None) -> None:
+    global ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
@@ -270,6 +272,7 @@ def main(argv=None) -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "sbibm")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of snpe and snle (in each entry's sampler)")
     parser.add_argument("--report", action="store_true", help="redraw the table and PNG from DIR/sbibm.json, no runs")
     args = parser.parse_args(argv)
     if args.report:
@@ -278,6 +281,7 @@ def main(argv=None) -> None:
         print(f"plot: {plot(entries, args.out / 'sbibm.png')}")
         return
     sbibm, c2st = need_sbibm()
+    ROUNDS = args.rounds
     torch.set_num_threads(1)
     path = args.out / "sbibm.json"
     results = resume(path)
