@@ -2,7 +2,6 @@
 fast per-toy statistic against the full fit, and bad input."""
 
 import math
-import time
 
 import pytest
 import torch
@@ -27,9 +26,7 @@ def galton():
 @pytest.mark.parametrize("level", [0.68, 0.95])
 def test_regions_cover_the_truth_at_the_nominal_rate(galton, level, method):
     toys = 400
-    start = time.perf_counter()
     out = coverage(galton, [0.3], n_obs=100, level=level, method=method, toys=toys, seed=11)
-    elapsed = time.perf_counter() - start
     assert (out["toys"], out["level"], out["method"]) == (toys, level, method)
     # binomial error of the checked toys, plus for Neyman that of the threshold's own 400 toys
     variance = level * (1 - level) / toys * (2 if method == "neyman" else 1)
@@ -40,7 +37,6 @@ def test_regions_cover_the_truth_at_the_nominal_rate(galton, level, method):
         assert out["threshold"] == chi2.ppf(level, 1)
     else:  # Wilks holds here, so the calibrated threshold is near the χ² quantile
         assert abs(out["threshold"] - chi2.ppf(level, 1)) < 0.5 * chi2.ppf(level, 1)
-    assert elapsed < 5.0  # shared grid evaluations: a fraction of a second on an idle core
 
 
 @pytest.mark.slow

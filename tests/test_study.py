@@ -134,9 +134,7 @@ def test_run_rerun_and_edits(tmp_path):
     files = sorted(p for p in out.rglob("*") if p.is_file())
     stamps = [p.stat().st_mtime_ns for p in files]
     lines = Lines()
-    start = time.perf_counter()
     assert run(path, progress=False, echo=lines.append) == results
-    assert time.perf_counter() - start < 5
     stages = [line for line in lines[: lines.index("")]]
     assert len(stages) == 13 and all(line.endswith("done earlier") or "done earlier:" in line for line in stages)
     assert [p.stat().st_mtime_ns for p in files] == stamps
