@@ -10,12 +10,12 @@ A budget N is simulator runs. goldmine draws its data set with `gm.simulate(sim,
 runs at θ ~ prior, half at θ_ref, the library's default design; npe trains on the N/2 runs at θ);
 sbi gets N fresh runs at θ ~ prior (`benchmarks/peers.py`'s `prior_pairs`, sbi's own design). Every
 method runs with its default settings: goldmine's posteriors through `gm.inference.posterior`
-(npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler); npe1 and snpe (nle1 and snle) are npe
-(nle) through `gm.infer` with every run at θ from the prior (npe1, nle1, and nre1 for nre: one round) or from
-the rounds' proposals
-(snpe, snle: `--rounds` rounds, 3 by default, for the one observation, `goldmine.sequential`), sbi's through
-`build_posterior()`
-(NPE: rejection in the prior's support; NLE_A and NRE_A: sbi's default MCMC, slice_np_vectorized).
+(npe: direct draws; nle, nre, alices, rascal, scandal: its default sampler); npe1 and snpe (nle1 and snle, nre1 and
+snre) are npe (nle, nre) through `gm.infer` with every run at θ from the prior (npe1, nle1, nre1: one round) or from
+the rounds' proposals (snpe, snle, snre: `--rounds` rounds, 3 by default, for the one observation,
+`goldmine.sequential`), sbi's through `build_posterior()` (NPE: rejection in the prior's support; NLE_A and NRE_A:
+sbi's default MCMC, slice_np_vectorized). sbi_snpe, sbi_snle and sbi_snre are sbi's sequential SNPE_C (APT),
+SNLE_A and SNRE_A over the same rounds, each later round at θ from sbi's posterior of the round before.
 
 The quality is sbibm's C2ST (`sbibm.metrics.c2st`: an MLP classifier, sbibm's own settings,
 `--folds` stratified folds, 5 by default as in sbibm) between `--samples` posterior draws and as many
@@ -56,16 +56,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import goldmine as gm  # noqa: E402
 from goldmine.simulators.base import box_bounds  # noqa: E402
 from mining_speed import machine_info  # noqa: E402
-from peers import _fit, _f32, prior_pairs  # noqa: E402
+from peers import _NoTracker, _fit, _f32, _sbi_inference, prior_pairs  # noqa: E402
 from sample_efficiency import resume, write  # noqa: E402
 
 TASKS = ("two_moons", "slcp", "gaussian_linear", "gaussian_mixture", "bernoulli_glm")
 BUDGETS = (1_000, 10_000, 100_000)
-METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "nle1", "snle", "nre1", "sbi_npe",
-           "sbi_nle", "sbi_nre")
+METHODS = ("npe", "nle", "nre", "alices", "rascal", "scandal", "npe1", "snpe", "nle1", "snle", "nre1", "snre",
+           "sbi_npe", "sbi_nle", "sbi_nre", "sbi_snpe", "sbi_snle", "sbi_snre")
 #: the methods run through `gm.infer`, every run at θ from the prior (one round) or the rounds' proposals
-INFER = {"npe1": ("npe", 1), "snpe": ("npe", None), "nle1": ("nle", 1), "snle": ("nle", None), "nre1": ("nre", 1)}
-#: rounds of `snpe`: `gm.infer(..., method="npe", rounds=ROUNDS)`, the budget split evenly over them
+INFER = {"npe1": ("npe", 1), "snpe": ("npe", None), "nle1": ("nle", 1), "snle": ("nle", None), "nre1": ("nre", 1),
+         "snre": ("nre", None)}
+#: sbi's classes of its single-round and sequential peers
+SBI = {"sbi_npe": "NPE_C", "sbi_nle": "NLE_A", "sbi_nre": "NRE_A", "sbi_snpe": "SNPE_C", "sbi_snle": "SNLE_A",
+       "sbi_snre": "SNRE_A"}
+#: rounds of the sequential methods (snpe, snle, snre and sbi's): `gm.infer(..., rounds=ROUNDS)`, the budget split
+#: evenly over them
 ROUNDS = 3
 BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
 GOLD = ("alices", "rascal", "scandal")  # gold: ratio methods (log r and t) and a likelihood method (t only)
@@ -148,7 +153,7 @@ def sbi_draws(method, sim, budget, x_obs, n, seed, prior=None):
     low, high = box_bounds(sim.prior)
     if low is None and prior is None:
         raise ValueError(f"{sim.name}'s prior is no box: pass the task's prior to sbi_draws.")
-    trainer, net = _fit({"sbi_npe": "NPE_C", "sbi_nle": "NLE_A", "sbi_nre": "NRE_A"}[method], theta, x, low, high,
+    trainer, net = _fit(SBI[method], theta, x, low, high,
                         seed, None, prior=None if low is not None else prior)
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(seed)
@@ -157,13 +162,42 @@ def sbi_draws(method, sim, budget, x_obs, n, seed, prior=None):
     return draws.double(), "sbi default"
 
 
+def sbi_sequential_draws(method, sim, budget, x_obs, n, seed, prior=None):
+    """sbi's sequential inference as its tutorial runs it: ROUNDS rounds of budget/ROUNDS runs, the first at θ ~ prior,
+    each later one at θ from the last round's posterior at x_obs (`set_default_x`), one trainer appending every
+    round's runs (SNPE_C with each round's proposal: APT's atomic loss), sbi's default training and sampling; every
+    run of every round counts."""
+    inference = _sbi_inference()
+    from sbi.utils import BoxUniform
+
+    low, high = box_bounds(sim.prior)
+    x_o = _f32(x_obs).reshape(1, -1)
+    generator = torch.Generator().manual_seed(10_000 + seed)
+    sizes = [budget // ROUNDS + (r < budget % ROUNDS) for r in range(ROUNDS)]
+    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
+        torch.manual_seed(seed)
+        sbi_prior = BoxUniform(low=_f32(low), high=_f32(high)) if low is not None else prior
+        trainer = getattr(inference, SBI[method])(prior=sbi_prior, show_progress_bars=False, tracker=_NoTracker())
+        proposal = sbi_prior
+        for size in sizes:
+            theta = proposal.sample((size,)).reshape(size, -1)
+            x = sim.sample(theta.double(), generator=generator).x.float()
+            extra = {"proposal": proposal} if method == "sbi_snpe" else {}
+            net = trainer.append_simulations(theta, x, **extra).train()
+            proposal = trainer.build_posterior(net).set_default_x(x_o)
+        draws = proposal.sample((n,), show_progress_bars=False)
+    return draws.double(), f"sbi default, {ROUNDS} rounds"
+
+
 def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
     task = sbibm.get_task(task_name)
     sim = goldmine_simulator(task)
     x_obs = task.get_observation(k).double()
     reference = task.get_reference_posterior_samples(k)[:args.samples]
     start = time.time()
-    if method.startswith("sbi_"):
+    if method.startswith("sbi_s"):
+        draws, sampler = sbi_sequential_draws(method, sim, budget, x_obs, args.samples, args.seed, task.get_prior_dist())
+    elif method.startswith("sbi_"):
         draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed, task.get_prior_dist())
     elif method in INFER:
         draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed, cache)
@@ -272,7 +306,7 @@ def main(argv=None) -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "sbibm")
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of snpe and snle (in each entry's sampler)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds of the sequential methods, goldmine's and sbi's (in each entry's sampler)")
     parser.add_argument("--report", action="store_true", help="redraw the table and PNG from DIR/sbibm.json, no runs")
     args = parser.parse_args(argv)
     if args.report:
