@@ -389,12 +389,12 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
     methods = sorted({r["method"] for r in results["runs"].values()}, key=(*METHODS, *UNANCHORED).index)
     for ax, (key, label) in zip(axes, metrics):
-        for m in methods:
+        for i, m in enumerate(methods):  # a method keeps its colour in every panel, also where it has no points
             runs = sorted((r for r in results["runs"].values() if r["method"] == m), key=lambda r: r["budget"])
             ys = [r["summary"][key] if key in r["summary"] else r.get(key) for r in runs]
             pts = [(r["budget"], y) for r, y in zip(runs, ys) if y is not None]
             if pts:
-                ax.plot(*zip(*pts), "o-", label=m)
+                ax.plot(*zip(*pts), "o-", label=m, color=f"C{i % 10}")
         ax.set_xscale("log")
         ax.set_xlabel("simulator runs")
         ax.set_title(label)
