@@ -69,8 +69,7 @@ INFER = {"npe1": ("npe", 1), "snpe": ("npe", None), "nle1": ("nle", 1), "snle": 
 #: sbi's classes of its single-round and sequential peers
 SBI = {"sbi_npe": "NPE_C", "sbi_nle": "NLE_A", "sbi_nre": "NRE_A", "sbi_snpe": "SNPE_C", "sbi_snle": "SNLE_A",
        "sbi_snre": "SNRE_A"}
-#: rounds of the sequential methods (snpe, snle, snre and sbi's): `gm.infer(..., rounds=ROUNDS)`, the budget split
-#: evenly over them
+#: the default rounds (`--rounds`) of the sequential methods (snpe, snle, snre and sbi's), the budget split evenly over them
 ROUNDS = 3
 BUILTIN = {"two_moons": "TwoMoons", "slcp": "SLCP"}
 GOLD = ("alices", "rascal", "scandal")  # gold: ratio methods (log r and t) and a likelihood method (t only)
@@ -122,14 +121,14 @@ def goldmine_draws(method, data, sim, x_obs, n, seed):
     return post.sample(n, generator=torch.Generator().manual_seed(seed)), getattr(post, "sampler", "direct")
 
 
-def infer_draws(method, sim, budget, x_obs, n, seed, cache=None):
+def infer_draws(method, sim, budget, x_obs, n, seed, cache=None, rounds=ROUNDS):
     """npe or nle through `gm.infer`, every run at θ from the prior or the round's proposal: one round (npe1,
-    nle1) or ROUNDS sequential rounds for this observation (snpe, snle); the budget counts the runs of every
+    nle1) or `rounds` sequential rounds for this observation (snpe, snle, snre); the budget counts the runs of every
     round. One round does not depend on the observation (θ ~ prior, the same seed): its estimator is kept in
     `cache` and the next observation's posterior built from it as `gm.infer` builds it, instead of the same fit
     again."""
-    name, rounds = INFER[method]
-    rounds = rounds or ROUNDS
+    name, one = INFER[method]
+    rounds = one or rounds
     key = ("infer", sim.name, method, budget, seed)
     if rounds == 1 and cache is not None and key in cache:
         est = cache[key]
@@ -162,8 +161,8 @@ def sbi_draws(method, sim, budget, x_obs, n, seed, prior=None):
     return draws.double(), "sbi default"
 
 
-def sbi_sequential_draws(method, sim, budget, x_obs, n, seed, prior=None):
-    """sbi's sequential inference as its tutorial runs it: ROUNDS rounds of budget/ROUNDS runs, the first at θ ~ prior,
+def sbi_sequential_draws(method, sim, budget, x_obs, n, seed, prior=None, rounds=ROUNDS):
+    """sbi's sequential inference as its tutorial runs it: `rounds` rounds of budget/rounds runs, the first at θ ~ prior,
     each later one at θ from the last round's posterior at x_obs (`set_default_x`), one trainer appending every
     round's runs (SNPE_C with each round's proposal: APT's atomic loss), sbi's default training and sampling; every
     run of every round counts."""
@@ -173,7 +172,7 @@ def sbi_sequential_draws(method, sim, budget, x_obs, n, seed, prior=None):
     low, high = box_bounds(sim.prior)
     x_o = _f32(x_obs).reshape(1, -1)
     generator = torch.Generator().manual_seed(10_000 + seed)
-    sizes = [budget // ROUNDS + (r < budget % ROUNDS) for r in range(ROUNDS)]
+    sizes = [budget // rounds + (r < budget % rounds) for r in range(rounds)]
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
         torch.manual_seed(seed)
         sbi_prior = BoxUniform(low=_f32(low), high=_f32(high)) if low is not None else prior
@@ -186,7 +185,7 @@ def sbi_sequential_draws(method, sim, budget, x_obs, n, seed, prior=None):
             net = trainer.append_simulations(theta, x, **extra).train()
             proposal = trainer.build_posterior(net).set_default_x(x_o)
         draws = proposal.sample((n,), show_progress_bars=False)
-    return draws.double(), f"sbi default, {ROUNDS} rounds"
+    return draws.double(), f"sbi default, {rounds} rounds"
 
 
 def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
@@ -196,11 +195,12 @@ def run_entry(sbibm, c2st, task_name, budget, method, k, args, cache):
     reference = task.get_reference_posterior_samples(k)[:args.samples]
     start = time.time()
     if method.startswith("sbi_s"):
-        draws, sampler = sbi_sequential_draws(method, sim, budget, x_obs, args.samples, args.seed, task.get_prior_dist())
+        draws, sampler = sbi_sequential_draws(method, sim, budget, x_obs, args.samples, args.seed, task.get_prior_dist(),
+                                              args.rounds)
     elif method.startswith("sbi_"):
         draws, sampler = sbi_draws(method, sim, budget, x_obs, args.samples, args.seed, task.get_prior_dist())
     elif method in INFER:
-        draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed, cache)
+        draws, sampler = infer_draws(method, sim, budget, x_obs, args.samples, args.seed, cache, args.rounds)
     else:
         if method in GOLD and not (task_name in BUILTIN):
             raise ValueError(f"{method} needs gold: {task_name} runs as a black box here")
@@ -296,7 +296,6 @@ def plot(entries, path: Path) -> Path:
 
 
 def main(argv=None) -> None:
-    global ROUNDS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
@@ -315,7 +314,6 @@ def main(argv=None) -> None:
         print(f"plot: {plot(entries, args.out / 'sbibm.png')}")
         return
     sbibm, c2st = need_sbibm()
-    ROUNDS = args.rounds
     torch.set_num_threads(1)
     path = args.out / "sbibm.json"
     results = resume(path)
